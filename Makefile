@@ -1,0 +1,52 @@
+# Everything a fresh machine with Python 3.11 and pip needs: make demo, make test, make dev.
+PYTHON ?= python3
+MLOPS_HOME ?= .mlops
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+SYNCED := $(VENV)/.synced
+DAGSTER_PORT ?= 3000
+
+export MLOPS_HOME
+
+.PHONY: install demo dev test lint format bench lock clean
+
+# uv lives in its own venv: `uv sync` removes from .venv whatever the lock does not list.
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(SYNCED): uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+install: $(SYNCED)
+
+demo: install
+	$(VENV)/bin/mlops-assets demo
+
+dev: install
+	$(VENV)/bin/mlops-assets instance
+	DAGSTER_HOME=$(abspath $(MLOPS_HOME))/dagster env --default-signal=INT,TERM \
+		$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: lint
+	$(VENV)/bin/pytest
+
+bench: install
+	$(VENV)/bin/python bench/pipeline.py
+
+lock: | $(UV)
+	$(UV) lock
+
+clean:
+	rm -rf $(MLOPS_HOME)

@@ -1,0 +1,96 @@
+"""Jobs and sensors: what runs together, and what starts it."""
+
+import posixpath
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from mlops_assets.data.assets import (
+    LANDING_PREFIX,
+    landed_batch,
+    landed_files,
+    training_data,
+    validated_batch,
+)
+from mlops_assets.instance import STAGE_TAG
+from mlops_assets.registry.assets import registered_model
+from mlops_assets.storage import Storage, StorageResource, StoredFile
+
+RUN_KEY_TAG = "dagster/run_key"
+SENSOR_NAME_TAG = "dagster/sensor_name"
+LANDING_SENSOR = "landing_sensor"
+MAX_RUNS_PER_TICK = 25
+
+ingest_job = dg.define_asset_job(
+    "ingest_job",
+    selection=dg.AssetSelection.assets(landed_batch, validated_batch),
+    partitions_def=landed_files,
+    tags={STAGE_TAG: "ingest"},
+    description="One landed file: copy, check (parse, schema, nulls, ranges, distribution), validate.",
+)
+
+retraining_job = dg.define_asset_job(
+    "retraining_job",
+    selection=dg.AssetSelection.assets(training_data).downstream()
+    & dg.AssetSelection.assets(registered_model).upstream(),
+    tags={STAGE_TAG: "training"},
+    description="Training snapshot -> candidate (Pipes) -> evaluation -> registration (or a clean skip).",
+)
+
+
+def is_ready(file: StoredFile) -> bool:
+    """Uploaders write to a dot-, underscore- or .tmp/.part-named file, then rename it into place."""
+    name = file.name
+    return not (name.startswith((".", "_")) or name.endswith((".tmp", ".part")) or ".tmp-" in name)
+
+
+@dataclass
+class LandingPlan:
+    new_partitions: list[str] = field(default_factory=list)
+    run_requests: list[dg.RunRequest] = field(default_factory=list)
+
+
+def _has_run(instance: dg.DagsterInstance, run_key: str) -> bool:
+    return bool(instance.get_run_ids(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1))
+
+
+def plan_landing(
+    storage: Storage, instance: dg.DagsterInstance, limit: int = MAX_RUNS_PER_TICK
+) -> LandingPlan:
+    """New or changed files under landing/: decided from the instance (partitions, run keys)."""
+    existing = set(instance.get_dynamic_partitions(landed_files.name))
+    plan = LandingPlan()
+    for file in storage.list_files(LANDING_PREFIX):
+        if not is_ready(file):
+            continue
+        key = posixpath.relpath(file.path, LANDING_PREFIX)
+        run_key = f"{key}@{file.version}"
+        if _has_run(instance, run_key):
+            continue
+        if key not in existing:
+            plan.new_partitions.append(key)
+        plan.run_requests.append(dg.RunRequest(partition_key=key, run_key=run_key, job_name=ingest_job.name))
+        if len(plan.run_requests) >= limit:
+            break
+    return plan
+
+
+def build_landing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=LANDING_SENSOR,
+        job=ingest_job,
+        minimum_interval_seconds=30,
+        default_status=default_status,
+        description="A new or changed file under landing/ becomes a partition and one ingest_job run.",
+    )
+    def landing_sensor(context: dg.SensorEvaluationContext, storage: StorageResource) -> dg.SensorResult:
+        plan = plan_landing(storage.get(), context.instance)
+        requests = [landed_files.build_add_request(plan.new_partitions)] if plan.new_partitions else []
+        return dg.SensorResult(run_requests=plan.run_requests, dynamic_partitions_requests=requests)
+
+    return landing_sensor
+
+
+def build_automation_defs(running: bool) -> dg.Definitions:
+    status = dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED
+    return dg.Definitions(jobs=[ingest_job, retraining_job], sensors=[build_landing_sensor(status)])

@@ -1,0 +1,95 @@
+"""The ``mlops-assets`` command. Import-light: each command imports what it needs when it runs."""
+
+import argparse
+import sys
+
+from mlops_assets.settings import get_settings
+
+
+def _storage():
+    from mlops_assets.storage import Storage
+
+    return Storage(get_settings().storage_root)
+
+
+def cmd_seed(_: argparse.Namespace) -> int:
+    from mlops_assets.data.seed import seed
+
+    settings = get_settings()
+    if settings.profile != "local":
+        print("note: seeding writes the sample data into the configured storage, as you asked")
+    report = seed(_storage())
+    print(f"seeded {get_settings().storage_root}: wrote {', '.join(report.written) or 'nothing'}")
+    if report.unchanged:
+        print(f"already there, unchanged: {', '.join(report.unchanged)}")
+    return 0
+
+
+def cmd_demo(_: argparse.Namespace) -> int:
+    from mlops_assets.demo import run_demo
+
+    return run_demo(get_settings())
+
+
+def cmd_instance(_: argparse.Namespace) -> int:
+    from mlops_assets.instance import write_instance_config
+
+    print(write_instance_config(get_settings().dagster_home))
+    return 0
+
+
+def cmd_land(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    source = Path(args.file)
+    if not source.is_file():
+        print(f"{source}: no such file", file=sys.stderr)
+        return 2
+    name = args.name or source.name
+    uri = _storage().write_bytes(f"landing/{name}", source.read_bytes())
+    print(f"landed {source} as {uri}")
+    return 0
+
+
+def cmd_versions(_: argparse.Namespace) -> int:
+    from mlops_assets.profiles import resources_for
+
+    registry = resources_for(get_settings())["registry"].get_registry()
+    versions = registry.list_versions()
+    if not versions:
+        print("no registered versions yet")
+    for v in versions:
+        aliases = f" [{', '.join(v.aliases)}]" if v.aliases else ""
+        print(
+            f"{registry.model_name} v{v.version}{aliases}: mse {v.tags.get('mse')} data {v.tags.get('data_version')}"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlops-assets", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("seed", help="write the diabetes sample files into storage").set_defaults(
+        func=cmd_seed
+    )
+    commands.add_parser("demo", help="seed, ingest, retrain, land the held-back file, again").set_defaults(
+        func=cmd_demo
+    )
+    commands.add_parser("instance", help="write MLOPS_HOME/dagster/dagster.yaml").set_defaults(
+        func=cmd_instance
+    )
+    land = commands.add_parser("land", help="copy a local file into landing/ in storage")
+    land.add_argument("file")
+    land.add_argument("--name", help="file name under landing/ (default: the file's own)")
+    land.set_defaults(func=cmd_land)
+    commands.add_parser("versions", help="list registered model versions").set_defaults(func=cmd_versions)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

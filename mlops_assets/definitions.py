@@ -1,0 +1,30 @@
+"""The code location: each domain's definitions, merged, with the profile's resources."""
+
+import warnings
+
+import dagster as dg
+
+from mlops_assets.settings import Settings, get_settings
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    from mlops_assets.automation import build_automation_defs
+    from mlops_assets.data.definitions import defs as data_defs
+    from mlops_assets.profiles import resources_for
+    from mlops_assets.registry.definitions import defs as registry_defs
+    from mlops_assets.training.definitions import defs as training_defs
+
+    domains = dg.Definitions.merge(data_defs, training_defs, registry_defs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)  # source-code links are beta in 1.13
+        assets = dg.with_source_code_references(list(domains.assets or []))
+    linked = dg.Definitions(
+        assets=assets,
+        asset_checks=domains.asset_checks,
+        executor=dg.in_process_executor,  # per-step subprocesses re-import the world (~18 s vs ~2.5 s)
+        resources=resources_for(settings),
+    )
+    return dg.Definitions.merge(linked, build_automation_defs(running=settings.profile == "local"))
+
+
+defs = build_definitions(get_settings())

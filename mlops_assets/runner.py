@@ -1,0 +1,144 @@
+"""Runs started in-process (demo, CLI), tagged exactly as the daemon would tag them."""
+
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from mlops_assets.automation import LANDING_SENSOR, RUN_KEY_TAG, SENSOR_NAME_TAG, plan_landing
+from mlops_assets.data.assets import landed_files
+from mlops_assets.instance import STAGE_TAG
+from mlops_assets.storage import Storage
+
+
+@contextmanager
+def stage_lock(lock_dir: Path, stage: str) -> Iterator[None]:
+    """One in-process run per stage at a time across processes (the run queue covers daemon runs)."""
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{stage}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def execute(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    job_name: str,
+    lock_dir: Path,
+    partition_key: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> dg.ExecuteInProcessResult:
+    job = defs.resolve_job_def(job_name)
+    # The run's own event log keeps every DEBUG event; the console gets only warnings and errors.
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    with stage_lock(lock_dir, job.tags.get(STAGE_TAG, job_name)):
+        return job.execute_in_process(
+            run_config=quiet,
+            instance=instance,
+            partition_key=partition_key,
+            tags=tags or {},
+            raise_on_error=False,
+        )
+
+
+def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
+    messages = []
+    for event in result.all_events:
+        if not event.is_step_failure:
+            continue
+        data = event.step_failure_data
+        if data.user_failure_data and data.user_failure_data.description:
+            messages.append(data.user_failure_data.description)
+        elif data.error is not None:
+            messages.append(data.error.message.strip().splitlines()[-1])
+    return messages
+
+
+@dataclass
+class IngestOutcome:
+    partition: str
+    run_id: str
+    success: bool
+    rows: int | None = None
+    failed_checks: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _ingest_outcome(partition: str, result: dg.ExecuteInProcessResult) -> IngestOutcome:
+    outcome = IngestOutcome(partition, result.run_id, result.success)
+    for evaluation in result.get_asset_check_evaluations():
+        if evaluation.passed:
+            continue
+        message = (
+            str(evaluation.metadata["message"].value)
+            if "message" in evaluation.metadata
+            else evaluation.check_name
+        )
+        if evaluation.severity == dg.AssetCheckSeverity.WARN:
+            outcome.warnings.append(message)
+        else:
+            outcome.failed_checks.append(message)
+    for materialization in result.asset_materializations_for_node("validated_batch"):
+        outcome.rows = int(materialization.metadata["rows"].value)
+    if not result.success and not outcome.failed_checks:
+        outcome.errors = failure_messages(result)
+    return outcome
+
+
+def ingest_new_files(
+    defs: dg.Definitions, instance: dg.DagsterInstance, storage: Storage, lock_dir: Path
+) -> list[IngestOutcome]:
+    """Evaluate the landing sensor's plan and run each request in-process, as the daemon would."""
+    plan = plan_landing(storage, instance)
+    if plan.new_partitions:
+        instance.add_dynamic_partitions(landed_files.name, plan.new_partitions)
+    outcomes = []
+    for request in plan.run_requests:
+        tags = {**request.tags, RUN_KEY_TAG: request.run_key, SENSOR_NAME_TAG: LANDING_SENSOR}
+        result = execute(defs, instance, request.job_name, lock_dir, request.partition_key, tags)
+        outcomes.append(_ingest_outcome(request.partition_key, result))
+    return outcomes
+
+
+@dataclass
+class RetrainOutcome:
+    run_id: str
+    success: bool
+    training_data: dict[str, Any] | None = None
+    candidate: dict[str, Any] | None = None
+    evaluation: dict[str, Any] | None = None
+    registered: dict[str, Any] | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def _output(result: dg.ExecuteInProcessResult, node: str) -> Any:
+    try:
+        return result.output_for_node(node)
+    except dg.DagsterInvariantViolationError:  # not produced (failed, or a clean skip)
+        return None
+
+
+def retrain(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    lock_dir: Path,
+    tags: dict[str, str] | None = None,
+) -> RetrainOutcome:
+    result = execute(defs, instance, "retraining_job", lock_dir, tags=tags)
+    return RetrainOutcome(
+        run_id=result.run_id,
+        success=result.success,
+        training_data=_output(result, "training_data"),
+        candidate=_output(result, "candidate_model"),
+        evaluation=_output(result, "model_evaluation"),
+        registered=_output(result, "registered_model"),
+        errors=[] if result.success else failure_messages(result),
+    )

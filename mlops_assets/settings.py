@@ -1,0 +1,81 @@
+"""Typed settings from the environment: the only module that reads ``os.environ``.
+
+Import-light on purpose (pydantic only): the scoring service and the CLI import it before anything
+heavy, and it switches off the telemetry of the libraries that phone home *before* they are
+imported anywhere else.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Set before MLflow, Azure Monitor or OpenTelemetry are imported; setdefault lets an operator opt in.
+_NO_PHONE_HOME = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+    # The Azure resource detector probes the instance metadata address 169.254.169.254.
+    "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "otel",
+}
+for _name, _value in _NO_PHONE_HOME.items():
+    os.environ.setdefault(_name, _value)
+
+
+class Settings(BaseSettings):
+    """Every knob of the system, read from ``MLOPS_*`` environment variables.
+
+    Defaults give the ``local`` profile: everything under ``MLOPS_HOME`` and no server to start.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MLOPS_", extra="ignore")
+
+    profile: Literal["local", "azure"] = "local"
+    home: Path = Field(default=Path(".mlops"), description="Where every run writes (git-ignored).")
+    storage_url: str | None = Field(
+        default=None, description="fsspec URL of the storage root; default MLOPS_HOME/storage."
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="MLflow store; default a SQLite file under MLOPS_HOME/mlflow."
+    )
+    model_name: str = "diabetes-ridge"
+
+    ridge_alpha: float = Field(default=0.5, gt=0)
+    holdout_percent: int = Field(default=20, gt=0, lt=100)
+    min_improvement: float = Field(
+        default=0.0, ge=0, lt=1, description="Relative mse improvement a candidate must beat."
+    )
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home_dir / "dagster"
+
+    @property
+    def storage_root(self) -> str:
+        return self.storage_url or (self.home_dir / "storage").as_uri()
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home_dir / 'mlflow' / 'mlflow.db'}"
+
+    @property
+    def registry_artifact_root(self) -> str:
+        return (self.home_dir / "mlflow" / "artifacts").as_uri()
+
+    @property
+    def lock_dir(self) -> Path:
+        return self.home_dir / "locks"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
