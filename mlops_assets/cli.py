@@ -3,6 +3,7 @@
 import argparse
 import sys
 
+from mlops_assets import quiet_api_stage_warnings
 from mlops_assets.settings import get_settings
 
 
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_api_stage_warnings()
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -1,10 +1,11 @@
 """The code location: each domain's definitions, merged, with the profile's resources."""
 
-import warnings
-
 import dagster as dg
 
+from mlops_assets import quiet_api_stage_warnings
 from mlops_assets.settings import Settings, get_settings
+
+quiet_api_stage_warnings()
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
@@ -15,11 +16,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     from mlops_assets.training.definitions import defs as training_defs
 
     domains = dg.Definitions.merge(data_defs, training_defs, registry_defs)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", dg.BetaWarning)  # source-code links are beta in 1.13
-        assets = dg.with_source_code_references(list(domains.assets or []))
     linked = dg.Definitions(
-        assets=assets,
+        assets=dg.with_source_code_references(list(domains.assets or [])),
         asset_checks=domains.asset_checks,
         executor=dg.in_process_executor,  # per-step subprocesses re-import the world (~18 s vs ~2.5 s)
         resources=resources_for(settings),

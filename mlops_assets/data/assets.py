@@ -1,11 +1,11 @@
 """Ingest: each landed file is a partition, checked, then validated; passing batches become training data."""
 
 import hashlib
-import warnings
 
 import dagster as dg
 import pandas as pd
 
+from mlops_assets import quiet_api_stage_warnings
 from mlops_assets.data.config import ValidationConfig
 from mlops_assets.data.reference import compute_reference, read_reference, write_reference
 from mlops_assets.data.training_data import combine_batches, write_snapshot
@@ -19,6 +19,7 @@ from mlops_assets.data.validation import (
 )
 from mlops_assets.storage import StorageResource, asset_path, load_stored_value
 
+quiet_api_stage_warnings()  # before the partitioned checks below are declared
 LANDING_PREFIX = "landing"
 landed_files = dg.DynamicPartitionsDefinition(name="landed_files")
 
@@ -61,19 +62,14 @@ def _check_result(outcome, severity: dg.AssetCheckSeverity) -> dg.AssetCheckResu
 def _landed_check(name: str, rule: Rule, description: str, blocking: bool) -> dg.AssetChecksDefinition:
     severity = dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN
 
-    # partitions_def makes the check load only its own partition of landed_batch, not all of them
-    # (a "preview" feature in dagster 1.13, chosen on purpose: DESIGN.md).
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", dg.PreviewWarning)
-        decorate = dg.asset_check(
-            asset=landed_batch,
-            name=name,
-            description=description,
-            blocking=blocking,
-            partitions_def=landed_files,
-        )
-
-    @decorate
+    # partitions_def makes the check load only its own partition of landed_batch, not all of them.
+    @dg.asset_check(
+        asset=landed_batch,
+        name=name,
+        description=description,
+        blocking=blocking,
+        partitions_def=landed_files,
+    )
     def _check(
         context: dg.AssetCheckExecutionContext,
         landed_batch: bytes,

@@ -87,8 +87,12 @@ def _numeric(cells: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
     return values.where(~not_number), is_null, not_number
 
 
+def _show(value: object) -> str:
+    return repr(value) if isinstance(value, str) else f"{float(value):g}"
+
+
 def _examples(index: pd.Index, cells: pd.Series, limit: int = 3) -> str:
-    shown = [f"row {i + 2}: {cells.loc[i]!r}" for i in index[:limit]]  # +2: header, 1-based
+    shown = [f"row {i + 2}: {_show(cells.loc[i])}" for i in index[:limit]]  # +2: header, 1-based
     more = f" and {len(index) - limit} more" if len(index) > limit else ""
     return ", ".join(shown) + more
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from functools import cached_property
 from pathlib import Path
@@ -27,6 +28,10 @@ class MlflowRegistry:
         if self.tracking_uri.startswith("sqlite:///"):
             Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         from mlflow.tracking import MlflowClient  # ~3 s import: only when the registry is used
+
+        # Schema creation on a new SQLite store is routine, not news for the user.
+        for noisy in ("mlflow.store.db.utils", "alembic.runtime.migration"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 

@@ -1,0 +1,81 @@
+"""Shared fixtures: a temp MLOPS_HOME and a real Dagster instance in it; no traffic off 127.0.0.1."""
+
+import ipaddress
+import os
+import socket
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from mlops_assets.instance import write_instance_config
+from mlops_assets.settings import Settings, get_settings
+from mlops_assets.storage import Storage
+
+REPO = Path(__file__).resolve().parents[1]
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _is_local(address) -> bool:
+    if not isinstance(address, tuple):  # unix sockets
+        return True
+    host = address[0]
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _guarded(real):
+    def connect(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and not _is_local(address):
+            raise ConnectionRefusedError(f"test tried to reach {address}: only 127.0.0.1 is allowed")
+        return real(sock, address)
+
+    return connect
+
+
+@pytest.fixture(autouse=True)
+def only_loopback(monkeypatch):
+    """Any connection off this machine fails the test that made it (telemetry, metadata probes)."""
+    monkeypatch.setattr(socket.socket, "connect", _guarded(_real_connect))
+    monkeypatch.setattr(socket.socket, "connect_ex", _guarded(_real_connect_ex))
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch) -> Settings:
+    home = tmp_path / "mlops"
+    monkeypatch.setenv("MLOPS_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def storage(settings) -> Storage:
+    return Storage(settings.storage_root)
+
+
+@pytest.fixture
+def instance(settings):
+    write_instance_config(settings.dagster_home)
+    with dg.DagsterInstance.get() as instance:
+        assert Path(instance.root_directory) == settings.dagster_home
+        yield instance
+
+
+@pytest.fixture
+def defs(settings):
+    from mlops_assets.definitions import build_definitions
+
+    return build_definitions(settings)
+
+
+def subprocess_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "DAGSTER_"))}
+    env |= {"MLOPS_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    return env

@@ -1,0 +1,152 @@
+"""The commands a user types: `mlops-assets demo` twice, the Dagster CLI and UI on the same instance."""
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from mlops_assets_tests.conftest import REPO, subprocess_env
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+
+
+def run(args: list[str], home: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        args,
+        cwd=REPO,
+        env=subprocess_env(home),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess, subprocess.CompletedProcess]:
+    home = tmp_path_factory.mktemp("demo") / "mlops"
+    first = run([str(BIN / "mlops-assets"), "demo"], home)
+    second = run([str(BIN / "mlops-assets"), "demo"], home)
+    return home, first, second
+
+
+def test_demo_runs_the_whole_loop_from_nothing(demo_home):
+    _, first, _ = demo_home
+    assert first.returncode == 0, first.stderr[-3000:]
+    out = first.stdout
+    assert "✓ diabetes-part-1.csv: 331 rows passed every blocking check" in out
+    assert "→ registered diabetes-ridge version 1: no registered model yet" in out
+    assert "✓ diabetes-part-2.csv: 111 rows passed every blocking check" in out
+    assert "training data" in out and "442 rows from 2 batch(es)" in out
+    round_two = out.split("Round 2")[1]
+    assert "→ registered diabetes-ridge version 2" in round_two or "→ clean skip" in round_two
+    assert "Traceback" not in first.stderr
+
+
+def test_demo_twice_succeeds_and_says_there_was_nothing_new(demo_home):
+    _, first, second = demo_home
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "wrote nothing (already seeded)" in second.stdout
+    assert "no new files under landing/" in second.stdout
+    assert "→ clean skip, nothing registered: not promoted: identical to version" in second.stdout
+    assert (
+        first.stdout.split("Registered versions:")[1].split("Done")[0]
+        == second.stdout.split("Registered versions:")[1].split("Done")[0]
+    )
+
+
+def test_instance_has_telemetry_off_and_stage_limits(demo_home):
+    home, _, _ = demo_home
+    config = (home / "dagster" / "dagster.yaml").read_text()
+    assert "telemetry:\n  enabled: false" in config and "nux:\n  enabled: false" in config
+    assert "value: training" in config and "value: release" in config
+    assert not (home / "dagster" / "logs").exists()  # where dagster would queue telemetry events
+
+
+def test_dagster_cli_validates_and_runs_retraining_on_the_demo_instance(demo_home):
+    home, _, _ = demo_home
+    validate = run([str(BIN / "dagster"), "definitions", "validate", "-w", "workspace.yaml"], home)
+    assert validate.returncode == 0, validate.stderr[-3000:]
+    execute = run(
+        [str(BIN / "dagster"), "job", "execute", "-m", "mlops_assets.definitions", "-j", "retraining_job"],
+        home,
+    )
+    assert execute.returncode == 0, execute.stderr[-3000:]
+    assert "RUN_SUCCESS" in execute.stderr + execute.stdout
+    versions = run([str(BIN / "mlops-assets"), "versions"], home)
+    assert "diabetes-ridge v1" in versions.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_the_ui_serves_the_asset_graph_from_the_same_instance(demo_home):
+    home, _, _ = demo_home
+    port = _free_port()
+    env_bin = shutil.which("env")
+    server = subprocess.Popen(
+        [
+            env_bin,
+            "--default-signal=INT,TERM",
+            str(BIN / "dagster"),
+            "dev",
+            "-w",
+            "workspace.yaml",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=REPO,
+        env=subprocess_env(home),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        query = "{ assetNodes { assetKey { path } } runsOrError { ... on Runs { results { runId } } } }"
+        body = json.dumps({"query": query}).encode()
+        deadline, data = time.monotonic() + 120, None
+        while time.monotonic() < deadline and data is None:
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/graphql",
+                    data=body,
+                    headers={"Content-Type": "application/json"},
+                )
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    data = json.loads(response.read())["data"]
+                if not data["assetNodes"]:
+                    data = None  # the code location is still loading
+            except (OSError, KeyError, TypeError):
+                time.sleep(1)
+        assert data is not None, "dagster dev did not answer on 127.0.0.1 in time"
+        keys = {"/".join(node["assetKey"]["path"]) for node in data["assetNodes"]}
+        assert {
+            "landed_batch",
+            "validated_batch",
+            "training_data",
+            "candidate_model",
+            "model_evaluation",
+            "registered_model",
+        } <= keys
+        assert len(data["runsOrError"]["results"]) >= 4  # the demo's runs, seen by the UI
+    finally:
+        import os
+
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)

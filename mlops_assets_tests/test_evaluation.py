@@ -1,0 +1,60 @@
+"""The promotion gate: which versions form the bar, and the strict relative improvement rule."""
+
+import pytest
+
+from mlops_assets.registry.evaluation import Scored, already_registered, bar_versions, decide
+from mlops_assets.registry.protocol import ModelVersion
+
+
+def version(n: int, state: str = "registered") -> ModelVersion:
+    return ModelVersion("m", n, tags={"release_state": state, "fingerprint": f"f{n}"})
+
+
+def scored(label: str, mse: float, n: int | None = None) -> Scored:
+    return Scored(label, n, {"mse": mse, "rmse": mse**0.5, "r2": 0.5, "mae": 1.0})
+
+
+def test_first_candidate_is_always_promoted():
+    decision = decide(scored("candidate", 1e9), [], 0.0)
+    assert decision.promote and "first candidate" in decision.reason
+
+
+def test_bar_is_production_and_newer_versions_still_in_release():
+    versions = [version(1, "production"), version(2, "failed"), version(3, "qa"), version(4)]
+    assert [v.version for v in bar_versions(versions, production=versions[0])] == [1, 3, 4]
+
+
+def test_bar_falls_back_to_the_latest_when_nothing_is_live_or_in_release():
+    versions = [version(1, "failed"), version(2, "rolled_back")]
+    assert [v.version for v in bar_versions(versions, production=None)] == [2]
+    assert bar_versions([], production=None) == []
+
+
+def test_promotion_needs_a_strict_improvement_over_the_best_of_the_bar():
+    bar = [scored("version 1", 100.0, 1), scored("version 2", 90.0, 2)]
+    assert not decide(scored("candidate", 90.0), bar, 0.0).promote  # equal is not better
+    promoted = decide(scored("candidate", 89.0), bar, 0.0)
+    assert promoted.promote and promoted.bar.version == 2
+    assert "beats version 2 mse 90.00 by 1.11%" in promoted.reason
+
+
+def test_min_improvement_is_relative():
+    bar = [scored("version 1", 100.0, 1)]
+    assert not decide(scored("candidate", 95.0), bar, 0.05).promote
+    assert decide(scored("candidate", 94.9), bar, 0.05).promote
+    refused = decide(scored("candidate", 95.0), bar, 0.05)
+    assert (
+        refused.reason
+        == "not promoted: candidate mse 95.00 vs version 1 mse 100.00 (+5.00%; required > 5.00%)"
+    )
+
+
+def test_min_improvement_outside_its_range_is_an_error():
+    with pytest.raises(ValueError, match="min_improvement"):
+        decide(scored("candidate", 1.0), [], 1.5)
+
+
+def test_same_fingerprint_is_a_clean_no():
+    decision = already_registered(scored("candidate", 1.0), version(7))
+    assert not decision.promote and decision.already_registered_version == 7
+    assert "identical to version 7" in decision.reason

@@ -1,0 +1,176 @@
+"""The local profile end to end on a real Dagster instance, real MLflow and real Pipes subprocesses."""
+
+import json
+
+import dagster as dg
+import pytest
+
+from mlops_assets.automation import LANDING_SENSOR, RUN_KEY_TAG, SENSOR_NAME_TAG
+from mlops_assets.data.assets import landed_batch, landed_files, validated_batch
+from mlops_assets.data.seed import land_held_back, seed
+from mlops_assets.runner import ingest_new_files, retrain
+from mlops_assets.serving.artifact import sha256_hex
+from mlops_assets_tests import data_files
+
+REQUIRED_TAGS = {
+    "mse", "rmse", "r2", "mae", "data_version", "snapshot_uri", "holdout_hash", "code_version",
+    "config_hash", "dagster_run_id", "compute_backend", "parent_champion_version", "artifact_sha256",
+    "fingerprint",
+}  # fmt: skip
+
+
+@pytest.fixture
+def seeded(settings, storage, instance, defs):
+    seed(storage)
+    return defs
+
+
+def registry_of(defs):
+    return defs.resources["registry"].get_registry()
+
+
+def test_first_file_trains_version_one_and_the_held_back_file_retrains(settings, storage, instance, seeded):
+    defs = seeded
+    (first,) = ingest_new_files(defs, instance, storage, settings.lock_dir)
+    assert (first.partition, first.success, first.rows, first.failed_checks) == (
+        "diabetes-part-1.csv",
+        True,
+        331,
+        [],
+    )
+
+    one = retrain(defs, instance, settings.lock_dir)
+    assert one.success and one.registered["version"] == 1
+    assert one.evaluation["promote"] and "first candidate" in one.evaluation["reason"]
+    version = registry_of(defs).get_version(1)
+    assert set(version.tags) >= REQUIRED_TAGS
+    assert version.tags["compute_backend"] == "local-subprocess"
+    assert version.tags["dagster_run_id"] == one.run_id
+    assert version.tags["data_version"] == one.training_data["data_version"]
+
+    # The release manifest beside the artifact, in storage and in the registry, verifies the bytes.
+    release_dir = one.registered["release_dir"]
+    manifest = json.loads(storage.read_bytes(f"{release_dir}/manifest.json"))
+    assert manifest["version"] == 1 and manifest["sha256"] == version.tags["artifact_sha256"]
+    assert sha256_hex(storage.read_bytes(f"{release_dir}/model.skops")) == manifest["sha256"]
+    assert json.loads(registry_of(defs).read_file(1, "manifest.json")) == manifest
+    assert manifest["features"] == ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+
+    assert land_held_back(storage)
+    (second,) = ingest_new_files(defs, instance, storage, settings.lock_dir)
+    assert second.success and second.rows == 111
+    two = retrain(defs, instance, settings.lock_dir)
+    assert two.success and two.training_data["rows"] == 442
+    assert two.evaluation["bar"]["version"] == 1  # compared with version 1 on the same new holdout
+    versions = registry_of(defs).list_versions()
+    assert [v.version for v in versions] == ([1, 2] if two.evaluation["promote"] else [1])
+
+    # Nothing new: the run succeeds, nothing is registered, and the reason is recorded.
+    again = retrain(defs, instance, settings.lock_dir)
+    assert again.success and again.registered is None
+    assert "identical to version" in again.evaluation["reason"]
+    assert len(registry_of(defs).list_versions()) == len(versions)
+    observation = instance.fetch_observations(dg.AssetKey("registered_model"), limit=1).records[0]
+    assert observation.asset_observation.metadata["decision"].value == "skipped"
+
+
+BAD_FILES = {
+    "missing-column.csv": (data_files.missing_column, "column s6 missing (schema check)"),
+    "text-value.csv": (data_files.text_value, "column bmi must be numeric"),
+    "nulls.csv": (data_files.nulls, "column bp has 2 empty value(s)"),
+    "out-of-range.csv": (data_files.out_of_range, "column age has 1 value(s) outside [0, 120]"),
+    "not-csv.csv": (data_files.not_csv, "binary content, not a CSV file (parse check)"),
+    "changed-units.csv": (data_files.changed_units, "column s1 mean"),
+}
+
+
+def test_bad_files_are_refused_by_name_and_never_break_training(settings, storage, instance, seeded):
+    defs = seeded
+    ingest_new_files(defs, instance, storage, settings.lock_dir)
+    assert retrain(defs, instance, settings.lock_dir).registered["version"] == 1
+    for name, (make_bytes, _) in BAD_FILES.items():
+        storage.write_bytes(f"landing/{name}", make_bytes())
+
+    outcomes = {o.partition: o for o in ingest_new_files(defs, instance, storage, settings.lock_dir)}
+    assert set(outcomes) == set(BAD_FILES)
+    for name, (_, expected) in BAD_FILES.items():
+        outcome = outcomes[name]
+        assert not outcome.success, name
+        assert any(f"landing/{name}: " in m and expected in m for m in outcome.failed_checks), outcome
+        assert outcome.rows is None
+    materialized = instance.get_materialized_partitions(validated_batch.key)
+    assert materialized == {"diabetes-part-1.csv"}
+
+    # Registered versions untouched; training still works on the batches that passed.
+    after_bad = retrain(defs, instance, settings.lock_dir)
+    assert after_bad.success and after_bad.training_data["batches"] == ["diabetes-part-1.csv"]
+    assert [v.version for v in registry_of(defs).list_versions()] == [1]
+
+    # The next good file still trains.
+    land_held_back(storage)
+    (good,) = ingest_new_files(defs, instance, storage, settings.lock_dir)
+    assert good.success
+    latest = retrain(defs, instance, settings.lock_dir)
+    assert latest.success and latest.training_data["rows"] == 442
+
+    # A bad file re-listed is not ingested again (run keys live in the instance).
+    assert ingest_new_files(defs, instance, storage, settings.lock_dir) == []
+
+
+def test_drifted_valid_batch_passes_with_a_visible_warning(settings, storage, instance, seeded):
+    defs = seeded
+    storage.write_bytes("landing/drifted.csv", data_files.drifted())
+    outcomes = {o.partition: o for o in ingest_new_files(defs, instance, storage, settings.lock_dir)}
+    drifted = outcomes["drifted.csv"]
+    assert drifted.success and drifted.rows == 111
+    assert any("column bmi drifted" in w for w in drifted.warnings)
+    assert drifted.failed_checks == []
+
+
+def test_validated_batch_alone_refuses_a_bad_partition(settings, storage, instance, seeded):
+    defs = seeded
+    storage.write_bytes("landing/nulls.csv", data_files.nulls())
+    instance.add_dynamic_partitions(landed_files.name, ["nulls.csv"])
+    result = dg.materialize(
+        [landed_batch, validated_batch],
+        partition_key="nulls.csv",
+        resources=defs.resources,
+        instance=instance,
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert (
+        "landing/nulls.csv: column bp has 2 empty value(s)"
+        in failure.step_failure_data.user_failure_data.description
+    )
+    assert "nulls.csv" not in instance.get_materialized_partitions(validated_batch.key)
+
+
+def test_landing_sensor_requests_each_file_version_once(settings, storage, instance, seeded):
+    defs = seeded
+    sensor = defs.resolve_sensor_def(LANDING_SENSOR)
+    storage.write_bytes("landing/.upload-in-progress.csv", b"age,sex\n1,")
+    storage.write_bytes("landing/half.csv.part", b"age,sex\n1,")
+
+    def tick() -> dg.SensorResult:
+        with dg.build_sensor_context(instance=instance, resources=defs.resources) as context:
+            return sensor(context)
+
+    result = tick()
+    (request,) = result.run_requests
+    assert request.partition_key == "diabetes-part-1.csv"
+    assert request.run_key.startswith("diabetes-part-1.csv@")
+    assert result.dynamic_partitions_requests[0].partition_keys == ["diabetes-part-1.csv"]
+
+    # Run it the way the demo does: tagged as the daemon would, so the next tick skips it.
+    ingest_new_files(defs, instance, storage, settings.lock_dir)
+    run = instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: request.run_key}))[0]
+    assert run.tags[SENSOR_NAME_TAG] == LANDING_SENSOR
+    assert tick().run_requests == []
+
+    # The same name with new content is a new version of the file: one more run, same partition.
+    storage.write_bytes("landing/diabetes-part-1.csv", data_files.csv_bytes(data_files.held_back()))
+    (changed,) = tick().run_requests
+    assert changed.partition_key == "diabetes-part-1.csv" and changed.run_key != request.run_key
+    assert tick().dynamic_partitions_requests == []

@@ -1,0 +1,122 @@
+"""The blocking rules and the drift warning, on the bytes a user would land."""
+
+import pytest
+
+from mlops_assets.data.config import ValidationConfig
+from mlops_assets.data.reference import compute_reference
+from mlops_assets.data.seed import diabetes_frame, split_seed
+from mlops_assets.data.validation import (
+    check_distribution_limit,
+    check_drift,
+    check_nulls,
+    check_parse,
+    check_ranges,
+    check_schema,
+    failed_rules,
+    parse_batch,
+    typed_frame,
+)
+from mlops_assets_tests import data_files
+
+SOURCE = "landing/new.csv"
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return compute_reference(split_seed(diabetes_frame())[0], source="first file")
+
+
+@pytest.fixture(scope="module")
+def limits():
+    return ValidationConfig().thresholds()
+
+
+def test_held_back_file_passes_every_blocking_rule_and_raises_no_drift(limits, reference):
+    batch = parse_batch(SOURCE, data_files.csv_bytes(data_files.held_back()))
+    assert failed_rules(batch, limits, reference) == []
+    assert check_drift(batch, limits, reference).passed
+    frame = typed_frame(batch)
+    assert len(frame) == 111
+    assert str(frame["s6"].dtype) == "float64"
+
+
+@pytest.mark.parametrize(
+    ("make_bytes", "rule", "expected"),
+    [
+        (data_files.missing_column, check_schema, "landing/new.csv: column s6 missing (schema check)"),
+        (
+            data_files.text_value,
+            check_schema,
+            "column bmi must be numeric, found text in 1 row(s): row 5: 'twenty-five'",
+        ),
+        (data_files.nulls, check_nulls, "column bp has 2 empty value(s)"),
+        (data_files.out_of_range, check_ranges, "column age has 1 value(s) outside [0, 120]: row 9: 250"),
+        (data_files.not_csv, check_parse, "landing/new.csv: binary content, not a CSV file (parse check)"),
+        (data_files.changed_units, check_distribution_limit, "column s1 mean"),
+    ],
+)
+def test_each_bad_batch_fails_its_rule_naming_file_column_and_rule(
+    make_bytes, rule, expected, limits, reference
+):
+    batch = parse_batch(SOURCE, make_bytes())
+    outcome = rule(batch, limits, reference)
+    assert not outcome.passed
+    assert expected in outcome.message
+    assert outcome.message.startswith(SOURCE)
+    assert f"({outcome.rule} check)" in outcome.message
+    assert outcome.rule in {o.rule for o in failed_rules(batch, limits, reference)}
+
+
+def test_unit_change_names_the_column_and_the_limit(limits, reference):
+    outcome = check_distribution_limit(parse_batch(SOURCE, data_files.changed_units()), limits, reference)
+    (problem,) = outcome.problems
+    assert "column s1" in problem and "the limit is 4" in problem
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [
+        (b"", "empty file"),
+        (b"age,sex\n", "no data rows under the header"),
+        (b"a,b\n1,2\n3,4,5,6\n", "not a well-formed CSV"),
+        (b"\xff\xfe\xfa", "not UTF-8 text"),
+    ],
+)
+def test_unreadable_files_fail_parse_and_every_other_rule_says_why(raw, error, limits, reference):
+    batch = parse_batch(SOURCE, raw)
+    assert error in check_parse(batch, limits, reference).message
+    failures = failed_rules(batch, limits, reference)
+    assert {o.rule for o in failures} == {"parse", "schema", "nulls", "ranges", "distribution_limit"}
+    assert all("file did not parse" in o.message for o in failures if o.rule != "parse")
+
+
+def test_json_is_refused_by_the_schema_rule(limits, reference):
+    batch = parse_batch(SOURCE, b'[\n  {"age": 50, "sex": 1},\n  {"age": 51, "sex": 2}\n]\n')
+    outcome = check_schema(batch, limits, reference)
+    assert not outcome.passed
+    assert "column age missing (schema check)" in outcome.message
+
+
+def test_drifted_but_valid_batch_passes_the_blocking_rules_with_a_warning(limits, reference):
+    batch = parse_batch(SOURCE, data_files.drifted())
+    assert failed_rules(batch, limits, reference) == []
+    warning = check_drift(batch, limits, reference)
+    assert not warning.passed
+    assert "column bmi drifted: mean moved" in warning.message
+    assert all("column bmi" in p for p in warning.problems)
+
+
+def test_without_reference_the_distribution_rules_pass_and_say_so(limits):
+    batch = parse_batch(SOURCE, data_files.changed_units())
+    outcome = check_distribution_limit(batch, limits, None)
+    assert outcome.passed
+    assert "no reference" in outcome.metadata["note"]
+
+
+def test_null_tokens_count_as_nulls_not_text(limits):
+    frame = data_files.held_back().astype(object)
+    frame.loc[0, "s2"] = "NA"
+    frame.loc[1, "s2"] = ""
+    batch = parse_batch(SOURCE, data_files.csv_bytes(frame))
+    assert check_schema(batch, limits, None).passed
+    assert "column s2 has 2 empty value(s)" in check_nulls(batch, limits, None).message
