@@ -191,19 +191,28 @@ def _shift_table(frame: pd.DataFrame, reference: ReferenceStats) -> dict[str, di
     return table
 
 
-def _no_reference(rule: str) -> RuleOutcome:
-    return RuleOutcome(rule, True, metadata={"note": "no reference statistics yet: not compared"})
+def _compare_with_reference(
+    batch: ParsedBatch, reference: ReferenceStats | None, rule: str
+) -> RuleOutcome | dict[str, dict[str, float]]:
+    """The per-column shift table, or the outcome when there is nothing to compare."""
+    if (skipped := _unparsed(batch, rule)) is not None:
+        return skipped
+    if reference is None:
+        return RuleOutcome(rule, True, metadata={"note": "no reference statistics yet: not compared"})
+    return _shift_table(typed_frame(batch), reference)
+
+
+def _ratio_outside(ratio: float, limit: float) -> bool:
+    return not math.isnan(ratio) and not (1 / limit <= ratio <= limit)
 
 
 def check_distribution_limit(
     batch: ParsedBatch, limits: ValidationThresholds, reference: ReferenceStats | None
 ) -> RuleOutcome:
     """A shift so large it can only be corruption, such as a column sent in other units."""
-    if (skipped := _unparsed(batch, "distribution_limit")) is not None:
-        return skipped
-    if reference is None:
-        return _no_reference("distribution_limit")
-    table = _shift_table(typed_frame(batch), reference)
+    table = _compare_with_reference(batch, reference, "distribution_limit")
+    if isinstance(table, RuleOutcome):
+        return table
     problems = []
     for column, row in table.items():
         if row["mean_shift_sd"] > limits.hard_mean_shift_sd:
@@ -214,7 +223,7 @@ def check_distribution_limit(
                 "(distribution_limit check)"
             )
         ratio = row["std_ratio"]
-        if not math.isnan(ratio) and not (1 / limits.hard_std_ratio <= ratio <= limits.hard_std_ratio):
+        if _ratio_outside(ratio, limits.hard_std_ratio):
             problems.append(
                 f"{batch.source}: column {column} spread is {ratio:.2f}x the reference, the limit "
                 f"is {limits.hard_std_ratio:g}x (distribution_limit check)"
@@ -226,18 +235,16 @@ def check_drift(
     batch: ParsedBatch, limits: ValidationThresholds, reference: ReferenceStats | None
 ) -> RuleOutcome:
     """Mean/std shift and a two-sample KS test per column: a warning, never a block."""
-    if (skipped := _unparsed(batch, "drift")) is not None:
-        return skipped
-    if reference is None:
-        return _no_reference("drift")
-    table = _shift_table(typed_frame(batch), reference)
+    table = _compare_with_reference(batch, reference, "drift")
+    if isinstance(table, RuleOutcome):
+        return table
     problems = []
     for column, row in table.items():
         reasons = []
         if row["mean_shift_sd"] > limits.drift_mean_shift_sd:
             reasons.append(f"mean moved {row['mean_shift_sd']:.2f} sd")
         ratio = row["std_ratio"]
-        if not math.isnan(ratio) and not (1 / limits.drift_std_ratio <= ratio <= limits.drift_std_ratio):
+        if _ratio_outside(ratio, limits.drift_std_ratio):
             reasons.append(f"spread {ratio:.2f}x")
         if row["ks_pvalue"] < limits.drift_ks_pvalue:
             reasons.append(f"KS p={row['ks_pvalue']:.2g}")
