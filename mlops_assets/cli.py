@@ -67,6 +67,23 @@ def cmd_versions(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mlops_assets.serving.keys import ensure_key_file
+    from mlops_assets.serving.server import serve
+
+    settings = get_settings()
+    model_dir = Path(args.model_dir)
+    if not model_dir.is_dir():
+        print(f"{model_dir}: no such folder (it should hold the artifact and manifest.json)", file=sys.stderr)
+        return 2
+    if not settings.scoring_keys and ensure_key_file(settings.keys_file):
+        print(f"created a scoring key in {settings.keys_file} (mode 0600); clients send it as a Bearer token")
+    serve(model_dir, args.host, args.port, args.workers, settings.scoring_max_inflight)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlops-assets", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -84,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     land.add_argument("--name", help="file name under landing/ (default: the file's own)")
     land.set_defaults(func=cmd_land)
     commands.add_parser("versions", help="list registered model versions").set_defaults(func=cmd_versions)
+    serve = commands.add_parser("serve", help="run the scoring service on a model folder")
+    serve.add_argument("--model-dir", required=True, help="folder with the artifact and manifest.json")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 

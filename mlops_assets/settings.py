@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Set before MLflow, Azure Monitor or OpenTelemetry are imported; setdefault lets an operator opt in.
@@ -51,6 +51,28 @@ class Settings(BaseSettings):
         default=0.0, ge=0, lt=1, description="Relative mse improvement a candidate must beat."
     )
 
+    # The scoring service.
+    scoring_keys: SecretStr | None = Field(
+        default=None, description="Comma-separated bearer keys; several at once allow rotation."
+    )
+    scoring_keys_file: Path | None = Field(
+        default=None, description="A file with one key a line; default MLOPS_HOME/secrets/scoring-keys."
+    )
+    scoring_max_body_bytes: int = Field(default=1_048_576, gt=0)
+    scoring_max_rows: int = Field(default=10_000, gt=0)
+    scoring_max_inflight: int = Field(default=256, gt=0, description="Per worker; beyond it: 503.")
+    scoring_log_url: str | None = Field(
+        default=None, description="fsspec root for scoring-logs/; default the storage root."
+    )
+    scoring_log_flush_seconds: float = Field(default=1.0, gt=0)
+    scoring_log_max_backlog: int = Field(
+        default=200_000, gt=0, description="Unwritten records per worker before scoring sheds (503)."
+    )
+    serve_model_dir: Path | None = Field(
+        default=None, description="Set by `mlops-assets serve` for its workers: the model folder."
+    )
+    model_poll_seconds: float = Field(default=1.0, gt=0, description="How often a new model is looked for.")
+
     @property
     def home_dir(self) -> Path:
         return self.home.expanduser().resolve()
@@ -74,6 +96,18 @@ class Settings(BaseSettings):
     @property
     def lock_dir(self) -> Path:
         return self.home_dir / "locks"
+
+    @property
+    def spill_dir(self) -> Path:
+        return self.home_dir / "spill"
+
+    @property
+    def keys_file(self) -> Path:
+        return self.scoring_keys_file or self.home_dir / "secrets" / "scoring-keys"
+
+    @property
+    def scoring_log_root(self) -> str:
+        return self.scoring_log_url or self.storage_root
 
 
 @lru_cache(maxsize=1)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-MANIFEST_NAME = "manifest.json"
+from mlops_assets.serving.artifact import MANIFEST_NAME
+
+__all__ = ["MANIFEST_NAME", "build_manifest"]
 
 
 def build_manifest(

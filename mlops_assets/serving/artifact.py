@@ -1,12 +1,21 @@
-"""Model artifacts: sha256 verification and a skops load that cannot run arbitrary code.
+"""A released model as the scoring code sees it: found, verified, loaded safely, and its input checked.
 
-Standard library and skops only: the scoring service and score.py use it too.
+Standard library, numpy and skops only: the project's service, ``score.py`` in Azure ML's own
+server and the release smoke tests all use it, and none of them talks to the registry.
 """
 
-from __future__ import annotations
-
 import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_KEYS = ("model_name", "version", "artifact", "sha256", "features")
 
 # Exactly the types train.py's StandardScaler+Ridge pipeline is made of; anything else is refused.
 TRUSTED_TYPES = frozenset(
@@ -20,6 +29,14 @@ TRUSTED_TYPES = frozenset(
 
 class ArtifactError(ValueError):
     """The artifact is not the one the manifest names, or holds types we do not trust."""
+
+
+class PayloadError(ValueError):
+    """A request the model cannot score; ``status`` is the HTTP status it deserves."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def sha256_hex(data: bytes) -> str:
@@ -37,3 +54,116 @@ def load_verified_model(data: bytes, expected_sha256: str, source: str = "model 
     if unknown:
         raise ArtifactError(f"{source}: refusing to load untrusted types {sorted(unknown)}")
     return sio.loads(data, trusted=sorted(untrusted))
+
+
+def find_manifest(root: str | os.PathLike) -> Path:
+    """The one manifest.json under ``root``, searching subfolders as Azure ML mounts models."""
+    root = Path(root)
+    found = sorted(
+        Path(folder) / MANIFEST_NAME
+        for folder, _, files in os.walk(root, followlinks=True)
+        if MANIFEST_NAME in files
+    )
+    if not found:
+        raise ArtifactError(f"{root}: no {MANIFEST_NAME} in it or its subfolders")
+    if len(found) > 1:
+        raise ArtifactError(f"{root}: {len(found)} manifests ({', '.join(map(str, found))}); expected one")
+    return found[0]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    version: str
+    features: tuple[str, ...]
+    sha256: str
+    source: str
+    model: Any
+    predict: Callable[[np.ndarray], np.ndarray]
+    fast_path: bool  # True when predict is the collapsed affine map, verified against the model
+
+
+def affine_predictor(model: Any, n_features: int) -> Callable[[np.ndarray], np.ndarray] | None:
+    """StandardScaler followed by Ridge is one affine map, X @ w + b: the same numbers for a fraction
+    of scikit-learn's per-call validation cost. Returned only if it agrees with ``model.predict``."""
+    steps = [step for _, step in getattr(model, "steps", [])]
+    if [type(s).__name__ for s in steps] != ["StandardScaler", "Ridge"]:
+        return None
+    scaler, ridge = steps
+    coef = np.asarray(ridge.coef_, dtype=np.float64)
+    if coef.shape != (n_features,):
+        return None
+    scale = scaler.scale_ if scaler.scale_ is not None else np.ones(n_features)
+    mean = scaler.mean_ if scaler.mean_ is not None else np.zeros(n_features)
+    weights = coef / scale
+    bias = float(ridge.intercept_ - mean @ weights)
+
+    def predict(rows: np.ndarray) -> np.ndarray:
+        return rows @ weights + bias
+
+    probe = np.random.default_rng(0).normal(loc=mean, scale=scale * 3, size=(257, n_features))
+    if not np.allclose(predict(probe), model.predict(probe), rtol=1e-10, atol=1e-8):
+        return None
+    return predict
+
+
+def load_release(model_dir: str | os.PathLike) -> LoadedModel:
+    """Find the manifest, verify the artifact's sha256 against it, then load it with skops."""
+    manifest_path = find_manifest(model_dir)
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{manifest_path}: unreadable manifest ({exc})") from exc
+    missing = [key for key in MANIFEST_KEYS if key not in manifest]
+    if missing:
+        raise ArtifactError(f"{manifest_path}: manifest lacks {', '.join(missing)}")
+    artifact_path = manifest_path.parent / manifest["artifact"]
+    if not artifact_path.is_file():
+        raise ArtifactError(f"{artifact_path}: the artifact the manifest names is missing")
+    model = load_verified_model(artifact_path.read_bytes(), manifest["sha256"], str(artifact_path))
+    features = tuple(manifest["features"])
+    fast = affine_predictor(model, len(features))
+    return LoadedModel(
+        name=str(manifest["model_name"]),
+        version=str(manifest["version"]),
+        features=features,
+        sha256=manifest["sha256"],
+        source=str(artifact_path),
+        model=model,
+        predict=fast or model.predict,
+        fast_path=fast is not None,
+    )
+
+
+_NUMBER_TYPES = frozenset({int, float})
+
+
+def rows_from_payload(payload: Any, n_features: int, max_rows: int) -> np.ndarray:
+    """``{"data": [[n numbers], ...]}`` as a float64 matrix, or a PayloadError naming the problem."""
+    if not isinstance(payload, dict) or "data" not in payload:
+        raise PayloadError(422, f'body must be a JSON object {{"data": [[{n_features} numbers], ...]}}')
+    data = payload["data"]
+    if not isinstance(data, list):
+        raise PayloadError(422, f'"data" must be a list of rows, got {type(data).__name__}')
+    if not data:
+        raise PayloadError(422, '"data" is empty: send at least one row')
+    if len(data) > max_rows:
+        raise PayloadError(413, f'"data" has {len(data)} rows; at most {max_rows} per request')
+    for index, row in enumerate(data):
+        if type(row) is not list or len(row) != n_features:
+            got = f"{len(row)} values" if type(row) is list else f"a {type(row).__name__}"
+            raise PayloadError(422, f"row {index} has {got}; the model expects {n_features} numbers")
+    # bool is an int subclass, and numpy would turn "1.5" into 1.5: only real JSON numbers pass.
+    if not {type(value) for row in data for value in row} <= _NUMBER_TYPES:
+        for index, row in enumerate(data):
+            for column, value in enumerate(row):
+                if type(value) not in _NUMBER_TYPES:
+                    raise PayloadError(422, f"row {index}, column {column}: {value!r} is not a number")
+    try:
+        rows = np.array(data, dtype=np.float64)
+    except OverflowError:
+        raise PayloadError(422, "a value is too large for a 64-bit float") from None
+    if not np.isfinite(rows).all():
+        index, column = (int(i) for i in np.argwhere(~np.isfinite(rows))[0])
+        raise PayloadError(422, f"row {index}, column {column}: {rows[index, column]} is not a finite number")
+    return rows

@@ -1,0 +1,93 @@
+"""Files under one fsspec root: a local folder or ``az://container``. Import-light (fsspec only).
+
+The scoring service writes its request logs through this, so it must not import dagster or pandas.
+"""
+
+import hashlib
+import json
+import posixpath
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One file in storage as listed: its path relative to the root, size and a version tag."""
+
+    path: str
+    size: int
+    version: str  # etag on blob storage, sha256 of the content on a local folder
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path)
+
+
+class Storage:
+    """Relative paths under a root URL; every write lands whole or not at all."""
+
+    def __init__(self, root_url: str, **storage_options: Any) -> None:
+        self.root_url = root_url.rstrip("/")
+        self.fs, self._root = url_to_fs(self.root_url, **storage_options)
+        self._is_local = isinstance(self.fs, fsspec.implementations.local.LocalFileSystem)
+
+    def _full(self, path: str) -> str:
+        return posixpath.join(self._root, path.lstrip("/"))
+
+    def uri(self, path: str) -> str:
+        """A URL another process (train.py, a registry) can open with fsspec."""
+        return f"{self.root_url}/{path.lstrip('/')}"
+
+    def exists(self, path: str) -> bool:
+        return self.fs.exists(self._full(path))
+
+    def read_bytes(self, path: str) -> bytes:
+        return self.fs.cat_file(self._full(path))
+
+    def write_bytes(self, path: str, data: bytes) -> str:
+        full = self._full(path)
+        if self._is_local:
+            # Write beside, then rename: a reader never sees half a file.
+            self.fs.makedirs(posixpath.dirname(full), exist_ok=True)
+            tmp = f"{full}.tmp-{uuid.uuid4().hex}"
+            self.fs.pipe_file(tmp, data)
+            self.fs.mv(tmp, full)
+        else:
+            self.fs.pipe_file(full, data)  # a blob upload is atomic already
+        return self.uri(path)
+
+    def write_json(self, path: str, obj: Any) -> str:
+        return self.write_bytes(path, json.dumps(obj, indent=2, sort_keys=True).encode())
+
+    def read_json(self, path: str) -> Any:
+        return json.loads(self.read_bytes(path))
+
+    def list_files(self, prefix: str) -> Iterator[StoredFile]:
+        """Files directly or deeply under ``prefix``, skipping in-flight temporary writes."""
+        base = self._full(prefix)
+        if not self.fs.exists(base):
+            return
+        for full, info in sorted(self.fs.find(base, detail=True).items()):
+            if info.get("type") != "file" or ".tmp-" in full:
+                continue
+            rel = posixpath.relpath(full, self._root)
+            yield StoredFile(path=rel, size=int(info["size"]), version=self._version(full, info))
+
+    def _version(self, full: str, info: dict[str, Any]) -> str:
+        etag = info.get("etag") or info.get("ETag")
+        if etag:
+            return str(etag).strip('"')
+        return hashlib.sha256(self.fs.cat_file(full)).hexdigest()
+
+
+def relative_path(storage: Storage, uri: str) -> str:
+    """The path under ``storage``'s root of a URI it handed out, e.g. to train.py."""
+    prefix = storage.root_url + "/"
+    if not uri.startswith(prefix):
+        raise ValueError(f"{uri} is not under the storage root {storage.root_url}")
+    return uri[len(prefix) :]

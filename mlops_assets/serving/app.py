@@ -1,0 +1,302 @@
+"""The scoring service: Azure ML's request/response contract on a lean Starlette app.
+
+Per request, on the event loop: bearer check, bounded body read, orjson parse, shape/number
+checks, one matrix product (the model's affine form, verified at load), orjson response, a
+metrics update and a log line joined from the bytes already in hand. Everything slow (model
+loading, request-log serialisation and I/O) runs in threads.
+
+Zero-downtime swap: the served model is one immutable object behind an attribute. A watcher
+notices a new release in ``model_dir`` (a symlink moved to a new folder, or a new manifest),
+loads and verifies it in a thread, then rebinds the attribute; requests in flight finish on the
+object they already hold. A release that fails verification is refused and the old one stays.
+"""
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from mlops_assets.fsstore import Storage
+from mlops_assets.serving import metrics
+from mlops_assets.serving.artifact import (
+    MANIFEST_NAME,
+    LoadedModel,
+    PayloadError,
+    load_release,
+    rows_from_payload,
+)
+from mlops_assets.serving.keys import read_keys
+from mlops_assets.serving.openapi import openapi_document
+from mlops_assets.serving.request_log import RequestLogWriter, record_line
+
+log = logging.getLogger("mlops_assets.serving")
+SYNTHETIC_HEADER = "x-mlops-synthetic"
+TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    model_dir: Path
+    keys_file: Path | None
+    env_keys: tuple[str, ...]
+    log_storage_url: str
+    spill_dir: Path
+    max_body_bytes: int = 1_048_576
+    max_rows: int = 10_000
+    max_log_backlog: int = 200_000
+    flush_seconds: float = 1.0
+    poll_seconds: float = 1.0
+
+
+def _release_signature(model_dir: Path) -> tuple:
+    """Changes when a deployer points ``model_dir`` at a new folder or rewrites the manifest."""
+    real = os.path.realpath(model_dir)
+    try:
+        manifest = next(Path(real).rglob(MANIFEST_NAME)).stat()
+        return (real, manifest.st_mtime_ns, manifest.st_size)
+    except (StopIteration, OSError):
+        return (real, None, None)
+
+
+def _error(status: int, message: str, request_id: str, **headers: str) -> Response:
+    body = orjson.dumps({"error": message, "request_id": request_id})
+    return Response(
+        body, status_code=status, media_type=JSON, headers={"x-request-id": request_id, **headers}
+    )
+
+
+class ScoringService:
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.model: LoadedModel | None = None
+        self._signature: tuple | None = None
+        self._keys: tuple[bytes, ...] = ()
+        self._keys_mtime: int | None = None
+        self.writer = RequestLogWriter(
+            Storage(config.log_storage_url), config.spill_dir, config.flush_seconds
+        )
+        self._openapi = b"{}"
+
+    # --- keys: re-read when the file changes, so a key can be added, then the old one removed ---
+    def _refresh_keys(self) -> None:
+        keys_file = self.config.keys_file
+        mtime = keys_file.stat().st_mtime_ns if keys_file and keys_file.exists() else None
+        if self._keys and mtime == self._keys_mtime:
+            return
+        file_keys = read_keys(keys_file) if mtime is not None else ()
+        self._keys = tuple(k.encode() for k in (*self.config.env_keys, *file_keys))
+        self._keys_mtime = mtime
+        if not self._keys:
+            log.error("no scoring keys configured: every /score request will get 401")
+
+    def authorized(self, header: str | None) -> bool:
+        if not header or not header.startswith("Bearer "):
+            return False
+        presented = header[7:].strip().encode()
+        match = False
+        for key in self._keys:  # no early exit: the time taken does not tell which key is close
+            match |= hmac.compare_digest(presented, key)
+        return match
+
+    # --- the model ---
+    def _load(self) -> None:
+        signature = _release_signature(self.config.model_dir)
+        if signature == self._signature:
+            return
+        self._signature = signature
+        try:
+            loaded = load_release(self.config.model_dir)
+        except Exception as exc:  # refuse and keep serving whatever was verified before
+            metrics.MODEL_LOAD_FAILURES.inc()
+            kept = f"keeping version {self.model.version}" if self.model else "not ready"
+            log.error("model refused (%s); %s", exc, kept)
+            return
+        previous, self.model = self.model, loaded  # one rebinding: requests see old or new, whole
+        if previous is not None:
+            metrics.MODEL_INFO.labels(previous.name, previous.version).set(0)
+        metrics.MODEL_INFO.labels(loaded.name, loaded.version).set(1)
+        self._openapi = orjson.dumps(
+            openapi_document(len(loaded.features), list(loaded.features), self.config.max_rows)
+        )
+        log.info(
+            "serving %s version %s (%s)",
+            loaded.name,
+            loaded.version,
+            "affine fast path" if loaded.fast_path else "model.predict",
+        )
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.poll_seconds)
+            try:
+                await asyncio.to_thread(self._refresh_keys)
+                await asyncio.to_thread(self._load)
+                metrics.LOG_BACKLOG.set(self.writer.backlog)
+                metrics.LOG_SPILLED.set(self.writer.spilled)
+            except Exception:  # the watcher must outlive any single failure
+                log.exception("model/key watcher failed; retrying")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _: Starlette) -> AsyncIterator[None]:
+        self._refresh_keys()
+        self.writer.start()
+        await asyncio.to_thread(self._load)
+        watcher = asyncio.create_task(self._watch())
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            await asyncio.to_thread(self.writer.close)  # graceful shutdown: nothing pending is lost
+            log.info("request log closed: %d written, %d spilled", self.writer.written, self.writer.spilled)
+
+    # --- endpoints ---
+    async def score(self, request: Request) -> Response:
+        started = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        headers = request.headers
+        status = 200
+        try:
+            if not self.authorized(headers.get("authorization")):
+                status = 401
+                return _error(
+                    401, "missing or invalid bearer key", request_id, **{"www-authenticate": "Bearer"}
+                )
+            model = self.model
+            if model is None:
+                status = 503
+                return _error(503, "no verified model loaded yet", request_id, **{"retry-after": "1"})
+            if self.writer.backlog > self.config.max_log_backlog:
+                status = 503  # shed rather than lose request log records
+                return _error(
+                    503, "request log backlog is full; retry shortly", request_id, **{"retry-after": "1"}
+                )
+            body = await self._read_body(request)
+            try:
+                payload = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise PayloadError(400, f"body is not valid JSON: {exc}") from None
+            rows = rows_from_payload(payload, len(model.features), self.config.max_rows)
+            predictions = model.predict(rows)
+            out = orjson.dumps({"result": predictions}, option=orjson.OPT_SERIALIZE_NUMPY)
+            latency = time.perf_counter() - started
+            traceparent = headers.get("traceparent")
+            self.writer.append(
+                record_line(
+                    request_id,
+                    time.time(),
+                    model.version,
+                    body,
+                    out,
+                    latency * 1000,
+                    headers.get(SYNTHETIC_HEADER, "").lower() in ("1", "true", "yes"),
+                    traceparent if traceparent and TRACEPARENT.match(traceparent) else None,
+                )
+            )
+            metrics.ROWS.inc(len(rows))
+            return Response(
+                out, media_type=JSON, headers={"x-model-version": model.version, "x-request-id": request_id}
+            )
+        except PayloadError as exc:
+            status = exc.status
+            log.info("rejected %s: %s (traceparent %s)", request_id, exc, headers.get("traceparent"))
+            return _error(exc.status, str(exc), request_id)
+        finally:
+            metrics.REQUESTS.labels(str(status)).inc()
+            metrics.LATENCY.observe(time.perf_counter() - started)
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.config.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise PayloadError(400, "Content-Length is not a number")
+            if int(declared) > limit:
+                raise PayloadError(413, f"body of {declared} bytes is over the {limit}-byte limit")
+            return await request.body()
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadError(413, f"body is over the {limit}-byte limit")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def live(self, _: Request) -> Response:
+        return Response(b'{"status":"live"}', media_type=JSON)
+
+    async def ready(self, _: Request) -> Response:
+        model = self.model
+        if model is None:
+            return Response(
+                b'{"status":"not ready","reason":"no verified model loaded"}',
+                status_code=503,
+                media_type=JSON,
+            )
+        return Response(
+            orjson.dumps({"status": "ready", "model": model.name, "version": model.version}), media_type=JSON
+        )
+
+    async def metrics_endpoint(self, _: Request) -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    async def openapi(self, _: Request) -> Response:
+        return Response(self._openapi, media_type=JSON)
+
+
+def create_app(config: ServiceConfig) -> Starlette:
+    service = ScoringService(config)
+    app = Starlette(
+        routes=[
+            Route("/score", service.score, methods=["POST"]),
+            Route("/health/live", service.live, methods=["GET"]),
+            Route("/health/ready", service.ready, methods=["GET"]),
+            Route("/metrics", service.metrics_endpoint, methods=["GET"]),
+            Route("/openapi.json", service.openapi, methods=["GET"]),
+        ],
+        lifespan=service.lifespan,
+    )
+    app.state.service = service
+    return app
+
+
+def config_from_settings() -> ServiceConfig:
+    from mlops_assets.settings import get_settings
+
+    settings = get_settings()
+    if settings.serve_model_dir is None:
+        raise SystemExit(
+            "MLOPS_SERVE_MODEL_DIR is not set: start the service with `mlops-assets serve --model-dir DIR`"
+        )
+    env_keys = settings.scoring_keys.get_secret_value() if settings.scoring_keys else ""
+    return ServiceConfig(
+        model_dir=settings.serve_model_dir,
+        keys_file=settings.keys_file,
+        env_keys=tuple(k.strip() for k in env_keys.split(",") if k.strip()),
+        log_storage_url=settings.scoring_log_root,
+        spill_dir=settings.spill_dir / "scoring-logs",
+        max_body_bytes=settings.scoring_max_body_bytes,
+        max_rows=settings.scoring_max_rows,
+        max_log_backlog=settings.scoring_log_max_backlog,
+        flush_seconds=settings.scoring_log_flush_seconds,
+        poll_seconds=settings.model_poll_seconds,
+    )
+
+
+def app_from_settings() -> Starlette:
+    """The uvicorn factory each worker calls: configuration comes through the environment."""
+    return create_app(config_from_settings())
