@@ -36,6 +36,7 @@ from mlops_assets.serving.artifact import (
     LoadedModel,
     PayloadError,
     load_release,
+    predict_checked,
     rows_from_payload,
 )
 from mlops_assets.serving.keys import read_keys
@@ -62,14 +63,13 @@ class ServiceConfig:
     poll_seconds: float = 1.0
 
 
-def _release_signature(model_dir: Path) -> tuple:
-    """Changes when a deployer points ``model_dir`` at a new folder or rewrites the manifest."""
-    real = os.path.realpath(model_dir)
+def _release_signature(folder: Path) -> tuple:
+    """Changes when a deployer points the model folder somewhere new or rewrites the manifest."""
     try:
-        manifest = next(Path(real).rglob(MANIFEST_NAME)).stat()
-        return (real, manifest.st_mtime_ns, manifest.st_size)
+        manifest = next(folder.rglob(MANIFEST_NAME)).stat()
+        return (folder, manifest.st_mtime_ns, manifest.st_size)
     except (StopIteration, OSError):
-        return (real, None, None)
+        return (folder, None, None)
 
 
 def _error(status: int, message: str, request_id: str, **headers: str) -> Response:
@@ -104,9 +104,10 @@ class ScoringService:
             log.error("no scoring keys configured: every /score request will get 401")
 
     def authorized(self, header: str | None) -> bool:
-        if not header or not header.startswith("Bearer "):
+        scheme, _, token = (header or "").partition(" ")
+        if scheme.lower() != "bearer":  # auth schemes are case-insensitive (RFC 9110)
             return False
-        presented = header[7:].strip().encode()
+        presented = token.strip().encode()
         match = False
         for key in self._keys:  # no early exit: the time taken does not tell which key is close
             match |= hmac.compare_digest(presented, key)
@@ -114,12 +115,14 @@ class ScoringService:
 
     # --- the model ---
     def _load(self) -> None:
-        signature = _release_signature(self.config.model_dir)
+        # Resolve the symlink once: the signature and the files loaded must be the same release.
+        folder = Path(os.path.realpath(self.config.model_dir))
+        signature = _release_signature(folder)
         if signature == self._signature:
             return
         self._signature = signature
         try:
-            loaded = load_release(self.config.model_dir)
+            loaded = load_release(folder)
         except Exception as exc:  # refuse and keep serving whatever was verified before
             metrics.MODEL_LOAD_FAILURES.inc()
             kept = f"keeping version {self.model.version}" if self.model else "not ready"
@@ -190,7 +193,7 @@ class ScoringService:
             except orjson.JSONDecodeError as exc:
                 raise PayloadError(400, f"body is not valid JSON: {exc}") from None
             rows = rows_from_payload(payload, len(model.features), self.config.max_rows)
-            predictions = model.predict(rows)
+            predictions = predict_checked(model, rows)
             out = orjson.dumps({"result": predictions}, option=orjson.OPT_SERIALIZE_NUMPY)
             latency = time.perf_counter() - started
             traceparent = headers.get("traceparent")

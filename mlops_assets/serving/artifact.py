@@ -136,6 +136,8 @@ def load_release(model_dir: str | os.PathLike) -> LoadedModel:
 
 
 _NUMBER_TYPES = frozenset({int, float})
+# Far beyond any measurement, and small enough that no linear model's output overflows.
+MAX_ABS_VALUE = 1e9
 
 
 def rows_from_payload(payload: Any, n_features: int, max_rows: int) -> np.ndarray:
@@ -166,4 +168,21 @@ def rows_from_payload(payload: Any, n_features: int, max_rows: int) -> np.ndarra
     if not np.isfinite(rows).all():
         index, column = (int(i) for i in np.argwhere(~np.isfinite(rows))[0])
         raise PayloadError(422, f"row {index}, column {column}: {rows[index, column]} is not a finite number")
+    if (np.abs(rows) > MAX_ABS_VALUE).any():
+        index, column = (int(i) for i in np.argwhere(np.abs(rows) > MAX_ABS_VALUE)[0])
+        raise PayloadError(
+            422, f"row {index}, column {column}: {rows[index, column]:g} is beyond ±{MAX_ABS_VALUE:g}"
+        )
     return rows
+
+
+def predict_checked(model: LoadedModel, rows: np.ndarray) -> np.ndarray:
+    """Predictions, all finite: extreme (if finite) inputs can overflow a linear model's output."""
+    predictions = model.predict(rows)
+    finite = np.isfinite(predictions)
+    if not finite.all():
+        index = int(np.argmin(finite))
+        raise PayloadError(
+            422, f"row {index}: the values are too extreme to score (the prediction overflows)"
+        )
+    return predictions

@@ -2,11 +2,13 @@
 
 from typing import Any
 
+from mlops_assets.serving.artifact import MAX_ABS_VALUE
+
 
 def openapi_document(n_features: int, feature_names: list[str], max_rows: int) -> dict[str, Any]:
     row = {
         "type": "array",
-        "items": {"type": "number"},
+        "items": {"type": "number", "minimum": -MAX_ABS_VALUE, "maximum": MAX_ABS_VALUE},
         "minItems": n_features,
         "maxItems": n_features,
         "description": f"One row: {', '.join(feature_names)}",

@@ -10,9 +10,15 @@ import json
 import os
 
 try:
-    from mlops_assets.serving.artifact import LoadedModel, PayloadError, load_release, rows_from_payload
+    from mlops_assets.serving.artifact import (
+        LoadedModel,
+        PayloadError,
+        load_release,
+        predict_checked,
+        rows_from_payload,
+    )
 except ImportError:  # deployed as a folder (Azure ML code configuration): artifact.py sits beside
-    from artifact import LoadedModel, PayloadError, load_release, rows_from_payload
+    from artifact import LoadedModel, PayloadError, load_release, predict_checked, rows_from_payload
 
 MAX_ROWS = 10_000
 model: LoadedModel | None = None
@@ -30,8 +36,8 @@ def run(raw_data: str | bytes | dict) -> dict:
     try:
         payload = json.loads(raw_data) if isinstance(raw_data, str | bytes) else raw_data
         rows = rows_from_payload(payload, len(model.features), MAX_ROWS)
+        return {"result": predict_checked(model, rows).tolist()}
     except PayloadError as exc:
         return {"error": str(exc)}
     except ValueError as exc:
         return {"error": f"body is not valid JSON ({exc})"}
-    return {"result": model.predict(rows).tolist()}

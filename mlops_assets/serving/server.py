@@ -5,6 +5,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from mlops_assets.settings import get_settings
+
 # Applied by uvicorn in the parent and in every worker process (workers are spawned, not forked).
 LOGGING_CONFIG = {
     "version": 1,
@@ -27,11 +29,14 @@ def serve(model_dir: Path, host: str, port: int, workers: int, limit_concurrency
     import uvicorn
 
     # Workers import the app afresh: they read their configuration from the environment.
-    os.environ["MLOPS_SERVE_MODEL_DIR"] = str(model_dir.resolve())
+    os.environ["MLOPS_SERVE_MODEL_DIR"] = str(
+        model_dir.absolute()
+    )  # not resolve(): a symlink is how releases swap
     multiproc_dir = None
     if workers > 1:
         multiproc_dir = tempfile.mkdtemp(prefix="mlops-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = multiproc_dir
+    get_settings.cache_clear()  # a single worker runs in this process: it must see the above too
     try:
         uvicorn.run(
             "mlops_assets.serving.app:app_from_settings",

@@ -1,0 +1,157 @@
+"""Releases made in the test and the real scoring service run as a subprocess on 127.0.0.1."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import skops.io as sio
+
+from mlops_assets.data.schema import FEATURES
+from mlops_assets.data.seed import diabetes_frame, split_seed
+from mlops_assets.serving.artifact import sha256_hex
+from mlops_assets.training import train
+
+BIN = Path(sys.executable).parent
+# The seed's two-row sample payload.
+SAMPLE = {
+    "data": [
+        [59, 2, 32.1, 101, 157, 93.2, 38, 4, 4.8598, 87],
+        [48, 1, 21.6, 87, 183, 103.2, 70, 3, 3.8918, 69],
+    ]
+}
+
+
+def write_release(folder: Path, version: int, alpha: float = 0.5, tamper: bool = False):
+    """A model trained here, laid out as the release pipeline lays it out: artifact + manifest."""
+    first = split_seed(diabetes_frame())[0]
+    model = train.fit(first, alpha)
+    artifact = sio.dumps(model)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.skops").write_bytes(artifact + (b"tampered" if tamper else b""))
+    manifest = {
+        "model_name": "diabetes-ridge",
+        "version": version,
+        "artifact": "model.skops",
+        "sha256": sha256_hex(artifact),
+        "features": list(FEATURES),
+        "training_data_version": "test",
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return model
+
+
+def point(link: Path, target: Path) -> None:
+    """Move a symlink atomically, as a deployer swaps the served release."""
+    tmp = link.with_name(link.name + ".new")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target)
+    os.replace(tmp, link)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def predictions(model, payload=SAMPLE) -> list[float]:
+    return model.predict(np.asarray(payload["data"], dtype=float)).tolist()
+
+
+class Service:
+    """``mlops-assets serve`` in its own process group; stop() sends SIGTERM and waits."""
+
+    def __init__(
+        self,
+        home: Path,
+        model_dir: Path,
+        env: dict[str, str] | None = None,
+        workers: int = 1,
+        executable: Path | None = None,
+    ):
+        self.home, self.port = home, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "DAGSTER_"))}
+        base |= {
+            "MLOPS_HOME": str(home),
+            "MLOPS_SCORING_KEYS": "key-one",
+            "MLOPS_SCORING_LOG_FLUSH_SECONDS": "0.2",
+            "MLOPS_MODEL_POLL_SECONDS": "0.2",
+        }
+        base |= env or {}
+        command = [
+            str(executable or BIN / "mlops-assets"),
+            "serve",
+            "--model-dir",
+            str(model_dir),
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
+        ]
+        self.stderr_path = home / f"serve-{self.port}.log"
+        home.mkdir(parents=True, exist_ok=True)
+        with open(self.stderr_path, "w") as stderr:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                command,
+                env=base,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+            )
+
+    def wait_live(self, timeout: float = 60) -> "Service":
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"service exited {self.process.returncode}: {self.log()}")
+            try:
+                if httpx.get(f"{self.url}/health/live", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"service not live in {timeout}s: {self.log()}")
+
+    def wait_version(self, version: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            response = httpx.get(f"{self.url}/health/ready", timeout=1)
+            if response.status_code == 200 and response.json()["version"] == version:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"version {version} not served in {timeout}s: {self.log()}")
+
+    def score(self, payload=SAMPLE, key: str | None = "key-one", **headers) -> httpx.Response:
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        return httpx.post(f"{self.url}/score", json=payload, headers=headers, timeout=10)
+
+    def log(self) -> str:
+        return self.stderr_path.read_text()[-4000:]
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                raise
+        return self.process.returncode
+
+
+def logged_records(storage_root: Path) -> list[dict]:
+    return [
+        json.loads(line)
+        for path in sorted((storage_root / "scoring-logs").rglob("*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
