@@ -1,0 +1,145 @@
+"""The service in the environments it ships in: the `serving` group alone, and Azure ML's own server."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mlops_assets_tests.conftest import REPO
+from mlops_assets_tests.serving_support import SAMPLE, Service, free_port, predictions, write_release
+
+pytestmark = pytest.mark.slow
+UV = Path(sys.executable).parent / "uv"
+# Azure ML's inference server pins what it needs; it gets its own venv (its pins conflict with ours).
+AZUREML_SERVER = "azureml-inference-server-http==1.5.1"
+
+
+def _uv(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(UV), *args],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="module")
+def serving_venv(tmp_path_factory) -> Path:
+    """Exactly what the image and the local targets install: the locked `serving` group + the project."""
+    root = tmp_path_factory.mktemp("serving-env")
+    requirements = root / "requirements.txt"
+    _uv(
+        "export",
+        "--frozen",
+        "--only-group",
+        "serving",
+        "--no-hashes",
+        "--no-emit-project",
+        "-o",
+        str(requirements),
+    )
+    venv = root / "venv"
+    _uv("venv", "--python", sys.executable, str(venv))
+    _uv("pip", "install", "--python", str(venv / "bin" / "python"), "-r", str(requirements))
+    _uv("pip", "install", "--python", str(venv / "bin" / "python"), "--no-deps", str(REPO))
+    return venv
+
+
+def test_serving_group_has_no_dagster_or_mlflow(serving_venv):
+    python = str(serving_venv / "bin" / "python")
+    for module in ("dagster", "mlflow", "pandas"):
+        probe = subprocess.run([python, "-c", f"import {module}"], capture_output=True, text=True)
+        assert probe.returncode != 0 and "ModuleNotFoundError" in probe.stderr, module
+    imported = subprocess.run(
+        [
+            python,
+            "-c",
+            "import sys, mlops_assets.serving.app, mlops_assets.cli; print(sorted(m for m in sys.modules if m.split('.')[0] in ('dagster', 'mlflow', 'azure', 'adlfs')))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert imported.stdout.strip() == "[]"
+
+
+def test_the_service_runs_from_the_serving_group_alone(serving_venv, tmp_path):
+    home = tmp_path / "mlops"
+    model = write_release(home / "release", version=4)
+    service = Service(home, home / "release", executable=serving_venv / "bin" / "mlops-assets").wait_live()
+    try:
+        service.wait_version("4")
+        response = service.score()
+        assert response.status_code == 200
+        assert response.json()["result"] == pytest.approx(predictions(model), rel=1e-12)
+    finally:
+        service.stop()
+
+
+def test_score_py_runs_unchanged_in_azure_ml_s_inference_server(tmp_path):
+    venv = tmp_path / "azureml"
+    _uv("venv", "--python", sys.executable, str(venv))
+    # The model's own library versions, as the AML environment (deploy/environments) pins them.
+    _uv(
+        "pip",
+        "install",
+        "--python",
+        str(venv / "bin" / "python"),
+        AZUREML_SERVER,
+        "scikit-learn==1.9.1",
+        "skops==0.16.0",
+        "numpy",
+    )
+    code = tmp_path / "code"
+    code.mkdir()
+    for name in ("score.py", "artifact.py"):
+        shutil.copy(REPO / "mlops_assets" / "serving" / name, code / name)
+    model = write_release(tmp_path / "models" / "diabetes-ridge" / "2", version=2)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "PYTHON"))}
+    env |= {"AZUREML_MODEL_DIR": str(tmp_path / "models"), "PATH": f"{venv / 'bin'}:{env['PATH']}"}
+    server = subprocess.Popen(
+        [str(venv / "bin" / "azmlinfsrv"), "--entry_script", "score.py", "--port", str(port)],
+        cwd=code,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while True:
+            assert server.poll() is None, server.stdout.read().decode()[-3000:]
+            try:
+                if httpx.get(f"{url}/", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "azmlinfsrv did not start"
+            time.sleep(0.25)
+        response = httpx.post(
+            f"{url}/score",
+            content=json.dumps(SAMPLE),
+            headers={"Content-Type": "application/json"},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["result"] == pytest.approx(predictions(model), rel=1e-12)
+        bad = httpx.post(
+            f"{url}/score", content='{"data": [[1, 2]]}', headers={"Content-Type": "application/json"}
+        )
+        assert "the model expects 10 numbers" in bad.json()["error"]
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(30)
