@@ -10,7 +10,7 @@ DAGSTER_PORT ?= 3000
 
 export MLOPS_HOME
 
-.PHONY: install demo dev test lint format bench lock clean
+.PHONY: install demo dev test lint format bench bench-scoring lock clean
 
 # uv lives in its own venv: `uv sync` removes from .venv whatever the lock does not list.
 $(UV):
@@ -44,6 +44,10 @@ test: lint
 
 bench: install
 	$(VENV)/bin/python bench/pipeline.py
+
+# Needs wrk (apt-get install -y wrk); peers get their own venvs under bench/.venvs.
+bench-scoring: install
+	$(VENV)/bin/python bench/scoring.py
 
 lock: | $(UV)
 	$(UV) lock

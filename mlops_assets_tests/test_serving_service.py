@@ -4,6 +4,7 @@ import json
 import signal
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import hypothesis
@@ -311,3 +312,54 @@ def test_scoring_goes_on_while_storage_fails_and_spilled_records_arrive_later(tm
         assert "delivered" in service.log()
     finally:
         service.stop()
+
+
+def _rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+
+def test_overload_sheds_with_503_stays_up_and_logs_every_2xx(tmp_path):
+    """64 connections against a limit of 16 (uvicorn counts connections and tasks): 200 or 503, nothing lost."""
+    import asyncio
+
+    home = tmp_path / "mlops"
+    write_release(home / "release", version=1)
+    service = Service(home, home / "release", env={"MLOPS_SCORING_MAX_INFLIGHT": "16"}).wait_live()
+    service.wait_version("1")
+    rss_before = _rss_mb(service.process.pid)
+    statuses: dict[int, int] = {}
+    ok_ids: list[str] = []
+    body = json.dumps({"data": [[50, 1, 25.0, 90, 180, 110, 50, 4, 4.5, 90]] * 100})
+
+    async def client_loop(client: httpx.AsyncClient, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            try:
+                response = await client.post(
+                    f"{service.url}/score", content=body, headers={"Authorization": "Bearer key-one"}
+                )
+            except httpx.TransportError:
+                statuses[-1] = statuses.get(-1, 0) + 1  # a shed connection closed by the server
+                continue
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            if response.status_code == 200:
+                ok_ids.append(response.headers["x-request-id"])
+
+    async def load() -> None:
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+            deadline = time.monotonic() + 4
+            await asyncio.gather(*(client_loop(client, deadline) for _ in range(64)))
+
+    try:
+        asyncio.run(load())
+        assert statuses.get(200, 0) > 100 and statuses.get(503, 0) > 0, statuses
+        assert set(statuses) <= {200, 503, -1}, statuses
+        assert httpx.get(f"{service.url}/health/live").status_code == 200
+        assert service.score().status_code == 200
+        assert _rss_mb(service.process.pid) < rss_before + 150
+    finally:
+        service.stop()
+    logged = [r["request_id"] for r in logged_records(home / "storage")]
+    assert set(ok_ids) <= set(logged)
+    assert len(logged) == len(set(logged))  # never written twice

@@ -52,8 +52,11 @@ def record_line(
 
 
 class RequestLogWriter:
-    def __init__(self, storage: Storage, spill_dir: Path, flush_seconds: float = 1.0) -> None:
+    def __init__(
+        self, storage: Storage, spill_dir: Path, flush_seconds: float = 1.0, batch_records: int = 2000
+    ) -> None:
         self.storage = storage
+        self.batch_records = batch_records
         self.spill_dir = spill_dir
         self.flush_seconds = flush_seconds
         # deque.append and popleft are atomic: the loop appends, the writer thread pops, no lock.
@@ -79,6 +82,8 @@ class RequestLogWriter:
 
     def append(self, line: bytes) -> None:
         self._pending.append(line)
+        if len(self._pending) == self.batch_records:  # a busy second: write now, keep memory flat
+            self._wake.set()
 
     def close(self, timeout: float = 30.0) -> None:
         """Write everything still pending; what storage refuses stays spilled on disk."""
@@ -90,6 +95,7 @@ class RequestLogWriter:
     def _run(self) -> None:
         while not self._stopping:
             self._wake.wait(self.flush_seconds)
+            self._wake.clear()
             self._flush()
 
     def _take(self) -> list[bytes]:

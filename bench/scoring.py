@@ -1,0 +1,472 @@
+"""Scoring throughput: our service against the servers a user would pick instead, in one run.
+
+Run: make bench-scoring   (or .venv/bin/python bench/scoring.py [--duration 10] [--only ours,bare-starlette])
+
+Every server gets the same fitted StandardScaler+Ridge model and 2 workers, on 127.0.0.1 only.
+Its predictions are checked against the model's before it is timed. Load comes from wrk
+(Debian package `wrk`), bounded runs: 1-row and 100-row payloads at 16 and 64 connections.
+Peers live in their own venvs under bench/.venvs (their pins conflict with our lock).
+"""
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+VENVS = REPO / "bench" / ".venvs"
+UV = Path(sys.executable).parent / "uv"
+OUR_BIN = Path(sys.executable).parent
+KEY = "bench-key"
+SCENARIOS = [(1, 16), (1, 64), (100, 16), (100, 64)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def venv(name: str, *requirements: str) -> Path:
+    """A venv with exactly these requirements, made once and reused (uv caches the wheels)."""
+    path = VENVS / name
+    marker = path / ".requirements"
+    wanted = "\n".join(requirements)
+    if marker.exists() and marker.read_text() == wanted:
+        return path
+    shutil.rmtree(path, ignore_errors=True)
+    subprocess.run([str(UV), "venv", "-q", "--python", sys.executable, str(path)], check=True)
+    subprocess.run(
+        [str(UV), "pip", "install", "-q", "--python", str(path / "bin" / "python"), *requirements], check=True
+    )
+    marker.write_text(wanted)
+    return path
+
+
+@dataclass
+class Server:
+    name: str
+    command: list[str]
+    path: str
+    body: Callable[[list[list[float]]], bytes]
+    result: Callable[[dict], list[float]]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    health: str = "/"
+    up_on_any_answer: bool = False  # bare Starlette has no health route: a 404 means it is up
+
+
+def plain_body(rows):
+    return json.dumps({"data": rows}).encode()
+
+
+def build_servers(work: Path, model, names: set[str]) -> list[Server]:
+    import joblib
+    import skops.io as sio
+
+    from mlops_assets.serving.artifact import sha256_hex
+
+    release = work / "release"
+    release.mkdir()
+    artifact = sio.dumps(model)
+    (release / "model.skops").write_bytes(artifact)
+    features = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+    manifest = {
+        "model_name": "diabetes-ridge",
+        "version": 1,
+        "artifact": "model.skops",
+        "sha256": sha256_hex(artifact),
+        "features": features,
+    }
+    (release / "manifest.json").write_text(json.dumps(manifest))
+    joblib.dump(model, work / "model.joblib")
+    sklearn_pins = ("scikit-learn==1.9.1", "numpy<2.5")
+    servers: list[Server] = []
+    port = free_port
+
+    if "ours" in names:
+        p = port()
+        servers.append(
+            Server(
+                "ours",
+                [
+                    str(OUR_BIN / "mlops-assets"),
+                    "serve",
+                    "--model-dir",
+                    str(release),
+                    "--port",
+                    str(p),
+                    "--workers",
+                    "2",
+                ],
+                f"http://127.0.0.1:{p}/score",
+                plain_body,
+                lambda r: r["result"],
+                env={"MLOPS_HOME": str(work / "home"), "MLOPS_SCORING_KEYS": KEY},
+                headers={"Authorization": f"Bearer {KEY}", "x-mlops-synthetic": "true"},
+                health="/health/ready",
+            )
+        )
+    if "bare-starlette" in names:
+        p = port()
+        servers.append(
+            Server(
+                "bare-starlette",
+                [
+                    str(OUR_BIN / "uvicorn"),
+                    "bench.bare_starlette:app",
+                    "--port",
+                    str(p),
+                    "--workers",
+                    "2",
+                    "--no-access-log",
+                    "--loop",
+                    "uvloop",
+                    "--http",
+                    "httptools",
+                ],
+                f"http://127.0.0.1:{p}/score",
+                plain_body,
+                lambda r: r["result"],
+                env={"BENCH_MODEL": str(work / "model.joblib")},
+                cwd=REPO,
+                up_on_any_answer=True,
+            )
+        )
+    if "bare-starlette-affine" in names:
+        p = port()
+        servers.append(
+            Server(
+                "bare-starlette-affine",
+                [
+                    str(OUR_BIN / "uvicorn"),
+                    "bench.bare_starlette:app",
+                    "--port",
+                    str(p),
+                    "--workers",
+                    "2",
+                    "--no-access-log",
+                    "--loop",
+                    "uvloop",
+                    "--http",
+                    "httptools",
+                ],
+                f"http://127.0.0.1:{p}/score",
+                plain_body,
+                lambda r: r["result"],
+                env={"BENCH_RELEASE": str(release)},
+                cwd=REPO,
+                up_on_any_answer=True,
+            )
+        )
+    if "azureml-inference-server" in names:
+        env_dir = venv("azureml", "azureml-inference-server-http==1.5.1", "skops==0.16.0", *sklearn_pins)
+        code = work / "aml-code"
+        code.mkdir()
+        for name in ("score.py", "artifact.py"):
+            shutil.copy(REPO / "mlops_assets" / "serving" / name, code / name)
+        p = port()
+        servers.append(
+            Server(
+                "azureml-inference-server",
+                [str(env_dir / "bin" / "azmlinfsrv"), "--entry_script", "score.py", "--port", str(p)],
+                f"http://127.0.0.1:{p}/score",
+                plain_body,
+                lambda r: r["result"],
+                env={
+                    "AZUREML_MODEL_DIR": str(release),
+                    "WORKER_COUNT": "2",
+                    "PATH": f"{env_dir / 'bin'}:{os.environ['PATH']}",
+                },
+                cwd=code,
+            )
+        )
+    mlflow_model = work / "mlflow-model"
+    if names & {"mlflow-serve", "mlflow-serve+uvloop"}:
+        import mlflow.sklearn
+
+        mlflow.sklearn.save_model(model, str(mlflow_model))
+    for name, env_dir in (
+        ("mlflow-serve", "mlflow-plain"),
+        ("mlflow-serve+uvloop", "mlflow-uvicorn-standard"),
+    ):
+        if name not in names:
+            continue
+        extra = ("uvicorn[standard]",) if name.endswith("uvloop") else ()
+        env_path = venv(env_dir, "mlflow==3.17.2", *sklearn_pins, *extra)
+        p = port()
+        servers.append(
+            Server(
+                name,
+                [
+                    str(env_path / "bin" / "mlflow"),
+                    "models",
+                    "serve",
+                    "-m",
+                    str(mlflow_model),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(p),
+                    "--workers",
+                    "2",
+                    "--env-manager",
+                    "local",
+                ],
+                f"http://127.0.0.1:{p}/invocations",
+                lambda rows: json.dumps({"inputs": rows}).encode(),
+                lambda r: r["predictions"],
+                env={"PATH": f"{env_path / 'bin'}:{os.environ['PATH']}", "MLFLOW_DISABLE_TELEMETRY": "true"},
+                health="/ping",
+            )
+        )
+    if "mlserver" in names:
+        env_path = venv(
+            "mlserver", "mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop<0.22", *sklearn_pins
+        )
+        folder = work / "mlserver"
+        (folder / "diabetes").mkdir(parents=True)
+        shutil.copy(work / "model.joblib", folder / "diabetes" / "model.joblib")
+        (folder / "diabetes" / "model-settings.json").write_text(
+            json.dumps(
+                {
+                    "name": "diabetes",
+                    "implementation": "mlserver_sklearn.SKLearnModel",
+                    "parameters": {"uri": "./model.joblib"},
+                }
+            )
+        )
+        p = port()
+        (folder / "settings.json").write_text(
+            json.dumps(
+                {
+                    "http_port": p,
+                    "grpc_port": port(),
+                    "metrics_port": port(),
+                    "parallel_workers": 2,
+                    "host": "127.0.0.1",
+                }
+            )
+        )
+
+        def v2_body(rows):
+            flat = [value for row in rows for value in row]
+            return json.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": "predict",
+                            "shape": [len(rows), len(rows[0])],
+                            "datatype": "FP64",
+                            "data": flat,
+                        }
+                    ]
+                }
+            ).encode()
+
+        servers.append(
+            Server(
+                "mlserver",
+                [str(env_path / "bin" / "mlserver"), "start", str(folder)],
+                f"http://127.0.0.1:{p}/v2/models/diabetes/infer",
+                v2_body,
+                lambda r: r["outputs"][0]["data"],
+                env={"PATH": f"{env_path / 'bin'}:{os.environ['PATH']}"},
+                health="/v2/health/ready",
+            )
+        )
+    order = [
+        "ours",
+        "bare-starlette",
+        "azureml-inference-server",
+        "mlflow-serve",
+        "mlflow-serve+uvloop",
+        "mlserver",
+    ]
+    return sorted(servers, key=lambda s: order.index(s.name))
+
+
+def rss_mb(pid: int) -> list[float]:
+    """RSS of the process and all its descendants, in MB, largest first."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    sizes, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        stack.extend(children.get(current, []))
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+        except OSError:
+            continue
+        match = re.search(r"VmRSS:\s+(\d+) kB", status)
+        if match:
+            sizes.append(int(match.group(1)) / 1024)
+    return sorted(sizes, reverse=True)
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(server: Server, body: bytes, connections: int, duration: int, work: Path) -> dict:
+    body_file = work / "body.json"
+    body_file.write_bytes(body)
+    script = work / "post.lua"
+    headers = {"Content-Type": "application/json", **server.headers}
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f'local f = io.open("{body_file}", "rb"); wrk.body = f:read("*a"); f:close()\n'
+        + "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items())
+    )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), server.path],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": _ms(latency["50"]),
+        "p99": _ms(latency["99"]),
+        "non2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "socket_errors": sum(int(g) for g in errors.groups()) if errors else 0,
+        "wrk_cpu": (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / duration,
+    }
+
+
+def start(server: Server, work: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")} | server.env
+    log = open(work / f"{server.name}.log", "w")  # noqa: SIM115 - lives as long as the server
+    process = subprocess.Popen(
+        server.command,
+        env=env,
+        cwd=server.cwd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+    )
+    health = re.sub(r"(http://[^/]+).*", r"\1", server.path) + server.health
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{server.name} exited: {(work / f'{server.name}.log').read_text()[-2000:]}")
+        try:
+            status = httpx.get(health, timeout=1).status_code
+            if status == 200 or (server.up_on_any_answer and status < 500):
+                return process
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    raise TimeoutError(f"{server.name} did not become healthy")
+
+
+def stop(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument(
+        "--only",
+        default="ours,bare-starlette,azureml-inference-server,mlflow-serve,mlflow-serve+uvloop,mlserver",
+    )
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+        return 2
+
+    from mlops_assets.data.seed import diabetes_frame, split_seed
+    from mlops_assets.training.train import fit
+
+    model = fit(split_seed(diabetes_frame())[0], alpha=0.5)
+    rng = np.random.default_rng(0)
+    frame = diabetes_frame().drop(columns=["target"]).to_numpy()
+    payloads = {n: frame[rng.choice(len(frame), n)].tolist() for n in (1, 100)}
+    work = Path(tempfile.mkdtemp(prefix="mlops-bench-scoring-"))
+    results: dict[str, dict] = {}
+    for server in build_servers(work, model, set(args.only.split(","))):
+        process = start(server, work)
+        try:
+            check = httpx.post(
+                server.path,
+                content=server.body(payloads[100]),
+                headers={"Content-Type": "application/json", **server.headers},
+                timeout=30,
+            )
+            if check.status_code != 200:
+                print(
+                    f"{server.name}: prediction check failed, not timed: {check.status_code} {check.text[:300]}",
+                    flush=True,
+                )
+                continue
+            got = np.asarray(server.result(check.json()), dtype=float).ravel()
+            np.testing.assert_allclose(got, model.predict(np.asarray(payloads[100])), rtol=1e-9)
+            for rows, connections in SCENARIOS:
+                body = server.body(payloads[rows])
+                run_wrk(server, body, connections, args.warmup, work)
+                figures = run_wrk(server, body, connections, args.duration, work)
+                figures["rss"] = rss_mb(process.pid)
+                results.setdefault(server.name, {})[(rows, connections)] = figures
+                print(
+                    f"{server.name:<26} {rows:>3} row(s) @{connections:<3} {figures['rps']:>9.0f} req/s  p50 {figures['p50']:.2f} ms  p99 {figures['p99']:.2f} ms  non-2xx {figures['non2xx']}  wrk cpu {figures['wrk_cpu']:.2f}",
+                    flush=True,
+                )
+        finally:
+            stop(process)
+
+    print(
+        f"\n{'server':<26}{'payload':>12}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'RSS MB (max proc / total)':>28}{'ours/this':>11}"
+    )
+    for name, by_scenario in results.items():
+        for (rows, connections), f in by_scenario.items():
+            ours = results.get("ours", {}).get((rows, connections))
+            ratio = f"{ours['rps'] / f['rps']:.2f}x" if ours and name != "ours" else ""
+            rss = f"{f['rss'][0]:.0f} / {sum(f['rss']):.0f}"
+            print(
+                f"{name:<26}{f'{rows}r@{connections}c':>12}{f['rps']:>10.0f}{f['p50']:>9.2f}{f['p99']:>9.2f}{f['non2xx'] + f['socket_errors']:>9}{rss:>28}{ratio:>11}"
+            )
+    print(
+        f"\nwrk ran on the same 2 cores (its CPU use, in cores, is printed per run above). Work dir: {work}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
