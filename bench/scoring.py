@@ -34,6 +34,15 @@ UV = Path(sys.executable).parent / "uv"
 OUR_BIN = Path(sys.executable).parent
 KEY = "bench-key"
 SCENARIOS = [(1, 16), (1, 64), (100, 16), (100, 64)]
+SERVER_ORDER = [
+    "ours",
+    "bare-starlette",
+    "bare-starlette-affine",
+    "azureml-inference-server",
+    "mlflow-serve",
+    "mlflow-serve+uvloop",
+    "mlserver",
+]
 
 
 def free_port() -> int:
@@ -291,15 +300,7 @@ def build_servers(work: Path, model, names: set[str]) -> list[Server]:
                 health="/v2/health/ready",
             )
         )
-    order = [
-        "ours",
-        "bare-starlette",
-        "azureml-inference-server",
-        "mlflow-serve",
-        "mlflow-serve+uvloop",
-        "mlserver",
-    ]
-    return sorted(servers, key=lambda s: order.index(s.name))
+    return sorted(servers, key=lambda s: SERVER_ORDER.index(s.name))
 
 
 def rss_mb(pid: int) -> list[float]:
@@ -405,7 +406,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument(
         "--only",
-        default="ours,bare-starlette,azureml-inference-server,mlflow-serve,mlflow-serve+uvloop,mlserver",
+        default=",".join(SERVER_ORDER),
+        help="comma-separated subset of: " + ", ".join(SERVER_ORDER),
     )
     args = parser.parse_args()
     if not shutil.which("wrk"):

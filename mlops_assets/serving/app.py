@@ -18,7 +18,6 @@ import logging
 import os
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +71,21 @@ def _release_signature(folder: Path) -> tuple:
         return (folder, None, None)
 
 
+class ScoredResponse(Response):
+    """A 200 with pre-encoded headers: Starlette's header building was a tenth of a request's CPU."""
+
+    def __init__(self, body: bytes, model_version: bytes, request_id: str) -> None:
+        self.status_code = 200
+        self.body = body
+        self.background = None
+        self.raw_headers = [
+            (b"content-length", str(len(body)).encode()),
+            (b"content-type", b"application/json"),
+            (b"x-model-version", model_version),
+            (b"x-request-id", request_id.encode()),
+        ]
+
+
 def _error(status: int, message: str, request_id: str, **headers: str) -> Response:
     body = orjson.dumps({"error": message, "request_id": request_id})
     return Response(
@@ -90,6 +104,7 @@ class ScoringService:
             Storage(config.log_storage_url), config.spill_dir, config.flush_seconds
         )
         self._openapi = b"{}"
+        self.tally = metrics.RequestTally()
 
     # --- keys: re-read when the file changes, so a key can be added, then the old one removed ---
     def _refresh_keys(self) -> None:
@@ -148,6 +163,7 @@ class ScoringService:
             try:
                 await asyncio.to_thread(self._refresh_keys)
                 await asyncio.to_thread(self._load)
+                self.tally.flush()
                 metrics.LOG_BACKLOG.set(self.writer.backlog)
                 metrics.LOG_SPILLED.set(self.writer.spilled)
             except Exception:  # the watcher must outlive any single failure
@@ -163,27 +179,28 @@ class ScoringService:
             yield
         finally:
             watcher.cancel()
+            self.tally.flush()
             await asyncio.to_thread(self.writer.close)  # graceful shutdown: nothing pending is lost
             log.info("request log closed: %d written, %d spilled", self.writer.written, self.writer.spilled)
 
     # --- endpoints ---
     async def score(self, request: Request) -> Response:
         started = time.perf_counter()
-        request_id = uuid.uuid4().hex
+        request_id = os.urandom(16).hex()  # a third of uuid4's cost, the same 128 random bits
         headers = request.headers
-        status = 200
+        status, rows_scored = "200", 0
         try:
             if not self.authorized(headers.get("authorization")):
-                status = 401
+                status = "401"
                 return _error(
                     401, "missing or invalid bearer key", request_id, **{"www-authenticate": "Bearer"}
                 )
             model = self.model
             if model is None:
-                status = 503
+                status = "503"
                 return _error(503, "no verified model loaded yet", request_id, **{"retry-after": "1"})
             if self.writer.backlog > self.config.max_log_backlog:
-                status = 503  # shed rather than lose request log records
+                status = "503"  # shed rather than lose request log records
                 return _error(
                     503, "request log backlog is full; retry shortly", request_id, **{"retry-after": "1"}
                 )
@@ -209,17 +226,14 @@ class ScoringService:
                     traceparent if traceparent and TRACEPARENT.match(traceparent) else None,
                 )
             )
-            metrics.ROWS.inc(len(rows))
-            return Response(
-                out, media_type=JSON, headers={"x-model-version": model.version, "x-request-id": request_id}
-            )
+            rows_scored = len(rows)
+            return ScoredResponse(out, model.version.encode(), request_id)
         except PayloadError as exc:
-            status = exc.status
+            status = str(exc.status)
             log.info("rejected %s: %s (traceparent %s)", request_id, exc, headers.get("traceparent"))
             return _error(exc.status, str(exc), request_id)
         finally:
-            metrics.REQUESTS.labels(str(status)).inc()
-            metrics.LATENCY.observe(time.perf_counter() - started)
+            self.tally.record(status, rows_scored, time.perf_counter() - started)
 
     async def _read_body(self, request: Request) -> bytes:
         limit = self.config.max_body_bytes
@@ -254,6 +268,7 @@ class ScoringService:
         )
 
     async def metrics_endpoint(self, _: Request) -> Response:
+        self.tally.flush()  # this worker's counts are current; other workers flush each poll
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 

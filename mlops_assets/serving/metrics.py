@@ -5,6 +5,8 @@ before they start; prometheus_client then keeps values in shared files and ``/me
 worker reports the sum over all of them.
 """
 
+from bisect import bisect_left
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -35,6 +37,45 @@ LOG_SPILLED = Gauge(
     "Request log records on local disk awaiting storage.",
     multiprocess_mode="livesum",
 )
+
+
+class RequestTally:
+    """Per-request counts kept in plain Python and folded into the Prometheus metrics in bulk.
+
+    An update of a prometheus_client value costs ~1.5 us in multiprocess mode (a locked write to a
+    shared file); three per request were a sixth of our per-request CPU. Here a request costs a
+    dict increment and a bisect; ``flush()`` (every poll interval and before /metrics answers)
+    writes the totals with one update per metric and bucket.
+    """
+
+    def __init__(self) -> None:
+        self.codes: dict[str, int] = {}
+        self.rows = 0
+        self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
+
+    def record(self, code: str, rows: int, latency: float) -> None:
+        self.codes[code] = self.codes.get(code, 0) + 1
+        self.rows += rows
+        self.latency_counts[bisect_left(LATENCY_BUCKETS, latency)] += 1
+        self.latency_sum += latency
+
+    def flush(self) -> None:
+        codes, self.codes = self.codes, {}
+        rows, self.rows = self.rows, 0
+        counts, self.latency_counts = self.latency_counts, [0] * (len(LATENCY_BUCKETS) + 1)
+        latency_sum, self.latency_sum = self.latency_sum, 0.0
+        for code, count in codes.items():
+            REQUESTS.labels(code).inc(count)
+        if rows:
+            ROWS.inc(rows)
+        # prometheus_client has no bulk observe(); its per-bucket values are the documented storage
+        # of a Histogram (non-cumulative counts, summed at exposition), so add to them directly.
+        for index, count in enumerate(counts):
+            if count:
+                LATENCY._buckets[index].inc(count)
+        if latency_sum:
+            LATENCY._sum.inc(latency_sum)
 
 
 def _multiprocess() -> bool:
