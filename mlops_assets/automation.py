@@ -14,6 +14,7 @@ from mlops_assets.data.assets import (
 )
 from mlops_assets.instance import STAGE_TAG
 from mlops_assets.registry.assets import registered_model
+from mlops_assets.release.assets import model_versions, scoring_image
 from mlops_assets.storage import Storage, StorageResource, StoredFile
 
 RUN_KEY_TAG = "dagster/run_key"
@@ -36,6 +37,16 @@ retraining_job = dg.define_asset_job(
     tags={STAGE_TAG: "training"},
     description="Training snapshot -> candidate (Pipes) -> evaluation -> registration (or a clean skip).",
 )
+
+
+release_job = dg.define_asset_job(
+    "release_job",
+    selection=dg.AssetSelection.assets(scoring_image),
+    partitions_def=model_versions,
+    tags={STAGE_TAG: "release"},
+    description="One registered version (partition): scoring image (then QA and production).",
+)
+RELEASE_SENSOR = "release_sensor"
 
 
 def is_ready(file: StoredFile) -> bool:
@@ -91,6 +102,30 @@ def build_landing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDef
     return landing_sensor
 
 
+def build_release_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
+    """The seed's "model artifact trigger": each registered version gets its own release run."""
+
+    @dg.asset_sensor(
+        name=RELEASE_SENSOR,
+        asset_key=registered_model.key,
+        job=release_job,
+        default_status=default_status,
+        description="A new registry version becomes a model_versions partition and one release_job run.",
+    )
+    def release_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry) -> dg.SensorResult:
+        materialization = asset_event.asset_materialization
+        version = str(materialization.metadata["version"].value)
+        return dg.SensorResult(
+            run_requests=[dg.RunRequest(partition_key=version, run_key=f"release-{version}")],
+            dynamic_partitions_requests=[model_versions.build_add_request([version])],
+        )
+
+    return release_sensor
+
+
 def build_automation_defs(running: bool) -> dg.Definitions:
     status = dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED
-    return dg.Definitions(jobs=[ingest_job, retraining_job], sensors=[build_landing_sensor(status)])
+    return dg.Definitions(
+        jobs=[ingest_job, retraining_job, release_job],
+        sensors=[build_landing_sensor(status), build_release_sensor(status)],
+    )

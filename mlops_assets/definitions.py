@@ -13,9 +13,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     from mlops_assets.data.definitions import defs as data_defs
     from mlops_assets.profiles import resources_for
     from mlops_assets.registry.definitions import defs as registry_defs
+    from mlops_assets.release.definitions import defs as release_defs
     from mlops_assets.training.definitions import defs as training_defs
 
-    domains = dg.Definitions.merge(data_defs, training_defs, registry_defs)
+    domains = dg.Definitions.merge(data_defs, training_defs, registry_defs, release_defs)
     linked = dg.Definitions(
         assets=dg.with_source_code_references(list(domains.assets or [])),
         asset_checks=domains.asset_checks,

@@ -20,7 +20,7 @@ from mlops_assets.registry.protocol import (
     ModelRegistry,
     RegistryResource,
 )
-from mlops_assets.serving.artifact import load_verified_model
+from mlops_assets.serving.artifact import ArtifactError, load_verified_model
 from mlops_assets.storage import Storage, StorageResource, load_stored_value, relative_path
 from mlops_assets.training.assets import METRIC_NAMES
 from mlops_assets.training.train import ARTIFACT_NAME, TARGET, holdout_mask, score
@@ -37,6 +37,14 @@ class EvaluationParams(dg.ConfigurableResource):
     )
 
 
+def _verified_model(data: bytes, sha256: str, source: str):
+    """The model, or a step failure that names the artifact and the rule it broke."""
+    try:
+        return load_verified_model(data, sha256, source)
+    except ArtifactError as exc:
+        raise dg.Failure(str(exc)) from exc
+
+
 def _holdout(storage: Storage, training_data: dict, holdout_percent: int) -> pd.DataFrame:
     frame = load_stored_value(storage, training_data["path"])
     return frame[holdout_mask(frame, holdout_percent)]
@@ -44,7 +52,7 @@ def _holdout(storage: Storage, training_data: dict, holdout_percent: int) -> pd.
 
 def _score_version(registry: ModelRegistry, version, holdout: pd.DataFrame) -> Scored:
     artifact = registry.read_file(version.version, ARTIFACT_NAME)
-    model = load_verified_model(artifact, version.tags["artifact_sha256"], f"version {version.version}")
+    model = _verified_model(artifact, version.tags["artifact_sha256"], f"version {version.version}")
     return Scored(f"version {version.version}", version.version, score(model, holdout))
 
 
@@ -76,7 +84,7 @@ def model_evaluation(
     store, models = storage.get(), registry.get_registry()
     holdout = _holdout(store, training_data, int(candidate_model["holdout_percent"]))
     artifact = store.read_bytes(relative_path(store, candidate_model["artifact_uri"]))
-    model = load_verified_model(artifact, candidate_model["artifact_sha256"], candidate_model["artifact_uri"])
+    model = _verified_model(artifact, candidate_model["artifact_sha256"], candidate_model["artifact_uri"])
     candidate = Scored("candidate", None, score(model, holdout))
 
     same = models.find_by_fingerprint(candidate_model["fingerprint"])
@@ -152,7 +160,7 @@ def registered_model(
         return
     store, models = storage.get(), registry.get_registry()
     artifact = store.read_bytes(relative_path(store, candidate_model["artifact_uri"]))
-    load_verified_model(artifact, candidate_model["artifact_sha256"], candidate_model["artifact_uri"])
+    _verified_model(artifact, candidate_model["artifact_sha256"], candidate_model["artifact_uri"])
     champion = models.get_alias(PRODUCTION_ALIAS)
     bar = model_evaluation.get("bar") or {}
     tags = _registration_tags(
@@ -165,7 +173,7 @@ def registered_model(
     # Release what the registry holds: if this fingerprint was registered before, that is its artifact.
     sha256 = version.tags["artifact_sha256"]
     artifact = models.read_file(version.version, ARTIFACT_NAME)
-    load_verified_model(artifact, sha256, f"version {version.version}")
+    _verified_model(artifact, sha256, f"version {version.version}")
     manifest = build_manifest(
         models.model_name, version.version, ARTIFACT_NAME, sha256, list(FEATURES), candidate_model
     )

@@ -1,0 +1,102 @@
+"""The scoring image's build context, assembled from a registered version and named by its content.
+
+Layout: ``Dockerfile``, ``requirements.txt`` (the locked `serving` group), ``project/`` (the
+package, installed with --no-deps), ``model/`` (artifact + manifest). The digest covers every
+file, so the same inputs give the same tag and nothing is rebuilt; ``code_digest`` leaves out
+``model/``, so a release target can tell "only the model changed" (swap the model in place)
+from "the code changed" (start a new process).
+"""
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DOCKERFILE = REPO / "deploy" / "docker" / "scoring.Dockerfile"
+PROJECT_FILES = ("pyproject.toml", "README.md")
+MODEL_DIR = "model"
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    path: Path
+    digest: str
+    code_digest: str
+    files: int
+
+    @property
+    def tag(self) -> str:
+        return f"sha256-{self.digest[:16]}"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "path": str(self.path), "tag": self.tag}
+
+
+def serving_requirements(repo: Path = REPO) -> bytes:
+    """The `serving` group exactly as locked, without the project (installed with --no-deps)."""
+    uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
+    result = subprocess.run(
+        [
+            uv,
+            "export",
+            "--frozen",
+            "--only-group",
+            "serving",
+            "--no-hashes",
+            "--no-emit-project",
+            "--no-header",
+        ],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
+    return result.stdout
+
+
+def _tree_digest(root: Path, exclude: str | None = None) -> tuple[str, int]:
+    digest, count = hashlib.sha256(), 0
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = path.relative_to(root).as_posix()
+        if exclude and relative.startswith(exclude + "/"):
+            continue
+        digest.update(relative.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+        count += 1
+    return digest.hexdigest(), count
+
+
+def _write_tree(root: Path, artifact_name: str, artifact: bytes, manifest: dict, requirements: bytes) -> None:
+    (root / MODEL_DIR).mkdir(parents=True)
+    (root / MODEL_DIR / artifact_name).write_bytes(artifact)
+    (root / MODEL_DIR / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    shutil.copy(DOCKERFILE, root / "Dockerfile")
+    (root / "requirements.txt").write_bytes(requirements)
+    project = root / "project"
+    project.mkdir()
+    for name in PROJECT_FILES:
+        shutil.copy(REPO / name, project / name)
+    shutil.copytree(
+        REPO / "mlops_assets", project / "mlops_assets", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
+
+
+def assemble(
+    contexts_dir: Path, artifact_name: str, artifact: bytes, manifest: dict, requirements: bytes
+) -> tuple[BuildContext, bool]:
+    """The context for these inputs, and whether it was new (False: an identical one existed)."""
+    contexts_dir.mkdir(parents=True, exist_ok=True)
+    staging = contexts_dir / f".staging-{hashlib.sha256(artifact).hexdigest()[:12]}"
+    shutil.rmtree(staging, ignore_errors=True)
+    _write_tree(staging, artifact_name, artifact, manifest, requirements)
+    digest, files = _tree_digest(staging)
+    code_digest, _ = _tree_digest(staging, exclude=MODEL_DIR)
+    final = contexts_dir / digest[:16]
+    new = not final.exists()
+    if new:
+        staging.rename(final)
+    else:
+        shutil.rmtree(staging)
+    return BuildContext(final, digest, code_digest, files), new

@@ -1,0 +1,122 @@
+"""Release assets: the scoring image's build context, its digest, the Dockerfile, the release trigger."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import skops.io as sio
+
+from mlops_assets.automation import RELEASE_SENSOR
+from mlops_assets.data.seed import diabetes_frame, split_seed
+from mlops_assets.registry.manifest import build_manifest
+from mlops_assets.release.assets import model_versions, scoring_image
+from mlops_assets.serving.artifact import sha256_hex
+from mlops_assets.training import train
+from mlops_assets_tests.conftest import REPO
+
+
+def register(defs, alpha: float, tamper: bool = False) -> int:
+    """A real registration in the MLflow registry, as registered_model makes it."""
+    models = defs.resources["registry"].get_registry()
+    artifact = sio.dumps(train.fit(split_seed(diabetes_frame())[0], alpha))
+    sha = sha256_hex(artifact)
+    tags = {"fingerprint": f"fp-{alpha}", "artifact_sha256": "0" * 64 if tamper else sha}
+    version = models.register(artifact, "model.skops", tags, {"mse": 1.0}).version
+    candidate = {
+        "data_version": "d",
+        "fingerprint": tags["fingerprint"],
+        "mse": 1.0,
+        "rmse": 1.0,
+        "r2": 0.5,
+        "mae": 1.0,
+    }
+    models.write_manifest(
+        version,
+        build_manifest(models.model_name, version, "model.skops", sha, list(train.FEATURES), candidate),
+    )
+    return version
+
+
+def materialize_image(defs, instance, version: int) -> dg.ExecuteInProcessResult:
+    instance.add_dynamic_partitions(model_versions.name, [str(version)])
+    return defs.resolve_job_def("release_job").execute_in_process(
+        instance=instance, partition_key=str(version), raise_on_error=False
+    )
+
+
+def test_dockerfile_passes_hadolint():
+    hadolint = Path(sys.executable).parent / "hadolint"
+    result = subprocess.run(
+        [str(hadolint), str(REPO / "deploy" / "docker" / "scoring.Dockerfile")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = (REPO / "deploy" / "docker" / "scoring.Dockerfile").read_text()
+    assert "USER 10001" in text and "HEALTHCHECK" in text and "/health/ready" in text
+    assert '"mlops-assets", "serve"' in text
+
+
+def test_scoring_image_context_is_content_addressed(settings, instance, defs):
+    one, two = register(defs, 0.5), register(defs, 5.0)
+    first = materialize_image(defs, instance, one)
+    assert first.success
+    image = first.output_for_node("scoring_image")
+    context = Path(image["path"])
+    assert (
+        image["image"] == f"mlops-assets/scoring:{image['tag']}"
+        and image["tag"] == f"sha256-{image['digest'][:16]}"
+    )
+    assert image["reused"] is False
+    assert {p.name for p in context.iterdir()} == {"Dockerfile", "requirements.txt", "project", "model"}
+    manifest = json.loads((context / "model" / "manifest.json").read_text())
+    assert (
+        manifest["version"] == one
+        and sha256_hex((context / "model" / "model.skops").read_bytes()) == manifest["sha256"]
+    )
+    requirements = (context / "requirements.txt").read_text()
+    assert "starlette==" in requirements and "skops==" in requirements
+    assert "dagster" not in requirements and "mlflow" not in requirements
+    assert (context / "project" / "mlops_assets" / "serving" / "app.py").is_file()
+    if not image["built"]:
+        assert (
+            "not built" in first.asset_materializations_for_node("scoring_image")[0].metadata["detail"].value
+        )
+
+    again = materialize_image(defs, instance, one).output_for_node("scoring_image")
+    assert (again["tag"], again["reused"]) == (image["tag"], True)
+
+    other = materialize_image(defs, instance, two).output_for_node("scoring_image")
+    assert other["tag"] != image["tag"]
+    assert other["code_digest"] == image["code_digest"]  # only the model differs
+
+
+def test_a_version_whose_artifact_does_not_verify_gets_no_image(settings, instance, defs):
+    version = register(defs, 0.5, tamper=True)
+    result = materialize_image(defs, instance, version)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "does not match the expected" in failure.step_failure_data.user_failure_data.description
+    assert not list((settings.home_dir / "release" / "contexts").glob("[!.]*"))
+
+
+def test_a_registration_requests_one_release_run_for_its_version(settings, instance, defs):
+    sensor = defs.resolve_sensor_def(RELEASE_SENSOR)
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(asset_key="registered_model", metadata={"version": 3})
+    )
+    with dg.build_sensor_context(instance=instance, definitions=defs) as context:
+        (result,) = list(sensor(context))  # an asset sensor called directly yields its result
+    (request,) = result.run_requests
+    assert (request.partition_key, request.run_key) == ("3", "release-3")
+    assert result.dynamic_partitions_requests[0].partition_keys == ["3"]
+    assert defs.resolve_job_def("release_job").tags["mlops/stage"] == "release"
+
+
+@pytest.mark.parametrize("job", ["release_job"])
+def test_release_job_is_partitioned_by_model_version(defs, job):
+    assert defs.resolve_job_def(job).partitions_def == model_versions
+    assert scoring_image.partitions_def == model_versions
