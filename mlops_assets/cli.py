@@ -84,6 +84,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local_target():
+    from mlops_assets.release.local_target import LocalTarget
+
+    return LocalTarget(get_settings().home_dir)
+
+
+def cmd_deployments(_: argparse.Namespace) -> int:
+    deployments = _local_target().list()
+    if not deployments:
+        print("no local deployments running")
+    for d in deployments:
+        print(f"{d.name}: version {d.version} at {d.url} (pid {d.pid}, image {d.image})")
+    return 0
+
+
+def cmd_down(_: argparse.Namespace) -> int:
+    target = _local_target()
+    stopped = [d.name for d in target.list() if target.stop(d.name)]
+    print(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlops-assets", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -107,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=1)
     serve.set_defaults(func=cmd_serve)
+    commands.add_parser("deployments", help="list local deployments").set_defaults(func=cmd_deployments)
+    commands.add_parser("down", help="stop every local deployment").set_defaults(func=cmd_down)
     return parser
 
 

@@ -11,7 +11,7 @@ def local_resources(settings: Settings) -> dict[str, Any]:
     from mlops_assets.data.config import ValidationConfig
     from mlops_assets.registry.assets import EvaluationParams
     from mlops_assets.registry.mlflow_backend import MlflowRegistryResource
-    from mlops_assets.release.assets import ReleaseSettings
+    from mlops_assets.release.assets import LocalDeploymentTarget, ReleaseSettings
     from mlops_assets.release.builders import LocalImageBuilder
     from mlops_assets.storage import StorageIOManager, StorageResource
     from mlops_assets.training.backends import SubprocessTrainingBackend, TrainingParams
@@ -25,6 +25,7 @@ def local_resources(settings: Settings) -> dict[str, Any]:
         "gate": EvaluationParams(min_improvement=settings.min_improvement),
         "trainer": SubprocessTrainingBackend(),
         "image_builder": LocalImageBuilder(),
+        "deploy_target": LocalDeploymentTarget(home=str(settings.home_dir)),
         "release": ReleaseSettings(contexts_dir=str(settings.home_dir / "release" / "contexts")),
         "registry": MlflowRegistryResource(
             tracking_uri=settings.tracking_uri,

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     serve_model_dir: Path | None = Field(
         default=None, description="Set by `mlops-assets serve` for its workers: the model folder."
     )
+    deployment_id: str | None = Field(
+        default=None, description="Set by a deployment target; /health/ready echoes it back."
+    )
     model_poll_seconds: float = Field(default=1.0, gt=0, description="How often a new model is looked for.")
 
     @property

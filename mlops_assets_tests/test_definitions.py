@@ -17,7 +17,11 @@ def test_every_asset_links_to_its_source_code(defs):
 
 def test_checks_on_landed_batch_are_partitioned_and_blocking_where_they_must_be(defs):
     graph = defs.resolve_asset_graph()
-    checks = {key.name: graph.get_check_spec(key) for key in graph.asset_check_keys}
+    checks = {
+        key.name: graph.get_check_spec(key)
+        for key in graph.asset_check_keys
+        if key.asset_key.path == ["landed_batch"]
+    }
     assert set(checks) == {"parse", "schema", "nulls", "ranges", "distribution_limit", "drift"}
     for name, spec in checks.items():
         assert spec.partitions_def == landed_files, name
@@ -41,3 +45,9 @@ def test_retraining_job_is_the_unpartitioned_chain(defs):
         k.to_user_string() for k in defs.resolve_job_def("retraining_job").asset_layer.executable_asset_keys
     }
     assert keys == {"training_data", "candidate_model", "model_evaluation", "registered_model"}
+
+
+def test_release_checks_report_the_smoke_test(defs):
+    graph = defs.resolve_asset_graph()
+    smoke = [key for key in graph.asset_check_keys if key.name == "smoke_test"]
+    assert [key.asset_key.to_user_string() for key in smoke] == ["qa_deployment"]

@@ -12,7 +12,7 @@ import skops.io as sio
 from mlops_assets.automation import RELEASE_SENSOR
 from mlops_assets.data.seed import diabetes_frame, split_seed
 from mlops_assets.registry.manifest import build_manifest
-from mlops_assets.release.assets import model_versions, scoring_image
+from mlops_assets.release.assets import LocalDeploymentTarget, model_versions, qa_deployment, scoring_image
 from mlops_assets.serving.artifact import sha256_hex
 from mlops_assets.training import train
 from mlops_assets_tests.conftest import REPO
@@ -43,7 +43,10 @@ def register(defs, alpha: float, tamper: bool = False) -> int:
 def materialize_image(defs, instance, version: int) -> dg.ExecuteInProcessResult:
     instance.add_dynamic_partitions(model_versions.name, [str(version)])
     return defs.resolve_job_def("release_job").execute_in_process(
-        instance=instance, partition_key=str(version), raise_on_error=False
+        instance=instance,
+        partition_key=str(version),
+        asset_selection=[dg.AssetKey("scoring_image")],
+        raise_on_error=False,
     )
 
 
@@ -120,3 +123,86 @@ def test_a_registration_requests_one_release_run_for_its_version(settings, insta
 def test_release_job_is_partitioned_by_model_version(defs, job):
     assert defs.resolve_job_def(job).partitions_def == model_versions
     assert scoring_image.partitions_def == model_versions
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _release(defs, instance, version: int, port: int) -> dg.ExecuteInProcessResult:
+    instance.add_dynamic_partitions(model_versions.name, [str(version)])
+    resources = {
+        **defs.resources,
+        "deploy_target": LocalDeploymentTarget(home=defs.resources["deploy_target"].home, qa_port=port),
+    }
+    return dg.materialize(
+        [scoring_image, qa_deployment],
+        partition_key=str(version),
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def _cli(settings, *args: str) -> str:
+    from mlops_assets_tests.conftest import subprocess_env
+
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "mlops-assets"), *args],
+        env=subprocess_env(settings.home_dir),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_qa_deploys_from_the_context_s_own_venv_smoke_tests_and_moves_the_alias(settings, instance, defs):
+    version = register(defs, 0.5)
+    port = _free_port()
+    result = _release(defs, instance, version, port)
+    assert result.success, [e.step_failure_data for e in result.all_events if e.is_step_failure]
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == "smoke_test" and check.passed
+    deployment = result.output_for_node("qa_deployment")
+    assert deployment["url"] == f"http://127.0.0.1:{port}" and deployment["version"] == str(version)
+    # The service runs from the context's venv, which has no dagster.
+    executable = Path(f"/proc/{deployment['pid']}/exe").resolve()
+    venv_python = executable.parent / "python"
+    assert subprocess.run([str(venv_python), "-c", "import dagster"], capture_output=True).returncode != 0
+    models = defs.resources["registry"].get_registry()
+    assert models.get_alias("qa").version == version and models.get_version(version).release_state == "qa"
+    assert f"qa: version {version} at http://127.0.0.1:{port}" in _cli(settings, "deployments")
+    assert "stopped qa" in _cli(settings, "down")
+    assert (
+        not Path(f"/proc/{deployment['pid']}").exists()
+        or b"mlops-assets" not in Path(f"/proc/{deployment['pid']}/cmdline").read_bytes()
+    )
+    assert "no local deployments running" in _cli(settings, "deployments")
+
+
+@pytest.mark.slow
+def test_a_port_in_use_fails_qa_with_a_clear_message_and_no_orphan(settings, instance, defs):
+    import socket
+
+    version = register(defs, 0.5)
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        result = _release(defs, instance, version, port)
+    assert not result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed and f"port {port} on 127.0.0.1 is already in use" in check.description
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert (
+        f"QA deployment of version {version} failed"
+        in failure.step_failure_data.user_failure_data.description
+    )
+    assert defs.resources["registry"].get_registry().get_alias("qa") is None
+    assert "no local deployments running" in _cli(settings, "deployments")

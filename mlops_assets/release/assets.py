@@ -4,12 +4,17 @@ import json
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 from pydantic import Field
 
-from mlops_assets.registry.protocol import RegistryResource
+from mlops_assets.registry.protocol import QA_ALIAS, RELEASE_STATE_TAG, RegistryResource
 from mlops_assets.release.build_context import assemble, serving_requirements
 from mlops_assets.release.builders import ImageBuilder
-from mlops_assets.serving.artifact import MANIFEST_NAME, ArtifactError, load_verified_model
+from mlops_assets.release.local_target import DeploymentError, LocalTarget
+from mlops_assets.release.smoke import SAMPLE_ROWS, SmokeResult, smoke_test
+from mlops_assets.serving.artifact import MANIFEST_NAME, ArtifactError, load_release, load_verified_model
+from mlops_assets.serving.keys import ensure_key_file, read_keys
+from mlops_assets.settings import get_settings
 from mlops_assets.training.train import ARTIFACT_NAME
 
 model_versions = dg.DynamicPartitionsDefinition(name="model_versions")
@@ -72,4 +77,97 @@ def scoring_image(
             "files": build_context.files,
         },
         data_version=dg.DataVersion(build_context.digest[:16]),
+    )
+
+
+class LocalDeploymentTarget(dg.ConfigurableResource):
+    """Deployments as processes on 127.0.0.1 under MLOPS_HOME (QA on one port, production another)."""
+
+    home: str
+    qa_port: int = Field(default=8101, description="Port of the QA deployment.")
+    production_port: int = Field(default=8100, description="Stable port of the production deployment.")
+
+    @property
+    def backend_name(self) -> str:
+        return "local"
+
+    def target(self) -> LocalTarget:
+        return LocalTarget(Path(self.home))
+
+    def scoring_key(self) -> str:
+        """A key the service accepts, for the smoke test (never logged)."""
+        settings = get_settings()
+        if settings.scoring_keys:
+            return settings.scoring_keys.get_secret_value().split(",")[0].strip()
+        ensure_key_file(settings.keys_file)
+        return read_keys(settings.keys_file)[0]
+
+
+def _expected_predictions(model_dir: Path) -> list[float]:
+    """The model's own predictions of the sample (scikit-learn's predict, not the fast path)."""
+    loaded = load_release(model_dir)
+    return loaded.model.predict(np.asarray(SAMPLE_ROWS, dtype=float)).tolist()
+
+
+def _smoke_check(result: SmokeResult) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name="smoke_test",
+        passed=result.passed,
+        metadata={
+            "url": result.url,
+            "failures": "; ".join(result.failures) or "none",
+            "predictions": dg.MetadataValue.json(result.predictions),
+            "latency_ms": result.latency_ms,
+        },
+        description="passed" if result.passed else "; ".join(result.failures),
+    )
+
+
+@dg.asset(
+    partitions_def=model_versions,
+    group_name="release",
+    kinds={"python"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "smoke_test",
+            asset="qa_deployment",
+            description="The sample payload with a key: the model's own predictions, version header, 401 without key.",
+        )
+    ],
+    description="Deploy the version to QA, smoke-test it; on failure tear QA down and fail. Alias `qa` moves on success.",
+)
+def qa_deployment(
+    context: dg.AssetExecutionContext,
+    scoring_image: dict,
+    deploy_target: LocalDeploymentTarget,
+    registry: RegistryResource,
+):
+    version = context.partition_key
+    build_dir = Path(scoring_image["path"])
+    target = deploy_target.target()
+    try:
+        deployment = target.deploy("qa", build_dir, version, scoring_image["image"], deploy_target.qa_port)
+    except DeploymentError as exc:
+        yield _smoke_check(SmokeResult(f"http://127.0.0.1:{deploy_target.qa_port}", failures=[str(exc)]))
+        raise dg.Failure(f"QA deployment of version {version} failed: {exc}") from exc
+    result = smoke_test(
+        deployment.url, deploy_target.scoring_key(), _expected_predictions(build_dir / "model"), version
+    )
+    yield _smoke_check(result)
+    if not result.passed:
+        target.stop("qa")
+        raise dg.Failure(
+            f"QA smoke test of version {version} failed, QA torn down: {'; '.join(result.failures)}"
+        )
+    models = registry.get_registry()
+    models.set_alias(QA_ALIAS, int(version))
+    models.set_tag(int(version), RELEASE_STATE_TAG, "qa")
+    context.log.info(f"version {version} passed QA at {deployment.url}; alias {QA_ALIAS} moved")
+    yield dg.Output(
+        {**deployment.to_dict(), "smoke_latency_ms": result.latency_ms},
+        metadata={
+            "url": dg.MetadataValue.url(deployment.url),
+            "image": deployment.image,
+            "pid": deployment.pid,
+        },
     )

@@ -60,6 +60,7 @@ class ServiceConfig:
     max_log_backlog: int = 200_000
     flush_seconds: float = 1.0
     poll_seconds: float = 1.0
+    deployment_id: str | None = None  # lets a deployer tell its own process from another on the port
 
 
 def _release_signature(folder: Path) -> tuple:
@@ -263,9 +264,10 @@ class ScoringService:
                 status_code=503,
                 media_type=JSON,
             )
-        return Response(
-            orjson.dumps({"status": "ready", "model": model.name, "version": model.version}), media_type=JSON
-        )
+        body = {"status": "ready", "model": model.name, "version": model.version}
+        if self.config.deployment_id:
+            body["deployment"] = self.config.deployment_id
+        return Response(orjson.dumps(body), media_type=JSON)
 
     async def metrics_endpoint(self, _: Request) -> Response:
         self.tally.flush()  # this worker's counts are current; other workers flush each poll
@@ -312,6 +314,7 @@ def config_from_settings() -> ServiceConfig:
         max_log_backlog=settings.scoring_log_max_backlog,
         flush_seconds=settings.scoring_log_flush_seconds,
         poll_seconds=settings.model_poll_seconds,
+        deployment_id=settings.deployment_id,
     )
 
 

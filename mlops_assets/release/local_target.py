@@ -1,0 +1,191 @@
+"""The local deployment target: the scoring service as a process on 127.0.0.1, from the build
+context's own locked `serving` requirements in a fresh venv (the image's dependency set, without
+Docker). Each deployment has a state file (pid, url, version, image) under MLOPS_HOME/deployments.
+"""
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+SERVE_MARKER = "mlops-assets"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    name: str
+    pid: int
+    url: str
+    port: int
+    version: str
+    image: str
+    model_dir: str
+    log: str
+    started: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class DeploymentError(RuntimeError):
+    """A deployment that did not come up; the message says why, the process is already gone."""
+
+
+def _uv() -> str:
+    return str(Path(sys.executable).parent / "uv")
+
+
+def ensure_venv(venvs_dir: Path, context: Path) -> Path:
+    """A venv with exactly the context's requirements and project, shared by identical contexts."""
+    key = hashlib.sha256((context / "requirements.txt").read_bytes())
+    for path in sorted((context / "project").rglob("*.py")):
+        key.update(path.read_bytes())
+    venv = venvs_dir / key.hexdigest()[:16]
+    if (venv / ".complete").exists():
+        return venv
+    run = {"check": True, "capture_output": True, "stdin": subprocess.DEVNULL}
+    subprocess.run([_uv(), "venv", "-q", "--python", sys.executable, str(venv)], **run)
+    python = str(venv / "bin" / "python")
+    subprocess.run(
+        [_uv(), "pip", "install", "-q", "--python", python, "-r", str(context / "requirements.txt")], **run
+    )
+    subprocess.run(
+        [_uv(), "pip", "install", "-q", "--python", python, "--no-deps", str(context / "project")], **run
+    )
+    (venv / ".complete").write_text("")
+    return venv
+
+
+def _alive(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return SERVE_MARKER.encode() in cmdline  # never signal a recycled pid that is not ours
+
+
+def _kill(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _require_free_port(host: str, port: int, name: str) -> None:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise DeploymentError(
+                f"{name}: port {port} on {host} is already in use ({exc.strerror})"
+            ) from None
+
+
+class LocalTarget:
+    def __init__(self, home: Path, host: str = "127.0.0.1") -> None:
+        self.home = home
+        self.host = host
+        self.state_dir = home / "deployments"
+        self.venvs_dir = home / "release" / "venvs"
+
+    def _state_path(self, name: str) -> Path:
+        return self.state_dir / f"{name}.json"
+
+    def get(self, name: str) -> Deployment | None:
+        path = self._state_path(name)
+        if not path.exists():
+            return None
+        deployment = Deployment(**json.loads(path.read_text()))
+        if not _alive(deployment.pid):
+            path.unlink()
+            return None
+        return deployment
+
+    def list(self) -> list[Deployment]:
+        found = (self.get(p.stem) for p in sorted(self.state_dir.glob("*.json")))
+        return [d for d in found if d is not None]
+
+    def stop(self, name: str, timeout: float = 30) -> bool:
+        deployment = self.get(name)
+        self._state_path(name).unlink(missing_ok=True)
+        if deployment is None:
+            return False
+        os.killpg(deployment.pid, signal.SIGTERM)  # graceful: the request log is flushed
+        deadline = time.monotonic() + timeout
+        while _alive(deployment.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(deployment.pid):
+            os.killpg(deployment.pid, signal.SIGKILL)
+        return True
+
+    def deploy(
+        self, name: str, context: Path, version: str, image: str, port: int, ready_timeout: float = 90
+    ) -> Deployment:
+        """Replace deployment ``name`` with this context's service; fail (and clean up) unless ready."""
+        venv = ensure_venv(self.venvs_dir, context)
+        self.stop(name)
+        _require_free_port(self.host, port, name)
+        deployment_id = uuid.uuid4().hex
+        log = self.state_dir / f"{name}.log"
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PROMETHEUS_")}
+        env["MLOPS_HOME"] = str(self.home)
+        env["MLOPS_DEPLOYMENT_ID"] = deployment_id
+        with open(log, "a") as handle:
+            process = subprocess.Popen(
+                [
+                    str(venv / "bin" / SERVE_MARKER),
+                    "serve",
+                    "--model-dir",
+                    str(context / "model"),
+                    "--host",
+                    self.host,
+                    "--port",
+                    str(port),
+                    "--workers",
+                    "1",
+                ],
+                env=env,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        url = f"http://{self.host}:{port}"
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            if process.poll() is not None:
+                raise DeploymentError(
+                    f"{name}: the service exited with {process.returncode}: {log.read_text()[-1500:]}"
+                )
+            try:
+                ready = httpx.get(f"{url}/health/ready", timeout=1)
+                answer = ready.json()
+                # Only our own process counts: another service on the port must not pass for it.
+                if ready.status_code == 200 and answer.get("deployment") == deployment_id:
+                    if answer.get("version") != version:
+                        _kill(process)
+                        raise DeploymentError(
+                            f"{name}: serving version {answer.get('version')}, expected {version}"
+                        )
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                _kill(process)
+                raise DeploymentError(
+                    f"{name}: not ready with version {version} within {ready_timeout:.0f} s: {log.read_text()[-1500:]}"
+                )
+            time.sleep(0.2)
+        deployment = Deployment(
+            name, process.pid, url, port, version, image, str(context / "model"), str(log), time.time()
+        )
+        self._state_path(name).write_text(json.dumps(deployment.to_dict(), indent=2))
+        return deployment

@@ -1,0 +1,59 @@
+"""The smoke test a deployment must pass: the seed's two-row payload, checked against the model."""
+
+from dataclasses import dataclass, field
+
+import httpx
+import numpy as np
+
+from mlops_assets.serving.app import SYNTHETIC_HEADER
+
+SAMPLE_ROWS = [
+    [59, 2, 32.1, 101, 157, 93.2, 38, 4, 4.8598, 87],
+    [48, 1, 21.6, 87, 183, 103.2, 70, 3, 3.8918, 69],
+]
+SMOKE_TRACEPARENT = "00-5a0c2e7f4b1d4c3a9e8f7a6b5c4d3e2f-1a2b3c4d5e6f7a8b-01"
+
+
+@dataclass
+class SmokeResult:
+    url: str
+    failures: list[str] = field(default_factory=list)
+    predictions: list[float] = field(default_factory=list)
+    latency_ms: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def smoke_test(url: str, key: str, expected: list[float], version: str, timeout: float = 10.0) -> SmokeResult:
+    """POST the sample with the key; same numbers as the model, right version header, 401 without key."""
+    result = SmokeResult(url)
+    headers = {"Authorization": f"Bearer {key}", "traceparent": SMOKE_TRACEPARENT, SYNTHETIC_HEADER: "true"}
+    try:
+        with httpx.Client(timeout=timeout) as client:
+            response = client.post(f"{url}/score", json={"data": SAMPLE_ROWS}, headers=headers)
+            result.latency_ms = response.elapsed.total_seconds() * 1000
+            if response.status_code != 200:
+                result.failures.append(
+                    f"POST /score with the key: HTTP {response.status_code} {response.text[:200]}"
+                )
+            else:
+                result.predictions = response.json().get("result", [])
+                if not np.allclose(result.predictions, expected, rtol=1e-9, atol=1e-9):
+                    result.failures.append(
+                        f"predictions {result.predictions} differ from the model's {expected}"
+                    )
+                served = response.headers.get("x-model-version")
+                if served != version:
+                    result.failures.append(f"x-model-version is {served!r}, expected {version!r}")
+            anonymous = client.post(
+                f"{url}/score", json={"data": SAMPLE_ROWS}, headers={SYNTHETIC_HEADER: "true"}
+            )
+            if anonymous.status_code != 401:
+                result.failures.append(
+                    f"POST /score without a key: HTTP {anonymous.status_code}, expected 401"
+                )
+    except httpx.HTTPError as exc:
+        result.failures.append(f"{url} did not answer: {exc}")
+    return result
