@@ -14,7 +14,7 @@ from mlops_assets.data.assets import (
 )
 from mlops_assets.instance import STAGE_TAG
 from mlops_assets.registry.assets import registered_model
-from mlops_assets.release.assets import model_versions, qa_deployment, scoring_image
+from mlops_assets.release.assets import model_versions, prod_deployment, qa_deployment, scoring_image
 from mlops_assets.storage import Storage, StorageResource, StoredFile
 
 RUN_KEY_TAG = "dagster/run_key"
@@ -41,7 +41,7 @@ retraining_job = dg.define_asset_job(
 
 release_job = dg.define_asset_job(
     "release_job",
-    selection=dg.AssetSelection.assets(scoring_image, qa_deployment),
+    selection=dg.AssetSelection.assets(scoring_image, qa_deployment, prod_deployment),
     partitions_def=model_versions,
     tags={STAGE_TAG: "release"},
     description="One registered version (partition): scoring image (then QA and production).",

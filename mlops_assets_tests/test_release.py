@@ -12,13 +12,19 @@ import skops.io as sio
 from mlops_assets.automation import RELEASE_SENSOR
 from mlops_assets.data.seed import diabetes_frame, split_seed
 from mlops_assets.registry.manifest import build_manifest
-from mlops_assets.release.assets import LocalDeploymentTarget, model_versions, qa_deployment, scoring_image
+from mlops_assets.release.assets import (
+    LocalDeploymentTarget,
+    model_versions,
+    prod_deployment,
+    qa_deployment,
+    scoring_image,
+)
 from mlops_assets.serving.artifact import sha256_hex
 from mlops_assets.training import train
 from mlops_assets_tests.conftest import REPO
 
 
-def register(defs, alpha: float, tamper: bool = False) -> int:
+def register(defs, alpha: float, tamper: bool = False, manifest_version: int | None = None) -> int:
     """A real registration in the MLflow registry, as registered_model makes it."""
     models = defs.resources["registry"].get_registry()
     artifact = sio.dumps(train.fit(split_seed(diabetes_frame())[0], alpha))
@@ -35,7 +41,14 @@ def register(defs, alpha: float, tamper: bool = False) -> int:
     }
     models.write_manifest(
         version,
-        build_manifest(models.model_name, version, "model.skops", sha, list(train.FEATURES), candidate),
+        build_manifest(
+            models.model_name,
+            manifest_version or version,
+            "model.skops",
+            sha,
+            list(train.FEATURES),
+            candidate,
+        ),
     )
     return version
 
@@ -125,6 +138,17 @@ def test_release_job_is_partitioned_by_model_version(defs, job):
     assert scoring_image.partitions_def == model_versions
 
 
+@pytest.fixture(autouse=True)
+def no_orphans(settings):
+    """Whatever a test leaves running under its MLOPS_HOME is stopped, pass or fail."""
+    yield
+    from mlops_assets.release.local_target import LocalTarget
+
+    target = LocalTarget(settings.home_dir)
+    for deployment in target.list():
+        target.stop(deployment.name)
+
+
 def _free_port() -> int:
     import socket
 
@@ -205,4 +229,84 @@ def test_a_port_in_use_fails_qa_with_a_clear_message_and_no_orphan(settings, ins
         in failure.step_failure_data.user_failure_data.description
     )
     assert defs.resources["registry"].get_registry().get_alias("qa") is None
+    assert "no local deployments running" in _cli(settings, "deployments")
+
+
+@pytest.mark.slow
+def test_production_swaps_models_without_failing_a_request_and_rolls_back_a_bad_release(
+    settings, instance, defs
+):
+    import threading
+
+    import httpx
+
+    from mlops_assets.release.smoke import SAMPLE_ROWS
+
+    one, two = register(defs, 0.5), register(defs, 50.0)
+    three = register(defs, 5.0, manifest_version=99)  # serves as "99": the smoke test must catch it
+    qa_port, prod_port = _free_port(), _free_port()
+    target = LocalDeploymentTarget(
+        home=defs.resources["deploy_target"].home, qa_port=qa_port, production_port=prod_port
+    )
+    resources = {**defs.resources, "deploy_target": target}
+    models = defs.resources["registry"].get_registry()
+    key = target.scoring_key()
+
+    def release(
+        version: int, assets=(scoring_image, qa_deployment, prod_deployment)
+    ) -> dg.ExecuteInProcessResult:
+        instance.add_dynamic_partitions(model_versions.name, [str(version)])
+        return dg.materialize(
+            list(assets),
+            partition_key=str(version),
+            resources=resources,
+            instance=instance,
+            raise_on_error=False,
+        )
+
+    first = release(one)
+    assert first.success and first.output_for_node("prod_deployment")["mode"] == "new process"
+    assert models.get_alias("production").version == one
+    assert "qa" not in _cli(settings, "deployments")  # QA torn down once production has the version
+
+    statuses, versions, stop = [], [], threading.Event()
+
+    def hammer() -> None:
+        with httpx.Client(timeout=10) as client:
+            while not stop.is_set():
+                response = client.post(
+                    f"http://127.0.0.1:{prod_port}/score",
+                    json={"data": SAMPLE_ROWS},
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+                statuses.append(response.status_code)
+                versions.append(response.headers.get("x-model-version"))
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        second = release(two)
+        assert second.success and second.output_for_node("prod_deployment")["mode"] == "model swap"
+        # Version 3 reaches production without QA (as `promote` may); it serves the wrong version.
+        assert release(three, [scoring_image]).success
+        third = release(three, [scoring_image, prod_deployment])
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert statuses and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
+    assert str(one) in versions and str(two) in versions
+
+    assert not third.success
+    (check,) = third.get_asset_check_evaluations()
+    assert check.asset_key.to_user_string() == "prod_deployment" and not check.passed
+    assert "x-model-version is '99'" in check.description
+    failure = next(e for e in third.all_events if e.is_step_failure)
+    assert f"rolled back to version {two}" in failure.step_failure_data.user_failure_data.description
+    assert models.get_version(three).release_state == "rolled_back"
+    assert models.get_alias("production").version == two
+    assert httpx.get(f"http://127.0.0.1:{prod_port}/health/ready").json()["version"] == str(two)
+    assert models.get_version(one).release_state == "superseded"
+    assert "stopped" in _cli(settings, "down")
     assert "no local deployments running" in _cli(settings, "deployments")

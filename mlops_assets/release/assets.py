@@ -7,7 +7,7 @@ import dagster as dg
 import numpy as np
 from pydantic import Field
 
-from mlops_assets.registry.protocol import QA_ALIAS, RELEASE_STATE_TAG, RegistryResource
+from mlops_assets.registry.protocol import PRODUCTION_ALIAS, QA_ALIAS, RELEASE_STATE_TAG, RegistryResource
 from mlops_assets.release.build_context import assemble, serving_requirements
 from mlops_assets.release.builders import ImageBuilder
 from mlops_assets.release.local_target import DeploymentError, LocalTarget
@@ -169,5 +169,98 @@ def qa_deployment(
             "url": dg.MetadataValue.url(deployment.url),
             "image": deployment.image,
             "pid": deployment.pid,
+        },
+    )
+
+
+def _prod_check(result: SmokeResult) -> dg.AssetCheckResult:
+    check = _smoke_check(result)
+    return dg.AssetCheckResult(
+        asset_key="prod_deployment",
+        check_name="smoke_test",
+        passed=check.passed,
+        metadata=check.metadata,
+        description=check.description,
+    )
+
+
+@dg.asset(
+    partitions_def=model_versions,
+    group_name="release",
+    kinds={"python"},
+    deps=[qa_deployment],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "smoke_test",
+            asset="prod_deployment",
+            description="The production URL answers the sample with the model's own predictions.",
+        )
+    ],
+    description=(
+        "Release to production on the stable port: a model swap when only the model changed, a new "
+        "process when the code did; smoke test; on failure roll back to the previous version and fail. "
+        "Alias `production` moves only on success; QA is torn down once production has the version."
+    ),
+)
+def prod_deployment(
+    context: dg.AssetExecutionContext,
+    scoring_image: dict,
+    deploy_target: LocalDeploymentTarget,
+    registry: RegistryResource,
+):
+    version = context.partition_key
+    build_dir = Path(scoring_image["path"])
+    target = deploy_target.target()
+    previous = target.get("production")
+    url = f"http://127.0.0.1:{deploy_target.production_port}"
+    mode = "not deployed"
+    try:
+        deployment, mode = target.release(
+            "production",
+            build_dir,
+            scoring_image["code_digest"],
+            version,
+            scoring_image["image"],
+            deploy_target.production_port,
+        )
+        result = smoke_test(
+            deployment.url, deploy_target.scoring_key(), _expected_predictions(build_dir / "model"), version
+        )
+    except DeploymentError as exc:
+        result = SmokeResult(url, failures=[str(exc)])
+    yield _prod_check(result)
+    models = registry.get_registry()
+    if not result.passed:
+        models.set_tag(int(version), RELEASE_STATE_TAG, "rolled_back")
+        if previous is not None:
+            restored, _ = target.release(
+                "production",
+                Path(previous.model_dir).parent,
+                previous.code_digest,
+                previous.version,
+                previous.image,
+                previous.port,
+            )
+            outcome = f"rolled back to version {restored.version}"
+        else:
+            target.stop("production")
+            outcome = "no previous version: production stopped"
+        raise dg.Failure(
+            f"production release of version {version} failed ({'; '.join(result.failures)}); {outcome}",
+            metadata={"rollback": outcome},
+        )
+    if previous is not None and previous.version != version:
+        models.set_tag(int(previous.version), RELEASE_STATE_TAG, "superseded")
+    models.set_alias(PRODUCTION_ALIAS, int(version))
+    models.set_tag(int(version), RELEASE_STATE_TAG, "production")
+    target.stop("qa")
+    context.log.info(f"version {version} is in production at {deployment.url} ({mode})")
+    yield dg.Output(
+        {**deployment.to_dict(), "mode": mode, "previous_version": previous.version if previous else None},
+        metadata={
+            "url": dg.MetadataValue.url(deployment.url),
+            "mode": mode,
+            "previous_version": previous.version if previous else "none",
+            "image": deployment.image,
         },
     )

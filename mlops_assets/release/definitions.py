@@ -2,6 +2,6 @@
 
 import dagster as dg
 
-from mlops_assets.release.assets import qa_deployment, scoring_image
+from mlops_assets.release.assets import prod_deployment, qa_deployment, scoring_image
 
-defs = dg.Definitions(assets=[scoring_image, qa_deployment])
+defs = dg.Definitions(assets=[scoring_image, qa_deployment, prod_deployment])

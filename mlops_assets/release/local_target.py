@@ -28,9 +28,10 @@ class Deployment:
     port: int
     version: str
     image: str
-    model_dir: str
+    model_dir: str  # the release folder being served (a symlink's target for production)
     log: str
     started: float
+    code_digest: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -126,7 +127,15 @@ class LocalTarget:
         return True
 
     def deploy(
-        self, name: str, context: Path, version: str, image: str, port: int, ready_timeout: float = 90
+        self,
+        name: str,
+        context: Path,
+        version: str,
+        image: str,
+        port: int,
+        ready_timeout: float = 90,
+        serve_from: Path | None = None,
+        code_digest: str = "",
     ) -> Deployment:
         """Replace deployment ``name`` with this context's service; fail (and clean up) unless ready."""
         venv = ensure_venv(self.venvs_dir, context)
@@ -144,7 +153,7 @@ class LocalTarget:
                     str(venv / "bin" / SERVE_MARKER),
                     "serve",
                     "--model-dir",
-                    str(context / "model"),
+                    str(serve_from or context / "model"),
                     "--host",
                     self.host,
                     "--port",
@@ -185,7 +194,83 @@ class LocalTarget:
                 )
             time.sleep(0.2)
         deployment = Deployment(
-            name, process.pid, url, port, version, image, str(context / "model"), str(log), time.time()
+            name,
+            process.pid,
+            url,
+            port,
+            version,
+            image,
+            str(context / "model"),
+            str(log),
+            time.time(),
+            code_digest,
         )
         self._state_path(name).write_text(json.dumps(deployment.to_dict(), indent=2))
         return deployment
+
+    @staticmethod
+    def _served_version(url: str) -> str | None:
+        try:
+            return httpx.get(f"{url}/health/ready", timeout=1).json().get("version")
+        except (httpx.HTTPError, ValueError):
+            return None
+
+    def model_link(self, name: str) -> Path:
+        """The symlink a long-lived deployment serves from; moving it swaps the model."""
+        return self.state_dir / name / "model"
+
+    def swap_model(
+        self, name: str, context: Path, version: str, image: str, timeout: float = 30
+    ) -> Deployment:
+        """Point running deployment ``name`` at another release; the process stays, no request fails.
+
+        Waits until the service reports a version other than the one it had (the new one, or a
+        wrong one that the smoke test will catch); if it never does (it refused the release),
+        the link is moved back and DeploymentError says so.
+        """
+        current = self.get(name)
+        if current is None:
+            raise DeploymentError(f"{name}: no running deployment to swap")
+        link = self.model_link(name)
+        previous_target = Path(os.path.realpath(link))
+        before = self._served_version(current.url)  # what it really serves, not what was recorded
+        point_link(link, context / "model")
+        deadline = time.monotonic() + timeout
+        while True:
+            served = self._served_version(current.url)
+            if served is not None and (served == version or served != before):
+                break
+            if time.monotonic() > deadline:
+                point_link(link, previous_target)
+                raise DeploymentError(
+                    f"{name}: still serving version {before} {timeout:.0f} s after the swap to "
+                    f"version {version} (the service refused it; see {current.log}); link moved back"
+                )
+            time.sleep(0.1)
+        swapped = Deployment(
+            **{**current.to_dict(), "version": version, "image": image, "model_dir": str(context / "model")}
+        )
+        self._state_path(name).write_text(json.dumps(swapped.to_dict(), indent=2))
+        return swapped
+
+    def release(
+        self, name: str, context: Path, code_digest: str, version: str, image: str, port: int
+    ) -> tuple[Deployment, str]:
+        """Zero-downtime when only the model changed (swap); a new process when the code changed."""
+        current = self.get(name)
+        if current is not None and current.code_digest == code_digest and current.port == port:
+            return self.swap_model(name, context, version, image), "model swap"
+        link = self.model_link(name)
+        point_link(link, context / "model")
+        mode = "new process" if current is None else "restart (the serving code changed)"
+        return self.deploy(
+            name, context, version, image, port, serve_from=link, code_digest=code_digest
+        ), mode
+
+
+def point_link(link: Path, target: Path) -> None:
+    """Move a symlink atomically (rename over it): readers see the old target or the new one."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.with_name(f".{link.name}.{uuid.uuid4().hex[:8]}")
+    tmp.symlink_to(target)
+    os.replace(tmp, link)
