@@ -5,9 +5,19 @@ import time
 
 import dagster as dg
 
+from mlops_assets.automation import RELEASE_SENSOR
 from mlops_assets.data.seed import HELD_BACK_LANDING, land_held_back, seed
 from mlops_assets.instance import write_instance_config
-from mlops_assets.runner import IngestOutcome, RetrainOutcome, ingest_new_files, retrain
+from mlops_assets.registry.protocol import PRODUCTION_ALIAS
+from mlops_assets.runner import (
+    IngestOutcome,
+    ReleaseOutcome,
+    RetrainOutcome,
+    ingest_new_files,
+    release,
+    retrain,
+    sensor_tags,
+)
 from mlops_assets.settings import Settings
 
 
@@ -47,12 +57,52 @@ def _say_retrain(outcome: RetrainOutcome) -> None:
         print(f"  → clean skip, nothing registered: {evaluation['reason']}")
 
 
+def _say_release(outcome: ReleaseOutcome) -> None:
+    def verdict(passed: bool | None) -> str:
+        return {True: "passed", False: "FAILED", None: "not reached"}[passed]
+
+    print(
+        f"  QA smoke test {verdict(outcome.qa_passed)}, production smoke test {verdict(outcome.prod_passed)}"
+    )
+    if outcome.success:
+        prod = outcome.production
+        print(f"  → version {outcome.version} serves at {prod['url']} ({prod['mode']})")
+    else:
+        for error in outcome.errors:
+            print(f"  ✗ {error}")
+
+
 def _round(title: str, defs, instance, storage, settings: Settings) -> None:
     print(f"\n{title}")
     print(" ingest (landing_sensor's plan, run in-process):")
     _say_ingest(ingest_new_files(defs, instance, storage, settings.lock_dir))
     print(" retraining_job:")
-    _say_retrain(retrain(defs, instance, settings.lock_dir, tags={"mlops/trigger": "demo"}))
+    retrained = retrain(defs, instance, settings.lock_dir, tags={"mlops/trigger": "demo"})
+    _say_retrain(retrained)
+    if retrained.registered:
+        version = retrained.registered["version"]
+        print(f" release_job for version {version} (release_sensor's run):")
+        _say_release(
+            release(
+                defs, instance, settings.lock_dir, version, sensor_tags(RELEASE_SENSOR, f"release-{version}")
+            )
+        )
+
+
+def _ensure_production(defs, instance, settings: Settings) -> None:
+    """Reuse the production deployment if it serves the champion; otherwise release the champion again."""
+    champion = defs.resources["registry"].get_registry().get_alias(PRODUCTION_ALIAS)
+    if champion is None:
+        print("\nNo version has reached production.")
+        return
+    running = defs.resources["deploy_target"].target().get("production")
+    if running is not None and running.version == str(champion.version):
+        print(f"\nProduction: reusing the running deployment of version {champion.version} at {running.url}")
+        return
+    print(
+        f"\nProduction: version {champion.version} is the champion but not running here; releasing it again:"
+    )
+    _say_release(release(defs, instance, settings.lock_dir, champion.version, {"mlops/trigger": "demo"}))
 
 
 def run_demo(settings: Settings) -> int:
@@ -81,13 +131,25 @@ def run_demo(settings: Settings) -> int:
             storage,
             settings,
         )
+        _ensure_production(defs, instance, settings)
         registry = defs.resources["registry"].get_registry()
         print("\nRegistered versions:")
         for version in registry.list_versions():
+            aliases = f" [{', '.join(version.aliases)}]" if version.aliases else ""
             print(
-                f"  {registry.model_name} v{version.version}: mse {float(version.tags['mse']):.1f}, "
-                f"data {version.tags['data_version']}, fingerprint {version.fingerprint}"
+                f"  {registry.model_name} v{version.version}{aliases}: mse {float(version.tags['mse']):.1f}, "
+                f"data {version.tags['data_version']}, {version.release_state}"
             )
+        production = defs.resources["deploy_target"].target().get("production")
+    if production is not None:
+        print(
+            f"\nProduction URL: {production.url}/score (version {production.version}); key in {settings.keys_file}"
+        )
+        print(
+            f'  curl -X POST {production.url}/score -H "Authorization: Bearer <key>" -d \'{{"data": [[59, 2, 32.1, 101, 157, 93.2, 38, 4, 4.8598, 87]]}}\''
+        )
     print(f"\nDone in {time.monotonic() - started:.0f} s. See the lineage and rerun any step: make dev, then")
-    print("open http://127.0.0.1:3000 (same instance, same storage).")
+    print(
+        "open http://127.0.0.1:3000 (same instance, same storage). Stop the deployments: .venv/bin/mlops-assets down"
+    )
     return 0

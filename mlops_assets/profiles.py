@@ -25,7 +25,9 @@ def local_resources(settings: Settings) -> dict[str, Any]:
         "gate": EvaluationParams(min_improvement=settings.min_improvement),
         "trainer": SubprocessTrainingBackend(),
         "image_builder": LocalImageBuilder(),
-        "deploy_target": LocalDeploymentTarget(home=str(settings.home_dir)),
+        "deploy_target": LocalDeploymentTarget(
+            home=str(settings.home_dir), qa_port=settings.qa_port, production_port=settings.production_port
+        ),
         "release": ReleaseSettings(contexts_dir=str(settings.home_dir / "release" / "contexts")),
         "registry": MlflowRegistryResource(
             tracking_uri=settings.tracking_uri,

@@ -12,6 +12,7 @@ import dagster as dg
 from mlops_assets.automation import LANDING_SENSOR, RUN_KEY_TAG, SENSOR_NAME_TAG, plan_landing
 from mlops_assets.data.assets import landed_files
 from mlops_assets.instance import STAGE_TAG
+from mlops_assets.release.assets import model_versions
 from mlops_assets.storage import Storage
 
 
@@ -102,7 +103,7 @@ def ingest_new_files(
         instance.add_dynamic_partitions(landed_files.name, plan.new_partitions)
     outcomes = []
     for request in plan.run_requests:
-        tags = {**request.tags, RUN_KEY_TAG: request.run_key, SENSOR_NAME_TAG: LANDING_SENSOR}
+        tags = {**request.tags, **sensor_tags(LANDING_SENSOR, request.run_key)}
         result = execute(defs, instance, request.job_name, lock_dir, request.partition_key, tags)
         outcomes.append(_ingest_outcome(request.partition_key, result))
     return outcomes
@@ -142,3 +143,44 @@ def retrain(
         registered=_output(result, "registered_model"),
         errors=[] if result.success else failure_messages(result),
     )
+
+
+@dataclass
+class ReleaseOutcome:
+    version: str
+    run_id: str
+    success: bool
+    qa_passed: bool | None = None
+    prod_passed: bool | None = None
+    production: dict[str, Any] | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def release(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    lock_dir: Path,
+    version: int | str,
+    tags: dict[str, str] | None = None,
+) -> ReleaseOutcome:
+    """release_job for one version's partition: image, QA, production."""
+    version = str(version)
+    if not instance.has_dynamic_partition(model_versions.name, version):
+        instance.add_dynamic_partitions(model_versions.name, [version])
+    result = execute(defs, instance, "release_job", lock_dir, partition_key=version, tags=tags)
+    outcome = ReleaseOutcome(version, result.run_id, result.success)
+    for evaluation in result.get_asset_check_evaluations():
+        passed = evaluation.passed
+        if evaluation.asset_key.to_user_string() == "qa_deployment":
+            outcome.qa_passed = passed
+        else:
+            outcome.prod_passed = passed
+    outcome.production = _output(result, "prod_deployment")
+    if not result.success:
+        outcome.errors = failure_messages(result)
+    return outcome
+
+
+def sensor_tags(sensor_name: str, run_key: str) -> dict[str, str]:
+    """The tags the daemon puts on a sensor's run, so it will not launch the same run again."""
+    return {RUN_KEY_TAG: run_key, SENSOR_NAME_TAG: sensor_name}

@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     serve_model_dir: Path | None = Field(
         default=None, description="Set by `mlops-assets serve` for its workers: the model folder."
     )
+    production_port: int = Field(default=8100, description="Local production deployment's stable port.")
+    qa_port: int = Field(default=8101, description="Local QA deployment's port.")
     deployment_id: str | None = Field(
         default=None, description="Set by a deployment target; /health/ready echoes it back."
     )

@@ -18,11 +18,14 @@ pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
 
+PORTS: dict[str, str] = {}
+
+
 def run(args: list[str], home: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
         args,
         cwd=REPO,
-        env=subprocess_env(home),
+        env=subprocess_env(home) | PORTS,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -33,9 +36,11 @@ def run(args: list[str], home: Path, timeout: int = 300) -> subprocess.Completed
 @pytest.fixture(scope="module")
 def demo_home(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess, subprocess.CompletedProcess]:
     home = tmp_path_factory.mktemp("demo") / "mlops"
+    PORTS.update(MLOPS_PRODUCTION_PORT=str(_free_port()), MLOPS_QA_PORT=str(_free_port()))
     first = run([str(BIN / "mlops-assets"), "demo"], home)
     second = run([str(BIN / "mlops-assets"), "demo"], home)
-    return home, first, second
+    yield home, first, second
+    run([str(BIN / "mlops-assets"), "down"], home)
 
 
 def test_demo_runs_the_whole_loop_from_nothing(demo_home):
@@ -48,6 +53,9 @@ def test_demo_runs_the_whole_loop_from_nothing(demo_home):
     assert "training data" in out and "442 rows from 2 batch(es)" in out
     round_two = out.split("Round 2")[1]
     assert "→ registered diabetes-ridge version 2" in round_two or "→ clean skip" in round_two
+    assert "QA smoke test passed, production smoke test passed" in out
+    port = PORTS["MLOPS_PRODUCTION_PORT"]
+    assert f"Production URL: http://127.0.0.1:{port}/score" in out
     assert "Traceback" not in first.stderr
 
 
@@ -57,6 +65,7 @@ def test_demo_twice_succeeds_and_says_there_was_nothing_new(demo_home):
     assert "wrote nothing (already seeded)" in second.stdout
     assert "no new files under landing/" in second.stdout
     assert "→ clean skip, nothing registered: not promoted: identical to version" in second.stdout
+    assert "Production: reusing the running deployment of version" in second.stdout
     assert (
         first.stdout.split("Registered versions:")[1].split("Done")[0]
         == second.stdout.split("Registered versions:")[1].split("Done")[0]
@@ -150,3 +159,14 @@ def test_the_ui_serves_the_asset_graph_from_the_same_instance(demo_home):
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
+
+
+def test_down_stops_the_demo_s_deployments_and_a_new_demo_brings_production_back(demo_home):
+    home, _, _ = demo_home
+    listed = run([str(BIN / "mlops-assets"), "deployments"], home).stdout
+    assert listed.startswith("production: version") and "qa:" not in listed
+    assert "stopped production" in run([str(BIN / "mlops-assets"), "down"], home).stdout
+    again = run([str(BIN / "mlops-assets"), "demo"], home)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "is the champion but not running here; releasing it again" in again.stdout
+    assert "production smoke test passed" in again.stdout
