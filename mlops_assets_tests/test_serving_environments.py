@@ -11,6 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mlops_assets.release.build_context import assemble, serving_requirements
+from mlops_assets.release.local_target import ensure_venv
 from mlops_assets_tests.conftest import REPO
 from mlops_assets_tests.serving_support import SAMPLE, Service, free_port, predictions, write_release
 
@@ -34,24 +36,14 @@ def _uv(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def serving_venv(tmp_path_factory) -> Path:
-    """Exactly what the image and the local targets install: the locked `serving` group + the project."""
+    """Exactly what the image and the local targets install: a build context's locked `serving`
+    requirements and the project with --no-deps (the release pipeline's own code makes both)."""
     root = tmp_path_factory.mktemp("serving-env")
-    requirements = root / "requirements.txt"
-    _uv(
-        "export",
-        "--frozen",
-        "--only-group",
-        "serving",
-        "--no-hashes",
-        "--no-emit-project",
-        "-o",
-        str(requirements),
-    )
-    venv = root / "venv"
-    _uv("venv", "--python", sys.executable, str(venv))
-    _uv("pip", "install", "--python", str(venv / "bin" / "python"), "-r", str(requirements))
-    _uv("pip", "install", "--python", str(venv / "bin" / "python"), "--no-deps", str(REPO))
-    return venv
+    write_release(root / "release", version=4)
+    manifest = json.loads((root / "release" / "manifest.json").read_text())
+    artifact = (root / "release" / "model.skops").read_bytes()
+    context, _ = assemble(root / "contexts", "model.skops", artifact, manifest, serving_requirements())
+    return ensure_venv(root / "venvs", context.path)
 
 
 def test_serving_group_has_no_dagster_or_mlflow(serving_venv):
