@@ -59,11 +59,14 @@ def cmd_versions(_: argparse.Namespace) -> int:
     versions = registry.list_versions()
     if not versions:
         print("no registered versions yet")
+    aliases: dict[int, list[str]] = {}
+    for alias in ("production", "qa"):
+        holder = registry.get_alias(alias)
+        if holder is not None:
+            aliases.setdefault(holder.version, []).append(alias)
     for v in versions:
-        aliases = f" [{', '.join(v.aliases)}]" if v.aliases else ""
-        print(
-            f"{registry.model_name} v{v.version}{aliases}: mse {v.tags.get('mse')} data {v.tags.get('data_version')}"
-        )
+        marks = f" [{', '.join(aliases[v.version])}]" if v.version in aliases else ""
+        print(f"{registry.model_name} v{v.version}{marks}: mse {v.tags.get('mse')}, {v.release_state}")
     return 0
 
 
@@ -106,6 +109,58 @@ def cmd_down(_: argparse.Namespace) -> int:
     return 0
 
 
+def _in_process():
+    """The local instance and definitions, as the demo uses them (runs are recorded there)."""
+    import os
+
+    import dagster as dg
+
+    from mlops_assets.definitions import build_definitions
+    from mlops_assets.instance import write_instance_config
+
+    settings = get_settings()
+    write_instance_config(settings.dagster_home)
+    os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+    return build_definitions(settings), dg.DagsterInstance.get(), settings
+
+
+def _say(outcome) -> int:
+    if outcome.success:
+        print(
+            f"version {outcome.version} serves at {outcome.production['url']} ({outcome.production['mode']})"
+        )
+        return 0
+    print(f"release of version {outcome.version} failed:", file=sys.stderr)
+    for error in outcome.errors:
+        print(f"  {error}", file=sys.stderr)
+    return 1
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from mlops_assets.runner import release
+
+    defs, instance, settings = _in_process()
+    with instance:
+        if args.version not in {v.version for v in defs.resources["registry"].get_registry().list_versions()}:
+            print(f"version {args.version} is not registered", file=sys.stderr)
+            return 2
+        tags = {"mlops/trigger": "manual-promote", "mlops/reason": args.reason}
+        return _say(release(defs, instance, settings.lock_dir, args.version, tags))
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from mlops_assets.runner import rollback
+
+    defs, instance, settings = _in_process()
+    with instance:
+        try:
+            outcome = rollback(defs, instance, settings.lock_dir, args.reason)
+        except ValueError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        return _say(outcome)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlops-assets", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -131,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
     commands.add_parser("deployments", help="list local deployments").set_defaults(func=cmd_deployments)
     commands.add_parser("down", help="stop every local deployment").set_defaults(func=cmd_down)
+    promote = commands.add_parser("promote", help="release a registered version: image, QA, production")
+    promote.add_argument("version", type=int)
+    promote.add_argument("--reason", default="manual promotion")
+    promote.set_defaults(func=cmd_promote)
+    back = commands.add_parser("rollback", help="production back to the previous champion")
+    back.add_argument("--reason", required=True, help="recorded on the run and the asset")
+    back.set_defaults(func=cmd_rollback)
     return parser
 
 

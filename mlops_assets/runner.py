@@ -184,3 +184,46 @@ def release(
 def sensor_tags(sensor_name: str, run_key: str) -> dict[str, str]:
     """The tags the daemon puts on a sensor's run, so it will not launch the same run again."""
     return {RUN_KEY_TAG: run_key, SENSOR_NAME_TAG: sensor_name}
+
+
+REASON_TAG = "mlops/reason"
+
+
+def previous_champion(versions: list, current: int) -> int | None:
+    """The newest version before ``current`` that production served (now marked superseded)."""
+    earlier = [v.version for v in versions if v.version < current and v.release_state == "superseded"]
+    return max(earlier, default=None)
+
+
+def rollback(
+    defs: dg.Definitions, instance: dg.DagsterInstance, lock_dir: Path, reason: str
+) -> ReleaseOutcome:
+    """Production back to the previous champion: prod_deployment for that version, with the reason."""
+    models = defs.resources["registry"].get_registry()
+    champion = models.get_alias("production")
+    if champion is None:
+        raise ValueError("nothing to roll back: no version has the production alias")
+    target = previous_champion(models.list_versions(), champion.version)
+    if target is None:
+        raise ValueError(f"nothing to roll back to: no version before {champion.version} was in production")
+    job = defs.resolve_job_def("release_job")
+    tags = {
+        REASON_TAG: reason,
+        "mlops/trigger": "manual-rollback",
+        "mlops/rolled_back_from": str(champion.version),
+    }
+    with stage_lock(lock_dir, job.tags[STAGE_TAG]):
+        result = job.execute_in_process(
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            instance=instance,
+            partition_key=str(target),
+            asset_selection=[dg.AssetKey("prod_deployment")],
+            tags=tags,
+            raise_on_error=False,
+        )
+    if result.success:
+        models.set_tag(champion.version, "release_state", "rolled_back")
+    outcome = ReleaseOutcome(str(target), result.run_id, result.success)
+    outcome.production = _output(result, "prod_deployment")
+    outcome.errors = [] if result.success else failure_messages(result)
+    return outcome

@@ -161,6 +161,26 @@ def test_the_ui_serves_the_asset_graph_from_the_same_instance(demo_home):
             os.killpg(server.pid, signal.SIGKILL)
 
 
+def test_rollback_and_promote_move_production_and_are_recorded(demo_home):
+    home, first, _ = demo_home
+    if "registered diabetes-ridge version 2" not in first.stdout:
+        pytest.skip("the demo promoted only one version; nothing to roll back to")
+    back = run([str(BIN / "mlops-assets"), "rollback", "--reason", "latency regression"], home)
+    assert back.returncode == 0, back.stderr[-3000:]
+    assert "version 1 serves at" in back.stdout
+    listed = run([str(BIN / "mlops-assets"), "deployments"], home).stdout
+    assert listed.startswith("production: version 1")
+    versions = run([str(BIN / "mlops-assets"), "versions"], home).stdout
+    assert "v1 [production]" in versions and "v2 [production" not in versions and "rolled_back" in versions
+    again = run([str(BIN / "mlops-assets"), "promote", "2", "--reason", "fixed"], home)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "version 2 serves at" in again.stdout
+    assert run([str(BIN / "mlops-assets"), "deployments"], home).stdout.startswith("production: version 2")
+    assert "v2 [production, qa]: " in run([str(BIN / "mlops-assets"), "versions"], home).stdout
+    nothing = run([str(BIN / "mlops-assets"), "promote", "99"], home)
+    assert nothing.returncode == 2 and "version 99 is not registered" in nothing.stderr
+
+
 def test_down_stops_the_demo_s_deployments_and_a_new_demo_brings_production_back(demo_home):
     home, _, _ = demo_home
     listed = run([str(BIN / "mlops-assets"), "deployments"], home).stdout

@@ -254,7 +254,8 @@ def prod_deployment(
     models.set_alias(PRODUCTION_ALIAS, int(version))
     models.set_tag(int(version), RELEASE_STATE_TAG, "production")
     target.stop("qa")
-    context.log.info(f"version {version} is in production at {deployment.url} ({mode})")
+    reason = context.run.tags.get("mlops/reason", "")
+    context.log.info(f"version {version} is in production at {deployment.url} ({mode}) {reason}".strip())
     yield dg.Output(
         {**deployment.to_dict(), "mode": mode, "previous_version": previous.version if previous else None},
         metadata={
@@ -262,5 +263,6 @@ def prod_deployment(
             "mode": mode,
             "previous_version": previous.version if previous else "none",
             "image": deployment.image,
+            "reason": reason or "release",
         },
     )
