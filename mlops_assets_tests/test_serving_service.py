@@ -193,13 +193,19 @@ def _eventually(condition, timeout: float = 10) -> None:
         time.sleep(0.05)
 
 
-def _versions_served(service: Service) -> set[str]:
-    """Per-worker model info from /metrics (multiprocess: one sample per live worker)."""
+def _versions_by_worker(service: Service) -> dict[str, str]:
+    """Per-worker model info from /metrics (multiprocess: one sample per live worker pid)."""
     text = httpx.get(f"{service.url}/metrics").text
     samples = [
         line for line in text.splitlines() if line.startswith("scoring_model_info{") and line.endswith(" 1.0")
     ]
-    return {line.split('version="')[1].split('"')[0] for line in samples}
+    return {
+        line.split('pid="')[1].split('"')[0]: line.split('version="')[1].split('"')[0] for line in samples
+    }
+
+
+def _versions_served(service: Service) -> set[str]:
+    return set(_versions_by_worker(service).values())
 
 
 def test_models_swap_under_load_without_a_failed_request(tmp_path):
@@ -230,6 +236,8 @@ def test_models_swap_under_load_without_a_failed_request(tmp_path):
 
     try:
         service.wait_version("1")
+        # Both workers up on version 1 first: a worker still starting could miss release 2 entirely.
+        _eventually(lambda: list(_versions_by_worker(service).values()) == ["1", "1"], timeout=30)
         threads = [threading.Thread(target=hammer) for _ in range(4)]
         for thread in threads:
             thread.start()
