@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.scoring import rss_mb  # noqa: E402
+from bench.scoring import post_script, rss_mb  # noqa: E402
 from mlops_assets_tests.serving_support import Service, write_release  # noqa: E402
 
 
@@ -42,13 +42,7 @@ def main() -> int:
     service.wait_version("1")
     body = work / "body.json"
     body.write_text(json.dumps({"data": [[50, 1, 25.0, 90, 180, 110, 50, 4, 4.5, 90]] * 100}))
-    script = work / "post.lua"
-    script.write_text(
-        'wrk.method = "POST"\n'
-        f'local f = io.open("{body}", "rb"); wrk.body = f:read("*a"); f:close()\n'
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        'wrk.headers["Authorization"] = "Bearer key-one"\n'
-    )
+    script = post_script(work, body, {"Authorization": "Bearer key-one"})
     samples: list[float] = []
     done = threading.Event()
 

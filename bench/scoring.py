@@ -132,54 +132,23 @@ def build_servers(work: Path, model, names: set[str]) -> list[Server]:
                 health="/health/ready",
             )
         )
-    if "bare-starlette" in names:
+    # The same bare endpoint twice: with the model's predict, and with our affine fast path.
+    for name, model_env in (
+        ("bare-starlette", {"BENCH_MODEL": str(work / "model.joblib")}),
+        ("bare-starlette-affine", {"BENCH_RELEASE": str(release)}),
+    ):
+        if name not in names:
+            continue
         p = port()
+        uvicorn = [str(OUR_BIN / "uvicorn"), "bench.bare_starlette:app", "--port", str(p), "--workers", "2"]
         servers.append(
             Server(
-                "bare-starlette",
-                [
-                    str(OUR_BIN / "uvicorn"),
-                    "bench.bare_starlette:app",
-                    "--port",
-                    str(p),
-                    "--workers",
-                    "2",
-                    "--no-access-log",
-                    "--loop",
-                    "uvloop",
-                    "--http",
-                    "httptools",
-                ],
+                name,
+                [*uvicorn, "--no-access-log", "--loop", "uvloop", "--http", "httptools"],
                 f"http://127.0.0.1:{p}/score",
                 plain_body,
                 lambda r: r["result"],
-                env={"BENCH_MODEL": str(work / "model.joblib")},
-                cwd=REPO,
-                up_on_any_answer=True,
-            )
-        )
-    if "bare-starlette-affine" in names:
-        p = port()
-        servers.append(
-            Server(
-                "bare-starlette-affine",
-                [
-                    str(OUR_BIN / "uvicorn"),
-                    "bench.bare_starlette:app",
-                    "--port",
-                    str(p),
-                    "--workers",
-                    "2",
-                    "--no-access-log",
-                    "--loop",
-                    "uvloop",
-                    "--http",
-                    "httptools",
-                ],
-                f"http://127.0.0.1:{p}/score",
-                plain_body,
-                lambda r: r["result"],
-                env={"BENCH_RELEASE": str(release)},
+                env=model_env,
                 cwd=REPO,
                 up_on_any_answer=True,
             )
@@ -332,16 +301,22 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(server: Server, body: bytes, connections: int, duration: int, work: Path) -> dict:
-    body_file = work / "body.json"
-    body_file.write_bytes(body)
+def post_script(work: Path, body_file: Path, headers: dict[str, str]) -> Path:
+    """A wrk Lua script that POSTs the file's bytes as JSON with these headers."""
     script = work / "post.lua"
-    headers = {"Content-Type": "application/json", **server.headers}
+    headers = {"Content-Type": "application/json", **headers}
     script.write_text(
         'wrk.method = "POST"\n'
         f'local f = io.open("{body_file}", "rb"); wrk.body = f:read("*a"); f:close()\n'
         + "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items())
     )
+    return script
+
+
+def run_wrk(server: Server, body: bytes, connections: int, duration: int, work: Path) -> dict:
+    body_file = work / "body.json"
+    body_file.write_bytes(body)
+    script = post_script(work, body_file, server.headers)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), server.path],

@@ -35,6 +35,7 @@ def execute(
     lock_dir: Path,
     partition_key: str | None = None,
     tags: dict[str, str] | None = None,
+    asset_selection: list[dg.AssetKey] | None = None,
 ) -> dg.ExecuteInProcessResult:
     job = defs.resolve_job_def(job_name)
     # The run's own event log keeps every DEBUG event; the console gets only warnings and errors.
@@ -45,6 +46,7 @@ def execute(
             instance=instance,
             partition_key=partition_key,
             tags=tags or {},
+            asset_selection=asset_selection,
             raise_on_error=False,
         )
 
@@ -206,21 +208,13 @@ def rollback(
     target = previous_champion(models.list_versions(), champion.version)
     if target is None:
         raise ValueError(f"nothing to roll back to: no version before {champion.version} was in production")
-    job = defs.resolve_job_def("release_job")
     tags = {
         REASON_TAG: reason,
         "mlops/trigger": "manual-rollback",
         "mlops/rolled_back_from": str(champion.version),
     }
-    with stage_lock(lock_dir, job.tags[STAGE_TAG]):
-        result = job.execute_in_process(
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            instance=instance,
-            partition_key=str(target),
-            asset_selection=[dg.AssetKey("prod_deployment")],
-            tags=tags,
-            raise_on_error=False,
-        )
+    selection = [dg.AssetKey("prod_deployment")]
+    result = execute(defs, instance, "release_job", lock_dir, str(target), tags, asset_selection=selection)
     if result.success:
         models.set_tag(champion.version, "release_state", "rolled_back")
     outcome = ReleaseOutcome(str(target), result.run_id, result.success)

@@ -47,14 +47,6 @@ def write_release(folder: Path, version: int, alpha: float = 0.5, tamper: bool =
     return model
 
 
-def point(link: Path, target: Path) -> None:
-    """Move a symlink atomically, as a deployer swaps the served release."""
-    tmp = link.with_name(link.name + ".new")
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(target)
-    os.replace(tmp, link)
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

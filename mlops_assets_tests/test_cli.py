@@ -3,7 +3,6 @@
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mlops_assets_tests.conftest import REPO, subprocess_env
+from mlops_assets_tests.serving_support import free_port
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -36,7 +36,7 @@ def run(args: list[str], home: Path, timeout: int = 300) -> subprocess.Completed
 @pytest.fixture(scope="module")
 def demo_home(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess, subprocess.CompletedProcess]:
     home = tmp_path_factory.mktemp("demo") / "mlops"
-    PORTS.update(MLOPS_PRODUCTION_PORT=str(_free_port()), MLOPS_QA_PORT=str(_free_port()))
+    PORTS.update(MLOPS_PRODUCTION_PORT=str(free_port()), MLOPS_QA_PORT=str(free_port()))
     first = run([str(BIN / "mlops-assets"), "demo"], home)
     second = run([str(BIN / "mlops-assets"), "demo"], home)
     yield home, first, second
@@ -94,15 +94,9 @@ def test_dagster_cli_validates_and_runs_retraining_on_the_demo_instance(demo_hom
     assert "diabetes-ridge v1" in versions.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_the_ui_serves_the_asset_graph_from_the_same_instance(demo_home):
     home, _, _ = demo_home
-    port = _free_port()
+    port = free_port()
     env_bin = shutil.which("env")
     server = subprocess.Popen(
         [

@@ -22,6 +22,7 @@ from mlops_assets.release.assets import (
 from mlops_assets.serving.artifact import sha256_hex
 from mlops_assets.training import train
 from mlops_assets_tests.conftest import REPO
+from mlops_assets_tests.serving_support import free_port
 
 
 def register(defs, alpha: float, tamper: bool = False, manifest_version: int | None = None) -> int:
@@ -149,14 +150,6 @@ def no_orphans(settings):
         target.stop(deployment.name)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _release(defs, instance, version: int, port: int) -> dg.ExecuteInProcessResult:
     instance.add_dynamic_partitions(model_versions.name, [str(version)])
     resources = {
@@ -188,7 +181,7 @@ def _cli(settings, *args: str) -> str:
 @pytest.mark.slow
 def test_qa_deploys_from_the_context_s_own_venv_smoke_tests_and_moves_the_alias(settings, instance, defs):
     version = register(defs, 0.5)
-    port = _free_port()
+    port = free_port()
     result = _release(defs, instance, version, port)
     assert result.success, [e.step_failure_data for e in result.all_events if e.is_step_failure]
     (check,) = result.get_asset_check_evaluations()
@@ -244,7 +237,7 @@ def test_production_swaps_models_without_failing_a_request_and_rolls_back_a_bad_
 
     one, two = register(defs, 0.5), register(defs, 50.0)
     three = register(defs, 5.0, manifest_version=99)  # serves as "99": the smoke test must catch it
-    qa_port, prod_port = _free_port(), _free_port()
+    qa_port, prod_port = free_port(), free_port()
     target = LocalDeploymentTarget(
         home=defs.resources["deploy_target"].home, qa_port=qa_port, production_port=prod_port
     )

@@ -11,12 +11,12 @@ import hypothesis
 import pytest
 import schemathesis
 
+from mlops_assets.release.local_target import point_link
 from mlops_assets.serving.keys import read_keys
 from mlops_assets_tests.serving_support import (
     SAMPLE,
     Service,
     logged_records,
-    point,
     predictions,
     write_release,
 )
@@ -214,7 +214,7 @@ def test_models_swap_under_load_without_a_failed_request(tmp_path):
     model_two = write_release(home / "releases" / "2", version=2, alpha=50.0)
     write_release(home / "releases" / "3", version=3, tamper=True)
     current = home / "current"
-    point(current, home / "releases" / "1")
+    point_link(current, home / "releases" / "1")
     service = Service(home, current, workers=2).wait_live()
     expected = {"1": predictions(model_one), "2": predictions(model_two)}
     assert expected["1"] != pytest.approx(expected["2"])
@@ -242,10 +242,10 @@ def test_models_swap_under_load_without_a_failed_request(tmp_path):
         for thread in threads:
             thread.start()
         time.sleep(0.5)
-        point(current, home / "releases" / "2")
+        point_link(current, home / "releases" / "2")
         _eventually(lambda: seen[-20:] == ["2"] * 20 and len(seen) > 40, timeout=30)
         _eventually(lambda: _versions_served(service) == {"2"}, timeout=30)  # every worker moved
-        point(current, home / "releases" / "3")  # sha256 mismatch: refused, version 2 stays
+        point_link(current, home / "releases" / "3")  # sha256 mismatch: refused, version 2 stays
         time.sleep(1.0)
         stop.set()
         for thread in threads:

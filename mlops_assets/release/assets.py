@@ -109,8 +109,9 @@ def _expected_predictions(model_dir: Path) -> list[float]:
     return loaded.model.predict(np.asarray(SAMPLE_ROWS, dtype=float)).tolist()
 
 
-def _smoke_check(result: SmokeResult) -> dg.AssetCheckResult:
+def _smoke_check(result: SmokeResult, asset: str) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
+        asset_key=asset,
         check_name="smoke_test",
         passed=result.passed,
         metadata={
@@ -148,12 +149,14 @@ def qa_deployment(
     try:
         deployment = target.deploy("qa", build_dir, version, scoring_image["image"], deploy_target.qa_port)
     except DeploymentError as exc:
-        yield _smoke_check(SmokeResult(f"http://127.0.0.1:{deploy_target.qa_port}", failures=[str(exc)]))
+        yield _smoke_check(
+            SmokeResult(f"http://127.0.0.1:{deploy_target.qa_port}", failures=[str(exc)]), "qa_deployment"
+        )
         raise dg.Failure(f"QA deployment of version {version} failed: {exc}") from exc
     result = smoke_test(
         deployment.url, deploy_target.scoring_key(), _expected_predictions(build_dir / "model"), version
     )
-    yield _smoke_check(result)
+    yield _smoke_check(result, "qa_deployment")
     if not result.passed:
         target.stop("qa")
         raise dg.Failure(
@@ -170,17 +173,6 @@ def qa_deployment(
             "image": deployment.image,
             "pid": deployment.pid,
         },
-    )
-
-
-def _prod_check(result: SmokeResult) -> dg.AssetCheckResult:
-    check = _smoke_check(result)
-    return dg.AssetCheckResult(
-        asset_key="prod_deployment",
-        check_name="smoke_test",
-        passed=check.passed,
-        metadata=check.metadata,
-        description=check.description,
     )
 
 
@@ -228,7 +220,7 @@ def prod_deployment(
         )
     except DeploymentError as exc:
         result = SmokeResult(url, failures=[str(exc)])
-    yield _prod_check(result)
+    yield _smoke_check(result, "prod_deployment")
     models = registry.get_registry()
     if not result.passed:
         models.set_tag(int(version), RELEASE_STATE_TAG, "rolled_back")
