@@ -74,6 +74,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mlops_assets.serving.keys import ensure_key_file
+    from mlops_assets.serving.listener import ListenerError
     from mlops_assets.serving.server import serve
 
     settings = get_settings()
@@ -83,7 +84,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     if not settings.scoring_keys and ensure_key_file(settings.keys_file):
         print(f"created a scoring key in {settings.keys_file} (mode 0600); clients send it as a Bearer token")
-    serve(model_dir, args.host, args.port, args.workers, settings.scoring_max_inflight)
+    try:
+        serve(
+            model_dir,
+            args.host,
+            args.port,
+            args.workers,
+            settings.scoring_max_inflight,
+            share_at=args.share_listener,
+            take_from=args.take_listener,
+        )
+    except ListenerError as exc:
+        print(f"mlops-assets serve: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -183,6 +196,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--share-listener",
+        metavar="SOCKET",
+        help="offer the listening socket to a successor at this unix socket (@name: abstract)",
+    )
+    serve.add_argument(
+        "--take-listener",
+        metavar="SOCKET",
+        help="take over the listening socket of the process sharing it at this unix socket (a handover)",
+    )
     serve.set_defaults(func=cmd_serve)
     commands.add_parser("deployments", help="list local deployments").set_defaults(func=cmd_deployments)
     commands.add_parser("down", help="stop every local deployment").set_defaults(func=cmd_down)

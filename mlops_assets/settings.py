@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     scoring_log_max_backlog: int = Field(
         default=200_000, gt=0, description="Unwritten records per worker before scoring sheds (503)."
     )
+    scoring_drain_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="On SIGTERM, longest time to stop accepting and close keep-alive clients first (0: none).",
+    )
     serve_model_dir: Path | None = Field(
         default=None, description="Set by `mlops-assets serve` for its workers: the model folder."
     )

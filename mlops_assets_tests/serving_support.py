@@ -147,3 +147,48 @@ def logged_records(storage_root: Path) -> list[dict]:
         for path in sorted((storage_root / "scoring-logs").rglob("*.jsonl"))
         for line in path.read_text().splitlines()
     ]
+
+
+class Hammer:
+    """Keep-alive clients posting the sample until stopped; every answer or error is kept."""
+
+    def __init__(self, url: str, key: str, clients: int = 3) -> None:
+        import threading
+
+        self.url, self.key = url, key
+        self.statuses: list[int] = []
+        self.versions: list[str | None] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(clients)]
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=10) as client:
+            while not self._stop.is_set():
+                try:
+                    response = client.post(
+                        f"{self.url}/score", json=SAMPLE, headers={"Authorization": f"Bearer {self.key}"}
+                    )
+                except httpx.HTTPError as exc:
+                    self.errors.append(repr(exc))
+                    continue
+                self.statuses.append(response.status_code)
+                self.versions.append(response.headers.get("x-model-version"))
+
+    def __enter__(self) -> "Hammer":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+    def failures(self) -> dict:
+        """Empty when every request got a 200."""
+        failed = {str(s): self.statuses.count(s) for s in set(self.statuses) if s != 200}
+        return {
+            **failed,
+            **({"errors": self.errors[:5], "error_count": len(self.errors)} if self.errors else {}),
+        }

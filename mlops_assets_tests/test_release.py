@@ -22,7 +22,7 @@ from mlops_assets.release.assets import (
 from mlops_assets.serving.artifact import sha256_hex
 from mlops_assets.training import train
 from mlops_assets_tests.conftest import REPO
-from mlops_assets_tests.serving_support import free_port
+from mlops_assets_tests.serving_support import Hammer, free_port
 
 
 def register(defs, alpha: float, tamper: bool = False, manifest_version: int | None = None) -> int:
@@ -229,11 +229,7 @@ def test_a_port_in_use_fails_qa_with_a_clear_message_and_no_orphan(settings, ins
 def test_production_swaps_models_without_failing_a_request_and_rolls_back_a_bad_release(
     settings, instance, defs
 ):
-    import threading
-
     import httpx
-
-    from mlops_assets.release.smoke import SAMPLE_ROWS
 
     one, two = register(defs, 0.5), register(defs, 50.0)
     three = register(defs, 5.0, manifest_version=99)  # serves as "99": the smoke test must catch it
@@ -262,34 +258,14 @@ def test_production_swaps_models_without_failing_a_request_and_rolls_back_a_bad_
     assert models.get_alias("production").version == one
     assert "qa" not in _cli(settings, "deployments")  # QA torn down once production has the version
 
-    statuses, versions, stop = [], [], threading.Event()
-
-    def hammer() -> None:
-        with httpx.Client(timeout=10) as client:
-            while not stop.is_set():
-                response = client.post(
-                    f"http://127.0.0.1:{prod_port}/score",
-                    json={"data": SAMPLE_ROWS},
-                    headers={"Authorization": f"Bearer {key}"},
-                )
-                statuses.append(response.status_code)
-                versions.append(response.headers.get("x-model-version"))
-
-    threads = [threading.Thread(target=hammer) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    try:
+    with Hammer(f"http://127.0.0.1:{prod_port}", key) as hammer:
         second = release(two)
         assert second.success and second.output_for_node("prod_deployment")["mode"] == "model swap"
         # Version 3 reaches production without QA (as `promote` may); it serves the wrong version.
         assert release(three, [scoring_image]).success
         third = release(three, [scoring_image, prod_deployment])
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
-    assert statuses and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
-    assert str(one) in versions and str(two) in versions
+    assert hammer.statuses and not hammer.failures(), hammer.failures()
+    assert str(one) in hammer.versions and str(two) in hammer.versions
 
     assert not third.success
     (check,) = third.get_asset_check_evaluations()

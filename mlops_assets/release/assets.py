@@ -86,6 +86,9 @@ class LocalDeploymentTarget(dg.ConfigurableResource):
     home: str
     qa_port: int = Field(default=8101, description="Port of the QA deployment.")
     production_port: int = Field(default=8100, description="Stable port of the production deployment.")
+    ready_timeout_seconds: float = Field(
+        default=90, gt=0, description="How long a new service may take to answer ready before it fails."
+    )
 
     @property
     def backend_name(self) -> str:
@@ -147,7 +150,14 @@ def qa_deployment(
     build_dir = Path(scoring_image["path"])
     target = deploy_target.target()
     try:
-        deployment = target.deploy("qa", build_dir, version, scoring_image["image"], deploy_target.qa_port)
+        deployment = target.deploy(
+            "qa",
+            build_dir,
+            version,
+            scoring_image["image"],
+            deploy_target.qa_port,
+            deploy_target.ready_timeout_seconds,
+        )
     except DeploymentError as exc:
         yield _smoke_check(
             SmokeResult(f"http://127.0.0.1:{deploy_target.qa_port}", failures=[str(exc)]), "qa_deployment"
@@ -214,6 +224,7 @@ def prod_deployment(
             version,
             scoring_image["image"],
             deploy_target.production_port,
+            deploy_target.ready_timeout_seconds,
         )
         result = smoke_test(
             deployment.url, deploy_target.scoring_key(), _expected_predictions(build_dir / "model"), version

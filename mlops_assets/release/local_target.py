@@ -6,6 +6,7 @@ Docker). Each deployment has a state file (pid, url, version, image) under MLOPS
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,6 +33,9 @@ class Deployment:
     log: str
     started: float
     code_digest: str = ""
+    deployment_id: str = ""
+    listener: str = ""  # unix socket offering the listening socket to a successor (a handover)
+    model_link: str = ""  # the symlink it serves from, moved by a model swap ("" = model_dir itself)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -118,13 +122,26 @@ class LocalTarget:
         self._state_path(name).unlink(missing_ok=True)
         if deployment is None:
             return False
-        os.killpg(deployment.pid, signal.SIGTERM)  # graceful: the request log is flushed
+        self._terminate(deployment, timeout)
+        return True
+
+    def _terminate(self, deployment: Deployment, timeout: float = 30) -> None:
+        os.killpg(deployment.pid, signal.SIGTERM)  # graceful: drains, then flushes the request log
         deadline = time.monotonic() + timeout
         while _alive(deployment.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
+            time.sleep(0.05)
         if _alive(deployment.pid):
             os.killpg(deployment.pid, signal.SIGKILL)
-        return True
+        self._remove_link(deployment.name, deployment.model_link)
+
+    def _remove_link(self, name: str, model_link: str) -> None:
+        if model_link and Path(model_link).parent.parent == self.state_dir / name:
+            shutil.rmtree(Path(model_link).parent, ignore_errors=True)
+
+    def _listener_address(self, name: str, deployment_id: str) -> str:
+        """An abstract unix socket, unique to this MLOPS_HOME and deployment."""
+        home = hashlib.sha256(str(self.home).encode()).hexdigest()[:12]
+        return f"@mlops-assets/{home}/{name}/{deployment_id}"
 
     def deploy(
         self,
@@ -134,33 +151,52 @@ class LocalTarget:
         image: str,
         port: int,
         ready_timeout: float = 90,
-        serve_from: Path | None = None,
         code_digest: str = "",
+        linked: bool = False,
+        replacing: Deployment | None = None,
     ) -> Deployment:
-        """Replace deployment ``name`` with this context's service; fail (and clean up) unless ready."""
+        """Start this context's service as deployment ``name``; fail (and clean up) unless ready.
+
+        Without ``replacing``, whatever ran as ``name`` is stopped first and the port must be free.
+        With it, the new process takes over ``replacing``'s listening socket, and ``replacing`` is
+        drained and stopped only once the new one is ready: a failed start leaves it serving.
+        ``linked`` serves through a symlink of this deployment's own, so later model swaps move it.
+        """
         venv = ensure_venv(self.venvs_dir, context)
-        self.stop(name)
-        _require_free_port(self.host, port, name)
+        if replacing is None:
+            self.stop(name)
+            _require_free_port(self.host, port, name)
         deployment_id = uuid.uuid4().hex
-        log = self.state_dir / f"{name}.log"
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        serve_from, model_link = context / "model", ""
+        if linked:
+            link = self.state_dir / name / deployment_id / "model"
+            point_link(link, context / "model")
+            serve_from, model_link = link, str(link)
+        listener = self._listener_address(name, deployment_id)
+        log = self.state_dir / f"{name}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("PROMETHEUS_")}
         env["MLOPS_HOME"] = str(self.home)
         env["MLOPS_DEPLOYMENT_ID"] = deployment_id
+        command = [
+            str(venv / "bin" / SERVE_MARKER),
+            "serve",
+            "--model-dir",
+            str(serve_from),
+            "--host",
+            self.host,
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--share-listener",
+            listener,
+        ]
+        if replacing is not None and replacing.listener:
+            command += ["--take-listener", replacing.listener]
         with open(log, "a") as handle:
             process = subprocess.Popen(
-                [
-                    str(venv / "bin" / SERVE_MARKER),
-                    "serve",
-                    "--model-dir",
-                    str(serve_from or context / "model"),
-                    "--host",
-                    self.host,
-                    "--port",
-                    str(port),
-                    "--workers",
-                    "1",
-                ],
+                command,
                 env=env,
                 stdout=handle,
                 stderr=subprocess.STDOUT,
@@ -168,31 +204,13 @@ class LocalTarget:
                 start_new_session=True,
             )
         url = f"http://{self.host}:{port}"
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            if process.poll() is not None:
-                raise DeploymentError(
-                    f"{name}: the service exited with {process.returncode}: {log.read_text()[-1500:]}"
-                )
-            try:
-                ready = httpx.get(f"{url}/health/ready", timeout=1)
-                answer = ready.json()
-                # Only our own process counts: another service on the port must not pass for it.
-                if ready.status_code == 200 and answer.get("deployment") == deployment_id:
-                    if answer.get("version") != version:
-                        _kill(process)
-                        raise DeploymentError(
-                            f"{name}: serving version {answer.get('version')}, expected {version}"
-                        )
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                _kill(process)
-                raise DeploymentError(
-                    f"{name}: not ready with version {version} within {ready_timeout:.0f} s: {log.read_text()[-1500:]}"
-                )
-            time.sleep(0.2)
+        try:
+            self._wait_ready(name, process, url, deployment_id, version, log, ready_timeout)
+        except DeploymentError:
+            self._remove_link(name, model_link)
+            raise
+        if replacing is not None:
+            self._terminate(replacing)
         deployment = Deployment(
             name,
             process.pid,
@@ -204,9 +222,48 @@ class LocalTarget:
             str(log),
             time.time(),
             code_digest,
+            deployment_id,
+            listener,
+            model_link,
         )
         self._state_path(name).write_text(json.dumps(deployment.to_dict(), indent=2))
         return deployment
+
+    @staticmethod
+    def _wait_ready(
+        name: str,
+        process: subprocess.Popen,
+        url: str,
+        deployment_id: str,
+        version: str,
+        log: Path,
+        timeout: float,
+    ) -> None:
+        """Until this very process answers ready; during a handover the old one answers too."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise DeploymentError(
+                    f"{name}: the service exited with {process.returncode}: {log.read_text()[-1500:]}"
+                )
+            try:
+                ready = httpx.get(f"{url}/health/ready", timeout=1)
+                answer = ready.json()
+                if ready.status_code == 200 and answer.get("deployment") == deployment_id:
+                    if answer.get("version") != version:
+                        _kill(process)
+                        raise DeploymentError(
+                            f"{name}: serving version {answer.get('version')}, expected {version}"
+                        )
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                _kill(process)
+                raise DeploymentError(
+                    f"{name}: not ready with version {version} within {timeout:.0f} s: {log.read_text()[-1500:]}"
+                )
+            time.sleep(0.05)
 
     @staticmethod
     def _served_version(url: str) -> str | None:
@@ -231,7 +288,7 @@ class LocalTarget:
         current = self.get(name)
         if current is None:
             raise DeploymentError(f"{name}: no running deployment to swap")
-        link = self.model_link(name)
+        link = Path(current.model_link) if current.model_link else self.model_link(name)
         previous_target = Path(os.path.realpath(link))
         before = self._served_version(current.url)  # what it really serves, not what was recorded
         point_link(link, context / "model")
@@ -254,18 +311,40 @@ class LocalTarget:
         return swapped
 
     def release(
-        self, name: str, context: Path, code_digest: str, version: str, image: str, port: int
+        self,
+        name: str,
+        context: Path,
+        code_digest: str,
+        version: str,
+        image: str,
+        port: int,
+        ready_timeout: float = 90,
     ) -> tuple[Deployment, str]:
-        """Zero-downtime when only the model changed (swap); a new process when the code changed."""
+        """Replace what serves on ``port`` without failing a request.
+
+        Only the model changed: the running process swaps it in. The serving code changed: a new
+        process from the new context takes over the listening socket, then the old one drains.
+        """
         current = self.get(name)
-        if current is not None and current.code_digest == code_digest and current.port == port:
-            return self.swap_model(name, context, version, image), "model swap"
-        link = self.model_link(name)
-        point_link(link, context / "model")
-        mode = "new process" if current is None else "restart (the serving code changed)"
-        return self.deploy(
-            name, context, version, image, port, serve_from=link, code_digest=code_digest
-        ), mode
+        if current is not None and current.port == port:
+            if current.code_digest == code_digest and current.model_link:
+                return self.swap_model(name, context, version, image), "model swap"
+            if current.listener:
+                deployment = self.deploy(
+                    name,
+                    context,
+                    version,
+                    image,
+                    port,
+                    ready_timeout,
+                    code_digest,
+                    linked=True,
+                    replacing=current,
+                )
+                return deployment, "process handover (the serving code changed)"
+        mode = "new process" if current is None else "restart (moved to another port)"
+        deployment = self.deploy(name, context, version, image, port, ready_timeout, code_digest, linked=True)
+        return deployment, mode
 
 
 def point_link(link: Path, target: Path) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import orjson
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -38,6 +39,7 @@ from mlops_assets.serving.artifact import (
     predict_checked,
     rows_from_payload,
 )
+from mlops_assets.serving.drain import CloseWhileDraining, Drain
 from mlops_assets.serving.keys import read_keys
 from mlops_assets.serving.openapi import openapi_document
 from mlops_assets.serving.request_log import RequestLogWriter, record_line
@@ -61,6 +63,7 @@ class ServiceConfig:
     flush_seconds: float = 1.0
     poll_seconds: float = 1.0
     deployment_id: str | None = None  # lets a deployer tell its own process from another on the port
+    drain_seconds: float = 5.0  # longest SIGTERM drain before uvicorn's shutdown (0: none)
 
 
 def _release_signature(folder: Path) -> tuple:
@@ -106,6 +109,7 @@ class ScoringService:
         )
         self._openapi = b"{}"
         self.tally = metrics.RequestTally()
+        self.drain = Drain()
 
     # --- keys: re-read when the file changes, so a key can be added, then the old one removed ---
     def _refresh_keys(self) -> None:
@@ -173,6 +177,7 @@ class ScoringService:
     @contextlib.asynccontextmanager
     async def lifespan(self, _: Starlette) -> AsyncIterator[None]:
         self._refresh_keys()
+        self.drain.install(self.config.drain_seconds)
         self.writer.start()
         await asyncio.to_thread(self._load)
         watcher = asyncio.create_task(self._watch())
@@ -258,6 +263,8 @@ class ScoringService:
 
     async def ready(self, _: Request) -> Response:
         model = self.model
+        if self.drain.active:
+            return Response(b'{"status":"draining"}', status_code=503, media_type=JSON)
         if model is None:
             return Response(
                 b'{"status":"not ready","reason":"no verified model loaded"}',
@@ -289,6 +296,7 @@ def create_app(config: ServiceConfig) -> Starlette:
             Route("/openapi.json", service.openapi, methods=["GET"]),
         ],
         lifespan=service.lifespan,
+        middleware=[Middleware(CloseWhileDraining, drain=service.drain)],
     )
     app.state.service = service
     return app
@@ -315,6 +323,7 @@ def config_from_settings() -> ServiceConfig:
         flush_seconds=settings.scoring_log_flush_seconds,
         poll_seconds=settings.model_poll_seconds,
         deployment_id=settings.deployment_id,
+        drain_seconds=settings.scoring_drain_seconds,
     )
 
 

@@ -1,5 +1,6 @@
 """`mlops-assets serve`: uvicorn workers running the scoring app, configured through the environment."""
 
+import logging
 import os
 import shutil
 import tempfile
@@ -24,33 +25,68 @@ LOGGING_CONFIG = {
 }
 
 
-def serve(model_dir: Path, host: str, port: int, workers: int, limit_concurrency: int) -> None:
-    """Run until SIGTERM/SIGINT; each worker flushes its request log on the way out."""
+def serve(
+    model_dir: Path,
+    host: str,
+    port: int,
+    workers: int,
+    limit_concurrency: int,
+    share_at: str | None = None,
+    take_from: str | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT; each worker drains, then flushes its request log on the way out.
+
+    ``take_from``: receive the listening socket from the process being replaced (falling back to
+    binding the port when no process shares one there); ``share_at``: offer this process's
+    listening socket to its successor.
+    """
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from mlops_assets.serving.listener import ListenerError, bind_listener, receive_listener, share_listener
 
     # Workers import the app afresh: they read their configuration from the environment.
     os.environ["MLOPS_SERVE_MODEL_DIR"] = str(
         model_dir.absolute()
     )  # not resolve(): a symlink is how releases swap
+    sock = None
+    if take_from is not None:
+        try:
+            sock = receive_listener(take_from)
+        except ListenerError as exc:
+            logging.getLogger("mlops_assets.serving").warning("%s; binding %s:%d instead", exc, host, port)
+    if sock is None:
+        sock = bind_listener(host, port)
+    if share_at is not None:
+        share_listener(sock, share_at)
     multiproc_dir = None
     if workers > 1:
         multiproc_dir = tempfile.mkdtemp(prefix="mlops-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = multiproc_dir
     get_settings.cache_clear()  # a single worker runs in this process: it must see the above too
+    config = uvicorn.Config(
+        "mlops_assets.serving.app:app_from_settings",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        limit_concurrency=limit_concurrency,  # beyond it uvicorn answers 503 instead of queueing
+        timeout_graceful_shutdown=30,
+        log_config=LOGGING_CONFIG,
+    )
     try:
-        uvicorn.run(
-            "mlops_assets.serving.app:app_from_settings",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            loop="uvloop",
-            http="httptools",
-            access_log=False,
-            limit_concurrency=limit_concurrency,  # beyond it uvicorn answers 503 instead of queueing
-            timeout_graceful_shutdown=30,
-            log_config=LOGGING_CONFIG,
-        )
+        if workers > 1:
+            Multiprocess(config, sockets=[sock]).run()
+        else:
+            server = uvicorn.Server(config)
+            server.run(sockets=[sock])
+            if not server.started:
+                raise SystemExit(3)  # uvicorn's STARTUP_FAILURE: the app did not start
     finally:
+        if share_at is not None and not share_at.startswith("@"):
+            Path(share_at).unlink(missing_ok=True)
         if multiproc_dir:
             shutil.rmtree(multiproc_dir, ignore_errors=True)
