@@ -6,6 +6,7 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv  # bootstraps .venv, which then holds the same uv (dev group) for the tests
 VENV := .venv
 SYNCED := $(VENV)/.synced
+NODE_SYNCED := node_modules/.synced  # Azurite, the Azure Storage emulator the tests start
 DAGSTER_PORT ?= 3000
 
 export MLOPS_HOME
@@ -19,6 +20,10 @@ $(UV):
 
 $(SYNCED): uv.lock pyproject.toml | $(UV)
 	$(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+$(NODE_SYNCED): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 install: $(SYNCED)
@@ -39,7 +44,7 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: lint
+test: lint $(NODE_SYNCED)
 	$(VENV)/bin/pytest
 
 bench: install

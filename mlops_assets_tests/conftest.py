@@ -79,3 +79,13 @@ def subprocess_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "DAGSTER_"))}
     env |= {"MLOPS_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
     return env
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory):
+    """One Azurite blob service for the session; tests use their own containers."""
+    from mlops_assets_tests import azurite as emulator
+
+    process, service = emulator.start(tmp_path_factory.mktemp("azurite"))
+    yield service
+    emulator.stop(process)

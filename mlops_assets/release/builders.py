@@ -13,9 +13,15 @@ from mlops_assets.release.build_context import BuildContext
 
 @dataclass(frozen=True)
 class ImageBuild:
-    image: str  # repository:tag
+    image: str  # [registry/]repository:tag
     built: bool
     detail: str
+    digest: str = ""  # sha256:… of the pushed manifest, when a registry reported it
+
+    @property
+    def reference(self) -> str:
+        """What a deployment pulls: pinned to the digest when there is one."""
+        return f"{self.image.rsplit(':', 1)[0]}@{self.digest}" if self.digest else self.image
 
 
 class ImageBuilder(dg.ConfigurableResource, ABC):

@@ -1,0 +1,141 @@
+"""ACR Tasks image builder: upload the build context, schedule a Docker build run, wait, record the digest.
+
+Built on azure-mgmt-containerregistry 14 (its 2025-03-01-preview API still carries Tasks: 15
+moved them to a separate package). The context travels as a gzipped tarball to the upload URL
+the registry hands out (a SAS URL to a blob), then ``schedule_run`` builds and pushes
+``<login server>/<repository>:<tag>`` on ACR's agents: no Docker engine needed anywhere.
+"""
+
+import io
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from mlops_assets.release.build_context import BuildContext
+from mlops_assets.release.builders import ImageBuild, ImageBuilder
+
+TASKS_API_VERSION = "2025-03-01-preview"
+TERMINAL = {"Succeeded", "Failed", "Canceled", "Error", "Timeout"}
+
+
+class BuildError(RuntimeError):
+    """A registry build that did not produce the image; the message names the run and why."""
+
+
+def context_tarball(root: Path) -> bytes:
+    """The context as a reproducible tar.gz: sorted, no owners or times (the digest names it)."""
+
+    def normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        info.mtime = 0
+        return info
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as archive:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            archive.add(path, arcname=path.relative_to(root).as_posix(), filter=normalise)
+    return buffer.getvalue()
+
+
+def upload_to_sas_url(url: str, data: bytes) -> None:
+    from azure.storage.blob import BlobClient
+
+    BlobClient.from_blob_url(url).upload_blob(data, overwrite=True)
+
+
+def build_on_acr(
+    client: Any,
+    resource_group: str,
+    registry: str,
+    context: BuildContext,
+    repository: str,
+    timeout_seconds: float,
+    poll_seconds: float = 5.0,
+    log=None,
+) -> tuple[str, str, str]:
+    """Run the build; returns (run id, tag, digest). ``client`` is a ContainerRegistryManagementClient."""
+    from azure.mgmt.containerregistry.v2025_03_01_preview.models import DockerBuildRequest, PlatformProperties
+
+    image = f"{repository}:{context.tag}"
+    source = client.registries.get_build_source_upload_url(resource_group, registry)
+    upload_to_sas_url(source.upload_url, context_tarball(context.path))
+    request = DockerBuildRequest(
+        source_location=source.relative_path,
+        docker_file_path="Dockerfile",
+        image_names=[image],
+        is_push_enabled=True,
+        no_cache=False,
+        platform=PlatformProperties(os="Linux", architecture="amd64"),
+        timeout=int(timeout_seconds),
+    )
+    run = client.registries.schedule_run(resource_group, registry, request)
+    run_id = run.run_id
+    if log:
+        log.info(f"ACR run {run_id} building {image} in {registry}")
+    deadline = time.monotonic() + timeout_seconds
+    while run.status not in TERMINAL:
+        if time.monotonic() > deadline:
+            client.runs.cancel(resource_group, registry, run_id)
+            raise BuildError(
+                f"ACR run {run_id} ({image}) still {run.status} after {timeout_seconds:.0f} s; cancelled"
+            )
+        time.sleep(poll_seconds)
+        run = client.runs.get(resource_group, registry, run_id)
+    if run.status != "Succeeded":
+        logs = client.runs.get_log_sas_url(resource_group, registry, run_id).log_link
+        raise BuildError(
+            f"ACR run {run_id} ({image}) ended {run.status}: {run.run_error_message or 'no message'}; log: {logs}"
+        )
+    for output in run.output_images or []:
+        if output.repository == repository and output.tag == context.tag and output.digest:
+            return run_id, context.tag, output.digest
+    raise BuildError(f"ACR run {run_id} succeeded but reported no digest for {image}")
+
+
+class AcrTasksImageBuilder(ImageBuilder):
+    """Builds and pushes the scoring image with ACR Tasks (azure-mgmt-containerregistry)."""
+
+    subscription_id: str = Field(description="Azure subscription of the registry.")
+    resource_group: str = Field(description="Resource group of the registry.")
+    registry_name: str = Field(description="Container registry name (without .azurecr.io).")
+    timeout_seconds: float = Field(default=1800, gt=0, description="Longest build before it is cancelled.")
+    poll_seconds: float = Field(default=5.0, gt=0)
+
+    @property
+    def backend_name(self) -> str:
+        return "acr-tasks"
+
+    @property
+    def login_server(self) -> str:
+        return f"{self.registry_name}.azurecr.io"
+
+    def management_client(self) -> Any:
+        from azure.identity import DefaultAzureCredential
+        from azure.mgmt.containerregistry import ContainerRegistryManagementClient
+
+        return ContainerRegistryManagementClient(
+            DefaultAzureCredential(), self.subscription_id, api_version=TASKS_API_VERSION
+        )
+
+    def build(self, context: BuildContext, repository: str) -> ImageBuild:
+        try:
+            run_id, tag, digest = build_on_acr(
+                self.management_client(),
+                self.resource_group,
+                self.registry_name,
+                context,
+                repository,
+                self.timeout_seconds,
+                self.poll_seconds,
+                dg.get_dagster_logger(),
+            )
+        except BuildError as exc:
+            raise dg.Failure(str(exc)) from exc
+        return ImageBuild(
+            f"{self.login_server}/{repository}:{tag}", True, f"built and pushed by ACR run {run_id}", digest
+        )
