@@ -11,8 +11,9 @@ def local_resources(settings: Settings) -> dict[str, Any]:
     from mlops_assets.data.config import ValidationConfig
     from mlops_assets.registry.assets import EvaluationParams
     from mlops_assets.registry.mlflow_backend import MlflowRegistryResource
-    from mlops_assets.release.assets import LocalDeploymentTarget, ReleaseSettings
+    from mlops_assets.release.assets import ReleaseSettings
     from mlops_assets.release.builders import LocalImageBuilder
+    from mlops_assets.release.targets import LocalDeploymentTarget
     from mlops_assets.storage import StorageIOManager, StorageResource
     from mlops_assets.training.backends import SubprocessTrainingBackend, TrainingParams
 

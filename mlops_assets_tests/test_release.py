@@ -13,12 +13,12 @@ from mlops_assets.automation import RELEASE_SENSOR
 from mlops_assets.data.seed import diabetes_frame, split_seed
 from mlops_assets.registry.manifest import build_manifest
 from mlops_assets.release.assets import (
-    LocalDeploymentTarget,
     model_versions,
     prod_deployment,
     qa_deployment,
     scoring_image,
 )
+from mlops_assets.release.targets import LocalDeploymentTarget
 from mlops_assets.serving.artifact import sha256_hex
 from mlops_assets.training import train
 from mlops_assets_tests.conftest import REPO
@@ -189,7 +189,8 @@ def test_qa_deploys_from_the_context_s_own_venv_smoke_tests_and_moves_the_alias(
     deployment = result.output_for_node("qa_deployment")
     assert deployment["url"] == f"http://127.0.0.1:{port}" and deployment["version"] == str(version)
     # The service runs from the context's venv, which has no dagster.
-    executable = Path(f"/proc/{deployment['pid']}/exe").resolve()
+    pid = deployment["details"]["pid"]
+    executable = Path(f"/proc/{pid}/exe").resolve()
     venv_python = executable.parent / "python"
     assert subprocess.run([str(venv_python), "-c", "import dagster"], capture_output=True).returncode != 0
     models = defs.resources["registry"].get_registry()
@@ -197,8 +198,8 @@ def test_qa_deploys_from_the_context_s_own_venv_smoke_tests_and_moves_the_alias(
     assert f"qa: version {version} at http://127.0.0.1:{port}" in _cli(settings, "deployments")
     assert "stopped qa" in _cli(settings, "down")
     assert (
-        not Path(f"/proc/{deployment['pid']}").exists()
-        or b"mlops-assets" not in Path(f"/proc/{deployment['pid']}/cmdline").read_bytes()
+        not Path(f"/proc/{pid}").exists()
+        or b"mlops-assets" not in Path(f"/proc/{pid}/cmdline").read_bytes()
     )
     assert "no local deployments running" in _cli(settings, "deployments")
 
@@ -239,7 +240,7 @@ def test_production_swaps_models_without_failing_a_request_and_rolls_back_a_bad_
     )
     resources = {**defs.resources, "deploy_target": target}
     models = defs.resources["registry"].get_registry()
-    key = target.scoring_key()
+    key = target.scoring_keys()[0]
 
     def release(
         version: int, assets=(scoring_image, qa_deployment, prod_deployment)

@@ -10,11 +10,10 @@ from pydantic import Field
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS, QA_ALIAS, RELEASE_STATE_TAG, RegistryResource
 from mlops_assets.release.build_context import assemble, serving_requirements
 from mlops_assets.release.builders import ImageBuilder
-from mlops_assets.release.local_target import DeploymentError, LocalTarget
+from mlops_assets.release.local_target import DeploymentError
 from mlops_assets.release.smoke import SAMPLE_ROWS, SmokeResult, smoke_test
+from mlops_assets.release.targets import DeploymentTarget, Release
 from mlops_assets.serving.artifact import MANIFEST_NAME, ArtifactError, load_release, load_verified_model
-from mlops_assets.serving.keys import ensure_key_file, read_keys
-from mlops_assets.settings import get_settings
 from mlops_assets.training.train import ARTIFACT_NAME
 
 model_versions = dg.DynamicPartitionsDefinition(name="model_versions")
@@ -60,6 +59,7 @@ def scoring_image(
     value = {
         "version": version,
         "image": build.image,
+        "reference": build.reference,
         "built": build.built,
         "builder": image_builder.backend_name,
         "reused": not new,
@@ -69,6 +69,7 @@ def scoring_image(
         value,
         metadata={
             "image": build.image,
+            "reference": build.reference,
             "digest": build_context.digest,
             "code_digest": build_context.code_digest,
             "built": build.built,
@@ -78,32 +79,6 @@ def scoring_image(
         },
         data_version=dg.DataVersion(build_context.digest[:16]),
     )
-
-
-class LocalDeploymentTarget(dg.ConfigurableResource):
-    """Deployments as processes on 127.0.0.1 under MLOPS_HOME (QA on one port, production another)."""
-
-    home: str
-    qa_port: int = Field(default=8101, description="Port of the QA deployment.")
-    production_port: int = Field(default=8100, description="Stable port of the production deployment.")
-    ready_timeout_seconds: float = Field(
-        default=90, gt=0, description="How long a new service may take to answer ready before it fails."
-    )
-
-    @property
-    def backend_name(self) -> str:
-        return "local"
-
-    def target(self) -> LocalTarget:
-        return LocalTarget(Path(self.home))
-
-    def scoring_key(self) -> str:
-        """A key the service accepts, for the smoke test (never logged)."""
-        settings = get_settings()
-        if settings.scoring_keys:
-            return settings.scoring_keys.get_secret_value().split(",")[0].strip()
-        ensure_key_file(settings.keys_file)
-        return read_keys(settings.keys_file)[0]
 
 
 def _expected_predictions(model_dir: Path) -> list[float]:
@@ -143,45 +118,38 @@ def _smoke_check(result: SmokeResult, asset: str) -> dg.AssetCheckResult:
 def qa_deployment(
     context: dg.AssetExecutionContext,
     scoring_image: dict,
-    deploy_target: LocalDeploymentTarget,
+    deploy_target: DeploymentTarget,
     registry: RegistryResource,
 ):
     version = context.partition_key
-    build_dir = Path(scoring_image["path"])
-    target = deploy_target.target()
+    release = _release_of(version, scoring_image)
     try:
-        deployment = target.deploy(
-            "qa",
-            build_dir,
-            version,
-            scoring_image["image"],
-            deploy_target.qa_port,
-            deploy_target.ready_timeout_seconds,
-        )
+        endpoint = deploy_target.deploy_qa(release)
     except DeploymentError as exc:
-        yield _smoke_check(
-            SmokeResult(f"http://127.0.0.1:{deploy_target.qa_port}", failures=[str(exc)]), "qa_deployment"
-        )
+        yield _smoke_check(SmokeResult("(not deployed)", failures=[str(exc)]), "qa_deployment")
         raise dg.Failure(f"QA deployment of version {version} failed: {exc}") from exc
     result = smoke_test(
-        deployment.url, deploy_target.scoring_key(), _expected_predictions(build_dir / "model"), version
+        endpoint.url,
+        deploy_target.scoring_keys()[0],
+        _expected_predictions(release.context / "model"),
+        version,
     )
     yield _smoke_check(result, "qa_deployment")
     if not result.passed:
-        target.stop("qa")
+        deploy_target.teardown_qa()
         raise dg.Failure(
             f"QA smoke test of version {version} failed, QA torn down: {'; '.join(result.failures)}"
         )
     models = registry.get_registry()
     models.set_alias(QA_ALIAS, int(version))
     models.set_tag(int(version), RELEASE_STATE_TAG, "qa")
-    context.log.info(f"version {version} passed QA at {deployment.url}; alias {QA_ALIAS} moved")
+    context.log.info(f"version {version} passed QA at {endpoint.url}; alias {QA_ALIAS} moved")
     yield dg.Output(
-        {**deployment.to_dict(), "smoke_latency_ms": result.latency_ms},
+        {**endpoint.to_dict(), "smoke_latency_ms": result.latency_ms, "target": deploy_target.backend_name},
         metadata={
-            "url": dg.MetadataValue.url(deployment.url),
-            "image": deployment.image,
-            "pid": deployment.pid,
+            "url": dg.MetadataValue.url(endpoint.url),
+            "image": endpoint.image,
+            "target": deploy_target.backend_name,
         },
     )
 
@@ -207,46 +175,32 @@ def qa_deployment(
 def prod_deployment(
     context: dg.AssetExecutionContext,
     scoring_image: dict,
-    deploy_target: LocalDeploymentTarget,
+    deploy_target: DeploymentTarget,
     registry: RegistryResource,
 ):
     version = context.partition_key
-    build_dir = Path(scoring_image["path"])
-    target = deploy_target.target()
-    previous = target.get("production")
-    url = f"http://127.0.0.1:{deploy_target.production_port}"
+    release = _release_of(version, scoring_image)
+    previous = deploy_target.production()
     mode = "not deployed"
     try:
-        deployment, mode = target.release(
-            "production",
-            build_dir,
-            scoring_image["code_digest"],
-            version,
-            scoring_image["image"],
-            deploy_target.production_port,
-            deploy_target.ready_timeout_seconds,
-        )
+        endpoint, mode = deploy_target.release_production(release)
         result = smoke_test(
-            deployment.url, deploy_target.scoring_key(), _expected_predictions(build_dir / "model"), version
+            endpoint.url,
+            deploy_target.scoring_keys()[0],
+            _expected_predictions(release.context / "model"),
+            version,
         )
     except DeploymentError as exc:
-        result = SmokeResult(url, failures=[str(exc)])
+        result = SmokeResult(previous.url if previous else "(not deployed)", failures=[str(exc)])
     yield _smoke_check(result, "prod_deployment")
     models = registry.get_registry()
     if not result.passed:
         models.set_tag(int(version), RELEASE_STATE_TAG, "rolled_back")
         if previous is not None:
-            restored, _ = target.release(
-                "production",
-                Path(previous.model_dir).parent,
-                previous.code_digest,
-                previous.version,
-                previous.image,
-                previous.port,
-            )
+            restored = deploy_target.restore_production(previous)
             outcome = f"rolled back to version {restored.version}"
         else:
-            target.stop("production")
+            deploy_target.stop_production()
             outcome = "no previous version: production stopped"
         raise dg.Failure(
             f"production release of version {version} failed ({'; '.join(result.failures)}); {outcome}",
@@ -256,16 +210,31 @@ def prod_deployment(
         models.set_tag(int(previous.version), RELEASE_STATE_TAG, "superseded")
     models.set_alias(PRODUCTION_ALIAS, int(version))
     models.set_tag(int(version), RELEASE_STATE_TAG, "production")
-    target.stop("qa")
+    deploy_target.teardown_qa()
     reason = context.run.tags.get("mlops/reason", "")
-    context.log.info(f"version {version} is in production at {deployment.url} ({mode}) {reason}".strip())
+    context.log.info(f"version {version} is in production at {endpoint.url} ({mode}) {reason}".strip())
     yield dg.Output(
-        {**deployment.to_dict(), "mode": mode, "previous_version": previous.version if previous else None},
+        {
+            **endpoint.to_dict(),
+            "mode": mode,
+            "previous_version": previous.version if previous else None,
+            "target": deploy_target.backend_name,
+        },
         metadata={
-            "url": dg.MetadataValue.url(deployment.url),
+            "url": dg.MetadataValue.url(endpoint.url),
             "mode": mode,
             "previous_version": previous.version if previous else "none",
-            "image": deployment.image,
+            "image": endpoint.image,
+            "target": deploy_target.backend_name,
             "reason": reason or "release",
         },
+    )
+
+
+def _release_of(version: str, scoring_image: dict) -> Release:
+    return Release(
+        version,
+        scoring_image.get("reference", scoring_image["image"]),
+        Path(scoring_image["path"]),
+        scoring_image["code_digest"],
     )

@@ -1,0 +1,136 @@
+"""QA on Azure Container Instances: one container group from the ACR image, deleted after QA.
+
+The group pulls the image with a user-assigned managed identity that has AcrPull on the registry
+(no registry password anywhere), gets the scoring keys as secure environment variables (never
+shown by the ACI API), and exposes the service on a public DNS label for the smoke test.
+"""
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from mlops_assets.release.local_target import DeploymentError
+
+CONTAINER = "scoring"
+
+
+@dataclass(frozen=True)
+class AciSpec:
+    resource_group: str
+    location: str
+    group_name: str
+    dns_label: str
+    port: int = 8080
+    cpu: float = 1.0
+    memory_gb: float = 1.5
+    registry_server: str = ""
+    identity_id: str = ""  # user-assigned identity with AcrPull
+
+
+def container_group(spec: AciSpec, image: str, version: str, keys: list[str]) -> Any:
+    from azure.mgmt.containerinstance import models as m
+
+    probe_get = {"port": spec.port, "scheme": "http"}
+    container = m.Container(
+        name=CONTAINER,
+        image=image,
+        command=[
+            "mlops-assets",
+            "serve",
+            "--model-dir",
+            "/app/model",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(spec.port),
+            "--workers",
+            "2",
+        ],
+        ports=[m.ContainerPort(port=spec.port, protocol="TCP")],
+        environment_variables=[
+            m.EnvironmentVariable(name="MLOPS_SCORING_KEYS", secure_value=",".join(keys)),
+            m.EnvironmentVariable(name="MLOPS_DEPLOYMENT_ID", value=f"{spec.group_name}-v{version}"),
+        ],
+        resources=m.ResourceRequirements(
+            requests=m.ResourceRequests(cpu=spec.cpu, memory_in_gb=spec.memory_gb),
+            limits=m.ResourceLimits(cpu=spec.cpu, memory_in_gb=spec.memory_gb),
+        ),
+        readiness_probe=m.ContainerProbe(
+            http_get=m.ContainerHttpGet(path="/health/ready", **probe_get),
+            period_seconds=5,
+            failure_threshold=3,
+            timeout_seconds=2,
+        ),
+        liveness_probe=m.ContainerProbe(
+            http_get=m.ContainerHttpGet(path="/health/live", **probe_get),
+            initial_delay_seconds=15,
+            period_seconds=10,
+            failure_threshold=3,
+            timeout_seconds=2,
+        ),
+    )
+    group = m.ContainerGroup(
+        location=spec.location,
+        containers=[container],
+        os_type="Linux",
+        restart_policy="Always",
+        ip_address=m.IpAddress(
+            type="Public", dns_name_label=spec.dns_label, ports=[m.Port(port=spec.port, protocol="TCP")]
+        ),
+        tags={"mlops-assets/model-version": version, "mlops-assets/role": "qa"},
+    )
+    if spec.identity_id:
+        group.identity = m.ContainerGroupIdentity(
+            type="UserAssigned", user_assigned_identities={spec.identity_id: m.UserAssignedIdentities()}
+        )
+        group.image_registry_credentials = [
+            m.ImageRegistryCredential(server=spec.registry_server, identity=spec.identity_id)
+        ]
+    return group
+
+
+class AciQa:
+    def __init__(
+        self, client: Any, spec: AciSpec, ready_timeout: float = 600, poll_seconds: float = 5
+    ) -> None:
+        self.client = client  # ContainerInstanceManagementClient
+        self.spec = spec
+        self.ready_timeout = ready_timeout
+        self.poll_seconds = poll_seconds
+
+    def deploy(self, image: str, version: str, keys: list[str]) -> str:
+        """Create or replace the QA group and wait until its container runs; the service URL."""
+        groups = self.client.container_groups
+        spec = self.spec
+        groups.begin_create_or_update(
+            spec.resource_group, spec.group_name, container_group(spec, image, version, keys)
+        ).result()
+        deadline = time.monotonic() + self.ready_timeout
+        while True:
+            group = groups.get(spec.resource_group, spec.group_name)
+            state = group.provisioning_state
+            running = [
+                c
+                for c in group.containers
+                if c.instance_view
+                and c.instance_view.current_state
+                and c.instance_view.current_state.state == "Running"
+            ]
+            if state == "Succeeded" and running:
+                return f"http://{group.ip_address.fqdn or group.ip_address.ip}:{spec.port}"
+            if state in ("Failed", "Canceled") or time.monotonic() > deadline:
+                events = [
+                    e.message
+                    for c in group.containers
+                    if c.instance_view
+                    for e in (c.instance_view.events or [])
+                ]
+                self.teardown()
+                raise DeploymentError(
+                    f"ACI group {spec.group_name} ({image}) not running: provisioning {state}; "
+                    f"events: {'; '.join(events[-3:]) or 'none'}; deleted"
+                )
+            time.sleep(self.poll_seconds)
+
+    def teardown(self) -> None:
+        self.client.container_groups.begin_delete(self.spec.resource_group, self.spec.group_name).result()

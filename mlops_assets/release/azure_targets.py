@@ -1,0 +1,122 @@
+"""The azure deployment target: QA on Azure Container Instances, production on AKS.
+
+Keys come from Key Vault (`key_vault_url`) or the settings; cloud SDKs are imported only here.
+"""
+
+from typing import Any
+
+from pydantic import Field
+
+from mlops_assets.release.aci_target import AciQa, AciSpec
+from mlops_assets.release.aks_target import AksProduction, KubernetesApis
+from mlops_assets.release.targets import DeploymentTarget, Endpoint, Release, keys_from_settings
+
+
+def keys_from_key_vault(secret_client: Any, secret_name: str) -> list[str]:
+    """Comma-separated keys in one secret, so a rotation adds a key before removing the old one."""
+    value = secret_client.get_secret(secret_name).value or ""
+    return [k.strip() for k in value.split(",") if k.strip()]
+
+
+class AzureDeploymentTarget(DeploymentTarget):
+    subscription_id: str
+    resource_group: str
+    location: str
+    registry_server: str = Field(description="ACR login server the images come from (…azurecr.io).")
+    acr_pull_identity_id: str = Field(
+        default="", description="Resource id of the user-assigned identity ACI pulls images with."
+    )
+    aci_group_name: str = "mlops-scoring-qa"
+    aci_dns_label: str = Field(description="Public DNS label of the QA container group.")
+    aci_port: int = 8080
+    aks_namespace: str = "mlops"
+    kube_context: str | None = Field(default=None, description="kubeconfig context of the AKS cluster.")
+    public_url: str | None = Field(
+        default=None, description="Production URL when an ingress/DNS name fronts the Service."
+    )
+    rollout_timeout_seconds: float = 600
+    poll_seconds: float = 5.0
+    key_vault_url: str = Field(default="", description="Key Vault holding the scoring keys; empty: settings.")
+    key_vault_secret: str = "scoring-keys"
+
+    @property
+    def backend_name(self) -> str:
+        return "azure"
+
+    def _credential(self):
+        from azure.identity import DefaultAzureCredential
+
+        return DefaultAzureCredential()
+
+    def aci_client(self) -> Any:
+        from azure.mgmt.containerinstance import ContainerInstanceManagementClient
+
+        return ContainerInstanceManagementClient(self._credential(), self.subscription_id)
+
+    def kubernetes_apis(self) -> KubernetesApis:
+        return KubernetesApis.from_kubeconfig(self.kube_context)
+
+    def secret_client(self) -> Any:
+        from azure.keyvault.secrets import SecretClient
+
+        return SecretClient(self.key_vault_url, self._credential())
+
+    def scoring_keys(self) -> list[str]:
+        if self.key_vault_url:
+            return keys_from_key_vault(self.secret_client(), self.key_vault_secret)
+        return keys_from_settings()
+
+    def _qa(self) -> AciQa:
+        spec = AciSpec(
+            self.resource_group,
+            self.location,
+            self.aci_group_name,
+            self.aci_dns_label,
+            self.aci_port,
+            registry_server=self.registry_server,
+            identity_id=self.acr_pull_identity_id,
+        )
+        return AciQa(self.aci_client(), spec, self.ready_timeout_seconds, self.poll_seconds)
+
+    def _production(self) -> AksProduction:
+        return AksProduction(
+            self.kubernetes_apis(), self.aks_namespace, self.rollout_timeout_seconds, self.poll_seconds
+        )
+
+    def deploy_qa(self, release: Release) -> Endpoint:
+        url = self._qa().deploy(release.image, release.version, self.scoring_keys())
+        return Endpoint("qa", url, release.version, release.image, release.code_digest)
+
+    def teardown_qa(self) -> None:
+        self._qa().teardown()
+
+    def production(self) -> Endpoint | None:
+        aks = self._production()
+        current = aks.current()
+        if current is None:
+            return None
+        return Endpoint(
+            "production",
+            aks.service_url(self.public_url),
+            current["version"],
+            current["image"],
+            current["code_digest"],
+        )
+
+    def release_production(self, release: Release) -> tuple[Endpoint, str]:
+        aks = self._production()
+        details = aks.apply(release.image, release.version, release.code_digest, self.scoring_keys())
+        url = aks.service_url(self.public_url)
+        return Endpoint(
+            "production", url, release.version, release.image, release.code_digest, details=details
+        ), ("rolling update (maxUnavailable 0)")
+
+    def restore_production(self, previous: Endpoint) -> Endpoint:
+        restored, _ = self.release_production(
+            Release(previous.version, previous.image, None, previous.code_digest)
+        )
+        return restored
+
+    def stop_production(self) -> None:
+        aks = self._production()
+        aks.apis.apps.delete_namespaced_deployment(aks.name, aks.namespace)
