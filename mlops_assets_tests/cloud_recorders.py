@@ -77,3 +77,231 @@ class RecordingAcrClient:
     def _log_url(self, resource_group: str, registry: str, run_id: str):
         self.recorder.record("runs.get_log_sas_url", resource_group, registry, run_id)
         return SimpleNamespace(log_link=f"https://logs.example/{run_id}")
+
+
+class ContainerRuntime:
+    """Runs "images" as real scoring services on 127.0.0.1, so smoke tests against the cloud
+    targets hit a real service: an image tag ``sha256-<16>`` names the build context it came from,
+    and the container's environment (keys included) is what the control plane was sent."""
+
+    def __init__(self, home, contexts_dir) -> None:
+        self.home, self.contexts_dir = home, contexts_dir
+        self.services: dict = {}
+
+    def run(self, name: str, image: str, env: dict[str, str], port: int) -> None:
+        from mlops_assets_tests.serving_support import Service
+
+        self.stop(name)
+        tag = image.rsplit(":", 1)[1]
+        model_dir = self.contexts_dir / tag.removeprefix("sha256-") / "model"
+        self.services[name] = Service(self.home / name, model_dir, env=env, port=port)
+
+    def ready_version(self, name: str) -> str | None:
+        import httpx
+
+        service = self.services.get(name)
+        if service is None or service.process.poll() is not None:
+            return None
+        try:
+            answer = httpx.get(f"{service.url}/health/ready", timeout=1)
+        except httpx.HTTPError:
+            return None
+        return answer.json().get("version") if answer.status_code == 200 else None
+
+    def stop(self, name: str) -> None:
+        service = self.services.pop(name, None)
+        if service is not None:
+            service.stop()
+
+    def stop_all(self) -> None:
+        for name in list(self.services):
+            self.stop(name)
+
+
+class RecordingAciClient:
+    """ContainerInstanceManagementClient.container_groups: records each group, runs its container."""
+
+    def __init__(self, runtime: ContainerRuntime, fail: bool = False) -> None:
+        self.recorder = Recorder()
+        self.runtime = runtime
+        self.fail = fail
+        self.groups: dict[str, Any] = {}
+        self.container_groups = SimpleNamespace(
+            begin_create_or_update=self._create, get=self._get, begin_delete=self._delete
+        )
+
+    def _create(self, resource_group: str, name: str, group: Any):
+        self.recorder.record("begin_create_or_update", resource_group, name, group)
+        self.groups[name] = group
+        (container,) = group.containers
+        env = {v.name: v.secure_value or v.value for v in container.environment_variables}
+        if not self.fail:
+            port = int(container.command[container.command.index("--port") + 1])
+            self.runtime.run(name, container.image, env, port)
+        return SimpleNamespace(result=lambda: group)
+
+    def _get(self, resource_group: str, name: str):
+        from azure.mgmt.containerinstance import models
+
+        self.recorder.record("get", resource_group, name)
+        sent = self.groups[name]
+        running = self.runtime.ready_version(name) is not None
+        state = "Running" if running else "Waiting"
+        return models.ContainerGroup.deserialize(
+            {
+                "location": sent.location,
+                "properties": {
+                    "provisioningState": "Failed" if self.fail else ("Succeeded" if running else "Creating"),
+                    "containers": [
+                        {
+                            "name": c.name,
+                            "properties": {
+                                "image": c.image,
+                                "resources": {"requests": {"cpu": 1, "memoryInGB": 1.5}},
+                                "instanceView": {
+                                    "currentState": {"state": state},
+                                    "events": [{"message": "Failed to pull image"}] if self.fail else [],
+                                },
+                            },
+                        }
+                        for c in sent.containers
+                    ],
+                    "osType": "Linux",
+                    "ipAddress": {
+                        "type": "Public",
+                        "ports": [{"port": p.port} for p in sent.ip_address.ports],
+                        "fqdn": "127.0.0.1",  # where the runtime serves this group
+                    },
+                },
+            }
+        )
+
+    def _delete(self, resource_group: str, name: str):
+        self.recorder.record("begin_delete", resource_group, name)
+        self.groups.pop(name, None)
+        self.runtime.stop(name)
+        return SimpleNamespace(result=lambda: None)
+
+
+# method suffix -> (kind, API group), as the kubernetes client names them
+KUBERNETES_KINDS = {
+    "secret": ("Secret", "core"),
+    "service": ("Service", "core"),
+    "deployment": ("Deployment", "apps"),
+    "horizontal_pod_autoscaler": ("HorizontalPodAutoscaler", "autoscaling"),
+    "pod_disruption_budget": ("PodDisruptionBudget", "policy"),
+}
+
+
+class RecordingKubernetes:
+    """The CoreV1/AppsV1/AutoscalingV2/PolicyV1 calls the AKS target makes, against an in-memory
+    API server whose Deployment pods are the runtime's services (one, on ``port``). An image in
+    ``broken_images`` never becomes ready, like a pod in CrashLoopBackOff."""
+
+    def __init__(self, runtime: ContainerRuntime, port: int, broken_images: set[str] | None = None) -> None:
+        self.recorder = Recorder()
+        self.runtime, self.port = runtime, port
+        self.broken_images = broken_images or set()
+        self.objects: dict[tuple[str, str, str], dict] = {}
+        self.generation = 0
+        groups: dict[str, dict] = {"core": {}, "apps": {}, "autoscaling": {}, "policy": {}}
+        for suffix, (kind, group) in KUBERNETES_KINDS.items():
+            groups[group][f"read_namespaced_{suffix}"] = self._reader(kind)
+            groups[group][f"create_namespaced_{suffix}"] = self._creator(kind)
+            groups[group][f"patch_namespaced_{suffix}"] = self._patcher(kind)
+        groups["apps"]["read_namespaced_deployment_status"] = self._status
+        groups["apps"]["delete_namespaced_deployment"] = self._delete_deployment
+        self.core, self.apps = SimpleNamespace(**groups["core"]), SimpleNamespace(**groups["apps"])
+        self.autoscaling, self.policy = (
+            SimpleNamespace(**groups["autoscaling"]),
+            SimpleNamespace(**groups["policy"]),
+        )
+
+    def _reader(self, kind: str):
+        def read(name: str, namespace: str):
+            from kubernetes.client.exceptions import ApiException
+
+            self.recorder.record(f"read {kind}", name, namespace)
+            if (kind, namespace, name) not in self.objects:
+                raise ApiException(status=404, reason="Not Found")
+            return self.objects[(kind, namespace, name)]
+
+        return read
+
+    def _store(self, kind: str, namespace: str, body: dict) -> None:
+        key = (kind, namespace, body["metadata"]["name"])
+        before = self.objects.get(key)
+        self.objects[key] = body
+        # As the API server does: only a changed pod template starts a rollout.
+        if kind == "Deployment" and (
+            before is None or before["spec"]["template"] != body["spec"]["template"]
+        ):
+            self.generation += 1
+            self._roll(namespace, body)
+
+    def _creator(self, kind: str):
+        def create(namespace: str, body: dict):
+            self.recorder.record(f"create {kind}", namespace, body)
+            self._store(kind, namespace, body)
+            return body
+
+        return create
+
+    def _patcher(self, kind: str):
+        def patch(name: str, namespace: str, body: dict):
+            self.recorder.record(f"patch {kind}", name, namespace, body)
+            self._store(kind, namespace, body)
+            return body
+
+        return patch
+
+    def _roll(self, namespace: str, deployment: dict) -> None:
+        import base64
+
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = {}
+        for variable in container["env"]:
+            ref = variable.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                secret = self.objects[("Secret", namespace, ref["name"])]
+                env[variable["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
+            elif "value" in variable:
+                env[variable["name"]] = variable["value"]
+        if container["image"] in self.broken_images:
+            self.runtime.stop("aks")
+        else:
+            self.runtime.run("aks", container["image"], env, self.port)
+
+    def _status(self, name: str, namespace: str):
+        self.recorder.record("read Deployment status", name, namespace)
+        deployment = self.objects[("Deployment", namespace, name)]
+        wanted = deployment["spec"]["replicas"]
+        version = deployment["spec"]["template"]["metadata"]["annotations"]["mlops-assets/model-version"]
+        ready = self.runtime.ready_version("aks") == version
+        image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        conditions = []
+        if image in self.broken_images:  # what the controller reports once progressDeadlineSeconds pass
+            conditions = [
+                {
+                    "type": "Progressing",
+                    "status": "False",
+                    "reason": "ProgressDeadlineExceeded",
+                    "message": f'ReplicaSet "scoring-{self.generation}" has timed out progressing.',
+                }
+            ]
+        return {
+            "metadata": {"generation": self.generation},
+            "spec": {"replicas": wanted},
+            "status": {
+                "observed_generation": self.generation,
+                "replicas": wanted + (0 if ready else 1),  # the surge pod while it rolls
+                "updated_replicas": wanted if ready else 1,
+                "available_replicas": wanted if ready else wanted - 1,
+                "conditions": conditions,
+            },
+        }
+
+    def _delete_deployment(self, name: str, namespace: str):
+        self.recorder.record("delete Deployment", name, namespace)
+        self.objects.pop(("Deployment", namespace, name), None)
+        self.runtime.stop("aks")

@@ -67,8 +67,9 @@ class Service:
         env: dict[str, str] | None = None,
         workers: int = 1,
         executable: Path | None = None,
+        port: int | None = None,
     ):
-        self.home, self.port = home, free_port()
+        self.home, self.port = home, port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         base = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "DAGSTER_"))}
         base |= {

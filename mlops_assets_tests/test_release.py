@@ -198,8 +198,7 @@ def test_qa_deploys_from_the_context_s_own_venv_smoke_tests_and_moves_the_alias(
     assert f"qa: version {version} at http://127.0.0.1:{port}" in _cli(settings, "deployments")
     assert "stopped qa" in _cli(settings, "down")
     assert (
-        not Path(f"/proc/{pid}").exists()
-        or b"mlops-assets" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        not Path(f"/proc/{pid}").exists() or b"mlops-assets" not in Path(f"/proc/{pid}/cmdline").read_bytes()
     )
     assert "no local deployments running" in _cli(settings, "deployments")
 

@@ -1,20 +1,26 @@
 """Azure release backends against recording control planes (ACR, ACI, AKS) and real Azurite blobs."""
 
+import base64
 import gzip
 import io
 import json
+import subprocess
+import sys
 import tarfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import dagster as dg
+import httpx
 import pytest
+import yaml
 
 from mlops_assets.release.acr_builder import AcrTasksImageBuilder, BuildError, build_on_acr, context_tarball
 from mlops_assets.release.build_context import assemble, serving_requirements
 from mlops_assets_tests.azurite import ACCOUNT, KEY
 from mlops_assets_tests.cloud_recorders import RecordingAcrClient
-from mlops_assets_tests.serving_support import write_release
+from mlops_assets_tests.serving_support import free_port, write_release
 
 
 @pytest.fixture(scope="module")
@@ -122,4 +128,277 @@ def test_a_hanging_acr_run_is_cancelled_at_the_timeout(azurite, build_context):
 
 
 def test_the_context_tarball_is_reproducible(build_context):
-    assert context_tarball(build_context.path) == context_tarball(Path(build_context.path))
+    import time
+
+    first = context_tarball(build_context.path)
+    time.sleep(1.1)  # gzip headers carry seconds
+    assert context_tarball(build_context.path) == first
+
+
+# --- the release assets with the azure target: ACI for QA, AKS for production ---
+
+
+@pytest.fixture
+def cloud(settings, defs):
+    """Recording ACI and Kubernetes control planes whose containers run as real local services."""
+    from mlops_assets_tests.cloud_recorders import ContainerRuntime, RecordingAciClient, RecordingKubernetes
+
+    runtime = ContainerRuntime(settings.home_dir / "cloud", Path(defs.resources["release"].contexts_dir))
+    prod_port = free_port()
+    clouds = SimpleNamespace(
+        runtime=runtime,
+        aci=RecordingAciClient(runtime),
+        kube=RecordingKubernetes(runtime, prod_port),
+        prod_url=f"http://127.0.0.1:{prod_port}",
+        qa_port=free_port(),
+    )
+    yield clouds
+    runtime.stop_all()
+
+
+def _azure_target(cloud, **overrides):
+    from mlops_assets.release.aks_target import KubernetesApis
+    from mlops_assets.release.azure_targets import AzureDeploymentTarget
+
+    class RecordedAzureTarget(AzureDeploymentTarget):
+        def aci_client(self):
+            return cloud.aci
+
+        def kubernetes_apis(self):
+            k = cloud.kube
+            return KubernetesApis(k.core, k.apps, k.autoscaling, k.policy)
+
+    fields = {
+        "subscription_id": "sub",
+        "resource_group": "rg-mlops",
+        "location": "westeurope",
+        "registry_server": "mlopsreg.azurecr.io",
+        "acr_pull_identity_id": "/subscriptions/sub/resourceGroups/rg-mlops/providers/"
+        "Microsoft.ManagedIdentity/userAssignedIdentities/acr-pull",
+        "aci_dns_label": "mlops-qa",
+        "aci_port": cloud.qa_port,
+        "public_url": cloud.prod_url,
+        "poll_seconds": 0.1,
+        "ready_timeout_seconds": 60,
+        "rollout_timeout_seconds": 60,
+    }
+    return RecordedAzureTarget(**{**fields, **overrides})
+
+
+def _release_on(defs, instance, target, version: int) -> dg.ExecuteInProcessResult:
+    from mlops_assets.release.assets import model_versions, prod_deployment, qa_deployment, scoring_image
+
+    instance.add_dynamic_partitions(model_versions.name, [str(version)])
+    return dg.materialize(
+        [scoring_image, qa_deployment, prod_deployment],
+        partition_key=str(version),
+        resources={**defs.resources, "deploy_target": target},
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+@pytest.mark.slow
+def test_azure_release_goes_through_aci_qa_and_an_aks_rolling_update_and_undoes_a_broken_one(
+    settings, instance, defs, cloud
+):
+    from mlops_assets_tests.test_release import register
+
+    models = defs.resources["registry"].get_registry()
+    one, two, three = register(defs, 0.5), register(defs, 50.0), register(defs, 5.0)
+    target = _azure_target(cloud)
+    key = target.scoring_keys()[0]
+
+    first = _release_on(defs, instance, target, one)
+    assert first.success, [e.step_failure_data for e in first.all_events if e.is_step_failure]
+    assert {c.asset_key.to_user_string(): c.passed for c in first.get_asset_check_evaluations()} == {
+        "qa_deployment": True,
+        "prod_deployment": True,
+    }
+    image = first.output_for_node("scoring_image")["reference"]
+    assert first.output_for_node("prod_deployment")["url"] == cloud.prod_url
+    assert models.get_alias("production").version == one
+
+    # ACI: exactly the group that would be sent, then deleted once production has the version.
+    (resource_group, group_name, group), _ = cloud.aci.recorder.last("begin_create_or_update")
+    assert (resource_group, group_name) == ("rg-mlops", "mlops-scoring-qa")
+    sent = group.serialize()
+    container = sent["properties"]["containers"][0]["properties"]
+    assert container["image"] == image
+    assert container["command"][-4:] == ["--port", str(cloud.qa_port), "--workers", "2"]
+    assert {"name": "MLOPS_SCORING_KEYS", "secureValue": key} in container["environmentVariables"]
+    assert all(
+        "value" not in v for v in container["environmentVariables"] if v["name"] == "MLOPS_SCORING_KEYS"
+    )
+    assert container["readinessProbe"]["httpGet"] == {
+        "path": "/health/ready",
+        "port": cloud.qa_port,
+        "scheme": "http",
+    }
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+    assert container["resources"]["requests"] == {"memoryInGB": 1.5, "cpu": 1.0}
+    assert sent["properties"]["ipAddress"] == {
+        "ports": [{"protocol": "TCP", "port": cloud.qa_port}],
+        "type": "Public",
+        "dnsNameLabel": "mlops-qa",
+        "autoGeneratedDomainNameLabelScope": "TenantReuse",
+    }
+    assert sent["properties"]["imageRegistryCredentials"] == [
+        {"server": "mlopsreg.azurecr.io", "identity": target.acr_pull_identity_id}
+    ]
+    assert sent["identity"]["type"] == "UserAssigned" and sent["tags"]["mlops-assets/model-version"] == str(
+        one
+    )
+    assert cloud.aci.recorder.names()[-1] == "begin_delete"  # QA torn down after production took it
+
+    # AKS: keys Secret, Service, PDB, HPA created from deploy/k8s; the Deployment carries the image.
+    created = [name for name in cloud.kube.recorder.names() if name.startswith("create")]
+    assert created == [
+        "create Secret",
+        "create Service",
+        "create PodDisruptionBudget",
+        "create HorizontalPodAutoscaler",
+        "create Deployment",
+    ]
+    (namespace, secret), _ = cloud.kube.recorder.last("create Secret")
+    assert namespace == "mlops" and base64.b64decode(secret["data"]["keys"]).decode().split(",")[0] == key
+    (_, deployment), _ = cloud.kube.recorder.last("create Deployment")
+    pod = deployment["spec"]["template"]
+    assert pod["spec"]["containers"][0]["image"] == image
+    assert pod["metadata"]["annotations"]["mlops-assets/model-version"] == str(one)
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    env = {v["name"]: v for v in pod["spec"]["containers"][0]["env"]}
+    assert env["MLOPS_SCORING_KEYS"]["valueFrom"]["secretKeyRef"] == {"name": "scoring-keys", "key": "keys"}
+
+    second = _release_on(defs, instance, target, two)
+    assert second.success and second.output_for_node("prod_deployment")["mode"].startswith("rolling update")
+    assert models.get_alias("production").version == two
+    assert models.get_version(one).release_state == "superseded"
+    (_, _, patched), _ = cloud.kube.recorder.last("patch Deployment")
+    assert (
+        patched["spec"]["template"]["spec"]["containers"][0]["image"]
+        == second.output_for_node("scoring_image")["reference"]
+    )
+
+    # Version 3's pods never become ready: the rollout stops progressing, is undone, the step fails.
+    cloud.kube.broken_images.add(_image_of(defs, instance, three))
+    broken = _release_on(defs, instance, target, three)
+    assert not broken.success
+    failure = next(e for e in broken.all_events if e.is_step_failure)
+    assert failure.step_failure_data.user_failure_data is not None, (
+        failure.step_failure_data.error.to_string()
+    )
+    message = failure.step_failure_data.user_failure_data.description
+    assert f"AKS rollout of version {three} failed (progress deadline exceeded" in message
+    assert f"undone to version {two}" in message
+    assert f"rolled back to version {two}" in message
+    (_, _, undo), _ = cloud.kube.recorder.last("patch Deployment")
+    assert undo["spec"]["template"]["metadata"]["annotations"]["mlops-assets/model-version"] == str(two)
+    assert models.get_alias("production").version == two
+    assert models.get_version(three).release_state == "rolled_back"
+    assert httpx.get(f"{cloud.prod_url}/health/ready").json()["version"] == str(two)
+
+
+def _image_of(defs, instance, version: int) -> str:
+    from mlops_assets_tests.test_release import materialize_image
+
+    result = materialize_image(defs, instance, version)
+    assert result.success
+    return result.output_for_node("scoring_image")["reference"]
+
+
+def test_an_aci_group_that_fails_to_start_is_deleted_and_named(settings, tmp_path):
+    from mlops_assets.release.aci_target import AciQa, AciSpec
+    from mlops_assets.release.local_target import DeploymentError
+    from mlops_assets_tests.cloud_recorders import ContainerRuntime, RecordingAciClient
+
+    client = RecordingAciClient(ContainerRuntime(tmp_path, tmp_path), fail=True)
+    qa = AciQa(client, AciSpec("rg", "westeurope", "qa-group", "label"), ready_timeout=5, poll_seconds=0.01)
+    with pytest.raises(
+        DeploymentError,
+        match=r"ACI group qa-group \(reg/scoring:v1\) not running: provisioning Failed; events: Failed to pull image; deleted",
+    ):
+        qa.deploy("reg/scoring:v1", "1", ["k"])
+    assert client.recorder.names() == ["begin_create_or_update", "get", "begin_delete"]
+
+
+def test_keys_come_from_one_key_vault_secret_and_are_split_for_rotation():
+    from mlops_assets.release.azure_targets import keys_from_key_vault
+
+    class SecretClient:
+        def __init__(self):
+            self.asked = []
+
+        def get_secret(self, name):
+            self.asked.append(name)
+            return SimpleNamespace(value="new-key, old-key")
+
+    client = SecretClient()
+    assert keys_from_key_vault(client, "scoring-keys") == ["new-key", "old-key"]
+    assert client.asked == ["scoring-keys"]
+
+
+def _kubernetes_validate(*paths: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "kubernetes-validate"), "--strict", "--quiet", *map(str, paths)],
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_every_k8s_manifest_and_a_rendered_release_validate_strictly(tmp_path):
+    from mlops_assets.release.aks_target import MANIFESTS, keys_secret, load_manifests, release_deployment
+
+    manifests = sorted(MANIFESTS.glob("*.yaml"))
+    assert {p.stem for p in manifests} >= {"deployment", "service", "hpa", "pdb"}
+    checked = _kubernetes_validate(*manifests)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    objects = load_manifests()
+    rendered = tmp_path / "rendered.yaml"
+    rendered.write_text(
+        yaml.safe_dump_all(
+            [
+                release_deployment(
+                    objects["Deployment"], "reg.azurecr.io/scoring@sha256:" + "0" * 64, "7", "c0de"
+                ),
+                keys_secret(["k1", "k2"]),
+            ]
+        )
+    )
+    checked = _kubernetes_validate(rendered)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    # Strict means strict: an unknown field is refused (a typo would otherwise be dropped silently).
+    typo = yaml.safe_load((MANIFESTS / "deployment.yaml").read_text())
+    typo["spec"]["strategy"]["rollingUpdate"]["maxUnavailabel"] = 0
+    (tmp_path / "typo.yaml").write_text(yaml.safe_dump(typo))
+    assert _kubernetes_validate(tmp_path / "typo.yaml").returncode != 0
+
+
+def test_the_deployment_manifest_rolls_without_losing_capacity():
+    from mlops_assets.release.aks_target import load_manifests
+
+    objects = load_manifests()
+    deployment = objects["Deployment"]
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+    assert set(container["resources"]) == {"requests", "limits"}
+    assert objects["PodDisruptionBudget"]["spec"]["minAvailable"] >= 1
+    assert objects["HorizontalPodAutoscaler"]["spec"]["minReplicas"] >= 2
+    assert (
+        objects["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    )
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert objects["Service"]["spec"]["selector"] == selector
+    assert objects["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"] == selector
+    # The image's entrypoint serves on the container port the probes and Service use.
+    dockerfile = (
+        Path(__file__).resolve().parents[1] / "deploy" / "docker" / "scoring.Dockerfile"
+    ).read_text()
+    assert f'"--port", "{container["ports"][0]["containerPort"]}"' in dockerfile

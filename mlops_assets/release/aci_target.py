@@ -75,7 +75,11 @@ def container_group(spec: AciSpec, image: str, version: str, keys: list[str]) ->
         os_type="Linux",
         restart_policy="Always",
         ip_address=m.IpAddress(
-            type="Public", dns_name_label=spec.dns_label, ports=[m.Port(port=spec.port, protocol="TCP")]
+            type="Public",
+            dns_name_label=spec.dns_label,
+            # the SDK's default, Unsecure, lets anyone reuse the label once the group is deleted
+            auto_generated_domain_name_label_scope="TenantReuse",
+            ports=[m.Port(port=spec.port, protocol="TCP")],
         ),
         tags={"mlops-assets/model-version": version, "mlops-assets/role": "qa"},
     )

@@ -6,6 +6,7 @@ the registry hands out (a SAS URL to a blob), then ``schedule_run`` builds and p
 ``<login server>/<repository>:<tag>`` on ACR's agents: no Docker engine needed anywhere.
 """
 
+import gzip
 import io
 import tarfile
 import time
@@ -36,10 +37,10 @@ def context_tarball(root: Path) -> bytes:
         return info
 
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as archive:
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             archive.add(path, arcname=path.relative_to(root).as_posix(), filter=normalise)
-    return buffer.getvalue()
+    return gzip.compress(buffer.getvalue(), compresslevel=6, mtime=0)  # "w:gz" stamps the time
 
 
 def upload_to_sas_url(url: str, data: bytes) -> None:
