@@ -102,22 +102,36 @@ def build_landing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDef
     return landing_sensor
 
 
-def build_release_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
-    """The seed's "model artifact trigger": each registered version gets its own release run."""
+RELEASES_PER_TICK = 10
 
-    @dg.asset_sensor(
+
+def build_release_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
+    """The seed's "model artifact trigger": each registered version gets its own release run, in order.
+
+    Not an ``@asset_sensor``: that one sees only the latest materialization since its last tick,
+    so of two versions registered in quick succession the first would never be released. This
+    reads every registration after the cursor, oldest first; the run queue's release limit (and
+    the stage lock in-process) then runs them one at a time in that order.
+    """
+
+    @dg.sensor(
         name=RELEASE_SENSOR,
-        asset_key=registered_model.key,
         job=release_job,
         default_status=default_status,
-        description="A new registry version becomes a model_versions partition and one release_job run.",
+        minimum_interval_seconds=15,
+        description="Each new registry version becomes a model_versions partition and one release_job run.",
     )
-    def release_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry) -> dg.SensorResult:
-        materialization = asset_event.asset_materialization
-        version = str(materialization.metadata["version"].value)
+    def release_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=registered_model.key, after_storage_id=int(context.cursor or 0)),
+            limit=RELEASES_PER_TICK,
+            ascending=True,
+        ).records
+        versions = [str(r.asset_materialization.metadata["version"].value) for r in records]
         return dg.SensorResult(
-            run_requests=[dg.RunRequest(partition_key=version, run_key=f"release-{version}")],
-            dynamic_partitions_requests=[model_versions.build_add_request([version])],
+            run_requests=[dg.RunRequest(partition_key=v, run_key=f"release-{v}") for v in versions],
+            dynamic_partitions_requests=[model_versions.build_add_request(versions)] if versions else [],
+            cursor=str(records[-1].storage_id) if records else context.cursor,
         )
 
     return release_sensor

@@ -120,17 +120,28 @@ def test_a_version_whose_artifact_does_not_verify_gets_no_image(settings, instan
     assert not list((settings.home_dir / "release" / "contexts").glob("[!.]*"))
 
 
-def test_a_registration_requests_one_release_run_for_its_version(settings, instance, defs):
+def test_versions_registered_in_quick_succession_each_get_a_release_run_in_order(settings, instance, defs):
     sensor = defs.resolve_sensor_def(RELEASE_SENSOR)
-    instance.report_runless_asset_event(
-        dg.AssetMaterialization(asset_key="registered_model", metadata={"version": 3})
-    )
+    for version in (3, 4):  # both land before the sensor's next tick
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key="registered_model", metadata={"version": version})
+        )
     with dg.build_sensor_context(instance=instance, definitions=defs) as context:
-        (result,) = list(sensor(context))  # an asset sensor called directly yields its result
-    (request,) = result.run_requests
-    assert (request.partition_key, request.run_key) == ("3", "release-3")
-    assert result.dynamic_partitions_requests[0].partition_keys == ["3"]
+        result = sensor(context)
+    assert [(r.partition_key, r.run_key) for r in result.run_requests] == [
+        ("3", "release-3"),
+        ("4", "release-4"),
+    ]
+    assert result.dynamic_partitions_requests[0].partition_keys == ["3", "4"]
     assert defs.resolve_job_def("release_job").tags["mlops/stage"] == "release"
+    # The next tick starts after them: nothing is requested twice.
+    with dg.build_sensor_context(instance=instance, definitions=defs, cursor=result.cursor) as context:
+        assert sensor(context).run_requests == []
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(asset_key="registered_model", metadata={"version": 5})
+    )
+    with dg.build_sensor_context(instance=instance, definitions=defs, cursor=result.cursor) as context:
+        assert [r.run_key for r in sensor(context).run_requests] == ["release-5"]
 
 
 @pytest.mark.parametrize("job", ["release_job"])
@@ -279,3 +290,37 @@ def test_production_swaps_models_without_failing_a_request_and_rolls_back_a_bad_
     assert models.get_version(one).release_state == "superseded"
     assert "stopped" in _cli(settings, "down")
     assert "no local deployments running" in _cli(settings, "deployments")
+
+
+@pytest.mark.slow
+def test_two_releases_started_together_run_one_at_a_time_in_order(settings, instance, monkeypatch):
+    import threading
+    import time
+
+    from mlops_assets import runner
+    from mlops_assets.definitions import build_definitions
+    from mlops_assets.settings import get_settings
+
+    monkeypatch.setenv("MLOPS_QA_PORT", str(free_port()))
+    monkeypatch.setenv("MLOPS_PRODUCTION_PORT", str(free_port()))
+    get_settings.cache_clear()
+    ported = get_settings()
+    defs = build_definitions(ported)
+    one, two = register(defs, 0.5), register(defs, 50.0)
+    outcomes = {}
+
+    def release(version: int) -> None:
+        outcomes[version] = runner.release(defs, instance, ported.lock_dir, version)
+
+    threads = [threading.Thread(target=release, args=(v,)) for v in (one, two)]
+    threads[0].start()
+    time.sleep(0.5)  # the second release is asked for while the first is running
+    threads[1].start()
+    for thread in threads:
+        thread.join()
+
+    assert outcomes[one].success and outcomes[two].success, (outcomes[one].errors, outcomes[two].errors)
+    first, second = (instance.get_run_record_by_id(outcomes[v].run_id) for v in (one, two))
+    assert first.end_time <= second.start_time  # never interleaved
+    assert defs.resources["registry"].get_registry().get_alias("production").version == two
+    assert outcomes[two].production["previous_version"] == str(one)
