@@ -12,8 +12,6 @@ def local_resources(settings: Settings) -> dict[str, Any]:
     from mlops_assets.registry.assets import EvaluationParams
     from mlops_assets.registry.mlflow_backend import MlflowRegistryResource
     from mlops_assets.release.assets import ReleaseSettings
-    from mlops_assets.release.builders import LocalImageBuilder
-    from mlops_assets.release.targets import LocalDeploymentTarget
     from mlops_assets.storage import StorageIOManager, StorageResource
     from mlops_assets.training.backends import SubprocessTrainingBackend, TrainingParams
 
@@ -25,15 +23,53 @@ def local_resources(settings: Settings) -> dict[str, Any]:
         "training": TrainingParams(alpha=settings.ridge_alpha, holdout_percent=settings.holdout_percent),
         "gate": EvaluationParams(min_improvement=settings.min_improvement),
         "trainer": SubprocessTrainingBackend(),
-        "image_builder": LocalImageBuilder(),
-        "deploy_target": LocalDeploymentTarget(
-            home=str(settings.home_dir), qa_port=settings.qa_port, production_port=settings.production_port
-        ),
+        **release_resources(settings),
         "release": ReleaseSettings(contexts_dir=str(settings.home_dir / "release" / "contexts")),
         "registry": MlflowRegistryResource(
             tracking_uri=settings.tracking_uri,
             artifact_root=settings.registry_artifact_root,
             model_name=settings.model_name,
+        ),
+    }
+
+
+def release_resources(settings: Settings) -> dict[str, Any]:
+    """The image builder and deployment target: local processes, or ACR Tasks + ACI + AKS."""
+    if settings.release_target == "local":
+        from mlops_assets.release.builders import LocalImageBuilder
+        from mlops_assets.release.targets import LocalDeploymentTarget
+
+        return {
+            "image_builder": LocalImageBuilder(),
+            "deploy_target": LocalDeploymentTarget(
+                home=str(settings.home_dir),
+                qa_port=settings.qa_port,
+                production_port=settings.production_port,
+            ),
+        }
+    from mlops_assets.release.acr_builder import AcrTasksImageBuilder
+    from mlops_assets.release.azure_targets import AzureDeploymentTarget
+
+    settings.require(
+        "azure_subscription_id", "azure_resource_group", "azure_location", "acr_name", "aci_dns_label"
+    )
+    return {
+        "image_builder": AcrTasksImageBuilder(
+            subscription_id=settings.azure_subscription_id,
+            resource_group=settings.azure_resource_group,
+            registry_name=settings.acr_name,
+        ),
+        "deploy_target": AzureDeploymentTarget(
+            subscription_id=settings.azure_subscription_id,
+            resource_group=settings.azure_resource_group,
+            location=settings.azure_location,
+            registry_server=f"{settings.acr_name}.azurecr.io",
+            acr_pull_identity_id=settings.acr_pull_identity_id,
+            aci_dns_label=settings.aci_dns_label,
+            aks_namespace=settings.aks_namespace,
+            kube_context=settings.kube_context,
+            public_url=settings.production_url,
+            key_vault_url=settings.key_vault_url,
         ),
     }
 

@@ -83,6 +83,31 @@ class Settings(BaseSettings):
     )
     model_poll_seconds: float = Field(default=1.0, gt=0, description="How often a new model is looked for.")
 
+    # Where releases go: local processes, or ACR Tasks + ACI (QA) + AKS (production).
+    release_target: Literal["local", "azure"] = Field(
+        default="local", description="`azure`: build with ACR Tasks, QA on ACI, production on AKS."
+    )
+    azure_subscription_id: str | None = None
+    azure_resource_group: str | None = None
+    azure_location: str | None = None
+    acr_name: str | None = Field(default=None, description="Container registry name (no .azurecr.io).")
+    acr_pull_identity_id: str = Field(
+        default="", description="Resource id of the user-assigned identity ACI pulls images with."
+    )
+    aci_dns_label: str | None = Field(default=None, description="DNS label of the QA container group.")
+    aks_namespace: str = "mlops"
+    kube_context: str | None = Field(default=None, description="kubeconfig context of the AKS cluster.")
+    production_url: str | None = Field(
+        default=None, description="Public production URL when an ingress or DNS name fronts AKS."
+    )
+    key_vault_url: str = Field(default="", description="Key Vault with the `scoring-keys` secret.")
+
+    def require(self, *names: str) -> None:
+        """Fail naming every missing setting, as the environment variables a user sets."""
+        missing = [f"MLOPS_{n.upper()}" for n in names if not getattr(self, n)]
+        if missing:
+            raise ValueError(f"MLOPS_RELEASE_TARGET={self.release_target} needs {', '.join(missing)}")
+
     @property
     def home_dir(self) -> Path:
         return self.home.expanduser().resolve()

@@ -402,3 +402,35 @@ def test_the_deployment_manifest_rolls_without_losing_capacity():
         Path(__file__).resolve().parents[1] / "deploy" / "docker" / "scoring.Dockerfile"
     ).read_text()
     assert f'"--port", "{container["ports"][0]["containerPort"]}"' in dockerfile
+
+
+def test_the_azure_release_target_is_chosen_by_settings_and_names_what_is_missing(settings, monkeypatch):
+    from mlops_assets.definitions import build_definitions
+    from mlops_assets.release.acr_builder import AcrTasksImageBuilder
+    from mlops_assets.release.azure_targets import AzureDeploymentTarget
+    from mlops_assets.settings import get_settings
+
+    monkeypatch.setenv("MLOPS_RELEASE_TARGET", "azure")
+    monkeypatch.setenv("MLOPS_AZURE_SUBSCRIPTION_ID", "sub")
+    get_settings.cache_clear()
+    with pytest.raises(ValueError, match="MLOPS_AZURE_RESOURCE_GROUP, MLOPS_AZURE_LOCATION, MLOPS_ACR_NAME"):
+        build_definitions(get_settings())
+    for name, value in {
+        "MLOPS_AZURE_RESOURCE_GROUP": "rg",
+        "MLOPS_AZURE_LOCATION": "westeurope",
+        "MLOPS_ACR_NAME": "mlopsreg",
+        "MLOPS_ACI_DNS_LABEL": "mlops-qa",
+        "MLOPS_PRODUCTION_URL": "https://scoring.example.org",
+    }.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    resources = build_definitions(get_settings()).resources  # builds no client: nothing is contacted
+    builder, target = resources["image_builder"], resources["deploy_target"]
+    assert isinstance(builder, AcrTasksImageBuilder) and builder.login_server == "mlopsreg.azurecr.io"
+    assert isinstance(target, AzureDeploymentTarget)
+    assert (target.registry_server, target.aci_dns_label, target.public_url) == (
+        "mlopsreg.azurecr.io",
+        "mlops-qa",
+        "https://scoring.example.org",
+    )
+    get_settings.cache_clear()
