@@ -324,3 +324,26 @@ def test_two_releases_started_together_run_one_at_a_time_in_order(settings, inst
     assert first.end_time <= second.start_time  # never interleaved
     assert defs.resources["registry"].get_registry().get_alias("production").version == two
     assert outcomes[two].production["previous_version"] == str(one)
+
+
+def test_the_smoke_test_fails_on_wrong_predictions_a_wrong_version_a_bad_key_or_no_answer(tmp_path):
+    from mlops_assets.release.smoke import smoke_test
+    from mlops_assets_tests.serving_support import Service, predictions, write_release
+
+    served = write_release(tmp_path / "served", 1, alpha=0.5)
+    other = write_release(tmp_path / "other", 1, alpha=50.0)
+    service = Service(tmp_path / "home", tmp_path / "served").wait_live()
+    try:
+        service.wait_version("1")
+        assert smoke_test(service.url, "key-one", predictions(served), "1").passed
+        wrong = smoke_test(service.url, "key-one", predictions(other), "1")
+        assert len(wrong.failures) == 1 and "differ from the model's" in wrong.failures[0]
+        assert smoke_test(service.url, "key-one", predictions(served), "2").failures == [
+            "x-model-version is '1', expected '2'"
+        ]
+        refused = smoke_test(service.url, "not-a-key", predictions(served), "1")
+        assert refused.failures[0].startswith("POST /score with the key: HTTP 401")
+    finally:
+        service.stop()
+    silent = smoke_test(service.url, "key-one", predictions(served), "1", timeout=2)
+    assert not silent.passed and "did not answer" in silent.failures[0]
