@@ -137,9 +137,96 @@ def build_release_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDef
     return release_sensor
 
 
-def build_automation_defs(running: bool) -> dg.Definitions:
+RETRAIN_SENSOR = "retrain_after_ingest_sensor"
+INGEST_IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+@dataclass(frozen=True)
+class RetrainPlan:
+    run_key: str | None  # None: nothing to do now (``reason`` says why)
+    newest: int  # storage id of the newest validated batch seen
+    batches: int
+    reason: str
+
+
+def plan_retrain(instance: dg.DagsterInstance, after_storage_id: int) -> RetrainPlan:
+    """One retrain for every batch validated since ``after_storage_id``, once no ingest is in flight.
+
+    Debounced by the run queue itself: files that land together become ingest runs queued
+    together, and the retrain waits until the last of them has finished, so a burst gives one
+    retrain. A batch that failed its checks is never materialised and starts nothing.
+    """
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=validated_batch.key, after_storage_id=after_storage_id),
+        limit=1000,
+        ascending=True,
+    ).records
+    if not records:
+        return RetrainPlan(None, after_storage_id, 0, "no batch validated since the last retrain")
+    in_flight = instance.get_run_records(
+        dg.RunsFilter(job_name=ingest_job.name, statuses=INGEST_IN_FLIGHT), limit=1
+    )
+    if in_flight:
+        return RetrainPlan(
+            None,
+            after_storage_id,
+            len(records),
+            f"{len(records)} new batch(es); waiting for ingest runs in flight",
+        )
+    newest = records[-1].storage_id
+    return RetrainPlan(f"retrain-after-{newest}", newest, len(records), f"{len(records)} new batch(es)")
+
+
+def build_retrain_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=RETRAIN_SENSOR,
+        job=retraining_job,
+        default_status=default_status,
+        minimum_interval_seconds=30,
+        description="Batches that passed validation lead to one retraining_job run (debounced over a burst).",
+    )
+    def retrain_after_ingest_sensor(context: dg.SensorEvaluationContext):
+        plan = plan_retrain(context.instance, int(context.cursor or 0))
+        if plan.run_key is None:
+            return dg.SkipReason(plan.reason)
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(
+                    run_key=plan.run_key, tags={"mlops/trigger": "new-data", "mlops/reason": plan.reason}
+                )
+            ],
+            cursor=str(plan.newest),
+        )
+
+    return retrain_after_ingest_sensor
+
+
+def build_schedules(
+    default_status: dg.DefaultScheduleStatus, retrain_cron: str
+) -> list[dg.ScheduleDefinition]:
+    return [
+        dg.ScheduleDefinition(
+            name="retraining_schedule",
+            job=retraining_job,
+            cron_schedule=retrain_cron,
+            execution_timezone="UTC",
+            default_status=default_status,
+            tags={"mlops/trigger": "schedule", "mlops/reason": "weekly retrain"},
+            description="Retrain on a calendar as well (MLOPS_RETRAIN_CRON); a clean skip when nothing changed.",
+        )
+    ]
+
+
+def build_automation_defs(running: bool, retrain_cron: str = "0 3 * * 1") -> dg.Definitions:
     status = dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED
+    schedule_status = dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED
     return dg.Definitions(
         jobs=[ingest_job, retraining_job, release_job],
-        sensors=[build_landing_sensor(status), build_release_sensor(status)],
+        sensors=[build_landing_sensor(status), build_retrain_sensor(status), build_release_sensor(status)],
+        schedules=build_schedules(schedule_status, retrain_cron),
     )

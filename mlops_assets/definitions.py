@@ -23,7 +23,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         executor=dg.in_process_executor,  # per-step subprocesses re-import the world (~18 s vs ~2.5 s)
         resources=resources_for(settings),
     )
-    return dg.Definitions.merge(linked, build_automation_defs(running=settings.profile == "local"))
+    return dg.Definitions.merge(
+        linked, build_automation_defs(running=settings.profile == "local", retrain_cron=settings.retrain_cron)
+    )
 
 
 defs = build_definitions(get_settings())

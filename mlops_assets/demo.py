@@ -5,7 +5,7 @@ import time
 
 import dagster as dg
 
-from mlops_assets.automation import RELEASE_SENSOR
+from mlops_assets.automation import RELEASE_SENSOR, RETRAIN_SENSOR, plan_retrain
 from mlops_assets.data.seed import HELD_BACK_LANDING, land_held_back, seed
 from mlops_assets.instance import write_instance_config
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS
@@ -76,8 +76,14 @@ def _round(title: str, defs, instance, storage, settings: Settings) -> None:
     print(f"\n{title}")
     print(" ingest (landing_sensor's plan, run in-process):")
     _say_ingest(ingest_new_files(defs, instance, storage, settings.lock_dir))
-    print(" retraining_job:")
-    retrained = retrain(defs, instance, settings.lock_dir, tags={"mlops/trigger": "demo"})
+    plan = plan_retrain(instance, 0)
+    if plan.run_key:  # tagged as the sensor's run, so a later daemon does not retrain again
+        print(f" retraining_job ({RETRAIN_SENSOR}'s run: {plan.reason}):")
+        tags = {**sensor_tags(RETRAIN_SENSOR, plan.run_key), "mlops/trigger": "new-data"}
+    else:
+        print(f" retraining_job (by hand: {plan.reason}):")
+        tags = {"mlops/trigger": "demo"}
+    retrained = retrain(defs, instance, settings.lock_dir, tags=tags)
     _say_retrain(retrained)
     if retrained.registered:
         version = retrained.registered["version"]

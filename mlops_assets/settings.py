@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     )
     model_poll_seconds: float = Field(default=1.0, gt=0, description="How often a new model is looked for.")
 
+    retrain_cron: str = Field(default="0 3 * * 1", description="retraining_schedule (UTC): Mondays 03:00.")
+
     # Where releases go: local processes, or ACR Tasks + ACI (QA) + AKS (production).
     release_target: Literal["local", "azure"] = Field(
         default="local", description="`azure`: build with ACR Tasks, QA on ACI, production on AKS."
