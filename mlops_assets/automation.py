@@ -225,8 +225,11 @@ def build_schedules(
 def build_automation_defs(running: bool, retrain_cron: str = "0 3 * * 1") -> dg.Definitions:
     status = dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED
     schedule_status = dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED
-    return dg.Definitions(
+    from mlops_assets.monitoring.automation import build_monitoring_automation
+
+    core = dg.Definitions(
         jobs=[ingest_job, retraining_job, release_job],
         sensors=[build_landing_sensor(status), build_retrain_sensor(status), build_release_sensor(status)],
         schedules=build_schedules(schedule_status, retrain_cron),
     )
+    return dg.Definitions.merge(core, build_monitoring_automation(status, schedule_status))

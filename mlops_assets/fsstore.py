@@ -67,8 +67,12 @@ class Storage:
     def read_json(self, path: str) -> Any:
         return json.loads(self.read_bytes(path))
 
-    def list_files(self, prefix: str) -> Iterator[StoredFile]:
-        """Files directly or deeply under ``prefix``, skipping in-flight temporary writes."""
+    def list_files(self, prefix: str, versions: bool = True) -> Iterator[StoredFile]:
+        """Files directly or deeply under ``prefix``, skipping in-flight temporary writes.
+
+        ``versions=False`` leaves ``version`` empty: on a local folder the version is a content
+        hash, too costly for many files that are never rewritten (the scoring logs).
+        """
         base = self._full(prefix)
         if not self.fs.exists(base):
             return
@@ -76,7 +80,8 @@ class Storage:
             if info.get("type") != "file" or ".tmp-" in full:
                 continue
             rel = posixpath.relpath(full, self._root)
-            yield StoredFile(path=rel, size=int(info["size"]), version=self._version(full, info))
+            version = self._version(full, info) if versions else ""
+            yield StoredFile(path=rel, size=int(info["size"]), version=version)
 
     def _version(self, full: str, info: dict[str, Any]) -> str:
         etag = info.get("etag") or info.get("ETag")

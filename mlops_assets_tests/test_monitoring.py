@@ -1,0 +1,129 @@
+"""Scoring logs compacted per day: real request-log lines, a real service, the late-file sensor."""
+
+from datetime import UTC, date, datetime, timedelta
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from mlops_assets.data.schema import FEATURES
+from mlops_assets.monitoring.assets import scoring_logs
+from mlops_assets.monitoring.automation import stale_days
+from mlops_assets.monitoring.scoring_logs import compact_day, source_files
+from mlops_assets.serving.request_log import record_line
+from mlops_assets_tests.serving_support import SAMPLE, Service, write_release
+
+ROW = SAMPLE["data"][0]
+
+
+def _line(request_id: str, at: datetime, version: str = "1", rows: int = 1, synthetic: bool = False) -> bytes:
+    body = ('{"data": [' + ", ".join([str(ROW)] * rows) + "]}").encode()
+    response = ('{"result": [' + ", ".join(["150.5"] * rows) + "]}").encode()
+    return record_line(request_id, at.timestamp(), version, body, response, 1.25, synthetic, None)
+
+
+def _write(storage, folder_day: date, name: str, *lines: bytes, flushed: datetime | None = None) -> None:
+    """A batch as the writer names it: flush time in ms first."""
+    flushed = flushed or datetime(folder_day.year, folder_day.month, folder_day.day, 12, tzinfo=UTC)
+    stamp = int(flushed.timestamp() * 1000)
+    storage.write_bytes(f"scoring-logs/date={folder_day.isoformat()}/{stamp}-{name}.jsonl", b"".join(lines))
+
+
+def test_a_day_is_its_records_by_time_without_synthetic_or_duplicates(storage):
+    day = date(2026, 11, 20)
+    noon = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    late = datetime(2026, 11, 20, 23, 59, 59, 500000, tzinfo=UTC)  # flushed after midnight
+    _write(
+        storage,
+        day,
+        "a",
+        _line("r1", noon, "1", rows=2),
+        _line("smoke", noon, synthetic=True),
+        b"{not json\n",
+    )
+    after_midnight = late + timedelta(seconds=1)
+    next_day = day + timedelta(days=1)
+    _write(
+        storage, next_day, "b", _line("r2", late, "2"), _line("next", after_midnight), flushed=after_midnight
+    )
+    _write(storage, next_day, "retry", _line("r2", late, "2"), flushed=after_midnight)  # delivered twice
+    # the next day's later batches are not this day's sources at all
+    two_hours_on = late + timedelta(hours=2)
+    _write(storage, next_day, "later", _line("r9", two_hours_on), flushed=two_hours_on)
+    assert len(source_files(storage, day)) == 3
+
+    frame, summary = compact_day(storage, day, source_files(storage, day))
+
+    assert list(frame["request_id"]) == ["r1", "r1", "r2"] and list(frame["row_index"]) == [0, 1, 0]
+    assert list(frame[list(FEATURES)].iloc[0]) == [float(v) for v in ROW]
+    assert (summary.requests, summary.rows) == (2, 3)
+    assert summary.model_versions == {"1": 1, "2": 1}  # a day with two model versions
+    assert (summary.synthetic_excluded, summary.duplicates_removed, summary.malformed_lines) == (1, 1, 1)
+    assert summary.latency_ms == {"p50": 1.25, "p95": 1.25, "p99": 1.25}
+
+
+def test_an_empty_day_is_an_empty_table_with_the_columns(storage):
+    frame, summary = compact_day(storage, date(2026, 11, 1), source_files(storage, date(2026, 11, 1)))
+    assert frame.empty and "prediction" in frame.columns and summary.requests == 0
+
+
+@pytest.mark.slow
+def test_the_service_s_own_log_compacts_and_a_late_file_makes_the_sensor_ask_again(
+    settings, storage, instance, defs, tmp_path
+):
+    write_release(tmp_path / "release", 4)
+    service = Service(settings.home_dir, tmp_path / "release").wait_live()
+    try:
+        service.wait_version("4")
+        for _ in range(3):
+            assert service.score().status_code == 200
+        assert service.score(**{"x-mlops-synthetic": "true"}).status_code == 200
+    finally:
+        service.stop()  # a graceful stop flushes the log
+    today = datetime.now(UTC).date()
+    materialized = dg.materialize(
+        [scoring_logs], partition_key=today.isoformat(), resources=defs.resources, instance=instance
+    )
+    metadata = materialized.asset_materializations_for_node("scoring_logs")[0].metadata
+    assert metadata["requests"].value == 3 and metadata["rows"].value == 6
+    assert metadata["model_versions"].value == {"4": 3} and metadata["synthetic_excluded"].value == 1
+    table = pd.read_parquet(storage.uri(f"assets/scoring_logs/{today.isoformat()}.parquet"))
+    assert len(table) == 6 and set(table["model_version"]) == {"4"}
+
+    # A finished day: compacted once, then a spilled batch for it arrives late.
+    past = today - timedelta(days=2)
+    noon = datetime(past.year, past.month, past.day, 12, tzinfo=UTC)
+    _write(storage, past, "first", _line("p1", noon))
+    assert stale_days(storage, instance, today) == [
+        (past.isoformat(), stale_days(storage, instance, today)[0][1])
+    ]
+    dg.materialize(
+        [scoring_logs], partition_key=past.isoformat(), resources=defs.resources, instance=instance
+    )
+    assert stale_days(storage, instance, today) == []  # nothing new: the sensor asks for nothing
+    _write(storage, past, "spilled-during-outage", _line("p2", noon))
+    ((day, digest),) = stale_days(storage, instance, today)
+    assert day == past.isoformat()
+    sensor = defs.resolve_sensor_def("scoring_logs_sensor")
+    with dg.build_sensor_context(
+        instance=instance, resources={"storage": defs.resources["storage"]}
+    ) as context:
+        (request,) = sensor(context)
+    assert (
+        request.partition_key == past.isoformat() and request.run_key == f"scoring-logs-{day}-{digest[:16]}"
+    )
+    again = dg.materialize([scoring_logs], partition_key=day, resources=defs.resources, instance=instance)
+    assert again.asset_materializations_for_node("scoring_logs")[0].metadata["requests"].value == 2
+
+
+def test_the_monitoring_schedule_compacts_yesterday(defs):
+    from mlops_assets.monitoring.automation import day_before
+
+    schedule = defs.resolve_schedule_def("monitoring_schedule")
+    assert (schedule.cron_schedule, schedule.execution_timezone, schedule.job_name) == (
+        "30 0 * * *",
+        "UTC",
+        "monitoring_job",
+    )
+    assert day_before(datetime(2026, 11, 24, 0, 30, tzinfo=UTC)) == "2026-11-23"
+    assert day_before(datetime(2026, 3, 1, 0, 30, tzinfo=UTC)) == "2026-02-28"
