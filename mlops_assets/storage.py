@@ -11,7 +11,15 @@ from pydantic import PrivateAttr
 
 from mlops_assets.fsstore import Storage, StoredFile, relative_path
 
-__all__ = ["Storage", "StorageIOManager", "StorageResource", "StoredFile", "asset_path", "relative_path"]
+__all__ = [
+    "Storage",
+    "StorageIOManager",
+    "StorageResource",
+    "StoredFile",
+    "asset_path",
+    "load_stored_value",
+    "relative_path",
+]
 
 
 class StorageResource(dg.ConfigurableResource):
@@ -57,6 +65,8 @@ class StorageIOManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext) -> Any:
         storage = self.storage.get()
+        if context.has_asset_partitions and len(context.asset_partition_keys) > 1:
+            return self._load_window(storage, context)
         partition = _partition(context)
         for suffix in ("parquet", "bin", "json"):
             path = asset_path(context.asset_key, partition, suffix)
@@ -66,6 +76,18 @@ class StorageIOManager(dg.ConfigurableIOManager):
             f"{context.asset_key.to_user_string()}"
             f"{f'[{partition}]' if partition else ''}: not in storage; materialize it first"
         )
+
+    @staticmethod
+    def _load_window(storage: Storage, context: dg.InputContext) -> dict[str, Any]:
+        """Several partitions (a window mapping): those materialised, by key; a gap is not an error."""
+        found = {}
+        for key in context.asset_partition_keys:
+            for suffix in ("parquet", "bin", "json"):
+                path = asset_path(context.asset_key, key, suffix)
+                if storage.exists(path):
+                    found[key] = load_stored_value(storage, path)
+                    break
+        return found
 
 
 def load_stored_value(storage: Storage, path: str) -> Any:

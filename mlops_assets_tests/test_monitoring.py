@@ -127,3 +127,72 @@ def test_the_monitoring_schedule_compacts_yesterday(defs):
     )
     assert day_before(datetime(2026, 11, 24, 0, 30, tzinfo=UTC)) == "2026-11-23"
     assert day_before(datetime(2026, 3, 1, 0, 30, tzinfo=UTC)) == "2026-02-28"
+
+
+def test_psi_and_ks_tell_a_shift_from_noise():
+    import numpy as np
+
+    from mlops_assets.monitoring.drift import DriftThresholds, drift_table, psi
+
+    rng = np.random.default_rng(7)
+    reference = pd.DataFrame({"a": rng.normal(0, 1, 2000), "b": rng.normal(0, 1, 2000)})
+    same = pd.DataFrame({"a": rng.normal(0, 1, 500), "b": rng.normal(0, 1, 500)})
+    shifted = same.assign(b=same["b"] + 1.5)
+    assert psi(reference["a"].to_numpy(), same["a"].to_numpy()) < 0.05
+    assert psi(reference["b"].to_numpy(), shifted["b"].to_numpy()) > 0.5
+    table = drift_table(reference, shifted, ["a", "b"], DriftThresholds())
+    assert table.set_index("feature")["drifted"].to_dict() == {"a": False, "b": True}
+    too_few = drift_table(reference, shifted.head(10), ["a", "b"], DriftThresholds(min_rows=30))
+    assert not too_few["drifted"].any()  # ten rows are not judged
+
+
+def _rows_as_log(frame: pd.DataFrame, day: date, prefix: str) -> bytes:
+    """Scored requests of ten rows each, as the service logs them, at noon of ``day``."""
+    noon = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+    lines = []
+    for start in range(0, len(frame), 10):
+        chunk = frame.iloc[start : start + 10][list(FEATURES)].to_numpy().tolist()
+        body = ('{"data": ' + str(chunk) + "}").encode()
+        response = ('{"result": [' + ", ".join(["100.0"] * len(chunk)) + "]}").encode()
+        lines.append(
+            record_line(f"{prefix}-{start}", noon.timestamp(), "1", body, response, 1.0, False, None)
+        )
+    return b"".join(lines)
+
+
+@pytest.mark.slow
+def test_drift_report_over_a_window_flags_a_shifted_feature(settings, storage, instance, defs):
+    from mlops_assets.data.seed import diabetes_frame, seed
+    from mlops_assets.monitoring.assets import drift_report
+    from mlops_assets.runner import ingest_new_files, retrain
+
+    seed(storage)
+    ingest_new_files(defs, instance, storage, settings.lock_dir)
+    assert retrain(defs, instance, settings.lock_dir).registered  # version 1: its snapshot is the reference
+
+    today = datetime.now(UTC).date()
+    quiet, shifted = today - timedelta(days=2), today - timedelta(days=1)
+    rows = diabetes_frame().sample(200, random_state=3)
+    _write(storage, quiet, "normal", _rows_as_log(rows, quiet, "q"))
+    _write(storage, shifted, "units", _rows_as_log(rows.assign(bmi=rows["bmi"] + 12), shifted, "s"))
+
+    def report(day: date):
+        result = dg.materialize(
+            [scoring_logs, drift_report],
+            partition_key=day.isoformat(),
+            resources=defs.resources,
+            instance=instance,
+        )
+        (check,) = result.get_asset_check_evaluations()
+        return result.asset_materializations_for_node("drift_report")[0].metadata, check
+
+    first, first_check = report(quiet)
+    assert first_check.passed and first["window_days"].value == [quiet.isoformat()]
+    assert first["rows"].value == 200 and first["summary"].value == "no drift"
+
+    second, second_check = report(shifted)
+    assert second["window_days"].value == [quiet.isoformat(), shifted.isoformat()]  # the trailing window
+    assert not second_check.passed and second_check.severity == dg.AssetCheckSeverity.WARN
+    assert second_check.metadata["drifted_features"].value == "bmi"
+    assert "| bmi " in second["table"].value and second["plots"].value.count("![") == len(FEATURES)
+    assert "version 1" in second["against"].value

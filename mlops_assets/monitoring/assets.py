@@ -1,15 +1,21 @@
-"""Monitoring assets: the scoring logs of a day, compacted."""
+"""Monitoring assets: the scoring logs of a day, compacted; drift over a trailing window of them."""
 
 from datetime import date
 
 import dagster as dg
+import pandas as pd
+from pydantic import Field
 
+from mlops_assets.data.schema import FEATURES
+from mlops_assets.monitoring.drift import DriftThresholds, drift_table, feature_plot
 from mlops_assets.monitoring.scoring_logs import compact_day, fingerprint, source_files
-from mlops_assets.storage import StorageResource
+from mlops_assets.registry.protocol import PRODUCTION_ALIAS, RegistryResource
+from mlops_assets.storage import StorageResource, load_stored_value, relative_path
 
 # end_offset=1: today is a partition too (compacted again once the day is over).
 scoring_days = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1, timezone="UTC")
 SOURCE_FINGERPRINT = "source_fingerprint"
+WINDOW_DAYS = 7
 
 
 @dg.asset(
@@ -40,5 +46,103 @@ def scoring_logs(context: dg.AssetExecutionContext, storage: StorageResource) ->
             "malformed_lines": summary.malformed_lines,
             "source_files": summary.source_files,
             SOURCE_FINGERPRINT: fingerprint(files),
+        },
+    )
+
+
+class DriftConfig(dg.ConfigurableResource):
+    """Thresholds for drift_report's check (the window is fixed: WINDOW_DAYS)."""
+
+    psi_threshold: float = Field(default=0.2, gt=0, description="PSI above this (and KS below) = drifted.")
+    ks_pvalue_threshold: float = Field(default=0.01, gt=0, lt=1)
+    min_rows: int = Field(default=30, gt=0, description="Fewer production rows in the window: not judged.")
+
+    def thresholds(self) -> DriftThresholds:
+        return DriftThresholds(self.psi_threshold, self.ks_pvalue_threshold, self.min_rows)
+
+
+def reference_frame(registry: RegistryResource, storage: StorageResource) -> tuple[pd.DataFrame, str]:
+    """The training snapshot of the production model (else the latest registered version)."""
+    models = registry.get_registry()
+    version = models.get_alias(PRODUCTION_ALIAS) or next(iter(reversed(models.list_versions())), None)
+    if version is None:
+        raise dg.Failure(
+            "drift_report: no model is registered yet, so there is no training data to compare with"
+        )
+    uri = version.tags["snapshot_uri"]
+    frame = load_stored_value(storage.get(), relative_path(storage.get(), uri))
+    return frame, f"version {version.version} ({uri})"
+
+
+@dg.asset(
+    partitions_def=scoring_days,
+    group_name="monitoring",
+    kinds={"python"},
+    ins={
+        "scoring_logs": dg.AssetIn(
+            partition_mapping=dg.TimeWindowPartitionMapping(
+                start_offset=-(WINDOW_DAYS - 1), end_offset=0, allow_nonexistent_upstream_partitions=True
+            )
+        )
+    },
+    check_specs=[
+        dg.AssetCheckSpec(
+            "drift_within_limits",
+            asset="drift_report",
+            description="No feature past both the PSI and the KS thresholds (DriftConfig).",
+        )
+    ],
+    description=(
+        f"Production inputs over the trailing {WINDOW_DAYS} days of scoring_logs vs the production "
+        "model's training data: PSI and KS per feature, a plot each, a table; the check flags drift."
+    ),
+)
+def drift_report(
+    context: dg.AssetExecutionContext,
+    scoring_logs: dict,
+    registry: RegistryResource,
+    storage: StorageResource,
+    drift: DriftConfig,
+):
+    days = sorted(scoring_logs)
+    current = pd.concat([scoring_logs[d] for d in days], ignore_index=True) if days else pd.DataFrame()
+    reference, against = reference_frame(registry, storage)
+    table = drift_table(reference, current, list(FEATURES), drift.thresholds())
+    drifted = table.loc[table["drifted"], "feature"].tolist()
+    judged = len(current) >= drift.min_rows
+    plots = "\n".join(
+        feature_plot(reference[f], current[f] if len(current) else pd.Series(dtype=float), f)
+        for f in FEATURES
+    )
+    summary = (
+        f"drift in {', '.join(drifted)}"
+        if drifted
+        else ("no drift" if judged else f"not judged: {len(current)} rows < {drift.min_rows}")
+    )
+    yield dg.AssetCheckResult(
+        check_name="drift_within_limits",
+        passed=not drifted,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"drifted_features": ", ".join(drifted) or "none", "rows": len(current), "against": against},
+        description=summary,
+    )
+    context.log.info(f"{context.partition_key}: {summary} ({len(current)} rows over {len(days)} day(s))")
+    yield dg.Output(
+        {
+            "day": context.partition_key,
+            "days": days,
+            "rows": len(current),
+            "drifted": drifted,
+            "table": table.to_dict(orient="records"),
+            "against": against,
+        },
+        metadata={
+            "summary": summary,
+            "drifted": bool(drifted),
+            "rows": len(current),
+            "window_days": dg.MetadataValue.json(days),
+            "against": against,
+            "table": dg.MetadataValue.md(table.to_markdown(index=False)),
+            "plots": dg.MetadataValue.md(plots),
         },
     )

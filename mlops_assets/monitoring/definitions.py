@@ -1,5 +1,5 @@
 import dagster as dg
 
-from mlops_assets.monitoring.assets import scoring_logs
+from mlops_assets.monitoring.assets import drift_report, scoring_logs
 
-defs = dg.Definitions(assets=[scoring_logs])
+defs = dg.Definitions(assets=[scoring_logs, drift_report])
