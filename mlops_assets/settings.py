@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     )
     model_poll_seconds: float = Field(default=1.0, gt=0, description="How often a new model is looked for.")
 
+    alert_webhook_url: str | None = Field(
+        default=None, description='Where run failures and drift are posted ({"text": ...}); unset: nowhere.'
+    )
     retrain_cron: str = Field(default="0 3 * * 1", description="retraining_schedule (UTC): Mondays 03:00.")
 
     # Where releases go: local processes, or ACR Tasks + ACI (QA) + AKS (production).

@@ -89,3 +89,12 @@ def azurite(tmp_path_factory):
     process, service = emulator.start(tmp_path_factory.mktemp("azurite"))
     yield service
     emulator.stop(process)
+
+
+@pytest.fixture
+def webhook():
+    """A webhook receiver on 127.0.0.1 keeping every JSON body posted to it."""
+    from mlops_assets_tests.webhook import Receiver
+
+    with Receiver() as receiver:
+        yield receiver

@@ -161,10 +161,13 @@ def _rows_as_log(frame: pd.DataFrame, day: date, prefix: str) -> bytes:
 
 
 @pytest.mark.slow
-def test_drift_report_over_a_window_flags_a_shifted_feature(settings, storage, instance, defs):
+def test_drift_report_over_a_window_flags_a_shifted_feature(settings, storage, instance, defs, webhook):
     from mlops_assets.data.seed import diabetes_frame, seed
+    from mlops_assets.monitoring.alerts import AlertWebhook
     from mlops_assets.monitoring.assets import drift_report
+    from mlops_assets.monitoring.automation import drift_retrain_requests
     from mlops_assets.runner import ingest_new_files, retrain
+    from mlops_assets_tests import data_files
 
     seed(storage)
     ingest_new_files(defs, instance, storage, settings.lock_dir)
@@ -176,11 +179,14 @@ def test_drift_report_over_a_window_flags_a_shifted_feature(settings, storage, i
     _write(storage, quiet, "normal", _rows_as_log(rows, quiet, "q"))
     _write(storage, shifted, "units", _rows_as_log(rows.assign(bmi=rows["bmi"] + 12), shifted, "s"))
 
+    receiver = webhook
+    resources = {**defs.resources, "alerts": AlertWebhook(url=receiver.url)}
+
     def report(day: date):
         result = dg.materialize(
             [scoring_logs, drift_report],
             partition_key=day.isoformat(),
-            resources=defs.resources,
+            resources=resources,
             instance=instance,
         )
         (check,) = result.get_asset_check_evaluations()
@@ -196,3 +202,67 @@ def test_drift_report_over_a_window_flags_a_shifted_feature(settings, storage, i
     assert second_check.metadata["drifted_features"].value == "bmi"
     assert "| bmi " in second["table"].value and second["plots"].value.count("![") == len(FEATURES)
     assert "version 1" in second["against"].value
+
+    # Drift, but nothing new to learn from: an alert, and no retrain.
+    (alert,) = receiver.received
+    assert alert["text"] == (
+        f"mlops-assets: drift on {shifted.isoformat()} in bmi; no new labelled data since the last "
+        "training: retraining would change nothing, waiting"
+    )
+    assert drift_retrain_requests(instance, 0)[0] == []
+    # New labelled data arrives (a batch passes validation): the next drift report asks for one retrain.
+    storage.write_bytes("landing/fresh.csv", data_files.csv_bytes(data_files.held_back()))
+    (fresh,) = ingest_new_files(defs, instance, storage, settings.lock_dir)
+    assert fresh.success
+    report(shifted)
+    assert (
+        "1 new labelled batch(es) since the last training: retraining is requested"
+        in receiver.received[-1]["text"]
+    )
+    (request,), _ = drift_retrain_requests(instance, 0)
+    assert (
+        request.run_key.startswith(f"drift-{shifted.isoformat()}-")
+        and request.tags["mlops/trigger"] == "drift"
+    )
+
+
+def test_alerts_go_to_the_webhook_only_when_one_is_set_and_never_fail_a_run():
+    from mlops_assets.monitoring.alerts import AlertWebhook
+    from mlops_assets_tests.webhook import Receiver
+
+    with Receiver() as receiver:
+        assert AlertWebhook(url=receiver.url).send("drift on 2026-11-20 in bmi", job="monitoring_job")
+        assert AlertWebhook(url=None).send("nobody hears this") is False
+    assert receiver.received == [{"text": "drift on 2026-11-20 in bmi", "job": "monitoring_job"}]
+    with Receiver(status=500) as broken:
+        assert AlertWebhook(url=broken.url).send("still no exception") is False
+    assert AlertWebhook(url="http://127.0.0.1:9/closed").send("nothing listens") is False
+
+
+def test_a_failed_run_is_posted_with_its_job_partition_and_reason(settings, storage, instance, defs):
+    from mlops_assets.monitoring.alerts import AlertWebhook
+    from mlops_assets.runner import ingest_new_files
+    from mlops_assets_tests import data_files
+    from mlops_assets_tests.webhook import Receiver
+
+    storage.write_bytes("landing/broken.csv", data_files.missing_column())
+    (outcome,) = ingest_new_files(defs, instance, storage, settings.lock_dir)
+    run = instance.get_run_by_id(outcome.run_id)
+    failure = next(
+        e
+        for e in instance.all_logs(run.run_id)
+        if e.dagster_event and e.dagster_event.event_type_value == "PIPELINE_FAILURE"
+    )
+    sensor = defs.resolve_sensor_def("alert_on_run_failure")
+    with Receiver() as receiver:
+        context = dg.build_run_status_sensor_context(
+            sensor_name="alert_on_run_failure",
+            dagster_event=failure.dagster_event,
+            dagster_instance=instance,
+            dagster_run=run,
+            resources={"alerts": AlertWebhook(url=receiver.url)},
+        )
+        sensor(context.for_run_failure())
+    (alert,) = receiver.received
+    assert alert["text"].startswith(f"mlops-assets: ingest_job[broken.csv] run {run.run_id[:8]} failed")
+    assert alert["run_id"] == run.run_id and alert["job"] == "ingest_job"

@@ -7,6 +7,7 @@ import pandas as pd
 from pydantic import Field
 
 from mlops_assets.data.schema import FEATURES
+from mlops_assets.monitoring.alerts import AlertWebhook
 from mlops_assets.monitoring.drift import DriftThresholds, drift_table, feature_plot
 from mlops_assets.monitoring.scoring_logs import compact_day, fingerprint, source_files
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS, RegistryResource
@@ -16,6 +17,19 @@ from mlops_assets.storage import StorageResource, load_stored_value, relative_pa
 scoring_days = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1, timezone="UTC")
 SOURCE_FINGERPRINT = "source_fingerprint"
 WINDOW_DAYS = 7
+NEW_BATCHES = "new_batches_since_training"
+
+
+def new_data_since_training(instance: dg.DagsterInstance) -> int:
+    """Labelled batches validated after the latest training snapshot (training_data materialisation)."""
+    trained = instance.fetch_materializations(dg.AssetKey("training_data"), limit=1).records
+    after = trained[0].storage_id if trained else 0
+    return len(
+        instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("validated_batch"), after_storage_id=after),
+            limit=1000,
+        ).records
+    )
 
 
 @dg.asset(
@@ -103,6 +117,7 @@ def drift_report(
     registry: RegistryResource,
     storage: StorageResource,
     drift: DriftConfig,
+    alerts: AlertWebhook,
 ):
     days = sorted(scoring_logs)
     current = pd.concat([scoring_logs[d] for d in days], ignore_index=True) if days else pd.DataFrame()
@@ -127,6 +142,14 @@ def drift_report(
         description=summary,
     )
     context.log.info(f"{context.partition_key}: {summary} ({len(current)} rows over {len(days)} day(s))")
+    new_batches = new_data_since_training(context.instance)
+    if drifted:
+        next_step = (
+            f"{new_batches} new labelled batch(es) since the last training: retraining is requested"
+            if new_batches
+            else "no new labelled data since the last training: retraining would change nothing, waiting"
+        )
+        alerts.send(f"mlops-assets: drift on {context.partition_key} in {', '.join(drifted)}; {next_step}")
     yield dg.Output(
         {
             "day": context.partition_key,
@@ -139,6 +162,7 @@ def drift_report(
         metadata={
             "summary": summary,
             "drifted": bool(drifted),
+            NEW_BATCHES: new_batches,
             "rows": len(current),
             "window_days": dg.MetadataValue.json(days),
             "against": against,
