@@ -14,6 +14,7 @@ from mlops_assets.runner import (
     ReleaseOutcome,
     RetrainOutcome,
     ingest_new_files,
+    monitor,
     release,
     retrain,
     sensor_tags,
@@ -111,6 +112,64 @@ def _ensure_production(defs, instance, settings: Settings) -> None:
     _say_release(release(defs, instance, settings.lock_dir, champion.version, {"mlops/trigger": "demo"}))
 
 
+def _score_like_a_client(url: str, key: str, requests: int = 40) -> int:
+    """Real (not synthetic) traffic for the monitoring loop: rows of the held-back data."""
+    import httpx
+
+    from mlops_assets.data.schema import FEATURES
+    from mlops_assets.data.seed import diabetes_frame, split_seed
+
+    rows = split_seed(diabetes_frame())[1][list(FEATURES)].to_numpy().tolist()
+    answered = 0
+    with httpx.Client(timeout=10, headers={"Authorization": f"Bearer {key}"}) as client:
+        for index in range(requests):
+            chunk = [rows[(index * 5 + i) % len(rows)] for i in range(5)]
+            answered += client.post(f"{url}/score", json={"data": chunk}).status_code == 200
+    return answered
+
+
+def _wait_for_logs(storage, day: str, at_least: int, timeout: float = 15) -> int:
+    """The service writes its log in batches every second: wait for ours to be in storage."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = sum(
+            storage.read_bytes(f.path).count(b"\n")
+            for f in storage.list_files(f"scoring-logs/date={day}", versions=False)
+        )
+        if lines >= at_least or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.5)
+
+
+def _monitoring_round(defs, instance, storage, settings: Settings) -> None:
+    production = defs.resources["deploy_target"].target().get("production")
+    if production is None:
+        return
+    from datetime import UTC, datetime
+
+    day = datetime.now(UTC).date().isoformat()
+    already = _wait_for_logs(storage, day, 0, timeout=0)
+    key = defs.resources["deploy_target"].scoring_keys()[0]
+    answered = _score_like_a_client(production.url, key)
+    _wait_for_logs(storage, day, already + answered)
+    print(f"\nMonitoring: {answered} scoring requests sent to production; monitoring_job for {day}:")
+    outcome = monitor(defs, instance, settings.lock_dir, day, {"mlops/trigger": "demo"})
+    if not outcome.success:
+        print("  ✗ monitoring failed:")
+        for error in outcome.errors:
+            print(f"    {error}")
+        return
+    logs, drift = outcome.logs, outcome.drift
+    print(
+        f"  ✓ scoring_logs[{day}]: {logs['requests']} requests, {logs['rows']} rows, model versions "
+        f"{logs['model_versions']}, latency p99 {logs['latency_ms'].get('p99', 0)} ms (synthetic left out: "
+        f"{logs['synthetic_excluded']})"
+    )
+    print(
+        f"  ✓ drift_report[{day}]: {drift['summary']} over {drift['rows']} rows, against {drift['against']}"
+    )
+
+
 def run_demo(settings: Settings) -> int:
     started = time.monotonic()
     dagster_home = settings.dagster_home
@@ -138,6 +197,7 @@ def run_demo(settings: Settings) -> int:
             settings,
         )
         _ensure_production(defs, instance, settings)
+        _monitoring_round(defs, instance, storage, settings)
         registry = defs.resources["registry"].get_registry()
         print("\nRegistered versions:")
         for version in registry.list_versions():

@@ -183,6 +183,40 @@ def release(
     return outcome
 
 
+@dataclass
+class MonitorOutcome:
+    day: str
+    run_id: str
+    success: bool
+    logs: dict[str, Any] = field(default_factory=dict)  # scoring_logs metadata
+    drift: dict[str, Any] = field(default_factory=dict)  # drift_report metadata
+    errors: list[str] = field(default_factory=list)
+
+
+def monitor(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    lock_dir: Path,
+    day: str,
+    tags: dict[str, str] | None = None,
+) -> MonitorOutcome:
+    """monitoring_job for one day: compact the scoring logs, then the drift report."""
+    result = execute(defs, instance, "monitoring_job", lock_dir, partition_key=day, tags=tags)
+
+    def metadata(node: str) -> dict[str, Any]:
+        found = result.asset_materializations_for_node(node)
+        return {k: v.value for k, v in found[0].metadata.items()} if found else {}
+
+    return MonitorOutcome(
+        day,
+        result.run_id,
+        result.success,
+        metadata("scoring_logs"),
+        metadata("drift_report"),
+        [] if result.success else failure_messages(result),
+    )
+
+
 def sensor_tags(sensor_name: str, run_key: str) -> dict[str, str]:
     """The tags the daemon puts on a sensor's run, so it will not launch the same run again."""
     return {RUN_KEY_TAG: run_key, SENSOR_NAME_TAG: sensor_name}

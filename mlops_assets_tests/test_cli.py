@@ -1,6 +1,7 @@
 """The commands a user types: `mlops-assets demo` twice, the Dagster CLI and UI on the same instance."""
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -57,6 +58,12 @@ def test_demo_runs_the_whole_loop_from_nothing(demo_home):
     port = PORTS["MLOPS_PRODUCTION_PORT"]
     assert f"Production URL: http://127.0.0.1:{port}/score" in out
     assert "Traceback" not in first.stderr
+    # The monitoring loop on the demo's own traffic: compacted, synthetic smoke tests left out, no drift.
+    assert "Monitoring: 40 scoring requests sent to production" in out
+    assert re.search(
+        r"✓ scoring_logs\[\d{4}-\d\d-\d\d\]: 40 requests, 200 rows, model versions \{'2': 40\}", out
+    )
+    assert re.search(r"✓ drift_report\[[\d-]+\]: no drift over 200 rows, against version 2", out)
 
 
 def test_demo_twice_succeeds_and_says_there_was_nothing_new(demo_home):
