@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from mlops_assets.data.assets import (
+    FEEDBACK_KEY,
     LANDING_PREFIX,
     landed_batch,
     landed_files,
@@ -65,25 +66,37 @@ def _has_run(instance: dg.DagsterInstance, run_key: str) -> bool:
     return bool(instance.get_run_ids(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1))
 
 
-def plan_landing(
-    storage: Storage, instance: dg.DagsterInstance, limit: int = MAX_RUNS_PER_TICK
+def plan_files(
+    storage: Storage,
+    instance: dg.DagsterInstance,
+    prefix: str,
+    partitions: dg.DynamicPartitionsDefinition,
+    job_name: str,
+    run_key_prefix: str = "",
+    limit: int = MAX_RUNS_PER_TICK,
 ) -> LandingPlan:
-    """New or changed files under landing/: decided from the instance (partitions, run keys)."""
-    existing = set(instance.get_dynamic_partitions(landed_files.name))
+    """New or changed files under ``prefix``: decided from the instance (partitions, run keys)."""
+    existing = set(instance.get_dynamic_partitions(partitions.name))
     plan = LandingPlan()
-    for file in storage.list_files(LANDING_PREFIX):
+    for file in storage.list_files(prefix):
         if not is_ready(file):
             continue
-        key = posixpath.relpath(file.path, LANDING_PREFIX)
-        run_key = f"{key}@{file.version}"
+        key = posixpath.relpath(file.path, prefix)
+        run_key = f"{run_key_prefix}{key}@{file.version}"
         if _has_run(instance, run_key):
             continue
         if key not in existing:
             plan.new_partitions.append(key)
-        plan.run_requests.append(dg.RunRequest(partition_key=key, run_key=run_key, job_name=ingest_job.name))
+        plan.run_requests.append(dg.RunRequest(partition_key=key, run_key=run_key, job_name=job_name))
         if len(plan.run_requests) >= limit:
             break
     return plan
+
+
+def plan_landing(
+    storage: Storage, instance: dg.DagsterInstance, limit: int = MAX_RUNS_PER_TICK
+) -> LandingPlan:
+    return plan_files(storage, instance, LANDING_PREFIX, landed_files, ingest_job.name, limit=limit)
 
 
 def build_landing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
@@ -161,16 +174,25 @@ def plan_retrain(instance: dg.DagsterInstance, after_storage_id: int) -> Retrain
     together, and the retrain waits until the last of them has finished, so a burst gives one
     retrain. A batch that failed its checks is never materialised and starts nothing.
     """
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=validated_batch.key, after_storage_id=after_storage_id),
-        limit=1000,
-        ascending=True,
-    ).records
+    records = sorted(
+        (
+            record
+            for key in (validated_batch.key, FEEDBACK_KEY)
+            for record in instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=key, after_storage_id=after_storage_id),
+                limit=1000,
+                ascending=True,
+            ).records
+        ),
+        key=lambda record: record.storage_id,
+    )
     if not records:
         return RetrainPlan(None, after_storage_id, 0, "no batch validated since the last retrain")
-    in_flight = instance.get_run_records(
-        dg.RunsFilter(job_name=ingest_job.name, statuses=INGEST_IN_FLIGHT), limit=1
-    )
+    in_flight = [
+        run
+        for job in (ingest_job.name, "feedback_job")
+        for run in instance.get_run_records(dg.RunsFilter(job_name=job, statuses=INGEST_IN_FLIGHT), limit=1)
+    ]
     if in_flight:
         return RetrainPlan(
             None,

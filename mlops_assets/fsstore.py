@@ -22,6 +22,7 @@ class StoredFile:
     path: str
     size: int
     version: str  # etag on blob storage, sha256 of the content on a local folder
+    modified: float = 0.0  # seconds since the epoch, as the store reports it (0: unknown)
 
     @property
     def name(self) -> str:
@@ -61,6 +62,9 @@ class Storage:
             self.fs.pipe_file(full, data)  # a blob upload is atomic already
         return self.uri(path)
 
+    def modified(self, path: str) -> float:
+        return _modified(self.fs.info(self._full(path)))
+
     def write_json(self, path: str, obj: Any) -> str:
         return self.write_bytes(path, json.dumps(obj, indent=2, sort_keys=True).encode())
 
@@ -81,13 +85,21 @@ class Storage:
                 continue
             rel = posixpath.relpath(full, self._root)
             version = self._version(full, info) if versions else ""
-            yield StoredFile(path=rel, size=int(info["size"]), version=version)
+            yield StoredFile(path=rel, size=int(info["size"]), version=version, modified=_modified(info))
 
     def _version(self, full: str, info: dict[str, Any]) -> str:
         etag = info.get("etag") or info.get("ETag")
         if etag:
             return str(etag).strip('"')
         return hashlib.sha256(self.fs.cat_file(full)).hexdigest()
+
+
+def _modified(info: dict[str, Any]) -> float:
+    """Local folders report ``mtime`` (seconds), blob stores ``last_modified`` (a datetime)."""
+    value = info.get("mtime") or info.get("last_modified") or info.get("LastModified")
+    if value is None:
+        return 0.0
+    return value.timestamp() if hasattr(value, "timestamp") else float(value)
 
 
 def relative_path(storage: Storage, uri: str) -> str:

@@ -11,6 +11,7 @@ def local_resources(settings: Settings) -> dict[str, Any]:
     from mlops_assets.data.config import ValidationConfig
     from mlops_assets.monitoring.alerts import AlertWebhook
     from mlops_assets.monitoring.assets import DriftConfig
+    from mlops_assets.monitoring.feedback_batch import FeedbackConfig
     from mlops_assets.registry.assets import EvaluationParams
     from mlops_assets.registry.mlflow_backend import MlflowRegistryResource
     from mlops_assets.release.assets import ReleaseSettings
@@ -23,6 +24,7 @@ def local_resources(settings: Settings) -> dict[str, Any]:
         "io_manager": StorageIOManager(storage=storage),
         "validation": ValidationConfig(),
         "drift": DriftConfig(),
+        "feedback": FeedbackConfig(),
         "alerts": AlertWebhook(url=settings.alert_webhook_url),
         "training": TrainingParams(alpha=settings.ridge_alpha, holdout_percent=settings.holdout_percent),
         "gate": EvaluationParams(min_improvement=settings.min_improvement),

@@ -127,8 +127,13 @@ def validated_batch(
     )
 
 
+# feedback_batch lives in the monitoring domain; named here, not imported, so data/ stays first in line.
+FEEDBACK_KEY = dg.AssetKey("feedback_batch")
+FEEDBACK_PARTITIONS = "feedback_files"
+
+
 @dg.asset(
-    deps=[validated_batch],
+    deps=[validated_batch, FEEDBACK_KEY],
     group_name="training",
     kinds={"pandas", "parquet"},
     description=(
@@ -145,19 +150,25 @@ def training_data(context: dg.AssetExecutionContext, storage: StorageResource) -
     batches = {
         key: load_stored_value(store, asset_path(validated_batch.key, key, "parquet")) for key in passed
     }
+    # Labelled production rows (feedback_batch partitions that passed the same rules).
+    live_feedback = set(context.instance.get_dynamic_partitions(FEEDBACK_PARTITIONS))
+    for key in sorted(context.instance.get_materialized_partitions(FEEDBACK_KEY) & live_feedback):
+        labelled = load_stored_value(store, asset_path(FEEDBACK_KEY, key, "parquet"))
+        if len(labelled):
+            batches[f"labels/{key}"] = labelled
     frame = combine_batches(batches)
     snapshot = write_snapshot(store, frame)
     write_reference(store, compute_reference(frame, source=snapshot.uri))
     context.log.info(
-        f"training data {snapshot.data_version}: {snapshot.rows} rows from {len(passed)} batches"
+        f"training data {snapshot.data_version}: {snapshot.rows} rows from {len(batches)} batches"
     )
     return dg.Output(
         snapshot.to_dict(),
         metadata={
             "data_version": snapshot.data_version,
             "rows": snapshot.rows,
-            "batches": len(passed),
-            "batch_names": ", ".join(passed),
+            "batches": len(batches),
+            "batch_names": ", ".join(sorted(batches)),
             "snapshot": dg.MetadataValue.path(snapshot.uri),
         },
         data_version=dg.DataVersion(snapshot.data_version),

@@ -19,6 +19,7 @@ class ValidationConfig(dg.ConfigurableResource):
         default=4.0, description="Blocking: a column mean this many reference sd away is corrupt."
     )
     hard_std_ratio: float = Field(default=4.0, description="Blocking: spread ratio limit.")
+    min_rows_for_spread: int = Field(default=20, description="Batches smaller than this: spread not judged.")
     drift_mean_shift_sd: float = Field(default=0.5, description="Warning: mean shift in sd.")
     drift_std_ratio: float = Field(default=1.5, description="Warning: spread ratio.")
     drift_ks_pvalue: float = Field(default=0.001, description="Warning: KS test p-value below this.")
@@ -29,6 +30,7 @@ class ValidationConfig(dg.ConfigurableResource):
             max_null_fraction=self.max_null_fraction,
             hard_mean_shift_sd=self.hard_mean_shift_sd,
             hard_std_ratio=self.hard_std_ratio,
+            min_rows_for_spread=self.min_rows_for_spread,
             drift_mean_shift_sd=self.drift_mean_shift_sd,
             drift_std_ratio=self.drift_std_ratio,
             drift_ks_pvalue=self.drift_ks_pvalue,

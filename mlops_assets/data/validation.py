@@ -28,6 +28,7 @@ class ValidationThresholds:
     max_null_fraction: float = 0.0
     hard_mean_shift_sd: float = 4.0  # beyond this the batch is corrupt (e.g. changed units)
     hard_std_ratio: float = 4.0
+    min_rows_for_spread: int = 20  # a smaller batch's spread says nothing (a labels file may have 3 rows)
     drift_mean_shift_sd: float = 0.5
     drift_std_ratio: float = 1.5
     drift_ks_pvalue: float = 0.001
@@ -213,6 +214,7 @@ def check_distribution_limit(
     table = _compare_with_reference(batch, reference, "distribution_limit")
     if isinstance(table, RuleOutcome):
         return table
+    rows = len(batch.cells)
     problems = []
     for column, row in table.items():
         if row["mean_shift_sd"] > limits.hard_mean_shift_sd:
@@ -223,7 +225,7 @@ def check_distribution_limit(
                 "(distribution_limit check)"
             )
         ratio = row["std_ratio"]
-        if _ratio_outside(ratio, limits.hard_std_ratio):
+        if rows >= limits.min_rows_for_spread and _ratio_outside(ratio, limits.hard_std_ratio):
             problems.append(
                 f"{batch.source}: column {column} spread is {ratio:.2f}x the reference, the limit "
                 f"is {limits.hard_std_ratio:g}x (distribution_limit check)"

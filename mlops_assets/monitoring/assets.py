@@ -21,14 +21,16 @@ NEW_BATCHES = "new_batches_since_training"
 
 
 def new_data_since_training(instance: dg.DagsterInstance) -> int:
-    """Labelled batches validated after the latest training snapshot (training_data materialisation)."""
+    """Labelled batches (landed or feedback) validated after the latest training snapshot (training_data materialisation)."""
     trained = instance.fetch_materializations(dg.AssetKey("training_data"), limit=1).records
     after = trained[0].storage_id if trained else 0
-    return len(
-        instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey("validated_batch"), after_storage_id=after),
-            limit=1000,
-        ).records
+    return sum(
+        len(
+            instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), after_storage_id=after), limit=1000
+            ).records
+        )
+        for key in ("validated_batch", "feedback_batch")
     )
 
 

@@ -1,0 +1,87 @@
+"""feedback_batch: one labels file under labels/, joined with the compacted scoring logs, checked like a batch."""
+
+import time
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from mlops_assets.data.config import ValidationConfig
+from mlops_assets.data.reference import read_reference
+from mlops_assets.data.validation import failed_rules, parse_batch
+from mlops_assets.monitoring.assets import scoring_logs
+from mlops_assets.monitoring.feedback import LabelsError, join_labels, read_labels
+from mlops_assets.storage import StorageResource, asset_path, load_stored_value
+
+LABELS_PREFIX = "labels"
+feedback_files = dg.DynamicPartitionsDefinition(name="feedback_files")
+LOOKBACK_DAYS = 30
+PENDING = "pending"
+
+
+class FeedbackConfig(dg.ConfigurableResource):
+    wait_hours: float = Field(
+        default=48,
+        gt=0,
+        description="How long a label whose request is not compacted yet waits before it is unknown.",
+    )
+
+
+def compacted_logs(instance: dg.DagsterInstance, storage) -> tuple[pd.DataFrame, list[str]]:
+    days = sorted(instance.get_materialized_partitions(scoring_logs.key))[-LOOKBACK_DAYS:]
+    frames = [load_stored_value(storage, asset_path(scoring_logs.key, day, "parquet")) for day in days]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=["request_id", "row_index"]), days
+    return pd.concat(frames, ignore_index=True), days
+
+
+@dg.asset(
+    partitions_def=feedback_files,
+    group_name="feedback",
+    kinds={"pandas", "parquet"},
+    description=(
+        "One labels file (request_id, row_index, target) joined with the scored rows it labels, "
+        "through the same blocking rules as a landed batch; pending and unknown labels reported."
+    ),
+)
+def feedback_batch(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    validation: ValidationConfig,
+    feedback: FeedbackConfig,
+) -> dg.Output[pd.DataFrame]:
+    store = storage.get()
+    path = f"{LABELS_PREFIX}/{context.partition_key}"
+    if not store.exists(path):
+        raise dg.Failure(f"{path}: not in storage (deleted after it was seen?)")
+    try:
+        labels = read_labels(path, store.read_bytes(path))
+    except LabelsError as exc:
+        raise dg.Failure(str(exc)) from exc
+    logs, days = compacted_logs(context.instance, store)
+    age_hours = (time.time() - store.modified(path)) / 3600
+    joined = join_labels(labels, logs, still_waiting=age_hours < feedback.wait_hours)
+    if joined.matched:
+        checked = parse_batch(path, joined.frame.to_csv(index=False).encode())
+        failures = failed_rules(checked, validation.thresholds(), read_reference(store))
+        if failures:
+            raise dg.Failure(
+                description="; ".join(p for outcome in failures for p in outcome.problems),
+                metadata={"failed_rules": ", ".join(o.rule for o in failures)},
+            )
+    context.log.info(
+        f"{path}: {joined.matched} matched, {len(joined.pending)} pending, {len(joined.unknown)} unknown"
+    )
+    return dg.Output(
+        joined.frame,
+        metadata={
+            "labels": len(labels),
+            "matched": joined.matched,
+            PENDING: len(joined.pending),
+            "unknown": len(joined.unknown),
+            "unknown_examples": "; ".join(joined.unknown[:5]) or "none",
+            "pending_examples": ", ".join(joined.pending[:5]) or "none",
+            "days_searched": f"{days[0]} .. {days[-1]} ({len(days)})" if days else "none compacted yet",
+        },
+    )
