@@ -90,13 +90,19 @@ def test_the_service_s_own_log_compacts_and_a_late_file_makes_the_sensor_ask_aga
     table = pd.read_parquet(storage.uri(f"assets/scoring_logs/{today.isoformat()}.parquet"))
     assert len(table) == 6 and set(table["model_version"]) == {"4"}
 
+    # Yesterday too (just after midnight, the service's first batches of today can be its sources).
+    dg.materialize(
+        [scoring_logs],
+        partition_key=(today - timedelta(days=1)).isoformat(),
+        resources=defs.resources,
+        instance=instance,
+    )
+    assert stale_days(storage, instance, today) == []
     # A finished day: compacted once, then a spilled batch for it arrives late.
     past = today - timedelta(days=2)
     noon = datetime(past.year, past.month, past.day, 12, tzinfo=UTC)
     _write(storage, past, "first", _line("p1", noon))
-    assert stale_days(storage, instance, today) == [
-        (past.isoformat(), stale_days(storage, instance, today)[0][1])
-    ]
+    assert [day for day, _ in stale_days(storage, instance, today)] == [past.isoformat()]
     dg.materialize(
         [scoring_logs], partition_key=past.isoformat(), resources=defs.resources, instance=instance
     )
