@@ -8,6 +8,8 @@ from mlops_assets.settings import Settings
 
 
 def local_resources(settings: Settings) -> dict[str, Any]:
+    import dagster as dg
+
     from mlops_assets.data.config import ValidationConfig
     from mlops_assets.monitoring.alerts import AlertWebhook
     from mlops_assets.monitoring.assets import DriftConfig
@@ -18,7 +20,10 @@ def local_resources(settings: Settings) -> dict[str, Any]:
     from mlops_assets.storage import StorageIOManager, StorageResource
     from mlops_assets.training.backends import SubprocessTrainingBackend, TrainingParams
 
-    storage = StorageResource(root_url=settings.storage_root)
+    secret = settings.azure_storage_connection_string
+    # An EnvVar, not the value: the UI and run config show the variable's name only.
+    connection = dg.EnvVar("MLOPS_AZURE_STORAGE_CONNECTION_STRING") if secret else None
+    storage = StorageResource(root_url=settings.storage_root, connection_string=connection)
     return {
         "storage": storage,
         "io_manager": StorageIOManager(storage=storage),

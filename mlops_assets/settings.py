@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     storage_url: str | None = Field(
         default=None, description="fsspec URL of the storage root; default MLOPS_HOME/storage."
     )
+    azure_storage_connection_string: SecretStr | None = Field(
+        default=None, description="For an az:// storage root (Azurite in tests); never logged."
+    )
     mlflow_tracking_uri: str | None = Field(
         default=None, description="MLflow store; default a SQLite file under MLOPS_HOME/mlflow."
     )

@@ -7,7 +7,7 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from mlops_assets.fsstore import Storage, StoredFile, relative_path
 
@@ -26,11 +26,16 @@ class StorageResource(dg.ConfigurableResource):
     """The profile's storage root, e.g. ``file:///home/me/.mlops/storage`` or ``az://mlops``."""
 
     root_url: str
+    connection_string: str | None = Field(
+        default=None,
+        description="Azure Storage connection string for az:// roots (give it as an EnvVar: it is a secret).",
+    )
     _storage: Storage | None = PrivateAttr(default=None)
 
     def get(self) -> Storage:
         if self._storage is None:
-            self._storage = Storage(self.root_url)
+            options = {"connection_string": self.connection_string} if self.connection_string else {}
+            self._storage = Storage(self.root_url, **options)
         return self._storage
 
 
