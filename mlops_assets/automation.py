@@ -62,8 +62,10 @@ class LandingPlan:
     run_requests: list[dg.RunRequest] = field(default_factory=list)
 
 
-def _has_run(instance: dg.DagsterInstance, run_key: str) -> bool:
-    return bool(instance.get_run_ids(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1))
+def run_keys_with_prefix(instance: dg.DagsterInstance, prefix: str) -> set[str]:
+    """Every run key starting with ``prefix`` that has a run, in one query (not one per file)."""
+    found = instance.get_run_tags(tag_keys=[RUN_KEY_TAG], value_prefix=prefix or None)
+    return next((values for key, values in found if key == RUN_KEY_TAG), set())
 
 
 def plan_files(
@@ -77,13 +79,14 @@ def plan_files(
 ) -> LandingPlan:
     """New or changed files under ``prefix``: decided from the instance (partitions, run keys)."""
     existing = set(instance.get_dynamic_partitions(partitions.name))
+    launched = run_keys_with_prefix(instance, run_key_prefix)
     plan = LandingPlan()
     for file in storage.list_files(prefix):
         if not is_ready(file):
             continue
         key = posixpath.relpath(file.path, prefix)
         run_key = f"{run_key_prefix}{key}@{file.version}"
-        if _has_run(instance, run_key):
+        if run_key in launched:
             continue
         if key not in existing:
             plan.new_partitions.append(key)
