@@ -7,6 +7,7 @@ UV := $(TOOLS)/bin/uv  # bootstraps .venv, which then holds the same uv (dev gro
 VENV := .venv
 SYNCED := $(VENV)/.synced
 NODE_SYNCED := node_modules/.synced  # Azurite, the Azure Storage emulator the tests start
+CHROMIUM := /usr/bin/chromium  # Debian's, driven by Playwright in the UI test (never `playwright install`)
 DAGSTER_PORT ?= 3000
 
 export MLOPS_HOME
@@ -26,6 +27,13 @@ $(NODE_SYNCED): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "The UI test needs Debian's Chromium: sudo apt-get install -y chromium" >&2; exit 1; \
+	fi
+
 install: $(SYNCED)
 
 demo: install
@@ -44,7 +52,7 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: lint $(NODE_SYNCED)
+test: lint $(NODE_SYNCED) $(CHROMIUM)
 	$(VENV)/bin/pytest
 
 bench: install

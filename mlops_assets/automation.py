@@ -102,11 +102,11 @@ def plan_landing(
     return plan_files(storage, instance, LANDING_PREFIX, landed_files, ingest_job.name, limit=limit)
 
 
-def build_landing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
+def build_landing_sensor(default_status: dg.DefaultSensorStatus, interval: int = 30) -> dg.SensorDefinition:
     @dg.sensor(
         name=LANDING_SENSOR,
         job=ingest_job,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=interval,
         default_status=default_status,
         description="A new or changed file under landing/ becomes a partition and one ingest_job run.",
     )
@@ -121,7 +121,7 @@ def build_landing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDef
 RELEASES_PER_TICK = 10
 
 
-def build_release_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
+def build_release_sensor(default_status: dg.DefaultSensorStatus, interval: int = 15) -> dg.SensorDefinition:
     """The seed's "model artifact trigger": each registered version gets its own release run, in order.
 
     Not an ``@asset_sensor``: that one sees only the latest materialization since its last tick,
@@ -134,7 +134,7 @@ def build_release_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDef
         name=RELEASE_SENSOR,
         job=release_job,
         default_status=default_status,
-        minimum_interval_seconds=15,
+        minimum_interval_seconds=interval,
         description="Each new registry version becomes a model_versions partition and one release_job run.",
     )
     def release_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
@@ -207,12 +207,12 @@ def plan_retrain(instance: dg.DagsterInstance, after_storage_id: int) -> Retrain
     return RetrainPlan(f"retrain-after-{newest}", newest, len(records), f"{len(records)} new batch(es)")
 
 
-def build_retrain_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
+def build_retrain_sensor(default_status: dg.DefaultSensorStatus, interval: int = 30) -> dg.SensorDefinition:
     @dg.sensor(
         name=RETRAIN_SENSOR,
         job=retraining_job,
         default_status=default_status,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=interval,
         description="Batches that passed validation lead to one retraining_job run (debounced over a burst).",
     )
     def retrain_after_ingest_sensor(context: dg.SensorEvaluationContext):
@@ -247,14 +247,20 @@ def build_schedules(
     ]
 
 
-def build_automation_defs(running: bool, retrain_cron: str = "0 3 * * 1") -> dg.Definitions:
+def build_automation_defs(
+    running: bool, retrain_cron: str = "0 3 * * 1", sensor_interval: int = 30
+) -> dg.Definitions:
     status = dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED
     schedule_status = dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED
     from mlops_assets.monitoring.automation import build_monitoring_automation
 
     core = dg.Definitions(
         jobs=[ingest_job, retraining_job, release_job],
-        sensors=[build_landing_sensor(status), build_retrain_sensor(status), build_release_sensor(status)],
+        sensors=[
+            build_landing_sensor(status, sensor_interval),
+            build_retrain_sensor(status, sensor_interval),
+            build_release_sensor(status, max(5, sensor_interval // 2)),
+        ],
         schedules=build_schedules(schedule_status, retrain_cron),
     )
     return dg.Definitions.merge(core, build_monitoring_automation(status, schedule_status))

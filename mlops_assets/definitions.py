@@ -25,7 +25,12 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         resources=resources_for(settings),
     )
     return dg.Definitions.merge(
-        linked, build_automation_defs(running=settings.profile == "local", retrain_cron=settings.retrain_cron)
+        linked,
+        build_automation_defs(
+            running=settings.profile == "local",
+            retrain_cron=settings.retrain_cron,
+            sensor_interval=settings.sensor_interval_seconds,
+        ),
     )
 
 

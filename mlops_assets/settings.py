@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     alert_webhook_url: str | None = Field(
         default=None, description='Where run failures and drift are posted ({"text": ...}); unset: nowhere.'
     )
+    sensor_interval_seconds: int = Field(
+        default=30, ge=5, description="How often landing_sensor and retrain_after_ingest_sensor look."
+    )
     retrain_cron: str = Field(default="0 3 * * 1", description="retraining_schedule (UTC): Mondays 03:00.")
 
     # Where releases go: local processes, or ACR Tasks + ACI (QA) + AKS (production).

@@ -94,6 +94,7 @@ def reference_frame(registry: RegistryResource, storage: StorageResource) -> tup
     partitions_def=scoring_days,
     group_name="monitoring",
     kinds={"python"},
+    deps=[dg.AssetKey("training_data")],  # lineage: compared with the production model's snapshot
     ins={
         "scoring_logs": dg.AssetIn(
             partition_mapping=dg.TimeWindowPartitionMapping(

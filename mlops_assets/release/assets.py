@@ -28,6 +28,7 @@ class ReleaseSettings(dg.ConfigurableResource):
     partitions_def=model_versions,
     group_name="release",
     kinds={"docker"},
+    deps=[dg.AssetKey("registered_model")],  # lineage: the version it packages comes from the registry
     description=(
         "The scoring image of one registered version: build context (Dockerfile, locked serving "
         "requirements, serving code, artifact, manifest) tagged with its content digest."

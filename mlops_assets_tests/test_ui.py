@@ -1,0 +1,181 @@
+"""The Dagster UI as a person uses it: headless Chromium on `dagster dev`, then the daemon on its own.
+
+Chromium is Debian's (`apt-get install chromium`, done by .ci/run), driven by Playwright for
+Python with ``executable_path``; `playwright install` is never run. The screenshot is kept under
+test-artifacts/ui/.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from mlops_assets_tests.conftest import REPO, subprocess_env
+from mlops_assets_tests.serving_support import BIN, free_port
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+# Flags for a sandbox with no network: without the background-networking ones Chromium keeps
+# trying to reach Google's hosts.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LINEAGE = {
+    "ingest": ["landed_batch", "validated_batch"],
+    "training": ["training_data", "candidate_model"],
+    "registry": ["model_evaluation", "registered_model"],
+    "release": ["scoring_image", "qa_deployment", "prod_deployment"],
+    "monitoring": ["scoring_logs", "drift_report"],
+    "feedback": ["feedback_batch"],
+}
+ARTIFACTS = REPO / "test-artifacts" / "ui"
+
+
+def graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())["data"]
+
+
+RUNS = "{ runsOrError { ... on Runs { results { runId jobName status creationTime tags { key value } } } } }"
+
+
+def runs(port: int) -> list[dict]:
+    found = graphql(port, RUNS)["runsOrError"]["results"]
+    for run in found:
+        run["tags"] = {t["key"]: t["value"] for t in run["tags"]}
+    return found
+
+
+def wait_for(description: str, condition, timeout: float = 240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = condition()
+        except (OSError, KeyError, TypeError):
+            found = None
+        if found:
+            return found
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {description}")
+
+
+def test_lineage_a_retrain_from_the_page_then_the_daemon_runs_the_loop_alone(tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: `apt-get install -y chromium` (.ci/run does)"
+    home = tmp_path / "mlops"
+    env = subprocess_env(home) | {
+        "MLOPS_SENSOR_INTERVAL_SECONDS": "5",
+        "MLOPS_PRODUCTION_PORT": str(free_port()),
+        "MLOPS_QA_PORT": str(free_port()),
+    }
+    for command in (["seed"], ["instance"]):
+        subprocess.run([str(BIN / "mlops-assets"), *command], env=env, check=True, capture_output=True)
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            shutil.which("env"),
+            "--default-signal=INT,TERM",
+            str(BIN / "dagster"),
+            "dev",
+            "-w",
+            "workspace.yaml",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "dagster-dev.log", "w"),  # noqa: SIM115 (the child owns it)
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(
+            "dagster dev to load the code location",
+            lambda: graphql(port, "{ assetNodes { id } }")["assetNodes"],
+            180,
+        )
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            for group, assets in LINEAGE.items():
+                page.goto(f"{url}/locations/mlops_assets/asset-groups/{group}")
+                for asset in assets:
+                    expect(page.get_by_text(asset, exact=True).first).to_be_visible(timeout=60_000)
+
+            # The daemon ingests the seeded file by itself (landing_sensor); then a person retrains.
+            wait_for(
+                "landing_sensor's ingest run",
+                lambda: [r for r in runs(port) if r["jobName"] == "ingest_job" and r["status"] == "SUCCESS"],
+            )
+            page.goto(f"{url}/locations/mlops_assets/jobs/retraining_job/playground")
+            page.get_by_role("button", name="Launch Run").click()
+            page.wait_for_url("**/runs/**", timeout=60_000)
+            run_id = page.url.split("/runs/")[1].split("?")[0].strip("/")
+            wait_for(
+                "the retraining run launched from the page",
+                lambda: any(r["runId"] == run_id and r["status"] == "SUCCESS" for r in runs(port)),
+            )
+            page.reload()
+            expect(page.get_by_text("Success").first).to_be_visible(timeout=60_000)
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "retraining_job_run.png"), full_page=True)
+            browser.close()
+
+        # A new file lands: the daemon ingests it and then retrains, without a click.
+        from mlops_assets.data.seed import HELD_BACK_LANDING, land_held_back
+        from mlops_assets.fsstore import Storage
+
+        land_held_back(Storage((home / "storage").as_uri()))
+        landed = HELD_BACK_LANDING.removeprefix("landing/")
+        ingest = wait_for(
+            f"an ingest run for {landed}",
+            lambda: [
+                r
+                for r in runs(port)
+                if r["jobName"] == "ingest_job"
+                and r["tags"].get("dagster/partition") == landed
+                and r["tags"].get("dagster/sensor_name") == "landing_sensor"
+                and r["status"] == "SUCCESS"
+            ],
+        )[0]
+        retrain = wait_for(
+            "a retraining run after that ingest",
+            lambda: [
+                r
+                for r in runs(port)
+                if r["jobName"] == "retraining_job"
+                and r["tags"].get("dagster/sensor_name") == "retrain_after_ingest_sensor"
+                and r["creationTime"] > ingest["creationTime"]
+                and r["status"] == "SUCCESS"
+            ],
+        )[0]
+        assert retrain["tags"]["mlops/trigger"] == "new-data"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        subprocess.run([str(BIN / "mlops-assets"), "down"], env=env, capture_output=True)
