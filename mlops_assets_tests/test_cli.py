@@ -1,13 +1,8 @@
 """The commands a user types: `mlops-assets demo` twice, the Dagster CLI and UI on the same instance."""
 
-import json
 import re
-import shutil
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -102,46 +97,18 @@ def test_dagster_cli_validates_and_runs_retraining_on_the_demo_instance(demo_hom
 
 
 def test_the_ui_serves_the_asset_graph_from_the_same_instance(demo_home):
+    from mlops_assets_tests import dagster_dev
+
     home, _, _ = demo_home
     port = free_port()
-    env_bin = shutil.which("env")
-    server = subprocess.Popen(
-        [
-            env_bin,
-            "--default-signal=INT,TERM",
-            str(BIN / "dagster"),
-            "dev",
-            "-w",
-            "workspace.yaml",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        cwd=REPO,
-        env=subprocess_env(home),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    server = dagster_dev.start(subprocess_env(home), port)
     try:
         query = "{ assetNodes { assetKey { path } } runsOrError { ... on Runs { results { runId } } } }"
-        body = json.dumps({"query": query}).encode()
-        deadline, data = time.monotonic() + 120, None
-        while time.monotonic() < deadline and data is None:
-            try:
-                request = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/graphql",
-                    data=body,
-                    headers={"Content-Type": "application/json"},
-                )
-                with urllib.request.urlopen(request, timeout=5) as response:
-                    data = json.loads(response.read())["data"]
-                if not data["assetNodes"]:
-                    data = None  # the code location is still loading
-            except (OSError, KeyError, TypeError):
-                time.sleep(1)
-        assert data is not None, "dagster dev did not answer on 127.0.0.1 in time"
+        data = dagster_dev.wait_for(
+            "dagster dev on 127.0.0.1",
+            lambda: (d := dagster_dev.graphql(port, query))["assetNodes"] and d,
+            120,
+        )
         keys = {"/".join(node["assetKey"]["path"]) for node in data["assetNodes"]}
         assert {
             "landed_batch",
@@ -153,13 +120,7 @@ def test_the_ui_serves_the_asset_graph_from_the_same_instance(demo_home):
         } <= keys
         assert len(data["runsOrError"]["results"]) >= 4  # the demo's runs, seen by the UI
     finally:
-        import os
-
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        dagster_dev.stop(server)
 
 
 def test_rollback_and_promote_move_production_and_are_recorded(demo_home):

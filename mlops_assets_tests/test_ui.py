@@ -5,18 +5,14 @@ Python with ``executable_path``; `playwright install` is never run. The screensh
 test-artifacts/ui/.
 """
 
-import json
-import os
-import shutil
-import signal
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from mlops_assets_tests import dagster_dev
 from mlops_assets_tests.conftest import REPO, subprocess_env
+from mlops_assets_tests.dagster_dev import graphql, runs, wait_for
 from mlops_assets_tests.serving_support import BIN, free_port
 
 pytestmark = pytest.mark.slow
@@ -44,39 +40,6 @@ LINEAGE = {
 ARTIFACTS = REPO / "test-artifacts" / "ui"
 
 
-def graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())["data"]
-
-
-RUNS = "{ runsOrError { ... on Runs { results { runId jobName status creationTime tags { key value } } } } }"
-
-
-def runs(port: int) -> list[dict]:
-    found = graphql(port, RUNS)["runsOrError"]["results"]
-    for run in found:
-        run["tags"] = {t["key"]: t["value"] for t in run["tags"]}
-    return found
-
-
-def wait_for(description: str, condition, timeout: float = 240):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            found = condition()
-        except (OSError, KeyError, TypeError):
-            found = None
-        if found:
-            return found
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {description}")
-
-
 def test_lineage_a_retrain_from_the_page_then_the_daemon_runs_the_loop_alone(tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
@@ -90,25 +53,7 @@ def test_lineage_a_retrain_from_the_page_then_the_daemon_runs_the_loop_alone(tmp
     for command in (["seed"], ["instance"]):
         subprocess.run([str(BIN / "mlops-assets"), *command], env=env, check=True, capture_output=True)
     port = free_port()
-    server = subprocess.Popen(
-        [
-            shutil.which("env"),
-            "--default-signal=INT,TERM",
-            str(BIN / "dagster"),
-            "dev",
-            "-w",
-            "workspace.yaml",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / "dagster-dev.log", "w"),  # noqa: SIM115 (the child owns it)
-        start_new_session=True,
-    )
+    server = dagster_dev.start(env, port, open(tmp_path / "dagster-dev.log", "w"))  # noqa: SIM115
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(
@@ -173,9 +118,5 @@ def test_lineage_a_retrain_from_the_page_then_the_daemon_runs_the_loop_alone(tmp
         )[0]
         assert retrain["tags"]["mlops/trigger"] == "new-data"
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        dagster_dev.stop(server)
         subprocess.run([str(BIN / "mlops-assets"), "down"], env=env, capture_output=True)
