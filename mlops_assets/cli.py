@@ -100,6 +100,41 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_provision(_: argparse.Namespace) -> int:
+    from mlops_assets.provision import ClusterSpec, ProvisionError, provision_cluster
+
+    settings = get_settings()
+    try:
+        settings.require(
+            "azure_subscription_id", "azure_resource_group", "aml_workspace", purpose="mlops-assets provision"
+        )
+    except ValueError as exc:
+        print(f"mlops-assets provision: {exc}", file=sys.stderr)
+        return 2
+    from azure.ai.ml import MLClient
+    from azure.identity import DefaultAzureCredential
+
+    client = MLClient(
+        DefaultAzureCredential(),
+        settings.azure_subscription_id,
+        settings.azure_resource_group,
+        settings.aml_workspace,
+    )
+    spec = ClusterSpec(
+        settings.aml_compute_name, settings.aml_vm_size, settings.aml_max_nodes, settings.aml_idle_seconds
+    )
+    try:
+        action = provision_cluster(client, spec)
+    except ProvisionError as exc:
+        print(f"mlops-assets provision: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"compute {spec.name} {action}: {spec.size}, 0..{spec.max_instances} nodes, "
+        f"released after {spec.idle_seconds} s idle (no cost while nothing trains)"
+    )
+    return 0
+
+
 def _local_target():
     from mlops_assets.release.local_target import LocalTarget
 
@@ -191,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     land.add_argument("--name", help="file name under landing/ (default: the file's own)")
     land.set_defaults(func=cmd_land)
     commands.add_parser("versions", help="list registered model versions").set_defaults(func=cmd_versions)
+    provision = commands.add_parser(
+        "provision", help="create or update the AML compute cluster (min 0 nodes) from the settings"
+    )
+    provision.set_defaults(func=cmd_provision)
     serve = commands.add_parser("serve", help="run the scoring service on a model folder")
     serve.add_argument("--model-dir", required=True, help="folder with the artifact and manifest.json")
     serve.add_argument("--host", default="127.0.0.1")

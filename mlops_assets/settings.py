@@ -112,12 +112,18 @@ class Settings(BaseSettings):
         default=None, description="Public production URL when an ingress or DNS name fronts AKS."
     )
     key_vault_url: str = Field(default="", description="Key Vault with the `scoring-keys` secret.")
+    aml_workspace: str | None = Field(default=None, description="Azure ML workspace name.")
+    aml_compute_name: str = Field(default="cpu-cluster", description="AML compute cluster for training.")
+    aml_vm_size: str = Field(default="Standard_DS3_v2", description="VM size of the cluster's nodes.")
+    aml_max_nodes: int = Field(default=4, ge=1, description="Upper node bound (the lower one is 0).")
+    aml_idle_seconds: int = Field(default=300, ge=60, description="Idle time before a node is released.")
 
-    def require(self, *names: str) -> None:
+    def require(self, *names: str, purpose: str = "") -> None:
         """Fail naming every missing setting, as the environment variables a user sets."""
         missing = [f"MLOPS_{n.upper()}" for n in names if not getattr(self, n)]
+        purpose = purpose or f"MLOPS_RELEASE_TARGET={self.release_target}"
         if missing:
-            raise ValueError(f"MLOPS_RELEASE_TARGET={self.release_target} needs {', '.join(missing)}")
+            raise ValueError(f"{purpose} needs {', '.join(missing)}")
 
     @property
     def home_dir(self) -> Path:
