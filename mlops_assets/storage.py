@@ -73,10 +73,9 @@ class StorageIOManager(dg.ConfigurableIOManager):
         if context.has_asset_partitions and len(context.asset_partition_keys) > 1:
             return self._load_window(storage, context)
         partition = _partition(context)
-        for suffix in ("parquet", "bin", "json"):
-            path = asset_path(context.asset_key, partition, suffix)
-            if storage.exists(path):
-                return load_stored_value(storage, path)
+        path = _stored_path(storage, context.asset_key, partition)
+        if path is not None:
+            return load_stored_value(storage, path)
         raise FileNotFoundError(
             f"{context.asset_key.to_user_string()}"
             f"{f'[{partition}]' if partition else ''}: not in storage; materialize it first"
@@ -85,14 +84,17 @@ class StorageIOManager(dg.ConfigurableIOManager):
     @staticmethod
     def _load_window(storage: Storage, context: dg.InputContext) -> dict[str, Any]:
         """Several partitions (a window mapping): those materialised, by key; a gap is not an error."""
-        found = {}
-        for key in context.asset_partition_keys:
-            for suffix in ("parquet", "bin", "json"):
-                path = asset_path(context.asset_key, key, suffix)
-                if storage.exists(path):
-                    found[key] = load_stored_value(storage, path)
-                    break
-        return found
+        paths = {key: _stored_path(storage, context.asset_key, key) for key in context.asset_partition_keys}
+        return {key: load_stored_value(storage, path) for key, path in paths.items() if path is not None}
+
+
+def _stored_path(storage: Storage, asset_key: dg.AssetKey, partition: str | None) -> str | None:
+    """Where handle_output put this asset (partition), whichever format it was stored in."""
+    for suffix in ("parquet", "bin", "json"):
+        path = asset_path(asset_key, partition, suffix)
+        if storage.exists(path):
+            return path
+    return None
 
 
 def load_stored_value(storage: Storage, path: str) -> Any:

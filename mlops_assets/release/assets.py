@@ -12,7 +12,7 @@ from mlops_assets.release.build_context import assemble, serving_requirements
 from mlops_assets.release.builders import ImageBuilder
 from mlops_assets.release.local_target import DeploymentError
 from mlops_assets.release.smoke import SAMPLE_ROWS, SmokeResult, smoke_test
-from mlops_assets.release.targets import DeploymentTarget, Release
+from mlops_assets.release.targets import DeploymentTarget, Endpoint, Release
 from mlops_assets.serving.artifact import MANIFEST_NAME, ArtifactError, load_release, load_verified_model
 from mlops_assets.training.train import ARTIFACT_NAME
 
@@ -129,12 +129,7 @@ def qa_deployment(
     except DeploymentError as exc:
         yield _smoke_check(SmokeResult("(not deployed)", failures=[str(exc)]), "qa_deployment")
         raise dg.Failure(f"QA deployment of version {version} failed: {exc}") from exc
-    result = smoke_test(
-        endpoint.url,
-        deploy_target.scoring_keys()[0],
-        _expected_predictions(release.context / "model"),
-        version,
-    )
+    result = _smoke(endpoint, deploy_target, release)
     yield _smoke_check(result, "qa_deployment")
     if not result.passed:
         deploy_target.teardown_qa()
@@ -168,8 +163,8 @@ def qa_deployment(
         )
     ],
     description=(
-        "Release to production on the stable port: a model swap when only the model changed, a new "
-        "process when the code did; smoke test; on failure roll back to the previous version and fail. "
+        "Release to production without failing a request: a model swap when only the model changed, a "
+        "process handover when the code did; smoke test; on failure roll back to the previous version and fail. "
         "Alias `production` moves only on success; QA is torn down once production has the version."
     ),
 )
@@ -185,12 +180,7 @@ def prod_deployment(
     mode = "not deployed"
     try:
         endpoint, mode = deploy_target.release_production(release)
-        result = smoke_test(
-            endpoint.url,
-            deploy_target.scoring_keys()[0],
-            _expected_predictions(release.context / "model"),
-            version,
-        )
+        result = _smoke(endpoint, deploy_target, release)
     except DeploymentError as exc:
         result = SmokeResult(previous.url if previous else "(not deployed)", failures=[str(exc)])
     yield _smoke_check(result, "prod_deployment")
@@ -230,6 +220,12 @@ def prod_deployment(
             "reason": reason or "release",
         },
     )
+
+
+def _smoke(endpoint: Endpoint, target: DeploymentTarget, release: Release) -> SmokeResult:
+    """The sample through the endpoint with the target's key, against the model's own predictions."""
+    expected = _expected_predictions(release.context / "model")
+    return smoke_test(endpoint.url, target.scoring_keys()[0], expected, release.version)
 
 
 def _release_of(version: str, scoring_image: dict) -> Release:

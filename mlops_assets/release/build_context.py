@@ -4,7 +4,7 @@ Layout: ``Dockerfile``, ``requirements.txt`` (the locked `serving` group), ``pro
 package, installed with --no-deps), ``model/`` (artifact + manifest). The digest covers every
 file, so the same inputs give the same tag and nothing is rebuilt; ``code_digest`` leaves out
 ``model/``, so a release target can tell "only the model changed" (swap the model in place)
-from "the code changed" (start a new process).
+from "the code changed" (hand over to a new process).
 """
 
 import hashlib

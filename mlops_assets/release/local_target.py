@@ -272,10 +272,6 @@ class LocalTarget:
         except (httpx.HTTPError, ValueError):
             return None
 
-    def model_link(self, name: str) -> Path:
-        """The symlink a long-lived deployment serves from; moving it swaps the model."""
-        return self.state_dir / name / "model"
-
     def swap_model(
         self, name: str, context: Path, version: str, image: str, timeout: float = 30
     ) -> Deployment:
@@ -288,7 +284,11 @@ class LocalTarget:
         current = self.get(name)
         if current is None:
             raise DeploymentError(f"{name}: no running deployment to swap")
-        link = Path(current.model_link) if current.model_link else self.model_link(name)
+        if not current.model_link:
+            raise DeploymentError(
+                f"{name}: serves its release folder directly; it can be replaced, not swapped"
+            )
+        link = Path(current.model_link)
         previous_target = Path(os.path.realpath(link))
         before = self._served_version(current.url)  # what it really serves, not what was recorded
         point_link(link, context / "model")
