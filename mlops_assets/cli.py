@@ -8,9 +8,9 @@ from mlops_assets.settings import get_settings
 
 
 def _storage():
-    from mlops_assets.storage import Storage
+    from mlops_assets.profiles import storage_resource
 
-    return Storage(get_settings().storage_root)
+    return storage_resource(get_settings()).get()
 
 
 def cmd_seed(_: argparse.Namespace) -> int:
@@ -111,15 +111,9 @@ def cmd_provision(_: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"mlops-assets provision: {exc}", file=sys.stderr)
         return 2
-    from azure.ai.ml import MLClient
-    from azure.identity import DefaultAzureCredential
+    from mlops_assets.azureml import aml_client
 
-    client = MLClient(
-        DefaultAzureCredential(),
-        settings.azure_subscription_id,
-        settings.azure_resource_group,
-        settings.aml_workspace,
-    )
+    client = aml_client(settings.azure_subscription_id, settings.azure_resource_group, settings.aml_workspace)
     spec = ClusterSpec(
         settings.aml_compute_name, settings.aml_vm_size, settings.aml_max_nodes, settings.aml_idle_seconds
     )

@@ -8,22 +8,89 @@ from mlops_assets.settings import Settings
 
 
 def local_resources(settings: Settings) -> dict[str, Any]:
+    """Everything on this machine: files under MLOPS_HOME, train.py as a subprocess, MLflow on SQLite."""
+    from mlops_assets.registry.mlflow_backend import MlflowRegistryResource
+    from mlops_assets.training.backends import SubprocessTrainingBackend
+
+    storage = storage_resource(settings)
+    return {
+        **_shared_resources(settings, storage),
+        "trainer": SubprocessTrainingBackend(),
+        "registry": MlflowRegistryResource(
+            tracking_uri=settings.tracking_uri,
+            artifact_root=settings.registry_artifact_root,
+            model_name=settings.model_name,
+        ),
+    }
+
+
+def azure_resources(settings: Settings) -> dict[str, Any]:
+    """Blob Storage, training on an AML compute cluster, the AML model registry."""
+    from mlops_assets.registry.aml_backend import AzureMLRegistryResource
+    from mlops_assets.training.aml_backend import AzureMLTrainingBackend
+
+    purpose = "MLOPS_PROFILE=azure"
+    settings.require(
+        "azure_subscription_id", "azure_resource_group", "aml_workspace", "storage_url", purpose=purpose
+    )
+    if not str(settings.storage_url).startswith("az://"):
+        raise ValueError(f"{purpose} needs MLOPS_STORAGE_URL=az://<container>, not {settings.storage_url}")
+    has_vault_secret = bool(settings.key_vault_url and settings.storage_key_vault_secret)
+    if not (settings.azure_storage_connection_string or has_vault_secret or settings.azure_storage_account):
+        raise ValueError(
+            f"{purpose} needs storage credentials: MLOPS_AZURE_STORAGE_CONNECTION_STRING, "
+            "MLOPS_KEY_VAULT_URL + MLOPS_STORAGE_KEY_VAULT_SECRET, or MLOPS_AZURE_STORAGE_ACCOUNT "
+            "(DefaultAzureCredential)"
+        )
+    storage = storage_resource(settings)
+    workspace = {
+        "subscription_id": settings.azure_subscription_id,
+        "resource_group": settings.azure_resource_group,
+        "workspace": settings.aml_workspace,
+    }
+    return {
+        **_shared_resources(settings, storage),
+        "trainer": AzureMLTrainingBackend(
+            **workspace,
+            compute=settings.aml_compute_name,
+            experiment=settings.aml_experiment,
+            environment_image=settings.aml_environment_image,
+            identity_client_id=settings.aml_identity_client_id,
+            storage=storage,
+            pipes_container=settings.aml_pipes_container,
+            timeout_seconds=settings.aml_training_timeout_seconds,
+        ),
+        "registry": AzureMLRegistryResource(**workspace, model_name=settings.model_name),
+    }
+
+
+def storage_resource(settings: Settings) -> Any:
     import dagster as dg
 
+    from mlops_assets.storage import StorageResource
+
+    # An EnvVar, not the value: the UI and run config show the variable's name only.
+    secret = settings.azure_storage_connection_string
+    return StorageResource(
+        root_url=settings.storage_root,
+        connection_string=dg.EnvVar("MLOPS_AZURE_STORAGE_CONNECTION_STRING") if secret else None,
+        account_name=settings.azure_storage_account,
+        key_vault_url=settings.key_vault_url if settings.storage_key_vault_secret else "",
+        key_vault_secret=settings.storage_key_vault_secret,
+    )
+
+
+def _shared_resources(settings: Settings, storage: Any) -> dict[str, Any]:
+    """What both profiles configure the same way: checks, gates, alerts, release."""
     from mlops_assets.data.config import ValidationConfig
     from mlops_assets.monitoring.alerts import AlertWebhook
     from mlops_assets.monitoring.assets import DriftConfig
     from mlops_assets.monitoring.feedback_batch import FeedbackConfig
     from mlops_assets.registry.assets import EvaluationParams
-    from mlops_assets.registry.mlflow_backend import MlflowRegistryResource
     from mlops_assets.release.assets import ReleaseSettings
-    from mlops_assets.storage import StorageIOManager, StorageResource
-    from mlops_assets.training.backends import SubprocessTrainingBackend, TrainingParams
+    from mlops_assets.storage import StorageIOManager
+    from mlops_assets.training.backends import TrainingParams
 
-    secret = settings.azure_storage_connection_string
-    # An EnvVar, not the value: the UI and run config show the variable's name only.
-    connection = dg.EnvVar("MLOPS_AZURE_STORAGE_CONNECTION_STRING") if secret else None
-    storage = StorageResource(root_url=settings.storage_root, connection_string=connection)
     return {
         "storage": storage,
         "io_manager": StorageIOManager(storage=storage),
@@ -33,14 +100,8 @@ def local_resources(settings: Settings) -> dict[str, Any]:
         "alerts": AlertWebhook(url=settings.alert_webhook_url),
         "training": TrainingParams(alpha=settings.ridge_alpha, holdout_percent=settings.holdout_percent),
         "gate": EvaluationParams(min_improvement=settings.min_improvement),
-        "trainer": SubprocessTrainingBackend(),
         **release_resources(settings),
         "release": ReleaseSettings(contexts_dir=str(settings.home_dir / "release" / "contexts")),
-        "registry": MlflowRegistryResource(
-            tracking_uri=settings.tracking_uri,
-            artifact_root=settings.registry_artifact_root,
-            model_name=settings.model_name,
-        ),
     }
 
 
@@ -86,8 +147,6 @@ def release_resources(settings: Settings) -> dict[str, Any]:
 
 
 def resources_for(settings: Settings) -> dict[str, Any]:
-    if settings.profile == "local":
-        return local_resources(settings)
-    raise NotImplementedError(
-        f"MLOPS_PROFILE={settings.profile}: the azure profile is not built yet; use MLOPS_PROFILE=local"
-    )
+    if settings.profile == "azure":
+        return azure_resources(settings)
+    return local_resources(settings)

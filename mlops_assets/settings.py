@@ -117,6 +117,30 @@ class Settings(BaseSettings):
     aml_vm_size: str = Field(default="Standard_DS3_v2", description="VM size of the cluster's nodes.")
     aml_max_nodes: int = Field(default=4, ge=1, description="Upper node bound (the lower one is 0).")
     aml_idle_seconds: int = Field(default=300, ge=60, description="Idle time before a node is released.")
+    aml_identity_client_id: str = Field(
+        default="",
+        description="Client id of the cluster's user-assigned identity (reads/writes storage); empty: system.",
+    )
+    aml_environment_image: str = Field(
+        default="mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04",
+        description="Base image of the training environment (deploy/environments/train.yml on top).",
+    )
+    aml_experiment: str = Field(default="mlops-assets-training", description="AML experiment of the jobs.")
+    aml_training_timeout_seconds: float = Field(
+        default=3600, gt=0, description="Longest an AML training job may take before it is cancelled."
+    )
+    aml_pipes_container: str = Field(
+        default="dagster-pipes", description="Blob container for Pipes context and messages."
+    )
+    azure_storage_account: str | None = Field(
+        default=None,
+        description="Storage account for az:// roots when no connection string is set "
+        "(DefaultAzureCredential: a managed identity or `az login`).",
+    )
+    storage_key_vault_secret: str = Field(
+        default="",
+        description="Key Vault secret holding the storage connection string (with MLOPS_KEY_VAULT_URL).",
+    )
 
     def require(self, *names: str, purpose: str = "") -> None:
         """Fail naming every missing setting, as the environment variables a user sets."""

@@ -23,20 +23,91 @@ __all__ = [
 
 
 class StorageResource(dg.ConfigurableResource):
-    """The profile's storage root, e.g. ``file:///home/me/.mlops/storage`` or ``az://mlops``."""
+    """The profile's storage root, e.g. ``file:///home/me/.mlops/storage`` or ``az://mlops``.
+
+    An ``az://`` root authenticates with, in this order: ``connection_string`` (account key or
+    SAS; give it as an EnvVar), the Key Vault secret ``key_vault_secret`` holding one, or, with
+    ``account_name`` alone, ``DefaultAzureCredential`` (a managed identity, ``az login``).
+    """
 
     root_url: str
     connection_string: str | None = Field(
         default=None,
         description="Azure Storage connection string for az:// roots (give it as an EnvVar: it is a secret).",
     )
+    account_name: str | None = Field(
+        default=None, description="Storage account of an az:// root reached with DefaultAzureCredential."
+    )
+    key_vault_url: str = Field(default="", description="Key Vault holding the connection string.")
+    key_vault_secret: str = Field(default="", description="Name of that secret.")
     _storage: Storage | None = PrivateAttr(default=None)
+    _resolved: str | None = PrivateAttr(default=None)
 
     def get(self) -> Storage:
         if self._storage is None:
-            options = {"connection_string": self.connection_string} if self.connection_string else {}
+            secret = self.resolved_connection_string()
+            if secret:
+                options: dict[str, Any] = {"connection_string": secret}
+            elif self.account_name:
+                options = {"account_name": self.account_name, "anon": False}
+            else:
+                options = {}
             self._storage = Storage(self.root_url, **options)
         return self._storage
+
+    def resolved_connection_string(self) -> str | None:
+        """The connection string from the setting or, fetched once, from Key Vault."""
+        if isinstance(self.connection_string, dg.EnvVar):  # used outside a run: resolve it here
+            return self.connection_string.get_value()
+        if self.connection_string:
+            return self.connection_string
+        if self._resolved is None and self.key_vault_url and self.key_vault_secret:
+            self._resolved = self.secret_client().get_secret(self.key_vault_secret).value or ""
+        return self._resolved or None
+
+    def storage_account(self) -> str | None:
+        """The account's name, from the setting or the connection string (never the secret part)."""
+        if self.account_name:
+            return self.account_name
+        fields = _connection_fields(self.resolved_connection_string() or "")
+        return fields.get("AccountName")
+
+    def secret_client(self) -> Any:
+        from azure.identity import DefaultAzureCredential
+        from azure.keyvault.secrets import SecretClient
+
+        return SecretClient(vault_url=self.key_vault_url, credential=DefaultAzureCredential())
+
+    def blob_resource(self) -> Any:
+        """The same account as a ``dagster_azure`` blob resource (for code that needs a BlobServiceClient)."""
+        from dagster_azure.blob import (
+            AzureBlobStorageDefaultCredential,
+            AzureBlobStorageKeyCredential,
+            AzureBlobStorageResource,
+            AzureBlobStorageSASTokenCredential,
+        )
+
+        secret = self.resolved_connection_string()
+        if not secret:
+            if not self.account_name:
+                raise ValueError(f"{self.root_url}: no connection string, Key Vault secret or account name")
+            return AzureBlobStorageResource(
+                account_url=f"https://{self.account_name}.blob.core.windows.net",
+                credential=AzureBlobStorageDefaultCredential(),
+            )
+        from azure.storage.blob import BlobServiceClient
+
+        parsed = BlobServiceClient.from_connection_string(secret)
+        fields = _connection_fields(secret)
+        if "AccountKey" in fields:
+            credential: Any = AzureBlobStorageKeyCredential(key=fields["AccountKey"])
+        else:
+            credential = AzureBlobStorageSASTokenCredential(token=fields.get("SharedAccessSignature"))
+        return AzureBlobStorageResource(account_url=parsed.url.split("?")[0], credential=credential)
+
+
+def _connection_fields(connection_string: str) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in connection_string.split(";") if "=" in part)
 
 
 def asset_path(asset_key: dg.AssetKey, partition_key: str | None, suffix: str) -> str:

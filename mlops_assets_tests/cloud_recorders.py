@@ -305,3 +305,143 @@ class RecordingKubernetes:
         self.recorder.record("delete Deployment", name, namespace)
         self.objects.pop(("Deployment", namespace, name), None)
         self.runtime.stop("aks")
+
+
+class LocalAmlWorkspace:
+    """An ``MLClient`` as AML answers it: command jobs run as local subprocesses, models kept on disk.
+
+    ``create_or_update(job)`` records the job entity exactly as the SDK serialises it, "uploads"
+    its code folder, and runs its command line with the job's environment variables plus
+    ``job_secrets`` -- what a real cluster gets from its managed identity, handed to the process
+    only, never to the entity. ``behaviour``: ``run`` (status follows the process), ``canceled``
+    (someone cancels it in the studio once it runs), ``hang`` (``NotResponding`` until cancelled).
+    """
+
+    def __init__(self, workdir, job_secrets: dict[str, str], behaviour: str = "run") -> None:
+        self.recorder = Recorder()
+        self.workdir = workdir
+        self.job_secrets = job_secrets
+        self.behaviour = behaviour
+        self.processes: dict[str, Any] = {}
+        self.cancelled: set[str] = set()
+        self.jobs = SimpleNamespace(get=self._get_job, begin_cancel=self._cancel)
+        self.models = RecordingAmlModels(workdir / "models", self.recorder)
+
+    def create_or_update(self, job):
+        import os
+        import shlex
+        import shutil
+        import subprocess
+        import sys
+
+        self.recorder.record(
+            "jobs.create_or_update", job._to_dict(), job_name=job.name, experiment=job.experiment_name
+        )
+        folder = self.workdir / job.name
+        shutil.copytree(job.code, folder / "code")
+        argv = shlex.split(job.command)
+        if argv[0] == "python":
+            argv[0] = sys.executable  # the environment's interpreter: this venv has train.yml's pins
+        env = {"PATH": os.environ["PATH"], **job.environment_variables, **self.job_secrets}
+        if self.behaviour != "hang":
+            with open(folder / "std_log.txt", "wb") as log:
+                self.processes[job.name] = subprocess.Popen(
+                    argv, cwd=folder / "code", env=env, stdout=log, stderr=subprocess.STDOUT
+                )
+        return SimpleNamespace(name=job.name, status="Starting")
+
+    def _get_job(self, name: str):
+        if name in self.cancelled:
+            return SimpleNamespace(name=name, status="Canceled")
+        if self.behaviour == "hang":
+            return SimpleNamespace(name=name, status="NotResponding")
+        process = self.processes[name]
+        if process.poll() is None:
+            if self.behaviour == "canceled":
+                self._stop(name)
+                self.cancelled.add(name)
+                return SimpleNamespace(name=name, status="Canceled")
+            return SimpleNamespace(name=name, status="Running")
+        return SimpleNamespace(name=name, status="Completed" if process.returncode == 0 else "Failed")
+
+    def _cancel(self, name: str):
+        self.recorder.record("jobs.begin_cancel", name)
+        self._stop(name)
+        self.cancelled.add(name)
+        return SimpleNamespace(result=lambda: None)
+
+    def _stop(self, name: str) -> None:
+        process = self.processes.get(name)
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+    def log(self, name: str) -> str:
+        return (self.workdir / name / "std_log.txt").read_text()
+
+
+class RecordingAmlModels:
+    """``MLClient.models``: versions kept as entities plus their uploaded folder; files immutable.
+
+    ``fail_updates_after`` makes the n-th later ``create_or_update`` raise, as a lost connection
+    would, to interrupt a multi-step change half way.
+    """
+
+    def __init__(self, store, recorder: Recorder) -> None:
+        self.store = store
+        self.recorder = recorder
+        self.entities: dict[tuple[str, str], Any] = {}
+        self.fail_updates_after: int | None = None
+
+    def create_or_update(self, model):
+        import copy
+        import shutil
+        from pathlib import Path
+
+        from azure.core.exceptions import ServiceRequestError
+
+        if self.fail_updates_after is not None:
+            if self.fail_updates_after == 0:
+                self.fail_updates_after = None
+                raise ServiceRequestError("connection lost (injected)")
+            self.fail_updates_after -= 1
+        self.recorder.record("models.create_or_update", model._to_dict())
+        key = (model.name, str(model.version))
+        stored = self.entities.get(key)
+        if stored is None:
+            folder = self.store / model.name / str(model.version) / Path(model.path).name
+            shutil.copytree(model.path, folder)
+            stored = copy.deepcopy(model)
+            stored.path = str(folder)
+        elif model.path != stored.path:
+            raise ValueError(f"{key}: a model version's files cannot change")
+        stored.tags = dict(model.tags or {})
+        self.entities[key] = stored
+        return copy.deepcopy(stored)
+
+    def get(self, name: str, version: str):
+        import copy
+
+        from azure.core.exceptions import ResourceNotFoundError
+
+        if (name, str(version)) not in self.entities:
+            raise ResourceNotFoundError(f"model {name}:{version} not found")
+        return copy.deepcopy(self.entities[(name, str(version))])
+
+    def list(self, name: str):
+        import copy
+
+        from azure.core.exceptions import ResourceNotFoundError
+
+        found = [copy.deepcopy(e) for (n, _), e in self.entities.items() if n == name]
+        if not found:
+            raise ResourceNotFoundError(f"model {name} not found")
+        return iter(found)
+
+    def download(self, name: str, version: str, download_path) -> None:
+        import shutil
+        from pathlib import Path
+
+        self.recorder.record("models.download", name, version)
+        stored = Path(self.get(name, version).path)
+        shutil.copytree(stored, Path(download_path) / name / stored.name)

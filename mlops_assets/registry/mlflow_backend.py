@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,15 @@ class MlflowRegistry:
         if not self._registered_model_exists():
             return []
         found = self.client.search_model_versions(f"name = '{self.model_name}'")
-        return sorted((self._to_version(mv) for mv in found), key=lambda v: v.version)
+        # search_model_versions leaves aliases empty; the registered model has them all.
+        held: dict[int, list[str]] = {}
+        for alias, version in self.client.get_registered_model(self.model_name).aliases.items():
+            held.setdefault(int(version), []).append(alias)
+        versions = (self._to_version(mv) for mv in found)
+        return sorted(
+            (replace(v, aliases=tuple(sorted(held.get(v.version, [])))) for v in versions),
+            key=lambda v: v.version,
+        )
 
     def get_version(self, version: int) -> ModelVersion:
         return self._to_version(self.client.get_model_version(self.model_name, str(version)))

@@ -44,4 +44,6 @@ def candidate_model(
         "artifact": dg.MetadataValue.path(result["artifact_uri"]),
         "artifact_sha256": result["artifact_sha256"],
     }
+    if "aml_job" in result:
+        metadata["aml_job"] = result["aml_job"]
     return dg.Output(result, metadata=metadata, data_version=dg.DataVersion(result["fingerprint"]))

@@ -1,7 +1,8 @@
 """Fit the diabetes model: a standalone Dagster Pipes script.
 
 Runs unchanged as a local subprocess or as an Azure ML command job, so it imports only numpy,
-pandas, scikit-learn, skops, fsspec and dagster-pipes -- never the project's Dagster code.
+pandas, scikit-learn, skops, fsspec and dagster-pipes (on AML also adlfs, azure-storage-blob
+and azure-identity) -- never the project's Dagster code.
 
 Extras (from the orchestrator): ``snapshot_uri``, ``data_version``, ``output_uri`` (a folder URL),
 ``alpha``, ``holdout_percent``.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -121,10 +123,36 @@ def train(extras: dict, log=print) -> dict:
     }
 
 
+def pipes_transport() -> dict:
+    """Blob storage when launched on AML (MLOPS_PIPES_ACCOUNT_URL set); else Pipes' defaults.
+
+    On AML the job authenticates with the cluster's managed identity; a connection string in
+    AZURE_STORAGE_CONNECTION_STRING (the local AML stand-in with Azurite) takes precedence.
+    """
+    account_url = os.environ.get("MLOPS_PIPES_ACCOUNT_URL")
+    if not account_url:
+        return {}
+    from azure.storage.blob import BlobServiceClient
+    from dagster_pipes import PipesAzureBlobStorageContextLoader, PipesAzureBlobStorageMessageWriter
+
+    connection = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
+    if connection:
+        client = BlobServiceClient.from_connection_string(connection)
+    else:
+        from azure.identity import DefaultAzureCredential
+
+        client = BlobServiceClient(account_url, credential=DefaultAzureCredential())
+    interval = float(os.environ.get("MLOPS_PIPES_INTERVAL_SECONDS", "10"))
+    return {
+        "context_loader": PipesAzureBlobStorageContextLoader(client=client),
+        "message_writer": PipesAzureBlobStorageMessageWriter(client=client, interval=interval),
+    }
+
+
 def main() -> int:
     from dagster_pipes import open_dagster_pipes
 
-    with open_dagster_pipes() as pipes:
+    with open_dagster_pipes(**pipes_transport()) as pipes:
         result = train(dict(pipes.extras), log=pipes.log.info)
         pipes.report_asset_materialization(
             metadata={key: {"raw_value": value, "type": _pipes_type(value)} for key, value in result.items()},

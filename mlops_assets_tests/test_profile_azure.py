@@ -1,0 +1,226 @@
+"""MLOPS_PROFILE=azure end to end on this machine: storage on Azurite, training as an AML command
+job through dagster-azure's Pipes client (a stand-in MLClient runs the job as a local process, so
+context and messages really travel through blob storage), registry on a recording AML client.
+"""
+
+import json
+import uuid
+
+import dagster as dg
+import pytest
+
+from mlops_assets.data.seed import seed
+from mlops_assets.registry.aml_backend import AzureMLRegistryResource
+from mlops_assets.runner import ingest_new_files, retrain
+from mlops_assets.settings import get_settings
+from mlops_assets.training.aml_backend import AzureMLTrainingBackend
+from mlops_assets_tests.azurite import KEY
+from mlops_assets_tests.cloud_recorders import LocalAmlWorkspace
+
+IDENTITY = "7f0c1a52-4c55-4a8e-9d1e-3b8f7a1d2c90"
+
+
+@pytest.fixture
+def azure_settings(settings, azurite, monkeypatch):
+    from azure.storage.blob import BlobServiceClient
+
+    container = f"mlops-{uuid.uuid4().hex[:12]}"
+    BlobServiceClient.from_connection_string(azurite.connection_string).create_container(container)
+    for name, value in {
+        "PROFILE": "azure",
+        "STORAGE_URL": f"az://{container}",
+        "AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string,
+        "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000001",
+        "AZURE_RESOURCE_GROUP": "rg-mlops",
+        "AML_WORKSPACE": "mlw-mlops",
+        "AML_IDENTITY_CLIENT_ID": IDENTITY,
+    }.items():
+        monkeypatch.setenv(f"MLOPS_{name}", value)
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+def on_aml(defs: dg.Definitions, aml: LocalAmlWorkspace, **trainer_fields) -> dg.Definitions:
+    """The profile's definitions with only the AML control plane swapped for the stand-in."""
+
+    class Trainer(AzureMLTrainingBackend):
+        def ml_client(self):
+            return aml
+
+    class Registry(AzureMLRegistryResource):
+        def ml_client(self):
+            return aml
+
+    trainer, registry = defs.resources["trainer"], defs.resources["registry"]
+    fields = {"poll_interval_seconds": 0.2, "message_interval_seconds": 0.2, **trainer_fields}
+    return dg.Definitions(
+        assets=defs.assets,
+        asset_checks=defs.asset_checks,
+        jobs=defs.jobs,
+        sensors=defs.sensors,
+        schedules=defs.schedules,
+        executor=defs.executor,
+        resources={
+            **defs.resources,
+            "trainer": Trainer(
+                **{**trainer.model_dump(exclude={"storage"}), **fields}, storage=trainer.storage
+            ),
+            "registry": Registry(**registry.model_dump()),
+        },
+    )
+
+
+@pytest.fixture
+def aml(azure_settings, azurite, tmp_path):
+    # What the cluster's managed identity gives the job; handed to the process, never to the job entity.
+    return LocalAmlWorkspace(
+        tmp_path / "aml", job_secrets={"AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string}
+    )
+
+
+@pytest.fixture
+def ingested(azure_settings, instance, aml):
+    from mlops_assets.definitions import build_definitions
+
+    defs = on_aml(build_definitions(azure_settings), aml)
+    storage = defs.resources["storage"].get()
+    assert list(storage.list_files("landing")) == []  # the profile never seeds a user's storage
+    seed(storage)  # as `mlops-assets seed` would, asked to
+    outcomes = ingest_new_files(defs, instance, storage, azure_settings.lock_dir)
+    assert [o.partition for o in outcomes if o.success] == ["diabetes-part-1.csv"]
+    return defs
+
+
+def test_the_retraining_job_trains_on_aml_through_blob_pipes_and_registers_in_aml(
+    azure_settings, instance, aml, ingested, azurite
+):
+    outcome = retrain(ingested, instance, azure_settings.lock_dir)
+    assert outcome.success, outcome.errors
+    candidate = outcome.candidate
+    assert candidate["compute_backend"] == "azureml:mlw-mlops/cpu-cluster"
+    assert candidate["artifact_uri"].startswith(f"{azure_settings.storage_url}/models/candidates/")
+    assert outcome.registered["version"] == 1
+
+    # The job AML would store: code, command line, environment, compute, identity -- and no secret.
+    (job,), meta = aml.recorder.last("jobs.create_or_update")
+    assert meta["job_name"] == candidate["aml_job"] and meta["experiment"] == "mlops-assets-training"
+    assert job["component"]["command"] == "python train.py"
+    assert job["compute"] == "azureml:cpu-cluster"
+    assert job["resources"] == {"instance_count": 1}
+    assert job["identity"] == {"type": "managed_identity", "client_id": IDENTITY}
+    assert job["environment"]["image"] == azure_settings.aml_environment_image
+    assert "scikit-learn==1.9.1" in job["environment"]["conda_file"]["dependencies"][-1]["pip"]
+    variables = job["environment_variables"]
+    assert variables["AZURE_STORAGE_ACCOUNT_NAME"] == "devstoreaccount1"
+    assert variables["AZURE_CLIENT_ID"] == IDENTITY
+    assert {"DAGSTER_PIPES_CONTEXT", "DAGSTER_PIPES_MESSAGES"} <= set(variables)
+    serialised = json.dumps([job, meta], default=str)
+    assert KEY not in serialised and "AccountKey" not in serialised
+    assert sorted(p.name for p in (aml.workdir / meta["job_name"] / "code").iterdir()) == ["train.py"]
+
+    # Messages and context went through the Pipes container, and nothing is left there.
+    from azure.storage.blob import BlobServiceClient
+
+    pipes = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(
+        azure_settings.aml_pipes_container
+    )
+    assert list(pipes.list_blobs()) == []
+
+    # The registry got the version from the AML stand-in, files and all.
+    registry = ingested.resources["registry"].get_registry()
+    (version,) = registry.list_versions()
+    assert version.fingerprint == candidate["fingerprint"]
+    manifest = json.loads(registry.read_file(1, "manifest.json"))
+    assert manifest["sha256"] == candidate["artifact_sha256"]
+
+    # Retraining on the same data: same fingerprint, nothing new registered.
+    again = retrain(ingested, instance, azure_settings.lock_dir)
+    assert again.success and [v.version for v in registry.list_versions()] == [1]
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "state", "timeout"),
+    [("canceled", "Canceled", 600), ("hang", "NotResponding", 2)],
+)
+def test_a_job_that_does_not_complete_fails_the_asset_naming_the_job_and_registers_nothing(
+    azure_settings, instance, azurite, tmp_path, ingested, behaviour, state, timeout
+):
+    stuck = LocalAmlWorkspace(
+        tmp_path / behaviour,
+        job_secrets={"AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string},
+        behaviour=behaviour,
+    )
+    defs = on_aml(ingested, stuck, timeout_seconds=timeout)
+    outcome = retrain(defs, instance, azure_settings.lock_dir)
+    assert not outcome.success
+    (_,), meta = stuck.recorder.last("jobs.create_or_update")
+    (message,) = [e for e in outcome.errors if "Azure ML job" in e]
+    assert meta["job_name"] in message and state in message
+    assert outcome.registered is None
+    assert defs.resources["registry"].get_registry().list_versions() == []
+    if behaviour == "hang":
+        assert stuck.recorder.last("jobs.begin_cancel")[0] == (meta["job_name"],)
+        assert "cancelled, now Canceled" in message
+
+
+def test_a_job_whose_script_fails_names_the_job_and_registers_nothing(
+    azure_settings, instance, azurite, tmp_path, ingested
+):
+    # The cluster's identity cannot read the storage: train.py really runs, and really fails.
+    denied = LocalAmlWorkspace(
+        tmp_path / "denied",
+        job_secrets={"AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string.replace(KEY, "d3Jvbmc=")},
+    )
+    outcome = retrain(on_aml(ingested, denied), instance, azure_settings.lock_dir)
+    assert not outcome.success
+    (_,), meta = denied.recorder.last("jobs.create_or_update")
+    assert any(f"Azure ML job {meta['job_name']} ended Failed" in e for e in outcome.errors), outcome.errors
+    assert "Server failed to authenticate" in denied.log(meta["job_name"])  # the job's own log says why
+    assert ingested.resources["registry"].get_registry().list_versions() == []
+
+
+def test_the_aml_environment_pins_what_the_lock_installs_here():
+    """A model trained on AML must be the model trained locally: same libraries, same versions."""
+    import importlib.metadata
+
+    import yaml
+
+    from mlops_assets.training.aml_backend import TRAIN_ENVIRONMENT
+
+    conda = yaml.safe_load(TRAIN_ENVIRONMENT.read_text())
+    pins = dict(line.split("==") for line in conda["dependencies"][-1]["pip"])
+    assert {"scikit-learn", "numpy", "pandas", "skops", "dagster-pipes", "adlfs"} <= set(pins)
+    assert {name: importlib.metadata.version(name) for name in pins} == pins
+
+
+def test_the_azure_profile_names_what_it_is_missing(settings, monkeypatch):
+    from mlops_assets.profiles import resources_for
+
+    monkeypatch.setenv("MLOPS_PROFILE", "azure")
+    get_settings.cache_clear()
+    with pytest.raises(
+        ValueError, match="MLOPS_AZURE_SUBSCRIPTION_ID, MLOPS_AZURE_RESOURCE_GROUP, MLOPS_AML_WORKSPACE"
+    ):
+        resources_for(get_settings())
+    for name, value in {
+        "AZURE_SUBSCRIPTION_ID": "s",
+        "AZURE_RESOURCE_GROUP": "rg",
+        "AML_WORKSPACE": "w",
+        "STORAGE_URL": "file:///tmp/x",
+    }.items():
+        monkeypatch.setenv(f"MLOPS_{name}", value)
+    get_settings.cache_clear()
+    with pytest.raises(ValueError, match="needs MLOPS_STORAGE_URL=az://"):
+        resources_for(get_settings())
+    monkeypatch.setenv("MLOPS_STORAGE_URL", "az://mlops")
+    get_settings.cache_clear()
+    with pytest.raises(ValueError, match="needs storage credentials"):
+        resources_for(get_settings())
+    monkeypatch.setenv("MLOPS_AZURE_STORAGE_ACCOUNT", "mlopsdata")
+    get_settings.cache_clear()
+    resources = resources_for(get_settings())
+    assert type(resources["trainer"]).__name__ == "AzureMLTrainingBackend"
+    assert type(resources["registry"]).__name__ == "AzureMLRegistryResource"
+    assert resources["storage"].storage_account() == "mlopsdata"
+    get_settings.cache_clear()
