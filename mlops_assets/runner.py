@@ -60,7 +60,12 @@ def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
         if data.user_failure_data and data.user_failure_data.description:
             messages.append(data.user_failure_data.description)
         elif data.error is not None:
-            messages.append(data.error.message.strip().splitlines()[-1])
+            # Dagster wraps the user's exception ("Error occurred while executing op …"): say both.
+            error, said = data.error, [data.error.message.strip().splitlines()[-1]]
+            while error.cause is not None:
+                error = error.cause
+                said.append(error.message.strip().splitlines()[-1])
+            messages.append(" ".join(said))
     return messages
 
 

@@ -31,11 +31,16 @@ class Azurite:
 
 
 def start(location: Path) -> tuple[subprocess.Popen, Azurite]:
-    if not MAIN.exists():
-        raise RuntimeError(f"{MAIN} is missing: run `make test` (it runs `npm ci`) or `npm ci`")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    return start_on(location, port)
+
+
+def start_on(location: Path, port: int) -> tuple[subprocess.Popen, Azurite]:
+    """Azurite on ``port`` over ``location`` (restarting on the same folder keeps every blob)."""
+    if not MAIN.exists():
+        raise RuntimeError(f"{MAIN} is missing: run `make test` (it runs `npm ci`) or `npm ci`")
     location.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         [

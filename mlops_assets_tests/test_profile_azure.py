@@ -224,3 +224,114 @@ def test_the_azure_profile_names_what_it_is_missing(settings, monkeypatch):
     assert type(resources["registry"]).__name__ == "AzureMLRegistryResource"
     assert resources["storage"].storage_account() == "mlopsdata"
     get_settings.cache_clear()
+
+
+def test_storage_credentials_from_key_vault_never_reach_logs_or_metadata(
+    settings, instance, azurite, monkeypatch
+):
+    from azure.storage.blob import BlobServiceClient
+
+    from mlops_assets.definitions import build_definitions
+    from mlops_assets.storage import StorageIOManager, StorageResource
+
+    container = f"mlops-{uuid.uuid4().hex[:12]}"
+    BlobServiceClient.from_connection_string(azurite.connection_string).create_container(container)
+    for name, value in {
+        "PROFILE": "azure",
+        "STORAGE_URL": f"az://{container}",
+        "KEY_VAULT_URL": "https://kv-mlops.vault.azure.net",
+        "STORAGE_KEY_VAULT_SECRET": "storage-connection-string",
+        "AZURE_SUBSCRIPTION_ID": "s",
+        "AZURE_RESOURCE_GROUP": "rg",
+        "AML_WORKSPACE": "w",
+    }.items():
+        monkeypatch.setenv(f"MLOPS_{name}", value)
+    get_settings.cache_clear()
+    azure = get_settings()
+    defs = build_definitions(azure)
+    configured = defs.resources["storage"]
+    assert configured.connection_string is None
+    assert (configured.key_vault_url, configured.key_vault_secret) == (
+        "https://kv-mlops.vault.azure.net",
+        "storage-connection-string",
+    )
+    asked: list[str] = []
+
+    class Vault:  # Key Vault's data plane: SecretClient.get_secret
+        def get_secret(self, name):
+            asked.append(name)
+            return type("Secret", (), {"value": azurite.connection_string})()
+
+    class VaultStorage(StorageResource):
+        def secret_client(self):
+            return Vault()
+
+    storage = VaultStorage(**configured.model_dump())
+    seed(storage.get())
+    resources = {**defs.resources, "storage": storage, "io_manager": StorageIOManager(storage=storage)}
+    on_vault = dg.Definitions(
+        assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs, resources=resources
+    )
+    outcomes = ingest_new_files(on_vault, instance, storage.get(), azure.lock_dir)
+    assert [o.success for o in outcomes] == [True]
+    assert storage.get().exists("assets/validated_batch/diabetes-part-1.csv.parquet")
+    # Fetched when a run sets the resource up (a rotated secret reaches the next run), not per call.
+    assert set(asked) == {"storage-connection-string"} and len(asked) <= 3
+
+    entries = instance.all_logs(outcomes[0].run_id)
+    text = "\n".join(f"{entry.user_message} {entry.dagster_event}" for entry in entries)
+    assert "validated_batch" in text  # the run's events are there to search
+    assert KEY not in text and "AccountKey" not in text
+    get_settings.cache_clear()
+
+
+def test_storage_going_away_fails_the_run_clearly_and_the_next_run_starts_clean(
+    settings, instance, tmp_path, monkeypatch
+):
+    """A private Azurite, stopped after ingest: retraining fails naming the storage, within the bound
+    fsstore sets; once it is back, the next run trains from what was whole before and registers v1."""
+    import time
+
+    from azure.storage.blob import BlobServiceClient
+
+    from mlops_assets.definitions import build_definitions
+    from mlops_assets_tests import azurite as emulator
+
+    location = tmp_path / "azurite-private"
+    process, service = emulator.start(location)
+    try:
+        BlobServiceClient.from_connection_string(service.connection_string).create_container("mlops")
+        for name, value in {
+            "PROFILE": "azure",
+            "STORAGE_URL": "az://mlops",
+            "AZURE_STORAGE_CONNECTION_STRING": service.connection_string,
+            "AZURE_SUBSCRIPTION_ID": "s",
+            "AZURE_RESOURCE_GROUP": "rg",
+            "AML_WORKSPACE": "w",
+        }.items():
+            monkeypatch.setenv(f"MLOPS_{name}", value)
+        get_settings.cache_clear()
+        azure = get_settings()
+        aml = LocalAmlWorkspace(
+            tmp_path / "aml", job_secrets={"AZURE_STORAGE_CONNECTION_STRING": service.connection_string}
+        )
+        defs = on_aml(build_definitions(azure), aml)
+        storage = defs.resources["storage"].get()
+        seed(storage)
+        assert [o.success for o in ingest_new_files(defs, instance, storage, azure.lock_dir)] == [True]
+
+        emulator.stop(process)
+        started = time.monotonic()
+        down = retrain(defs, instance, azure.lock_dir)
+        assert not down.success
+        assert any(f"Cannot connect to host 127.0.0.1:{service.port}" in e for e in down.errors), down.errors
+        assert time.monotonic() - started < 60
+        assert aml.recorder.names() == []  # no job was submitted on a half-read input
+
+        process, _ = emulator.start_on(location, service.port)
+        back = retrain(defs, instance, azure.lock_dir)
+        assert back.success, back.errors
+        assert [v.version for v in defs.resources["registry"].get_registry().list_versions()] == [1]
+    finally:
+        emulator.stop(process)
+        get_settings.cache_clear()
