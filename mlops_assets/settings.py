@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     scoring_log_max_backlog: int = Field(
         default=200_000, gt=0, description="Unwritten records per worker before scoring sheds (503)."
     )
+    applicationinsights_connection_string: SecretStr | None = Field(
+        default=None,
+        validation_alias="APPLICATIONINSIGHTS_CONNECTION_STRING",  # Azure's own name for it
+        description="Scoring service telemetry to Application Insights; unset: none, nothing imported.",
+    )
     scoring_drain_seconds: float = Field(
         default=5.0,
         ge=0,

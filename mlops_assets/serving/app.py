@@ -64,6 +64,7 @@ class ServiceConfig:
     poll_seconds: float = 1.0
     deployment_id: str | None = None  # lets a deployer tell its own process from another on the port
     drain_seconds: float = 5.0  # longest SIGTERM drain before uvicorn's shutdown (0: none)
+    telemetry_connection_string: str | None = None  # Application Insights; None: no telemetry at all
 
 
 def _release_signature(folder: Path) -> tuple:
@@ -299,6 +300,10 @@ def create_app(config: ServiceConfig) -> Starlette:
         middleware=[Middleware(CloseWhileDraining, drain=service.drain)],
     )
     app.state.service = service
+    if config.telemetry_connection_string:
+        from mlops_assets.serving.telemetry import instrument
+
+        instrument(app, config.telemetry_connection_string)
     return app
 
 
@@ -324,6 +329,11 @@ def config_from_settings() -> ServiceConfig:
         poll_seconds=settings.model_poll_seconds,
         deployment_id=settings.deployment_id,
         drain_seconds=settings.scoring_drain_seconds,
+        telemetry_connection_string=(
+            settings.applicationinsights_connection_string.get_secret_value()
+            if settings.applicationinsights_connection_string
+            else None
+        ),
     )
 
 
