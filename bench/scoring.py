@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,13 +30,17 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from mlops_assets_tests.webhook import TelemetryReceiver  # noqa: E402
+
 VENVS = REPO / "bench" / ".venvs"
 UV = Path(sys.executable).parent / "uv"
 OUR_BIN = Path(sys.executable).parent
 KEY = "bench-key"
+TELEMETRY = TelemetryReceiver().__enter__()  # the ingestion endpoint "ours+appinsights" exports to
 SCENARIOS = [(1, 16), (1, 64), (100, 16), (100, 64)]
 SERVER_ORDER = [
     "ours",
+    "ours+appinsights",
     "bare-starlette",
     "bare-starlette-affine",
     "azureml-inference-server",
@@ -109,11 +114,18 @@ def build_servers(work: Path, model, names: set[str]) -> list[Server]:
     servers: list[Server] = []
     port = free_port
 
-    if "ours" in names:
+    for name in ("ours", "ours+appinsights"):
+        if name not in names:
+            continue
         p = port()
+        env = {"MLOPS_HOME": str(work / "home"), "MLOPS_SCORING_KEYS": KEY}
+        if name == "ours+appinsights":
+            # Telemetry on, with the distro's defaults (5 traces/s sampled, metrics every 60 s),
+            # exported to an Application Insights ingestion endpoint on 127.0.0.1.
+            env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = TELEMETRY.connection_string
         servers.append(
             Server(
-                "ours",
+                name,
                 [
                     str(OUR_BIN / "mlops-assets"),
                     "serve",
@@ -127,7 +139,7 @@ def build_servers(work: Path, model, names: set[str]) -> list[Server]:
                 f"http://127.0.0.1:{p}/score",
                 plain_body,
                 lambda r: r["result"],
-                env={"MLOPS_HOME": str(work / "home"), "MLOPS_SCORING_KEYS": KEY},
+                env=env,
                 headers={"Authorization": f"Bearer {KEY}", "x-mlops-synthetic": "true"},
                 health="/health/ready",
             )
@@ -450,6 +462,9 @@ def main() -> int:
             print(
                 f"{name:<26}{f'{rows}r@{connections}c':>12}{f['rps']:>10.0f}{f['p50']:>9.2f}{f['p99']:>9.2f}{f['non2xx'] + f['socket_errors']:>9}{rss:>28}{ratio:>11}"
             )
+    if "ours+appinsights" in results:
+        kinds = Counter(e.get("data", {}).get("baseType") for e in TELEMETRY.envelopes)
+        print(f"\nApplication Insights envelopes received from ours+appinsights: {dict(kinds)}")
     print(
         f"\nwrk ran on the same 2 cores (its CPU use, in cores, is printed per run above). Work dir: {work}"
     )

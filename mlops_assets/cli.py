@@ -115,7 +115,11 @@ def cmd_provision(_: argparse.Namespace) -> int:
 
     client = aml_client(settings.azure_subscription_id, settings.azure_resource_group, settings.aml_workspace)
     spec = ClusterSpec(
-        settings.aml_compute_name, settings.aml_vm_size, settings.aml_max_nodes, settings.aml_idle_seconds
+        settings.aml_compute_name,
+        settings.aml_vm_size,
+        settings.aml_max_nodes,
+        settings.aml_idle_seconds,
+        identity_id=settings.aml_identity_id,
     )
     try:
         action = provision_cluster(client, spec)

@@ -18,10 +18,19 @@ class ClusterSpec:
     max_instances: int
     idle_seconds: int
     tier: str = "dedicated"
+    identity_id: str = ""  # resource id of a user-assigned identity; empty: a system-assigned one
 
     def entity(self) -> Any:
-        from azure.ai.ml.entities import AmlCompute
+        from azure.ai.ml.entities import AmlCompute, IdentityConfiguration, ManagedIdentityConfiguration
 
+        # Training jobs reach storage as this identity: no key in any job definition.
+        if self.identity_id:
+            identity = IdentityConfiguration(
+                type="user_assigned",
+                user_assigned_identities=[ManagedIdentityConfiguration(resource_id=self.identity_id)],
+            )
+        else:
+            identity = IdentityConfiguration(type="system_assigned")
         return AmlCompute(
             name=self.name,
             size=self.size,
@@ -29,6 +38,7 @@ class ClusterSpec:
             max_instances=self.max_instances,
             idle_time_before_scale_down=self.idle_seconds,
             tier=self.tier,
+            identity=identity,
         )
 
 
@@ -46,8 +56,8 @@ def provision_cluster(ml_client: Any, spec: ClusterSpec) -> str:
     except ResourceNotFoundError:
         existing = None
     if existing is not None:
-        have = {k: getattr(existing, k, None) for k in COMPARED}
-        want = {k: getattr(wanted, k) for k in COMPARED}
+        have = {k: getattr(existing, k, None) for k in COMPARED} | {"identity": _identity(existing)}
+        want = {k: getattr(wanted, k) for k in COMPARED} | {"identity": _identity(wanted)}
         if str(have["size"]).lower() != spec.size.lower():
             raise ProvisionError(
                 f"compute {spec.name} exists with size {have['size']}, not {spec.size}: AML cannot resize a "
@@ -57,3 +67,11 @@ def provision_cluster(ml_client: Any, spec: ClusterSpec) -> str:
             return "unchanged"
     ml_client.compute.begin_create_or_update(wanted).result()
     return "updated" if existing is not None else "created"
+
+
+def _identity(compute: Any) -> tuple:
+    identity = getattr(compute, "identity", None)
+    if identity is None:
+        return ()
+    assigned = sorted(str(i.resource_id).lower() for i in (identity.user_assigned_identities or []))
+    return (str(identity.type).lower(), *assigned)

@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     aml_vm_size: str = Field(default="Standard_DS3_v2", description="VM size of the cluster's nodes.")
     aml_max_nodes: int = Field(default=4, ge=1, description="Upper node bound (the lower one is 0).")
     aml_idle_seconds: int = Field(default=300, ge=60, description="Idle time before a node is released.")
+    aml_identity_id: str = Field(
+        default="",
+        description="Resource id of the user-assigned identity `provision` gives the cluster; empty: system.",
+    )
     aml_identity_client_id: str = Field(
         default="",
         description="Client id of the cluster's user-assigned identity (reads/writes storage); empty: system.",

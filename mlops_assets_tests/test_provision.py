@@ -46,6 +46,7 @@ def test_the_cluster_scales_to_zero_and_provisioning_twice_changes_nothing():
         "min_instances": 0,
         "max_instances": 4,
         "idle_time_before_scale_down": 300,
+        "identity": {"type": "system_assigned"},  # what training jobs reach storage as
         "enable_node_public_ip": True,
     }
     assert provision_cluster(client, spec) == "unchanged"
@@ -54,6 +55,15 @@ def test_the_cluster_scales_to_zero_and_provisioning_twice_changes_nothing():
     bigger = ClusterSpec("cpu-cluster", "Standard_DS3_v2", max_instances=8, idle_seconds=300)
     assert provision_cluster(client, bigger) == "updated"
     assert client.recorder.last("compute.begin_create_or_update")[0][0]["max_instances"] == 8
+
+    identity = (
+        "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/train"
+    )
+    with_identity = ClusterSpec("cpu-cluster", "Standard_DS3_v2", 8, 300, identity_id=identity)
+    assert provision_cluster(client, with_identity) == "updated"
+    sent = client.recorder.last("compute.begin_create_or_update")[0][0]["identity"]
+    assert sent == {"type": "user_assigned", "user_assigned_identities": [{"resource_id": identity}]}
+    assert provision_cluster(client, with_identity) == "unchanged"
 
     with pytest.raises(ProvisionError, match="AML cannot resize a cluster"):
         provision_cluster(client, ClusterSpec("cpu-cluster", "Standard_NC6s_v3", 8, 300))

@@ -59,7 +59,18 @@ def test_requests_are_traced_and_measured_in_application_insights(tmp_path):
             assert codes == ["200"] * 5 + ["401"]
             assert scored[0]["tags"]["ai.operation.id"] == TRACE_ID  # the caller's trace continues here
             assert scored[0]["tags"]["ai.cloud.role"] == "mlops-scoring"
-            assert _eventually(lambda: insights.of_type("MetricData"))
+            counted = _eventually(
+                lambda: [
+                    m
+                    for m in insights.of_type("MetricData")
+                    if m["data"]["baseData"]["metrics"][0]["name"] == "scoring.requests"
+                    and m["data"]["baseData"]["properties"].get("code") == "200"
+                    and m["data"]["baseData"]["metrics"][0]["value"] >= 5
+                ]
+            )
+            assert (
+                counted[-1]["data"]["baseData"]["metrics"][0]["value"] == 5
+            )  # the five scored (the 401 has its own code)
             names = {r["data"]["baseData"]["name"] for r in insights.of_type("RequestData")}
             assert not any("health" in n or "metrics" in n for n in names)  # probes are not requests
         finally:
@@ -81,3 +92,36 @@ print(sorted(m for m in sys.modules if m.startswith(("opentelemetry", "azure.mon
 """
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_the_request_log_goes_to_blob_storage_with_the_services_own_credentials(tmp_path, azurite):
+    """On AKS the service writes scoring-logs/ to az:// as its workload identity; here, Azurite."""
+    import uuid
+
+    from azure.storage.blob import BlobServiceClient
+
+    container = f"logs-{uuid.uuid4().hex[:12]}"
+    blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
+    blobs.create_container(container)
+    home = tmp_path / "mlops"
+    write_release(home / "release", version=1)
+    service = Service(
+        home,
+        home / "release",
+        env={
+            "MLOPS_SCORING_LOG_URL": f"az://{container}",
+            "AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string,  # adlfs' own variable
+        },
+    ).wait_live()
+    try:
+        service.wait_version("1")
+        ids = {service.score().headers["x-request-id"] for _ in range(5)}
+    finally:
+        service.stop()
+    assert "5 written, 0 spilled" in service.log()
+    lines = [
+        json.loads(line)
+        for blob in blobs.get_container_client(container).list_blobs(name_starts_with="scoring-logs/date=")
+        for line in blobs.get_blob_client(container, blob.name).download_blob().readall().splitlines()
+    ]
+    assert {r["request_id"] for r in lines} == ids
