@@ -20,24 +20,33 @@ from mlops_assets_tests.cloud_recorders import LocalAmlWorkspace
 IDENTITY = "7f0c1a52-4c55-4a8e-9d1e-3b8f7a1d2c90"
 
 
-@pytest.fixture
-def azure_settings(settings, azurite, monkeypatch):
+def use_azure_profile(monkeypatch, emulator_connection: str, container: str = "", **settings: str):
+    """MLOPS_PROFILE=azure on a fresh container of the emulator; other settings as MLOPS_<NAME>=value."""
     from azure.storage.blob import BlobServiceClient
 
-    container = f"mlops-{uuid.uuid4().hex[:12]}"
-    BlobServiceClient.from_connection_string(azurite.connection_string).create_container(container)
-    for name, value in {
+    container = container or f"mlops-{uuid.uuid4().hex[:12]}"
+    BlobServiceClient.from_connection_string(emulator_connection).create_container(container)
+    chosen = {
         "PROFILE": "azure",
         "STORAGE_URL": f"az://{container}",
-        "AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string,
+        "AZURE_STORAGE_CONNECTION_STRING": emulator_connection,
         "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000001",
         "AZURE_RESOURCE_GROUP": "rg-mlops",
         "AML_WORKSPACE": "mlw-mlops",
-        "AML_IDENTITY_CLIENT_ID": IDENTITY,
-    }.items():
-        monkeypatch.setenv(f"MLOPS_{name}", value)
+        **settings,
+    }
+    for name, value in chosen.items():
+        if value:
+            monkeypatch.setenv(f"MLOPS_{name}", value)
+        else:
+            monkeypatch.delenv(f"MLOPS_{name}", raising=False)
     get_settings.cache_clear()
-    yield get_settings()
+    return get_settings()
+
+
+@pytest.fixture
+def azure_settings(settings, azurite, monkeypatch):
+    yield use_azure_profile(monkeypatch, azurite.connection_string, AML_IDENTITY_CLIENT_ID=IDENTITY)
     get_settings.cache_clear()
 
 
@@ -229,25 +238,17 @@ def test_the_azure_profile_names_what_it_is_missing(settings, monkeypatch):
 def test_storage_credentials_from_key_vault_never_reach_logs_or_metadata(
     settings, instance, azurite, monkeypatch
 ):
-    from azure.storage.blob import BlobServiceClient
 
     from mlops_assets.definitions import build_definitions
     from mlops_assets.storage import StorageIOManager, StorageResource
 
-    container = f"mlops-{uuid.uuid4().hex[:12]}"
-    BlobServiceClient.from_connection_string(azurite.connection_string).create_container(container)
-    for name, value in {
-        "PROFILE": "azure",
-        "STORAGE_URL": f"az://{container}",
-        "KEY_VAULT_URL": "https://kv-mlops.vault.azure.net",
-        "STORAGE_KEY_VAULT_SECRET": "storage-connection-string",
-        "AZURE_SUBSCRIPTION_ID": "s",
-        "AZURE_RESOURCE_GROUP": "rg",
-        "AML_WORKSPACE": "w",
-    }.items():
-        monkeypatch.setenv(f"MLOPS_{name}", value)
-    get_settings.cache_clear()
-    azure = get_settings()
+    azure = use_azure_profile(
+        monkeypatch,
+        azurite.connection_string,
+        AZURE_STORAGE_CONNECTION_STRING="",  # none in the environment: only in the vault
+        KEY_VAULT_URL="https://kv-mlops.vault.azure.net",
+        STORAGE_KEY_VAULT_SECRET="storage-connection-string",
+    )
     defs = build_definitions(azure)
     configured = defs.resources["storage"]
     assert configured.connection_string is None
@@ -292,26 +293,13 @@ def test_storage_going_away_fails_the_run_clearly_and_the_next_run_starts_clean(
     fsstore sets; once it is back, the next run trains from what was whole before and registers v1."""
     import time
 
-    from azure.storage.blob import BlobServiceClient
-
     from mlops_assets.definitions import build_definitions
     from mlops_assets_tests import azurite as emulator
 
     location = tmp_path / "azurite-private"
     process, service = emulator.start(location)
     try:
-        BlobServiceClient.from_connection_string(service.connection_string).create_container("mlops")
-        for name, value in {
-            "PROFILE": "azure",
-            "STORAGE_URL": "az://mlops",
-            "AZURE_STORAGE_CONNECTION_STRING": service.connection_string,
-            "AZURE_SUBSCRIPTION_ID": "s",
-            "AZURE_RESOURCE_GROUP": "rg",
-            "AML_WORKSPACE": "w",
-        }.items():
-            monkeypatch.setenv(f"MLOPS_{name}", value)
-        get_settings.cache_clear()
-        azure = get_settings()
+        azure = use_azure_profile(monkeypatch, service.connection_string)
         aml = LocalAmlWorkspace(
             tmp_path / "aml", job_secrets={"AZURE_STORAGE_CONNECTION_STRING": service.connection_string}
         )
