@@ -252,6 +252,7 @@ def build_automation_defs(
 ) -> dg.Definitions:
     status = dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED
     schedule_status = dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED
+    from mlops_assets.batch.automation import build_batch_automation
     from mlops_assets.monitoring.automation import build_monitoring_automation
 
     core = dg.Definitions(
@@ -263,4 +264,8 @@ def build_automation_defs(
         ],
         schedules=build_schedules(schedule_status, retrain_cron),
     )
-    return dg.Definitions.merge(core, build_monitoring_automation(status, schedule_status))
+    return dg.Definitions.merge(
+        core,
+        build_monitoring_automation(status, schedule_status),
+        build_batch_automation(status, sensor_interval),
+    )

@@ -10,6 +10,7 @@ quiet_api_stage_warnings()
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     from mlops_assets.automation import build_automation_defs
+    from mlops_assets.batch.definitions import defs as batch_defs
     from mlops_assets.data.definitions import defs as data_defs
     from mlops_assets.monitoring.definitions import defs as monitoring_defs
     from mlops_assets.profiles import resources_for
@@ -17,7 +18,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     from mlops_assets.release.definitions import defs as release_defs
     from mlops_assets.training.definitions import defs as training_defs
 
-    domains = dg.Definitions.merge(data_defs, training_defs, registry_defs, release_defs, monitoring_defs)
+    domains = dg.Definitions.merge(
+        data_defs, training_defs, registry_defs, release_defs, monitoring_defs, batch_defs
+    )
     linked = dg.Definitions(
         assets=dg.with_source_code_references(list(domains.assets or [])),
         asset_checks=domains.asset_checks,

@@ -39,7 +39,8 @@ class Storage:
         if storage_options.get("connection_string") and hasattr(self.fs, "service_client"):
             _bound_blob_retries(self.fs, storage_options["connection_string"])
 
-    def _full(self, path: str) -> str:
+    def fs_path(self, path: str) -> str:
+        """The path as ``self.fs`` names it (for streaming with ``self.fs.open``)."""
         return posixpath.join(self._root, path.lstrip("/"))
 
     def uri(self, path: str) -> str:
@@ -47,13 +48,13 @@ class Storage:
         return f"{self.root_url}/{path.lstrip('/')}"
 
     def exists(self, path: str) -> bool:
-        return self.fs.exists(self._full(path))
+        return self.fs.exists(self.fs_path(path))
 
     def read_bytes(self, path: str) -> bytes:
-        return self.fs.cat_file(self._full(path))
+        return self.fs.cat_file(self.fs_path(path))
 
     def write_bytes(self, path: str, data: bytes) -> str:
-        full = self._full(path)
+        full = self.fs_path(path)
         if self._is_local:
             # Write beside, then rename: a reader never sees half a file.
             self.fs.makedirs(posixpath.dirname(full), exist_ok=True)
@@ -65,7 +66,7 @@ class Storage:
         return self.uri(path)
 
     def modified(self, path: str) -> float:
-        return _modified(self.fs.info(self._full(path)))
+        return _modified(self.fs.info(self.fs_path(path)))
 
     def write_json(self, path: str, obj: Any) -> str:
         return self.write_bytes(path, json.dumps(obj, indent=2, sort_keys=True).encode())
@@ -79,7 +80,7 @@ class Storage:
         ``versions=False`` leaves ``version`` empty: on a local folder the version is a content
         hash, too costly for many files that are never rewritten (the scoring logs).
         """
-        base = self._full(prefix)
+        base = self.fs_path(prefix)
         if not self.fs.exists(base):
             return
         for full, info in sorted(self.fs.find(base, detail=True).items()):

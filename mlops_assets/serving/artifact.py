@@ -126,7 +126,12 @@ def load_release(model_dir: str | os.PathLike) -> LoadedModel:
     artifact_path = manifest_path.parent / manifest["artifact"]
     if not artifact_path.is_file():
         raise ArtifactError(f"{artifact_path}: the artifact the manifest names is missing")
-    model = load_verified_model(artifact_path.read_bytes(), manifest["sha256"], str(artifact_path))
+    return loaded_model(manifest, artifact_path.read_bytes(), str(artifact_path))
+
+
+def loaded_model(manifest: dict[str, Any], artifact: bytes, source: str) -> LoadedModel:
+    """The artifact verified against its manifest and loaded, with the fastest equal predictor."""
+    model = load_verified_model(artifact, manifest["sha256"], source)
     features = tuple(manifest["features"])
     fast = affine_predictor(model, len(features))
     return LoadedModel(
@@ -134,7 +139,7 @@ def load_release(model_dir: str | os.PathLike) -> LoadedModel:
         version=str(manifest["version"]),
         features=features,
         sha256=manifest["sha256"],
-        source=str(artifact_path),
+        source=source,
         model=model,
         predict=fast or model.predict,
         fast_path=fast is not None,

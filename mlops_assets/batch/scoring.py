@@ -1,0 +1,234 @@
+"""Score one file in bulk, streamed: chunks in, predictions and refused rows out, memory bounded.
+
+Plain functions over a file system (fsspec) and a loaded model; the asset and the AML job call
+them. Every input row ends up in exactly one of two parquet files: the predictions (``row_id``,
+``prediction``, ``model_version``) or the refused rows (``row_id``, ``reason``, the raw values).
+Both are written under temporary names and moved into place only when complete, so a reader
+never sees half a file.
+"""
+
+import posixpath
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from mlops_assets.serving.artifact import MAX_ABS_VALUE
+
+CHUNK_ROWS = 262_144
+READABLE = (".csv", ".parquet")
+
+
+class BatchInputError(ValueError):
+    """A file that cannot be scored at all (format, missing columns); the message names it."""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    rows: int
+    scored: int
+    refused: int
+    output_path: str
+    refused_path: str | None
+    seconds: float
+    reasons: dict[str, int]
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else float("inf")
+
+
+def output_paths(input_path: str, input_prefix: str, output_prefix: str) -> tuple[str, str]:
+    relative = posixpath.relpath(input_path, input_prefix)
+    stem = relative.rsplit(".", 1)[0]
+    return (
+        posixpath.join(output_prefix, f"{stem}.parquet"),
+        posixpath.join(output_prefix, f"{stem}.refused.parquet"),
+    )
+
+
+def read_chunks(fs: Any, path: str, chunk_rows: int = CHUNK_ROWS) -> Iterator[pa.RecordBatch]:
+    if path.endswith(".parquet"):
+        with fs.open(path, "rb") as handle:
+            yield from pq.ParquetFile(handle).iter_batches(batch_size=chunk_rows)
+    elif path.endswith(".csv"):
+        from pyarrow import csv
+
+        with fs.open(path, "rb") as handle:
+            # Every column as text: a stray word must refuse one row, not the whole file's type.
+            columns = handle.readline().decode().strip().split(",")
+            handle.seek(0)
+            reader = csv.open_csv(
+                handle,
+                read_options=csv.ReadOptions(block_size=16 << 20),
+                convert_options=csv.ConvertOptions(column_types=dict.fromkeys(columns, pa.string())),
+            )
+            yield from reader
+    else:
+        raise BatchInputError(f"{path}: only {' and '.join(READABLE)} files are scored")
+
+
+def _as_float(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The column as float64, and where a value was missing or not a number (NaN there)."""
+    if pa.types.is_floating(column.type) or pa.types.is_integer(column.type):
+        values = column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        missing = column.is_null().to_numpy(zero_copy_only=False)
+        return values, missing
+    text = pc.utf8_trim_whitespace(column.cast(pa.string()))
+    missing = pc.or_kleene(pc.is_null(text), pc.equal(text, "")).to_numpy(zero_copy_only=False)
+    numeric = pc.match_substring_regex(text, r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^(?i:nan|[-+]?inf)$")
+    numeric = pc.fill_null(numeric, False).to_numpy(zero_copy_only=False)
+    values = np.full(len(column), np.nan)
+    if numeric.any():
+        values[numeric] = pc.cast(pc.filter(text, pa.array(numeric)), pa.float64()).to_numpy()
+    return values, missing | ~numeric
+
+
+def check_chunk(
+    batch: pa.RecordBatch, features: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows as a float matrix, which rows pass, and each refused row's reason (the first rule broken)."""
+    missing_columns = [f for f in features if f not in batch.schema.names]
+    if missing_columns:
+        raise BatchInputError(
+            f"column(s) {', '.join(missing_columns)} missing (the model needs {', '.join(features)})"
+        )
+    matrix = np.empty((batch.num_rows, len(features)))
+    reasons = np.full(batch.num_rows, None, dtype=object)
+    for index, name in enumerate(features):
+        values, not_a_number = _as_float(batch.column(name))
+        matrix[:, index] = values
+        # NaN fails the comparison, so this catches NaN and inf as well.
+        bad = not_a_number | ~(np.abs(values) <= MAX_ABS_VALUE)
+        if bad.any():
+            undecided = bad & (reasons == None)  # noqa: E711 -- elementwise on an object array
+            for row in np.flatnonzero(undecided):
+                if not_a_number[row]:
+                    reasons[row] = f"{name}: missing or not a number"
+                elif not np.isfinite(values[row]):
+                    reasons[row] = f"{name}: not a finite number"
+                else:
+                    reasons[row] = f"{name}: beyond ±{MAX_ABS_VALUE:g}"
+    passed = reasons == None  # noqa: E711
+    return matrix, passed, reasons
+
+
+OUTPUT_SCHEMA = pa.schema(
+    [
+        ("row_id", pa.int64()),
+        ("prediction", pa.float64()),
+        ("model_version", pa.dictionary(pa.int8(), pa.string())),
+    ]
+)
+
+
+def score_file(
+    fs: Any,
+    input_path: str,
+    output_path: str,
+    refused_path: str,
+    predict: Callable[[np.ndarray], np.ndarray],
+    features: tuple[str, ...],
+    model_version: str,
+    chunk_rows: int = CHUNK_ROWS,
+    progress: Callable[[int], None] | None = None,
+) -> BatchResult:
+    started = time.perf_counter()
+    tag = uuid.uuid4().hex[:8]
+    tmp_output = f"{output_path}.{tag}.tmp"
+    tmp_refused = f"{refused_path}.{tag}.tmp"
+    fs.makedirs(posixpath.dirname(output_path), exist_ok=True)
+    version = pa.DictionaryArray.from_arrays(pa.array([0], pa.int8()), pa.array([model_version]))
+    rows = scored = refused = 0
+    reasons: dict[str, int] = {}
+    refused_writer = refused_handle = None
+    try:
+        with fs.open(tmp_output, "wb") as out, pq.ParquetWriter(out, OUTPUT_SCHEMA) as writer:
+            for batch in read_chunks(fs, input_path, chunk_rows):
+                matrix, passed, why = check_chunk(batch, features)
+                ids = np.arange(rows, rows + batch.num_rows, dtype=np.int64)
+                if passed.all():
+                    good_ids, good = ids, matrix
+                else:
+                    good_ids, good = ids[passed], matrix[passed]
+                predictions = np.asarray(predict(good), dtype=np.float64) if len(good) else np.empty(0)
+                finite = np.isfinite(predictions)
+                if not finite.all():  # extreme (if finite) inputs can overflow a linear model
+                    overflow = np.flatnonzero(passed)[~finite]
+                    why[overflow] = "the values are too extreme to score (the prediction overflows)"
+                    passed[overflow] = False
+                    good_ids, predictions = good_ids[finite], predictions[finite]
+                writer.write_batch(
+                    pa.record_batch(
+                        [
+                            pa.array(good_ids),
+                            pa.array(predictions),
+                            pa.DictionaryArray.from_arrays(
+                                pa.array(np.zeros(len(good_ids), np.int8)), version.dictionary
+                            ),
+                        ],
+                        schema=OUTPUT_SCHEMA,
+                    )
+                )
+                if not passed.all():
+                    bad = ~passed
+                    if refused_writer is None:
+                        refused_handle = fs.open(tmp_refused, "wb")
+                        refused_writer = pq.ParquetWriter(refused_handle, _refused_schema(features))
+                    refused_writer.write_batch(
+                        _refused_batch(batch, features, np.flatnonzero(bad), ids[bad], why[bad])
+                    )
+                    for reason in why[bad]:
+                        reasons[reason] = reasons.get(reason, 0) + 1
+                    refused += int(bad.sum())
+                rows += batch.num_rows
+                scored += len(good_ids)
+                if progress:
+                    progress(rows)
+        if refused_writer is not None:
+            refused_writer.close()
+            refused_handle.close()
+            refused_writer = None
+        fs.mv(tmp_output, output_path)
+        if refused:
+            fs.mv(tmp_refused, refused_path)
+        elif fs.exists(refused_path):  # a rescored file that is clean now: no stale refusals
+            fs.rm(refused_path)
+    except BaseException:
+        for leftover in (tmp_output, tmp_refused):
+            if fs.exists(leftover):
+                fs.rm(leftover)
+        raise
+    finally:
+        if refused_writer is not None:
+            refused_writer.close()
+            refused_handle.close()
+    return BatchResult(
+        rows=rows,
+        scored=scored,
+        refused=refused,
+        output_path=output_path,
+        refused_path=refused_path if refused else None,
+        seconds=time.perf_counter() - started,
+        reasons=reasons,
+    )
+
+
+def _refused_schema(features: tuple[str, ...]) -> pa.Schema:
+    return pa.schema([("row_id", pa.int64()), ("reason", pa.string())] + [(f, pa.string()) for f in features])
+
+
+def _refused_batch(
+    batch: pa.RecordBatch, features: tuple[str, ...], positions: np.ndarray, ids: np.ndarray, why: np.ndarray
+) -> pa.RecordBatch:
+    """The refused rows as they came (values as text), each with its row id and reason."""
+    take = pa.array(positions, pa.int64())
+    columns = [pa.array(ids, pa.int64()), pa.array(why.tolist(), pa.string())]
+    columns += [batch.column(name).take(take).cast(pa.string()) for name in features]
+    return pa.record_batch(columns, schema=_refused_schema(features))
