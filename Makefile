@@ -12,7 +12,7 @@ DAGSTER_PORT ?= 3000
 
 export MLOPS_HOME
 
-.PHONY: install demo dev test lint format bench bench-scoring lock clean
+.PHONY: install demo dev test lint format bench bench-scoring lock clean postgres-server
 
 # uv lives in its own venv: `uv sync` removes from .venv whatever the lock does not list.
 $(UV):
@@ -34,6 +34,16 @@ $(CHROMIUM):
 		echo "The UI test needs Debian's Chromium: sudo apt-get install -y chromium" >&2; exit 1; \
 	fi
 
+# PostgreSQL for the team-instance test (deploy/dagster/dagster.yaml): Debian's server binaries.
+postgres-server:
+	@if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+		else \
+			echo "The team-instance test needs PostgreSQL: sudo apt-get install -y postgresql" >&2; exit 1; \
+		fi; \
+	fi
+
 install: $(SYNCED)
 
 demo: install
@@ -52,7 +62,7 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: lint $(NODE_SYNCED) $(CHROMIUM)
+test: lint $(NODE_SYNCED) $(CHROMIUM) postgres-server
 	$(VENV)/bin/pytest
 
 bench: install

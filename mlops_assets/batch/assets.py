@@ -5,6 +5,7 @@ import json
 import dagster as dg
 
 from mlops_assets.batch.scoring import BatchInputError, output_paths, score_file
+from mlops_assets.instance import STAGE_TAG
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS, RegistryResource
 from mlops_assets.serving.artifact import MANIFEST_NAME, ArtifactError, loaded_model
 from mlops_assets.storage import StorageResource
@@ -98,5 +99,8 @@ def batch_predictions(
 
 
 batch_scoring_job = dg.define_asset_job(
-    "batch_scoring_job", selection=[batch_predictions], partitions_def=scoring_inputs
+    "batch_scoring_job",
+    selection=[batch_predictions],
+    partitions_def=scoring_inputs,
+    tags={STAGE_TAG: "batch"},
 )
