@@ -12,7 +12,7 @@ DAGSTER_PORT ?= 3000
 
 export MLOPS_HOME
 
-.PHONY: install demo dev test lint format bench bench-scoring lock clean postgres-server
+.PHONY: install demo dev test test-ci data-test validate lint format bench bench-scoring lock clean postgres-server
 
 # uv lives in its own venv: `uv sync` removes from .venv whatever the lock does not list.
 $(UV):
@@ -64,6 +64,20 @@ format: install
 
 test: lint $(NODE_SYNCED) $(CHROMIUM) postgres-server
 	$(VENV)/bin/pytest
+
+# What the build pipelines run (deploy/azure-pipelines/ci.yml, .github/workflows/ci.yml): the
+# same suite as `make test`, with JUnit results and Cobertura coverage for the pipeline to publish.
+test-ci: lint $(NODE_SYNCED) $(CHROMIUM) postgres-server
+	$(VENV)/bin/pytest --junitxml=test-results/junit.xml --cov=mlops_assets --cov-report=xml:test-results/coverage.xml
+
+# The data tests: validation rules and training on the sample diabetes data.
+data-test: install
+	$(VENV)/bin/pytest -m data
+
+# The code location loads and every definition is valid (what the user-code deployment serves).
+validate: install
+	$(VENV)/bin/mlops-assets instance
+	DAGSTER_HOME=$(abspath $(MLOPS_HOME))/dagster $(VENV)/bin/dagster definitions validate -m mlops_assets.definitions
 
 bench: install
 	$(VENV)/bin/python bench/pipeline.py

@@ -11,6 +11,8 @@ from mlops_assets.data.seed import diabetes_frame, split_seed
 from mlops_assets.serving.artifact import ArtifactError, load_verified_model
 from mlops_assets.training import train
 
+pytestmark = pytest.mark.data  # `make data-test`: the sample data's own tests
+
 
 @pytest.fixture(scope="module")
 def first_file() -> pd.DataFrame:

@@ -18,6 +18,8 @@ from mlops_assets.data.validation import (
 )
 from mlops_assets_tests import data_files
 
+pytestmark = pytest.mark.data  # `make data-test`: the sample data's own tests
+
 SOURCE = "landing/new.csv"
 
 
