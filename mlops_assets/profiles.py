@@ -9,6 +9,7 @@ from mlops_assets.settings import Settings
 
 def local_resources(settings: Settings) -> dict[str, Any]:
     """Everything on this machine: files under MLOPS_HOME, train.py as a subprocess, MLflow on SQLite."""
+    from mlops_assets.batch.backends import InProcessBatchScorer
     from mlops_assets.registry.mlflow_backend import MlflowRegistryResource
     from mlops_assets.training.backends import SubprocessTrainingBackend
 
@@ -16,6 +17,7 @@ def local_resources(settings: Settings) -> dict[str, Any]:
     return {
         **_shared_resources(settings, storage),
         "trainer": SubprocessTrainingBackend(),
+        "batch": InProcessBatchScorer(),
         "registry": MlflowRegistryResource(
             tracking_uri=settings.tracking_uri,
             artifact_root=settings.registry_artifact_root,
@@ -26,6 +28,7 @@ def local_resources(settings: Settings) -> dict[str, Any]:
 
 def azure_resources(settings: Settings) -> dict[str, Any]:
     """Blob Storage, training on an AML compute cluster, the AML model registry."""
+    from mlops_assets.batch.backends import AzureMLBatchScorer
     from mlops_assets.registry.aml_backend import AzureMLRegistryResource
     from mlops_assets.training.aml_backend import AzureMLTrainingBackend
 
@@ -48,18 +51,20 @@ def azure_resources(settings: Settings) -> dict[str, Any]:
         "resource_group": settings.azure_resource_group,
         "workspace": settings.aml_workspace,
     }
+    jobs = {
+        **workspace,
+        "compute": settings.aml_compute_name,
+        "experiment": settings.aml_experiment,
+        "environment_image": settings.aml_environment_image,
+        "identity_client_id": settings.aml_identity_client_id,
+        "storage": storage,
+        "pipes_container": settings.aml_pipes_container,
+        "timeout_seconds": settings.aml_training_timeout_seconds,
+    }
     return {
         **_shared_resources(settings, storage),
-        "trainer": AzureMLTrainingBackend(
-            **workspace,
-            compute=settings.aml_compute_name,
-            experiment=settings.aml_experiment,
-            environment_image=settings.aml_environment_image,
-            identity_client_id=settings.aml_identity_client_id,
-            storage=storage,
-            pipes_container=settings.aml_pipes_container,
-            timeout_seconds=settings.aml_training_timeout_seconds,
-        ),
+        "trainer": AzureMLTrainingBackend(**jobs),
+        "batch": AzureMLBatchScorer(**jobs),
         "registry": AzureMLRegistryResource(**workspace, model_name=settings.model_name),
     }
 

@@ -9,6 +9,7 @@ import uuid
 import dagster as dg
 import pytest
 
+from mlops_assets.batch.backends import JOB_FILES, AzureMLBatchScorer
 from mlops_assets.data.seed import seed
 from mlops_assets.registry.aml_backend import AzureMLRegistryResource
 from mlops_assets.runner import ingest_new_files, retrain
@@ -61,7 +62,11 @@ def on_aml(defs: dg.Definitions, aml: LocalAmlWorkspace, **trainer_fields) -> dg
         def ml_client(self):
             return aml
 
-    trainer, registry = defs.resources["trainer"], defs.resources["registry"]
+    class Batch(AzureMLBatchScorer):
+        def ml_client(self):
+            return aml
+
+    trainer, registry, batch = (defs.resources[key] for key in ("trainer", "registry", "batch"))
     fields = {"poll_interval_seconds": 0.2, "message_interval_seconds": 0.2, **trainer_fields}
     return dg.Definitions(
         assets=defs.assets,
@@ -76,6 +81,7 @@ def on_aml(defs: dg.Definitions, aml: LocalAmlWorkspace, **trainer_fields) -> dg
                 **{**trainer.model_dump(exclude={"storage"}), **fields}, storage=trainer.storage
             ),
             "registry": Registry(**registry.model_dump()),
+            "batch": Batch(**{**batch.model_dump(exclude={"storage"}), **fields}, storage=batch.storage),
         },
     )
 
@@ -323,3 +329,54 @@ def test_storage_going_away_fails_the_run_clearly_and_the_next_run_starts_clean(
     finally:
         emulator.stop(process)
         get_settings.cache_clear()
+
+
+def test_batch_scoring_runs_as_an_aml_job_through_the_same_pipes_path(
+    azure_settings, instance, aml, ingested
+):
+    import pandas as pd
+
+    from mlops_assets.batch.assets import batch_predictions, scoring_inputs
+    from mlops_assets.batch.automation import plan_scoring_inputs
+    from mlops_assets_tests import data_files
+
+    assert retrain(ingested, instance, azure_settings.lock_dir).success
+    ingested.resources["registry"].get_registry().set_alias("production", 1)
+    storage = ingested.resources["storage"].get()
+    frame = data_files.held_back().drop(columns=["target"]).astype(object)
+    frame.loc[3, "s1"] = "oops"
+    storage.write_bytes("scoring-input/clinic.csv", data_files.csv_bytes(frame))
+
+    plan = plan_scoring_inputs(storage, instance)
+    instance.add_dynamic_partitions(scoring_inputs.name, plan.new_partitions)
+    result = dg.materialize(
+        [batch_predictions], partition_key="clinic.csv", resources=ingested.resources, instance=instance
+    )
+    metadata = result.asset_materializations_for_node("batch_predictions")[0].metadata
+    assert (metadata["rows"].value, metadata["scored"].value, metadata["refused"].value) == (
+        len(frame),
+        len(frame) - 1,
+        1,
+    )
+    assert metadata["compute_backend"].value == "azureml:mlw-mlops/cpu-cluster"
+
+    (job,), meta = aml.recorder.last("jobs.create_or_update")
+    assert metadata["aml_job"].value == meta["job_name"] and meta["job_name"].startswith("mlops-batch-")
+    assert job["component"]["command"] == "python -m mlops_assets.batch.score_job"
+    uploaded = {
+        p.relative_to(aml.workdir / meta["job_name"] / "code").as_posix()
+        for p in (aml.workdir / meta["job_name"] / "code").rglob("*.py")
+    }
+    assert uploaded == set(JOB_FILES)  # the job ran from these alone
+    assert KEY not in json.dumps([job, meta], default=str)
+
+    with storage.fs.open(storage.fs_path("scoring-output/clinic.parquet"), "rb") as handle:
+        scored = pd.read_parquet(handle)
+    assert (
+        len(scored) == len(frame) - 1
+        and 3 not in set(scored["row_id"])
+        and set(scored["model_version"]) == {"1"}
+    )
+    with storage.fs.open(storage.fs_path("scoring-output/clinic.refused.parquet"), "rb") as handle:
+        refused = pd.read_parquet(handle)
+    assert refused[["row_id", "reason", "s1"]].values.tolist() == [[3, "s1: missing or not a number", "oops"]]

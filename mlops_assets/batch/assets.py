@@ -4,10 +4,12 @@ import json
 
 import dagster as dg
 
-from mlops_assets.batch.scoring import BatchInputError, output_paths, score_file
+from mlops_assets.batch.backends import BatchJob, BatchScorer
+from mlops_assets.batch.scoring import BatchInputError, output_paths
 from mlops_assets.instance import STAGE_TAG
+from mlops_assets.registry.assets import RELEASE_PREFIX
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS, RegistryResource
-from mlops_assets.serving.artifact import MANIFEST_NAME, ArtifactError, loaded_model
+from mlops_assets.serving.artifact import MANIFEST_NAME, ArtifactError, LoadedModel, loaded_model
 from mlops_assets.storage import StorageResource
 
 INPUT_PREFIX = "scoring-input"
@@ -17,7 +19,7 @@ EVERY_ROW_SCORED = "every_row_scored"
 scoring_inputs = dg.DynamicPartitionsDefinition(name="scoring_inputs")
 
 
-def production_model(registry: RegistryResource):
+def production_model(registry: RegistryResource) -> tuple[LoadedModel, dict]:
     """The version holding the production alias, its artifact verified against its manifest."""
     models = registry.get_registry()
     version = models.get_alias(PRODUCTION_ALIAS)
@@ -28,7 +30,9 @@ def production_model(registry: RegistryResource):
     manifest = json.loads(models.read_file(version.version, MANIFEST_NAME))
     source = f"{models.model_name} v{version.version} ({PRODUCTION_ALIAS})"
     try:
-        return loaded_model(manifest, models.read_file(version.version, manifest["artifact"]), source)
+        return loaded_model(
+            manifest, models.read_file(version.version, manifest["artifact"]), source
+        ), manifest
     except ArtifactError as exc:
         raise dg.Failure(description=str(exc)) from exc
 
@@ -49,50 +53,59 @@ def production_model(registry: RegistryResource):
     "(row_id, prediction, model_version); refused rows with their reason in <file>.refused.parquet.",
 )
 def batch_predictions(
-    context: dg.AssetExecutionContext, storage: StorageResource, registry: RegistryResource
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    registry: RegistryResource,
+    batch: BatchScorer,
 ) -> dg.MaterializeResult:
     store, name = storage.get(), context.partition_key
-    model = production_model(registry)
+    model, manifest = production_model(registry)
     input_path = f"{INPUT_PREFIX}/{name}"
     output, refused = output_paths(input_path, INPUT_PREFIX, OUTPUT_PREFIX)
-    context.log.info(f"scoring {input_path} with {model.name} v{model.version}")
+    context.log.info(f"scoring {input_path} with {model.name} v{model.version} ({batch.backend_name})")
+    job = BatchJob(
+        storage=store,
+        input_path=input_path,
+        output_path=output,
+        refused_path=refused,
+        model=model,
+        manifest=manifest,
+        artifact_path=f"{RELEASE_PREFIX}/{model.name}/{model.version}/{manifest['artifact']}",
+    )
     try:
-        result = score_file(
-            store.fs,
-            store.fs_path(input_path),
-            store.fs_path(output),
-            store.fs_path(refused),
-            model.predict,
-            model.features,
-            model.version,
-            progress=lambda rows: context.log.debug(f"{input_path}: {rows} rows read"),
-        )
+        result = batch.score(context, job)
     except BatchInputError as exc:
         raise dg.Failure(description=f"{input_path}: {exc}") from exc
     except FileNotFoundError as exc:
         raise dg.Failure(description=f"{input_path}: not found (removed after it was seen?)") from exc
-    summary = f"{result.scored} of {result.rows} rows scored in {result.seconds:.2f} s ({result.rows_per_second:,.0f} rows/s)"
-    if result.refused:
-        context.log.warning(f"{input_path}: {summary}; {result.refused} refused: {result.reasons}")
+    rows, scored, rejected = result["rows"], result["scored"], result["refused"]
+    rate = rows / result["seconds"] if result["seconds"] else 0.0
+    summary = f"{scored} of {rows} rows scored in {result['seconds']:.2f} s ({rate:,.0f} rows/s)"
+    if rejected:
+        context.log.warning(f"{input_path}: {summary}; {rejected} refused: {result['reasons']}")
     else:
         context.log.info(f"{input_path}: {summary}")
+    metadata = {
+        "rows": rows,
+        "scored": scored,
+        "refused": rejected,
+        "model_version": model.version,
+        "model_sha256": model.sha256,
+        "output": dg.MetadataValue.path(store.uri(output)),
+        "refused_rows": dg.MetadataValue.path(store.uri(refused)) if rejected else "none",
+        "rows_per_second": round(rate),
+        "compute_backend": batch.backend_name,
+    }
+    if "aml_job" in result:
+        metadata["aml_job"] = result["aml_job"]
     return dg.MaterializeResult(
-        metadata={
-            "rows": result.rows,
-            "scored": result.scored,
-            "refused": result.refused,
-            "model_version": model.version,
-            "model_sha256": model.sha256,
-            "output": dg.MetadataValue.path(store.uri(output)),
-            "refused_rows": dg.MetadataValue.path(store.uri(refused)) if result.refused else "none",
-            "rows_per_second": round(result.rows_per_second),
-        },
+        metadata=metadata,
         check_results=[
             dg.AssetCheckResult(
                 check_name=EVERY_ROW_SCORED,
-                passed=result.refused == 0,
+                passed=rejected == 0,
                 severity=dg.AssetCheckSeverity.WARN,
-                metadata={"refused": result.refused, "reasons": dg.MetadataValue.json(result.reasons)},
+                metadata={"refused": rejected, "reasons": dg.MetadataValue.json(result["reasons"])},
             )
         ],
     )

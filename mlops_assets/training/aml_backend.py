@@ -1,116 +1,28 @@
-"""train.py as an Azure ML command job on a compute cluster, through dagster-azure's Pipes client.
+"""train.py as an Azure ML command job on a compute cluster, through dagster-azure's Pipes client."""
 
-Context and messages travel through a blob container of the storage account. The job reaches
-them, and the training data, with the cluster's managed identity: the ``Command`` carries
-account names and the identity's client id, never a key (AML stores a job's environment
-variables in its definition, readable by anyone who can read the job).
-"""
-
-import contextlib
-import shutil
-import tempfile
-import uuid
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from pydantic import Field
 
-from mlops_assets.azureml import aml_client
-from mlops_assets.storage import StorageResource
-from mlops_assets.training.backends import TRAIN_SCRIPT, TrainingBackend
+from mlops_assets.azureml_jobs import TRAIN_ENVIRONMENT, AzureMLJobs
+from mlops_assets.training.backends import TrainingBackend
 
-TRAIN_ENVIRONMENT = Path(__file__).resolve().parents[2] / "deploy" / "environments" / "train.yml"
+__all__ = ["TRAIN_ENVIRONMENT", "AzureMLTrainingBackend"]
 
 
-class AzureMLTrainingBackend(TrainingBackend):
+class AzureMLTrainingBackend(AzureMLJobs, TrainingBackend):
     """Runs train.py on an AML compute cluster and waits for it, bounded."""
-
-    subscription_id: str
-    resource_group: str
-    workspace: str
-    compute: str = Field(default="cpu-cluster", description="AML compute cluster the job runs on.")
-    experiment: str = "mlops-assets-training"
-    environment_image: str = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04"
-    identity_client_id: str = Field(
-        default="", description="Client id of the cluster's user-assigned identity; empty: its system one."
-    )
-    storage: dg.ResourceDependency[StorageResource]
-    pipes_container: str = "dagster-pipes"
-    timeout_seconds: float = Field(default=3600, gt=0)
-    poll_interval_seconds: float = Field(default=10, gt=0)
-    message_interval_seconds: float = Field(default=10, gt=0, description="How often messages are exchanged.")
 
     @property
     def backend_name(self) -> str:
         return f"azureml:{self.workspace}/{self.compute}"
 
-    def ml_client(self) -> Any:
-        return aml_client(self.subscription_id, self.resource_group, self.workspace)
-
-    def command(self, context: dg.AssetExecutionContext, code_dir: Path) -> Any:
-        """The job as AML stores it: code, command line, environment, compute, identity, no secret."""
-        from azure.ai.ml import command
-        from azure.ai.ml.entities import Environment, ManagedIdentityConfiguration
-
-        blob = self.storage.blob_resource()
-        variables = {
-            "MLOPS_PIPES_ACCOUNT_URL": blob.account_url,
-            "MLOPS_PIPES_INTERVAL_SECONDS": f"{self.message_interval_seconds:g}",
-        }
-        account = self.storage.storage_account()
-        if account:
-            variables["AZURE_STORAGE_ACCOUNT_NAME"] = account  # adlfs: az:// paths with the identity
-        if self.identity_client_id:
-            variables["AZURE_CLIENT_ID"] = self.identity_client_id  # DefaultAzureCredential picks it
-        run_id = context.run_id
-        return command(
-            name=f"mlops-train-{run_id[:8]}-{uuid.uuid4().hex[:8]}",
-            display_name=f"candidate_model (dagster run {run_id[:8]})",
-            experiment_name=self.experiment,
-            description="train.py for the candidate_model asset, launched by Dagster Pipes",
-            code=str(code_dir),
-            command="python train.py",
-            environment=Environment(
-                name="mlops-assets-train", image=self.environment_image, conda_file=str(TRAIN_ENVIRONMENT)
-            ),
-            compute=self.compute,
-            instance_count=1,
-            environment_variables=variables,
-            identity=ManagedIdentityConfiguration(client_id=self.identity_client_id or None),
-            timeout=int(self.timeout_seconds),
-            tags={"dagster_run_id": run_id, "dagster_asset": context.asset_key.to_user_string()},
-        )
-
     def run_training(self, context: dg.AssetExecutionContext, extras: dict[str, Any]) -> dict[str, Any]:
-        from mlops_assets.training.aml_pipes import (
-            BoundedPipesAzureMLClient,
-            CleanContextInjector,
-            CleanMessageReader,
+        # train.py alone: it imports nothing of the project.
+        return self.run_pipes_job(
+            context,
+            {"train.py": "mlops_assets/training/train.py"},
+            "python train.py",
+            extras,
+            purpose="train",
         )
-
-        with self.storage.blob_resource().get_client() as blobs, tempfile.TemporaryDirectory() as code:
-            _ensure_container(blobs, self.pipes_container)
-            # Only train.py is uploaded as the job's code snapshot: not the project's Dagster code.
-            shutil.copy2(TRAIN_SCRIPT, Path(code) / TRAIN_SCRIPT.name)
-            client = BoundedPipesAzureMLClient(
-                client=self.ml_client(),
-                context_injector=CleanContextInjector(container=self.pipes_container, client=blobs),
-                message_reader=CleanMessageReader(
-                    container=self.pipes_container, client=blobs, interval=self.message_interval_seconds
-                ),
-                poll_interval_seconds=self.poll_interval_seconds,
-                timeout_seconds=self.timeout_seconds,
-            )
-            invocation = client.run(context=context, command=self.command(context, Path(code)), extras=extras)
-            reported = invocation.get_materialize_result()
-        result = {key: value.value for key, value in reported.metadata.items()}
-        result["aml_job"] = result.pop("AzureML Job Name")
-        return result
-
-
-def _ensure_container(blobs: Any, name: str) -> None:
-    from azure.core.exceptions import ResourceExistsError
-
-    with contextlib.suppress(ResourceExistsError):
-        blobs.create_container(name)

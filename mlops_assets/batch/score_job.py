@@ -1,0 +1,60 @@
+"""batch_predictions as a Dagster Pipes script (an Azure ML command job): the same ``score_file``.
+
+Extras: ``input_uri``, ``output_uri``, ``refused_uri`` (fsspec URLs), ``artifact_uri`` and the
+registry's ``manifest`` (the artifact is verified against its sha256 here too). Uploaded with
+the few project modules it imports (numpy, pyarrow, fsspec, skops, dagster-pipes otherwise), so
+it needs none of the Dagster code location. A file that cannot be scored is reported as
+``error`` (the orchestrator fails the step with it), not as a crash with a stack trace.
+"""
+
+import sys
+
+
+def main() -> int:
+    import fsspec
+    from dagster_pipes import open_dagster_pipes
+
+    from mlops_assets.batch.scoring import BatchInputError, score_file
+    from mlops_assets.serving.artifact import loaded_model
+    from mlops_assets.training.train import pipes_transport
+
+    with open_dagster_pipes(**pipes_transport()) as pipes:
+        extras = pipes.extras
+        with fsspec.open(extras["artifact_uri"], "rb") as handle:
+            model = loaded_model(extras["manifest"], handle.read(), extras["artifact_uri"])
+        fs, input_path = fsspec.core.url_to_fs(extras["input_uri"])
+        try:
+            result = score_file(
+                fs,
+                input_path,
+                fsspec.core.url_to_fs(extras["output_uri"])[1],
+                fsspec.core.url_to_fs(extras["refused_uri"])[1],
+                model.predict,
+                model.features,
+                model.version,
+                progress=lambda rows: pipes.log.info(f"{rows} rows read"),
+            )
+        except BatchInputError as exc:
+            pipes.report_asset_materialization(metadata={"error": {"raw_value": str(exc), "type": "text"}})
+            return 0
+        figures = {
+            "rows": result.rows,
+            "scored": result.scored,
+            "refused": result.refused,
+            "seconds": result.seconds,
+            "reasons": result.reasons,
+        }
+        pipes.report_asset_materialization(
+            metadata={
+                name: {
+                    "raw_value": value,
+                    "type": "json" if name == "reasons" else "float" if name == "seconds" else "int",
+                }
+                for name, value in figures.items()
+            }
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
