@@ -1,7 +1,9 @@
 """Jobs and sensors: what runs together, and what starts it."""
 
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import dagster as dg
 
@@ -102,20 +104,38 @@ def plan_landing(
     return plan_files(storage, instance, LANDING_PREFIX, landed_files, ingest_job.name, limit=limit)
 
 
-def build_landing_sensor(default_status: dg.DefaultSensorStatus, interval: int = 30) -> dg.SensorDefinition:
-    @dg.sensor(
-        name=LANDING_SENSOR,
-        job=ingest_job,
-        minimum_interval_seconds=interval,
-        default_status=default_status,
-        description="A new or changed file under landing/ becomes a partition and one ingest_job run.",
-    )
-    def landing_sensor(context: dg.SensorEvaluationContext, storage: StorageResource) -> dg.SensorResult:
-        plan = plan_landing(storage.get(), context.instance)
-        requests = [landed_files.build_add_request(plan.new_partitions)] if plan.new_partitions else []
-        return dg.SensorResult(run_requests=plan.run_requests, dynamic_partitions_requests=requests)
+def build_file_sensor(
+    name: str,
+    job: Any,
+    partitions: dg.DynamicPartitionsDefinition,
+    plan: Callable[[Storage, dg.DagsterInstance], LandingPlan],
+    status: dg.DefaultSensorStatus,
+    interval: int,
+    description: str,
+) -> dg.SensorDefinition:
+    """A sensor turning each new or changed file ``plan`` finds into a partition and one run."""
 
-    return landing_sensor
+    @dg.sensor(
+        name=name, job=job, minimum_interval_seconds=interval, default_status=status, description=description
+    )
+    def file_sensor(context: dg.SensorEvaluationContext, storage: StorageResource) -> dg.SensorResult:
+        found = plan(storage.get(), context.instance)
+        requests = [partitions.build_add_request(found.new_partitions)] if found.new_partitions else []
+        return dg.SensorResult(run_requests=found.run_requests, dynamic_partitions_requests=requests)
+
+    return file_sensor
+
+
+def build_landing_sensor(default_status: dg.DefaultSensorStatus, interval: int = 30) -> dg.SensorDefinition:
+    return build_file_sensor(
+        LANDING_SENSOR,
+        ingest_job,
+        landed_files,
+        plan_landing,
+        default_status,
+        interval,
+        "A new or changed file under landing/ becomes a partition and one ingest_job run.",
+    )
 
 
 RELEASES_PER_TICK = 10
