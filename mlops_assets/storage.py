@@ -70,7 +70,16 @@ class StorageResource(dg.ConfigurableResource):
         if self.account_name:
             return self.account_name
         fields = _connection_fields(self.resolved_connection_string() or "")
-        return fields.get("AccountName")
+        if "AccountName" in fields:
+            return fields["AccountName"]
+        if "BlobEndpoint" in fields:  # a SAS connection string names the account only in its endpoint
+            from urllib.parse import urlsplit
+
+            endpoint = urlsplit(fields["BlobEndpoint"])
+            if endpoint.hostname and endpoint.hostname.endswith(".blob.core.windows.net"):
+                return endpoint.hostname.split(".", 1)[0]
+            return endpoint.path.strip("/").split("/", 1)[0] or None  # emulator: path-style account
+        return None
 
     def secret_client(self) -> Any:
         from azure.identity import DefaultAzureCredential

@@ -380,3 +380,40 @@ def test_batch_scoring_runs_as_an_aml_job_through_the_same_pipes_path(
     with storage.fs.open(storage.fs_path("scoring-output/clinic.refused.parquet"), "rb") as handle:
         refused = pd.read_parquet(handle)
     assert refused[["row_id", "reason", "s1"]].values.tolist() == [[3, "s1: missing or not a number", "oops"]]
+
+
+def test_a_sas_connection_string_works_for_files_and_for_blob_clients(azurite):
+    """Account key, SAS or identity: a SAS (no account key anywhere) reaches the same storage."""
+    from datetime import UTC, datetime, timedelta
+
+    from azure.storage.blob import (
+        AccountSasPermissions,
+        BlobServiceClient,
+        ResourceTypes,
+        generate_account_sas,
+    )
+
+    from mlops_assets.storage import StorageResource
+    from mlops_assets_tests.azurite import ACCOUNT
+
+    container = f"sas-{uuid.uuid4().hex[:12]}"
+    BlobServiceClient.from_connection_string(azurite.connection_string).create_container(container)
+    sas = generate_account_sas(
+        ACCOUNT,
+        KEY,
+        resource_types=ResourceTypes(service=True, container=True, object=True),
+        permission=AccountSasPermissions(
+            read=True, write=True, list=True, delete=True, create=True, add=True
+        ),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
+    )
+    connection = f"BlobEndpoint={azurite.account_url};SharedAccessSignature={sas}"
+    storage = StorageResource(root_url=f"az://{container}", connection_string=connection)
+    storage.get().write_json("probe/value.json", {"ok": True})
+    assert storage.get().read_json("probe/value.json") == {"ok": True}
+    resource = storage.blob_resource()
+    assert resource.credential.credential_type == "sas"
+    with resource.get_client() as blobs:
+        names = [b.name for b in blobs.get_container_client(container).list_blobs()]
+    assert names == ["probe/value.json"]
+    assert storage.storage_account() == ACCOUNT  # from the endpoint: AML jobs need the name, not the SAS
