@@ -92,9 +92,10 @@ class StorageResource(dg.ConfigurableResource):
         from dagster_azure.blob import (
             AzureBlobStorageDefaultCredential,
             AzureBlobStorageKeyCredential,
-            AzureBlobStorageResource,
             AzureBlobStorageSASTokenCredential,
         )
+
+        from mlops_assets.azure_blob import BoundedBlobStorageResource as AzureBlobStorageResource
 
         secret = self.resolved_connection_string()
         if not secret:

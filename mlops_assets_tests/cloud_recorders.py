@@ -317,7 +317,10 @@ class LocalAmlWorkspace:
     (someone cancels it in the studio once it runs), ``hang`` (``NotResponding`` until cancelled).
     """
 
-    def __init__(self, workdir, job_secrets: dict[str, str], behaviour: str = "run") -> None:
+    def __init__(
+        self, workdir, job_secrets: dict[str, str], behaviour: str = "run", on_completed=None
+    ) -> None:
+        self.on_completed = on_completed  # called once, when a job is first seen Completed
         self.recorder = Recorder()
         self.workdir = workdir
         self.job_secrets = job_secrets
@@ -362,6 +365,9 @@ class LocalAmlWorkspace:
                 self.cancelled.add(name)
                 return SimpleNamespace(name=name, status="Canceled")
             return SimpleNamespace(name=name, status="Running")
+        if process.returncode == 0 and self.on_completed is not None:
+            hook, self.on_completed = self.on_completed, None
+            hook()
         return SimpleNamespace(name=name, status="Completed" if process.returncode == 0 else "Failed")
 
     def _cancel(self, name: str):
