@@ -1,6 +1,6 @@
 """landing_sensor's tick time with many files under landing/ (local storage, real SQLite instance).
 
-Run: .venv/bin/python bench/landing.py [--files 5000]
+Run: .venv/bin/python bench/landing.py [--files 5000] [--file-mb 0]
 
 Prints the first tick (every file new: partitions + the capped run requests) and the steady
 state (every file already has its run: the tick must find nothing to do), median of 5 ticks.
@@ -24,6 +24,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--files", type=int, default=5000)
+    parser.add_argument("--file-mb", type=float, default=0, help="pad each file to about this size")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="mlops-bench-landing-"))
     os.environ["MLOPS_HOME"] = str(home)
@@ -42,6 +43,9 @@ def main() -> int:
     defs = build_definitions(settings)
     storage = defs.resources["storage"].get()
     rows = diabetes_frame().head(20).to_csv(index=False).encode()
+    if args.file_mb:
+        header, body = rows.split(b"\n", 1)
+        rows = header + b"\n" + body * max(1, int(args.file_mb * 2**20 / len(body)))
     for i in range(args.files):
         storage.write_bytes(f"landing/batch-{i:05d}.csv", rows.replace(b"\n", f"\n{i % 7}".encode(), 0))
     print(f"{args.files} files of {len(rows)} bytes under landing/ ({home})")

@@ -66,3 +66,31 @@ def test_the_retrain_cron_comes_from_settings(settings, monkeypatch):
         == "30 1 * * *"
     )
     get_settings.cache_clear()
+
+
+def test_a_local_file_s_version_is_its_content_hashed_once_per_change(storage, monkeypatch):
+    """Sensors list every tick: the hash is kept while size and mtime stand, redone when they move."""
+    import os
+
+    from mlops_assets import fsstore
+
+    storage.write_bytes("landing/a.csv", b"age\n1\n")
+    (first,) = storage.list_files("landing")
+    reads: list[str] = []
+    real_open = storage.fs.open
+    monkeypatch.setattr(
+        storage.fs, "open", lambda path, *a, **k: reads.append(path) or real_open(path, *a, **k)
+    )
+    assert [f.version for f in storage.list_files("landing")] == [first.version]
+    assert reads == []  # nothing read again
+    full = storage.fs_path("landing/a.csv")
+    with open(full, "wb") as handle:
+        handle.write(b"age\n2\n")  # same size, other bytes
+    os.utime(full, ns=(os.stat(full).st_atime_ns, os.stat(full).st_mtime_ns + 1_000_000))
+    (changed,) = storage.list_files("landing")
+    assert changed.version != first.version and len(reads) == 1
+    with open(full, "wb") as handle:
+        handle.write(b"age\n1\n")  # the first bytes again, at a new time: the first version
+    os.utime(full, ns=(os.stat(full).st_atime_ns, os.stat(full).st_mtime_ns + 2_000_000))
+    assert [f.version for f in storage.list_files("landing")] == [first.version]
+    assert fsstore._CONTENT_HASHES  # kept in the process that runs the sensors
