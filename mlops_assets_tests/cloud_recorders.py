@@ -43,6 +43,17 @@ class RecordingAcrClient:
             get_build_source_upload_url=self._upload_url, schedule_run=self._schedule_run
         )
         self.runs = SimpleNamespace(get=self._get, cancel=self._cancel, get_log_sas_url=self._log_url)
+        self.pushed: dict[tuple[str, str], str] = {}  # what a succeeded run pushed: (repo, tag) -> digest
+        # The registry's data plane (azure-containerregistry's ContainerRegistryClient).
+        self.data_plane = SimpleNamespace(get_manifest_properties=self._manifest)
+
+    def _manifest(self, repository: str, tag: str):
+        from azure.core.exceptions import ResourceNotFoundError
+
+        self.recorder.record("get_manifest_properties", repository, tag)
+        if (repository, tag) not in self.pushed:
+            raise ResourceNotFoundError(f"manifest unknown: {repository}:{tag}")
+        return SimpleNamespace(digest=self.pushed[(repository, tag)])
 
     def _upload_url(self, resource_group: str, registry: str):
         self.recorder.record("get_build_source_upload_url", resource_group, registry)
@@ -57,6 +68,7 @@ class RecordingAcrClient:
             body["runErrorMessage"] = "step 1 failed"
         if status == "Succeeded" and self.image:
             repository, tag = self.image
+            self.pushed[(repository, tag)] = self.digest
             body["outputImages"] = [
                 {"registry": "reg.azurecr.io", "repository": repository, "tag": tag, "digest": self.digest}
             ]

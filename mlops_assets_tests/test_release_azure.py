@@ -71,12 +71,21 @@ def test_acr_build_uploads_the_context_and_schedules_a_docker_build_pinned_by_di
         def management_client(self):
             return client
 
+        def registry_client(self):
+            return client.data_plane
+
     builder = Builder(subscription_id="sub", resource_group="rg", registry_name="reg", poll_seconds=0.01)
     build = builder.build(build_context, "mlops-assets/scoring")
 
     assert build.built and build.image == f"reg.azurecr.io/mlops-assets/scoring:{build_context.tag}"
     assert build.reference == "reg.azurecr.io/mlops-assets/scoring@sha256:" + "ab" * 32
-    assert client.recorder.names() == ["get_build_source_upload_url", "schedule_run", "runs.get", "runs.get"]
+    assert client.recorder.names() == [
+        "get_manifest_properties",
+        "get_build_source_upload_url",
+        "schedule_run",
+        "runs.get",
+        "runs.get",
+    ]
     (resource_group, registry, request), _ = client.recorder.last("schedule_run")
     assert (resource_group, registry) == ("rg", "reg")
     assert request.serialize() == {
@@ -101,6 +110,12 @@ def test_acr_build_uploads_the_context_and_schedules_a_docker_build_pinned_by_di
     assert dockerfile == (build_context.path / "Dockerfile").read_bytes()
     assert gzip.decompress(uploaded)  # a real gzip stream
 
+    # The same context again: the registry has its tag, so nothing is uploaded or built.
+    calls = len(client.recorder.calls)
+    again = builder.build(build_context, "mlops-assets/scoring")
+    assert not again.built and again.reference == build.reference
+    assert client.recorder.names()[calls:] == ["get_manifest_properties"]
+
 
 def test_a_failed_acr_run_fails_the_build_with_the_run_and_its_log(azurite, build_context):
     url = _sas_upload_url(azurite, "acr-source", "source/failed.tar.gz")
@@ -109,6 +124,9 @@ def test_a_failed_acr_run_fails_the_build_with_the_run_and_its_log(azurite, buil
     class Builder(AcrTasksImageBuilder):
         def management_client(self):
             return client
+
+        def registry_client(self):
+            return client.data_plane
 
     with pytest.raises(
         dg.Failure, match=r"ACR run ca1 \(.*\) ended Failed: step 1 failed; log: https://logs"

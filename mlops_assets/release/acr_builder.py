@@ -123,7 +123,33 @@ class AcrTasksImageBuilder(ImageBuilder):
             DefaultAzureCredential(), self.subscription_id, api_version=TASKS_API_VERSION
         )
 
+    def registry_client(self) -> Any:
+        """The registry's data plane (tags and manifests), as the same identity."""
+        from azure.containerregistry import ContainerRegistryClient
+        from azure.identity import DefaultAzureCredential
+
+        return ContainerRegistryClient(
+            f"https://{self.login_server}", DefaultAzureCredential(), audience="https://management.azure.com"
+        )
+
+    def existing_digest(self, repository: str, tag: str) -> str | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return self.registry_client().get_manifest_properties(repository, tag).digest
+        except ResourceNotFoundError:
+            return None
+
     def build(self, context: BuildContext, repository: str) -> ImageBuild:
+        # The tag is the context's content digest: if the registry has it, this exact image exists.
+        digest = self.existing_digest(repository, context.tag)
+        if digest:
+            return ImageBuild(
+                f"{self.login_server}/{repository}:{context.tag}",
+                False,
+                "already in the registry (same build context): not rebuilt",
+                digest,
+            )
         try:
             run_id, tag, digest = build_on_acr(
                 self.management_client(),
