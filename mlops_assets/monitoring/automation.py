@@ -51,19 +51,26 @@ def plan_feedback(storage: Storage, instance: dg.DagsterInstance) -> tuple[list[
     requested = {r.partition_key for r in plan.run_requests}
     newest_logs = instance.fetch_materializations(scoring_logs.key, limit=1).records
     if newest_logs:
-        for key in instance.get_dynamic_partitions(feedback_files.name):
-            if key in requested:
-                continue
-            last = instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=feedback_batch.key, asset_partitions=[key]), limit=1
+        logs_id = newest_logs[0].storage_id
+        # Two queries whatever the number of labels files: each file's latest batch, then those
+        # of them older than the newest compacted logs (the only ones a retry could help).
+        latest = instance.event_log_storage.get_latest_storage_id_by_partition(
+            feedback_batch.key, dg.DagsterEventType.ASSET_MATERIALIZATION
+        )
+        older = sorted(i for key, i in latest.items() if i < logs_id and key not in requested)
+        records = (
+            instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=feedback_batch.key, storage_ids=older), limit=len(older)
             ).records
-            if not last or last[0].storage_id > newest_logs[0].storage_id:
-                continue
-            if last[0].asset_materialization.metadata[PENDING].value:
+            if older
+            else []
+        )
+        for record in sorted(records, key=lambda r: r.partition_key or ""):
+            if record.asset_materialization.metadata[PENDING].value:
                 plan.run_requests.append(
                     dg.RunRequest(
-                        partition_key=key,
-                        run_key=f"labels/{key}@retry-after-{newest_logs[0].storage_id}",
+                        partition_key=record.partition_key,
+                        run_key=f"labels/{record.partition_key}@retry-after-{logs_id}",
                         job_name=feedback_job.name,
                     )
                 )
