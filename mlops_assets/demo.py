@@ -170,6 +170,37 @@ def _monitoring_round(defs, instance, storage, settings: Settings) -> None:
     )
 
 
+DEMO_SCORING_INPUT = "scoring-input/demo-clinic.csv"
+
+
+def _batch_round(defs, instance, storage, settings: Settings) -> None:
+    """A file to score in bulk with the production model; one row unreadable, on purpose."""
+    from mlops_assets.data.seed import diabetes_frame, split_seed
+    from mlops_assets.runner import failure_messages, score_new_files
+
+    if defs.resources["registry"].get_registry().get_alias("production") is None:
+        return
+    if not storage.exists(DEMO_SCORING_INPUT):
+        rows = split_seed(diabetes_frame())[1].drop(columns=["target"]).astype(object)
+        rows.loc[rows.index[7], "bmi"] = "n/a"
+        storage.write_bytes(DEMO_SCORING_INPUT, rows.to_csv(index=False).encode())
+    print("\nBatch scoring (scoring-input/ -> scoring-output/):")
+    done = score_new_files(defs, instance, storage, settings.lock_dir)
+    if not done:
+        print("  nothing new under scoring-input/")
+    for name, result in done:
+        if not result.success:
+            print(f"  ✗ {name}: " + "; ".join(failure_messages(result)))
+            continue
+        meta = result.asset_materializations_for_node("batch_predictions")[0].metadata
+        refused = meta["refused"].value
+        print(
+            f"  ✓ batch_predictions[{name}]: {meta['scored'].value} of {meta['rows'].value} rows scored with "
+            f"version {meta['model_version'].value}, {refused} refused"
+            + (" (reasons in the .refused.parquet beside the output)" if refused else "")
+        )
+
+
 def run_demo(settings: Settings) -> int:
     started = time.monotonic()
     dagster_home = settings.dagster_home
@@ -198,6 +229,7 @@ def run_demo(settings: Settings) -> int:
         )
         _ensure_production(defs, instance, settings)
         _monitoring_round(defs, instance, storage, settings)
+        _batch_round(defs, instance, storage, settings)
         registry = defs.resources["registry"].get_registry()
         print("\nRegistered versions:")
         for version in registry.list_versions():

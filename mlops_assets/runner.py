@@ -116,6 +116,28 @@ def ingest_new_files(
     return outcomes
 
 
+def score_new_files(
+    defs: dg.Definitions, instance: dg.DagsterInstance, storage: Storage, lock_dir: Path
+) -> list[tuple[str, dg.ExecuteInProcessResult]]:
+    """scoring_input_sensor's plan, each request run in-process, as the daemon would."""
+    from mlops_assets.batch.assets import scoring_inputs
+    from mlops_assets.batch.automation import SCORING_INPUT_SENSOR, plan_scoring_inputs
+
+    plan = plan_scoring_inputs(storage, instance)
+    if plan.new_partitions:
+        instance.add_dynamic_partitions(scoring_inputs.name, plan.new_partitions)
+    results = []
+    for request in plan.run_requests:
+        tags = {**request.tags, **sensor_tags(SCORING_INPUT_SENSOR, request.run_key)}
+        results.append(
+            (
+                request.partition_key,
+                execute(defs, instance, request.job_name, lock_dir, request.partition_key, tags),
+            )
+        )
+    return results
+
+
 @dataclass
 class RetrainOutcome:
     run_id: str

@@ -59,6 +59,10 @@ def test_demo_runs_the_whole_loop_from_nothing(demo_home):
         r"✓ scoring_logs\[\d{4}-\d\d-\d\d\]: 40 requests, 200 rows, model versions \{'2': 40\}", out
     )
     assert re.search(r"✓ drift_report\[[\d-]+\]: no drift over 200 rows, against version 2", out)
+    assert (
+        "✓ batch_predictions[demo-clinic.csv]: 110 of 111 rows scored with version 2, 1 refused "
+        "(reasons in the .refused.parquet beside the output)" in out
+    )
 
 
 def test_demo_twice_succeeds_and_says_there_was_nothing_new(demo_home):
@@ -66,6 +70,7 @@ def test_demo_twice_succeeds_and_says_there_was_nothing_new(demo_home):
     assert second.returncode == 0, second.stderr[-3000:]
     assert "wrote nothing (already seeded)" in second.stdout
     assert "no new files under landing/" in second.stdout
+    assert "nothing new under scoring-input/" in second.stdout
     assert "→ clean skip, nothing registered: not promoted: identical to version" in second.stdout
     assert "Production: reusing the running deployment of version" in second.stdout
     assert (
