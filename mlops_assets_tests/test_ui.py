@@ -36,6 +36,7 @@ LINEAGE = {
     "release": ["scoring_image", "qa_deployment", "prod_deployment"],
     "monitoring": ["scoring_logs", "drift_report"],
     "feedback": ["feedback_batch"],
+    "batch": ["batch_predictions"],
 }
 ARTIFACTS = REPO / "test-artifacts" / "ui"
 
@@ -120,3 +121,12 @@ def test_lineage_a_retrain_from_the_page_then_the_daemon_runs_the_loop_alone(tmp
     finally:
         dagster_dev.stop(server)
         subprocess.run([str(BIN / "mlops-assets"), "down"], env=env, capture_output=True)
+
+
+def test_the_lineage_checked_in_the_ui_is_every_asset_of_every_group(defs):
+    """A new asset or group must be seen on its page too: LINEAGE is the whole graph."""
+    graph = defs.resolve_asset_graph()
+    groups: dict[str, set[str]] = {}
+    for key in graph.get_all_asset_keys():
+        groups.setdefault(graph.get(key).group_name, set()).add(key.to_user_string())
+    assert groups == {group: set(assets) for group, assets in LINEAGE.items()}
