@@ -9,7 +9,7 @@ from typing import Any
 
 import dagster as dg
 
-from mlops_assets.automation import LANDING_SENSOR, RUN_KEY_TAG, SENSOR_NAME_TAG, plan_landing
+from mlops_assets.automation import LANDING_SENSOR, RUN_KEY_TAG, SENSOR_NAME_TAG, LandingPlan, plan_landing
 from mlops_assets.data.assets import landed_files
 from mlops_assets.instance import STAGE_TAG
 from mlops_assets.release.assets import model_versions
@@ -101,19 +101,40 @@ def _ingest_outcome(partition: str, result: dg.ExecuteInProcessResult) -> Ingest
     return outcome
 
 
+def run_file_plan(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    lock_dir: Path,
+    plan: LandingPlan,
+    partitions: dg.DynamicPartitionsDefinition,
+    sensor_name: str,
+) -> list[tuple[str, dg.ExecuteInProcessResult]]:
+    """A file sensor's plan run in-process, tagged as the daemon would tag its runs."""
+    if plan.new_partitions:
+        instance.add_dynamic_partitions(partitions.name, plan.new_partitions)
+    return [
+        (
+            request.partition_key,
+            execute(
+                defs,
+                instance,
+                request.job_name,
+                lock_dir,
+                request.partition_key,
+                {**request.tags, **sensor_tags(sensor_name, request.run_key)},
+            ),
+        )
+        for request in plan.run_requests
+    ]
+
+
 def ingest_new_files(
     defs: dg.Definitions, instance: dg.DagsterInstance, storage: Storage, lock_dir: Path
 ) -> list[IngestOutcome]:
     """Evaluate the landing sensor's plan and run each request in-process, as the daemon would."""
     plan = plan_landing(storage, instance)
-    if plan.new_partitions:
-        instance.add_dynamic_partitions(landed_files.name, plan.new_partitions)
-    outcomes = []
-    for request in plan.run_requests:
-        tags = {**request.tags, **sensor_tags(LANDING_SENSOR, request.run_key)}
-        result = execute(defs, instance, request.job_name, lock_dir, request.partition_key, tags)
-        outcomes.append(_ingest_outcome(request.partition_key, result))
-    return outcomes
+    done = run_file_plan(defs, instance, lock_dir, plan, landed_files, LANDING_SENSOR)
+    return [_ingest_outcome(partition, result) for partition, result in done]
 
 
 def score_new_files(
@@ -124,18 +145,7 @@ def score_new_files(
     from mlops_assets.batch.automation import SCORING_INPUT_SENSOR, plan_scoring_inputs
 
     plan = plan_scoring_inputs(storage, instance)
-    if plan.new_partitions:
-        instance.add_dynamic_partitions(scoring_inputs.name, plan.new_partitions)
-    results = []
-    for request in plan.run_requests:
-        tags = {**request.tags, **sensor_tags(SCORING_INPUT_SENSOR, request.run_key)}
-        results.append(
-            (
-                request.partition_key,
-                execute(defs, instance, request.job_name, lock_dir, request.partition_key, tags),
-            )
-        )
-    return results
+    return run_file_plan(defs, instance, lock_dir, plan, scoring_inputs, SCORING_INPUT_SENSOR)
 
 
 @dataclass
