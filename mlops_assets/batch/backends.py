@@ -64,13 +64,7 @@ class InProcessBatchScorer(BatchScorer):
             job.model.version,
             progress=lambda rows: context.log.debug(f"{job.input_path}: {rows} rows read"),
         )
-        return {
-            "rows": result.rows,
-            "scored": result.scored,
-            "refused": result.refused,
-            "seconds": result.seconds,
-            "reasons": result.reasons,
-        }
+        return result.figures()
 
 
 class AzureMLBatchScorer(AzureMLJobs, BatchScorer):

@@ -37,20 +37,10 @@ def main() -> int:
         except BatchInputError as exc:
             pipes.report_asset_materialization(metadata={"error": {"raw_value": str(exc), "type": "text"}})
             return 0
-        figures = {
-            "rows": result.rows,
-            "scored": result.scored,
-            "refused": result.refused,
-            "seconds": result.seconds,
-            "reasons": result.reasons,
-        }
+        types = {"rows": "int", "scored": "int", "refused": "int", "seconds": "float", "reasons": "json"}
         pipes.report_asset_materialization(
             metadata={
-                name: {
-                    "raw_value": value,
-                    "type": "json" if name == "reasons" else "float" if name == "seconds" else "int",
-                }
-                for name, value in figures.items()
+                name: {"raw_value": value, "type": types[name]} for name, value in result.figures().items()
             }
         )
     return 0

@@ -46,6 +46,16 @@ class BatchResult:
     def rows_per_second(self) -> float:
         return self.rows / self.seconds if self.seconds else float("inf")
 
+    def figures(self) -> dict[str, Any]:
+        """What a scorer reports back, wherever it ran."""
+        return {
+            "rows": self.rows,
+            "scored": self.scored,
+            "refused": self.refused,
+            "seconds": self.seconds,
+            "reasons": self.reasons,
+        }
+
 
 def output_paths(input_path: str, input_prefix: str, output_prefix: str) -> tuple[str, str]:
     relative = posixpath.relpath(input_path, input_prefix)
