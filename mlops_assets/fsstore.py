@@ -115,14 +115,17 @@ class Storage:
         return digest
 
 
+# Storage's own policy waits 15 s, then 18 s, 24 s, ... per call (80 s against a closed port,
+# measured here). Three quick retries (about 10 s), then the error: for every blob client we make.
+BLOB_RETRIES = {"initial_backoff": 1, "increment_base": 2, "retry_total": 3}
+
+
 def _bound_blob_retries(fs: Any, connection_string: str) -> None:
-    """adlfs keeps the storage SDK's default retries (80 s against a closed port, measured here),
-    longer than a Dagster sensor tick may take: an outage would time the tick out instead of
-    reporting it. Three quick retries (about 10 s), then the error."""
+    """adlfs keeps the storage SDK's default retries, longer than a Dagster sensor tick may take:
+    an outage would time the tick out instead of reporting it."""
     from azure.storage.blob.aio import BlobServiceClient, ExponentialRetry
 
-    # Storage's own policy: waits 15 s, then 18 s, 24 s, ... (ExponentialRetry defaults).
-    retries = ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=3)
+    retries = ExponentialRetry(**BLOB_RETRIES)
     fs.service_client = BlobServiceClient.from_connection_string(connection_string, retry_policy=retries)
 
 
