@@ -46,15 +46,19 @@ class AzureMLJobs(dg.ConfigurableResource):
         return aml_client(self.subscription_id, self.resource_group, self.workspace)
 
     def command(
-        self, context: dg.AssetExecutionContext, code_dir: Path, command_line: str, purpose: str
+        self,
+        context: dg.AssetExecutionContext,
+        code_dir: Path,
+        command_line: str,
+        purpose: str,
+        account_url: str,
     ) -> Any:
         """The job as AML stores it: code, command line, environment, compute, identity, no secret."""
         from azure.ai.ml import command
         from azure.ai.ml.entities import Environment, ManagedIdentityConfiguration
 
-        blob = self.storage.blob_resource()
         variables = {
-            "MLOPS_PIPES_ACCOUNT_URL": blob.account_url,
+            "MLOPS_PIPES_ACCOUNT_URL": account_url,
             "MLOPS_PIPES_INTERVAL_SECONDS": f"{self.message_interval_seconds:g}",
         }
         account = self.storage.storage_account()
@@ -97,7 +101,8 @@ class AzureMLJobs(dg.ConfigurableResource):
             CleanMessageReader,
         )
 
-        with self.storage.blob_resource().get_client() as blobs, tempfile.TemporaryDirectory() as code:
+        blob = self.storage.blob_resource()
+        with blob.get_client() as blobs, tempfile.TemporaryDirectory() as code:
             _ensure_container(blobs, self.pipes_container)
             # Only what the script imports is uploaded as the job's code: not the Dagster code location.
             for target, source in files.items():
@@ -112,7 +117,7 @@ class AzureMLJobs(dg.ConfigurableResource):
                 poll_interval_seconds=self.poll_interval_seconds,
                 timeout_seconds=self.timeout_seconds,
             )
-            job = self.command(context, Path(code), command_line, purpose)
+            job = self.command(context, Path(code), command_line, purpose, blob.account_url)
             reported = client.run(context=context, command=job, extras=extras).get_materialize_result()
         result = {key: value.value for key, value in reported.metadata.items()}
         result["aml_job"] = result.pop("AzureML Job Name")
