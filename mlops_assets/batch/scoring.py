@@ -7,9 +7,11 @@ Both are written under temporary names and moved into place only when complete, 
 never sees half a file.
 """
 
+import contextlib
 import posixpath
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -198,12 +200,16 @@ def score_file(
     tmp_output = f"{output_path}.{tag}.tmp"
     tmp_refused = f"{refused_path}.{tag}.tmp"
     fs.makedirs(posixpath.dirname(output_path), exist_ok=True)
-    version = pa.DictionaryArray.from_arrays(pa.array([0], pa.int8()), pa.array([model_version]))
+    versions = pa.array([model_version])  # the one dictionary entry every output row points at
     rows = scored = refused = 0
-    reasons: dict[str, int] = {}
-    refused_writer = refused_handle = None
+    reasons: Counter[str] = Counter()
     try:
-        with _sink(fs, tmp_output) as out, pq.ParquetWriter(out, OUTPUT_SCHEMA) as writer:
+        # Closed in reverse order of opening, each writer before its file, on every way out.
+        with contextlib.ExitStack() as files:
+            writer = files.enter_context(
+                pq.ParquetWriter(files.enter_context(_sink(fs, tmp_output)), OUTPUT_SCHEMA)
+            )
+            refused_writer = None  # opened at the first refused row
             for batch in _read_ahead(read_chunks(fs, input_path, chunk_rows)):
                 matrix, passed, why = check_chunk(batch, features)
                 ids = np.arange(rows, rows + batch.num_rows, dtype=np.int64)
@@ -224,7 +230,7 @@ def score_file(
                             pa.array(good_ids),
                             pa.array(predictions),
                             pa.DictionaryArray.from_arrays(
-                                pa.array(np.zeros(len(good_ids), np.int8)), version.dictionary
+                                pa.array(np.zeros(len(good_ids), np.int8)), versions
                             ),
                         ],
                         schema=OUTPUT_SCHEMA,
@@ -233,24 +239,20 @@ def score_file(
                 if not passed.all():
                     bad = ~passed
                     if refused_writer is None:
-                        refused_handle = _sink(fs, tmp_refused)
-                        refused_writer = pq.ParquetWriter(
-                            refused_handle.__enter__(), _refused_schema(features)
+                        refused_writer = files.enter_context(
+                            pq.ParquetWriter(
+                                files.enter_context(_sink(fs, tmp_refused)), _refused_schema(features)
+                            )
                         )
                     refused_writer.write_batch(
                         _refused_batch(batch, features, np.flatnonzero(bad), ids[bad], why[bad])
                     )
-                    for reason in why[bad]:
-                        reasons[reason] = reasons.get(reason, 0) + 1
+                    reasons.update(why[bad])
                     refused += int(bad.sum())
                 rows += batch.num_rows
                 scored += len(good_ids)
                 if progress:
                     progress(rows)
-        if refused_writer is not None:
-            refused_writer.close()
-            refused_handle.close()
-            refused_writer = None
         fs.mv(tmp_output, output_path)
         if refused:
             fs.mv(tmp_refused, refused_path)
@@ -261,10 +263,6 @@ def score_file(
             if fs.exists(leftover):
                 fs.rm(leftover)
         raise
-    finally:
-        if refused_writer is not None:
-            refused_writer.close()
-            refused_handle.close()
     return BatchResult(
         rows=rows,
         scored=scored,
@@ -272,7 +270,7 @@ def score_file(
         output_path=output_path,
         refused_path=refused_path if refused else None,
         seconds=time.perf_counter() - started,
-        reasons=reasons,
+        reasons=dict(reasons),
     )
 
 
