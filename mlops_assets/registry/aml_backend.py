@@ -52,14 +52,20 @@ class AzureMLRegistry:
         holders = [e for e in entities if tag in (e.tags or {})]
         return sorted(holders, key=lambda e: (e.tags[tag], int(e.version)), reverse=True)
 
-    def _to_version(self, entity: Any, entities: list[Any]) -> ModelVersion:
+    @classmethod
+    def _alias_owners(cls, entities: list[Any]) -> dict[str, str]:
+        """Each alias and the version it means (its newest holder), worked out once per listing."""
+        aliases = {
+            k.removeprefix(ALIAS_PREFIX)
+            for e in entities
+            for k in (e.tags or {})
+            if k.startswith(ALIAS_PREFIX)
+        }
+        return {alias: cls._holders(entities, alias)[0].version for alias in aliases}
+
+    def _to_version(self, entity: Any, owners: dict[str, str]) -> ModelVersion:
         tags = dict(entity.tags or {})
-        held = [
-            key.removeprefix(ALIAS_PREFIX)
-            for key in tags
-            if key.startswith(ALIAS_PREFIX)
-            and self._holders(entities, key.removeprefix(ALIAS_PREFIX))[0].version == entity.version
-        ]
+        held = [alias for alias, version in owners.items() if version == entity.version]
         visible = {k: v for k, v in tags.items() if not k.startswith(ALIAS_PREFIX) and k != MANIFEST_TAG}
         return ModelVersion(
             name=entity.name,
@@ -71,11 +77,11 @@ class AzureMLRegistry:
 
     def list_versions(self) -> list[ModelVersion]:
         entities = self._entities()
-        return sorted((self._to_version(e, entities) for e in entities), key=lambda v: v.version)
+        owners = self._alias_owners(entities)
+        return sorted((self._to_version(e, owners) for e in entities), key=lambda v: v.version)
 
     def get_version(self, version: int) -> ModelVersion:
-        entities = self._entities()
-        return self._to_version(self._entity(version), entities)
+        return self._to_version(self._entity(version), self._alias_owners(self._entities()))
 
     def find_by_fingerprint(self, fingerprint: str) -> ModelVersion | None:
         return next((v for v in self.list_versions() if v.fingerprint == fingerprint), None)
@@ -109,18 +115,15 @@ class AzureMLRegistry:
                 holders[0].version,
                 stale,
             )
-        return self._to_version(holders[0], entities)
+        return self._to_version(holders[0], self._alias_owners(entities))
 
     def interrupted_alias_moves(self) -> dict[str, list[int]]:
         """Alias -> the stale versions still tagged with it (empty when every move completed)."""
         entities = self._entities()
-        aliases = {
-            k.removeprefix(ALIAS_PREFIX)
-            for e in entities
-            for k in (e.tags or {})
-            if k.startswith(ALIAS_PREFIX)
+        stale = {
+            a: [int(e.version) for e in self._holders(entities, a)[1:]]
+            for a in sorted(self._alias_owners(entities))
         }
-        stale = {a: [int(e.version) for e in self._holders(entities, a)[1:]] for a in sorted(aliases)}
         return {alias: versions for alias, versions in stale.items() if versions}
 
     # --- writing -------------------------------------------------------------------------
@@ -150,7 +153,7 @@ class AzureMLRegistry:
                     properties={name: repr(float(value)) for name, value in metrics.items()},
                 )
             )
-        return self._to_version(created, [created])
+        return self._to_version(created, self._alias_owners([created]))
 
     def _update_tags(self, version: int, set_tags: dict[str, str], remove: tuple[str, ...] = ()) -> None:
         entity = self._entity(version)
