@@ -23,6 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.quick import parse_args  # noqa: E402
+
 FEATURES = ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")
 
 
@@ -45,7 +47,7 @@ def run_ours(input_path: str, output_dir: str) -> dict:
     import fsspec
 
     from mlops_assets.batch.scoring import score_file
-    from mlops_assets.data.seed import diabetes_frame
+    from mlops_assets.ingest.seed import diabetes_frame
     from mlops_assets.serving.artifact import affine_predictor
     from mlops_assets.training.train import fit
 
@@ -108,7 +110,7 @@ def main() -> int:
     parser.add_argument("--rows", default="1000000,10000000")
     parser.add_argument("--rounds", type=int, default=7, help="runs of each; the median is reported")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parse_args(parser, rows="20000", rounds=1)
     if args.worker:
         way, input_path, work = args.worker
         figures = (run_ours if way == "ours" else run_floor)(input_path, work)

@@ -18,6 +18,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.quick import parse_args  # noqa: E402
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(
@@ -25,17 +27,18 @@ def main() -> int:
     )
     parser.add_argument("--files", type=int, default=5000)
     parser.add_argument("--file-mb", type=float, default=0, help="pad each file to about this size")
-    args = parser.parse_args()
+    args = parse_args(parser, files=40)
     home = Path(tempfile.mkdtemp(prefix="mlops-bench-landing-"))
     os.environ["MLOPS_HOME"] = str(home)
     os.environ["DAGSTER_HOME"] = str(home / "dagster")
 
     import dagster as dg
 
-    from mlops_assets.automation import LANDING_SENSOR, RUN_KEY_TAG, SENSOR_NAME_TAG, plan_landing
-    from mlops_assets.data.seed import diabetes_frame
+    from mlops_assets.core.file_sensors import RUN_KEY_TAG, SENSOR_NAME_TAG
+    from mlops_assets.core.instance import write_instance_config
     from mlops_assets.definitions import build_definitions
-    from mlops_assets.instance import write_instance_config
+    from mlops_assets.ingest.automation import LANDING_SENSOR, plan_landing
+    from mlops_assets.ingest.seed import diabetes_frame
     from mlops_assets.settings import get_settings
 
     settings = get_settings()

@@ -19,6 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.quick import parse_args  # noqa: E402
 from mlops_assets_tests import dagster_dev  # noqa: E402
 from mlops_assets_tests.conftest import subprocess_env  # noqa: E402
 from mlops_assets_tests.dagster_dev import graphql, runs, wait_for  # noqa: E402
@@ -34,7 +35,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--interval", type=int, default=30)
-    args = parser.parse_args()
+    args = parse_args(parser, interval=5)
     home = Path(tempfile.mkdtemp(prefix="mlops-bench-loop-")) / "mlops"
     env = subprocess_env(home) | {
         "MLOPS_SENSOR_INTERVAL_SECONDS": str(args.interval),
@@ -49,8 +50,8 @@ def main() -> int:
         wait_for("dagster dev", lambda: graphql(port, "{ assetNodes { id } }")["assetNodes"], 180)
         wait_for("the first retrain", lambda: [r for r in runs(port) if r["jobName"] == "retraining_job"
                                                and r["status"] == "SUCCESS"], 600)  # fmt: skip
-        from mlops_assets.data.seed import land_held_back
-        from mlops_assets.fsstore import Storage
+        from mlops_assets.core.fsstore import Storage
+        from mlops_assets.ingest.seed import land_held_back
 
         landed_at = time.time()
         land_held_back(Storage((home / "storage").as_uri()))

@@ -20,6 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.quick import parse_args  # noqa: E402
 from bench.scoring import post_script, rss_mb  # noqa: E402
 from mlops_assets_tests.serving_support import Service, write_release  # noqa: E402
 
@@ -31,7 +32,7 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=60)
     parser.add_argument("--connections", type=int, default=256)
     parser.add_argument("--limit", type=int, default=64, help="admitted connections+tasks per worker")
-    args = parser.parse_args()
+    args = parse_args(parser, duration=3, connections=32)
 
     work = Path(tempfile.mkdtemp(prefix="mlops-overload-"))
     home = work / "mlops"

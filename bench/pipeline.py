@@ -14,6 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.quick import parse_args
+
 
 def step_times(instance, run_id: str) -> dict[str, float]:
     from dagster import DagsterEventType
@@ -33,7 +35,7 @@ def step_times(instance, run_id: str) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3, help="warm runs per job")
-    args = parser.parse_args()
+    args = parse_args(parser, repeat=0)
 
     home = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
     os.environ["MLOPS_HOME"] = str(home)
@@ -45,13 +47,13 @@ def main() -> int:
     import dagster as dg
 
     from mlops_assets import quiet_api_stage_warnings
-    from mlops_assets.automation import plan_landing
-    from mlops_assets.data.assets import landed_files
-    from mlops_assets.data.seed import seed
+    from mlops_assets.core.instance import write_instance_config
     from mlops_assets.definitions import build_definitions
-    from mlops_assets.instance import write_instance_config
+    from mlops_assets.ingest.assets import landed_files
+    from mlops_assets.ingest.automation import plan_landing
+    from mlops_assets.ingest.seed import seed
+    from mlops_assets.ops.runner import execute
     from mlops_assets.release.assets import model_versions
-    from mlops_assets.runner import execute
     from mlops_assets.settings import get_settings
 
     quiet_api_stage_warnings()

@@ -30,6 +30,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from bench.quick import parse_args  # noqa: E402
 from mlops_assets_tests.webhook import TelemetryReceiver  # noqa: E402
 
 VENVS = REPO / "bench" / ".venvs"
@@ -399,12 +401,12 @@ def main() -> int:
         default=",".join(SERVER_ORDER),
         help="comma-separated subset of: " + ", ".join(SERVER_ORDER),
     )
-    args = parser.parse_args()
+    args = parse_args(parser, duration=1, warmup=0, rounds=1, only="ours,bare-starlette")
     if not shutil.which("wrk"):
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
         return 2
 
-    from mlops_assets.data.seed import diabetes_frame, split_seed
+    from mlops_assets.ingest.seed import diabetes_frame, split_seed
     from mlops_assets.training.train import fit
 
     model = fit(split_seed(diabetes_frame())[0], alpha=0.5)

@@ -25,6 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.quick import parse_args  # noqa: E402
 from bench.scoring import free_port, post_script  # noqa: E402
 from mlops_assets.release.build_context import assemble, serving_requirements  # noqa: E402
 from mlops_assets.release.local_target import LocalTarget  # noqa: E402
@@ -105,7 +106,7 @@ def main() -> int:
     )
     parser.add_argument("--duration", type=int, default=20)
     parser.add_argument("--connections", type=int, default=32)
-    args = parser.parse_args()
+    args = parse_args(parser, duration=4, connections=8)
     work = Path(tempfile.mkdtemp(prefix="mlops-swap-"))
     os.environ["MLOPS_SCORING_KEYS"] = KEY
     built = contexts(work)

@@ -22,6 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.quick import parse_args  # noqa: E402
+
 
 def measure(way: str, requests: int) -> float:
     from mlops_assets.serving.app import ServiceConfig, create_app
@@ -115,7 +117,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3, help="runs of each; the median is reported")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parse_args(parser, requests=500, rounds=1)
     if args.worker:
         print(f"{measure(args.worker, args.requests):.1f}")
         return 0

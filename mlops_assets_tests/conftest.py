@@ -8,9 +8,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from mlops_assets.instance import write_instance_config
+from mlops_assets.core.instance import write_instance_config
+from mlops_assets.core.storage import Storage
 from mlops_assets.settings import Settings, get_settings
-from mlops_assets.storage import Storage
 
 REPO = Path(__file__).resolve().parents[1]
 _real_connect = socket.socket.connect

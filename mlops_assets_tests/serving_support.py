@@ -13,8 +13,8 @@ import httpx
 import numpy as np
 import skops.io as sio
 
-from mlops_assets.data.schema import FEATURES
-from mlops_assets.data.seed import diabetes_frame, split_seed
+from mlops_assets.ingest.schema import FEATURES
+from mlops_assets.ingest.seed import diabetes_frame, split_seed
 from mlops_assets.serving.artifact import sha256_hex
 from mlops_assets.training import train
 

@@ -2,9 +2,9 @@
 
 import dagster as dg
 
-from mlops_assets.automation import RETRAIN_SENSOR, plan_retrain
-from mlops_assets.data.seed import seed
-from mlops_assets.runner import ingest_new_files
+from mlops_assets.ingest.seed import seed
+from mlops_assets.ops.runner import ingest_new_files
+from mlops_assets.training.automation import RETRAIN_SENSOR, plan_retrain
 from mlops_assets_tests import data_files
 
 
@@ -72,7 +72,7 @@ def test_a_local_file_s_version_is_its_content_hashed_once_per_change(storage, m
     """Sensors list every tick: the hash is kept while size and mtime stand, redone when they move."""
     import os
 
-    from mlops_assets import fsstore
+    from mlops_assets.core import fsstore
 
     storage.write_bytes("landing/a.csv", b"age\n1\n")
     (first,) = storage.list_files("landing")

@@ -6,8 +6,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from mlops_assets.data.schema import FEATURES
-from mlops_assets.monitoring.feedback import LabelsError, join_labels, read_labels
+from mlops_assets.ingest.feedback import LabelsError, join_labels, read_labels
+from mlops_assets.ingest.schema import FEATURES
 from mlops_assets.serving.request_log import record_line
 
 
@@ -51,12 +51,12 @@ def test_a_bad_labels_file_is_refused_by_name(raw, message):
 def test_labels_join_the_logs_feed_training_data_and_pending_ones_are_retried(
     settings, storage, instance, defs
 ):
-    from mlops_assets.automation import plan_retrain
-    from mlops_assets.data.seed import diabetes_frame, seed, split_seed
+    from mlops_assets.ingest.automation import FEEDBACK_SENSOR, plan_feedback
+    from mlops_assets.ingest.feedback_batch import feedback_files
+    from mlops_assets.ingest.seed import diabetes_frame, seed, split_seed
     from mlops_assets.monitoring.assets import scoring_logs
-    from mlops_assets.monitoring.automation import FEEDBACK_SENSOR, plan_feedback
-    from mlops_assets.monitoring.feedback_batch import feedback_files
-    from mlops_assets.runner import execute, ingest_new_files, retrain, sensor_tags
+    from mlops_assets.ops.runner import execute, ingest_new_files, retrain, sensor_tags
+    from mlops_assets.training.automation import plan_retrain
 
     seed(storage)
     ingest_new_files(defs, instance, storage, settings.lock_dir)

@@ -6,10 +6,10 @@ import uuid
 import dagster as dg
 import pytest
 
-from mlops_assets.automation import LANDING_SENSOR, plan_landing
-from mlops_assets.data.assets import landed_batch, landed_files, validated_batch
-from mlops_assets.runner import sensor_tags
-from mlops_assets.storage import StorageIOManager, StorageResource
+from mlops_assets.core.storage import StorageIOManager, StorageResource
+from mlops_assets.ingest.assets import landed_batch, landed_files, validated_batch
+from mlops_assets.ingest.automation import LANDING_SENSOR, plan_landing
+from mlops_assets.ops.runner import sensor_tags
 from mlops_assets_tests import data_files
 
 

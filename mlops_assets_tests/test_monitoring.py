@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from mlops_assets.data.schema import FEATURES
+from mlops_assets.ingest.schema import FEATURES
 from mlops_assets.monitoring.assets import scoring_logs
 from mlops_assets.monitoring.automation import stale_days
 from mlops_assets.monitoring.scoring_logs import compact_day, source_files
@@ -168,11 +168,11 @@ def _rows_as_log(frame: pd.DataFrame, day: date, prefix: str) -> bytes:
 
 @pytest.mark.slow
 def test_drift_report_over_a_window_flags_a_shifted_feature(settings, storage, instance, defs, webhook):
-    from mlops_assets.data.seed import diabetes_frame, seed
-    from mlops_assets.monitoring.alerts import AlertWebhook
+    from mlops_assets.core.alerts import AlertWebhook
+    from mlops_assets.ingest.seed import diabetes_frame, seed
     from mlops_assets.monitoring.assets import drift_report
     from mlops_assets.monitoring.automation import drift_retrain_requests
-    from mlops_assets.runner import ingest_new_files, retrain
+    from mlops_assets.ops.runner import ingest_new_files, retrain
     from mlops_assets_tests import data_files
 
     seed(storage)
@@ -233,7 +233,7 @@ def test_drift_report_over_a_window_flags_a_shifted_feature(settings, storage, i
 
 
 def test_alerts_go_to_the_webhook_only_when_one_is_set_and_never_fail_a_run():
-    from mlops_assets.monitoring.alerts import AlertWebhook
+    from mlops_assets.core.alerts import AlertWebhook
     from mlops_assets_tests.webhook import Receiver
 
     with Receiver() as receiver:
@@ -246,8 +246,8 @@ def test_alerts_go_to_the_webhook_only_when_one_is_set_and_never_fail_a_run():
 
 
 def test_a_failed_run_is_posted_with_its_job_partition_and_reason(settings, storage, instance, defs):
-    from mlops_assets.monitoring.alerts import AlertWebhook
-    from mlops_assets.runner import ingest_new_files
+    from mlops_assets.core.alerts import AlertWebhook
+    from mlops_assets.ops.runner import ingest_new_files
     from mlops_assets_tests import data_files
     from mlops_assets_tests.webhook import Receiver
 

@@ -5,10 +5,11 @@ import json
 import dagster as dg
 import pytest
 
-from mlops_assets.automation import LANDING_SENSOR, RUN_KEY_TAG, SENSOR_NAME_TAG
-from mlops_assets.data.assets import landed_batch, landed_files, validated_batch
-from mlops_assets.data.seed import land_held_back, seed
-from mlops_assets.runner import ingest_new_files, retrain
+from mlops_assets.core.file_sensors import RUN_KEY_TAG, SENSOR_NAME_TAG
+from mlops_assets.ingest.assets import landed_batch, landed_files, validated_batch
+from mlops_assets.ingest.automation import LANDING_SENSOR
+from mlops_assets.ingest.seed import land_held_back, seed
+from mlops_assets.ops.runner import ingest_new_files, retrain
 from mlops_assets.serving.artifact import sha256_hex
 from mlops_assets_tests import data_files
 

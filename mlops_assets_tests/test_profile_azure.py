@@ -10,9 +10,9 @@ import dagster as dg
 import pytest
 
 from mlops_assets.batch.backends import JOB_FILES, AzureMLBatchScorer
-from mlops_assets.data.seed import seed
+from mlops_assets.ingest.seed import seed
+from mlops_assets.ops.runner import ingest_new_files, retrain
 from mlops_assets.registry.aml_backend import AzureMLRegistryResource
-from mlops_assets.runner import ingest_new_files, retrain
 from mlops_assets.settings import get_settings
 from mlops_assets.training.aml_backend import AzureMLTrainingBackend
 from mlops_assets_tests.azurite import KEY
@@ -210,7 +210,7 @@ def test_the_aml_environment_pins_what_the_lock_installs_here():
 
 
 def test_the_azure_profile_names_what_it_is_missing(settings, monkeypatch):
-    from mlops_assets.profiles import resources_for
+    from mlops_assets.resources import resources_for
 
     monkeypatch.setenv("MLOPS_PROFILE", "azure")
     get_settings.cache_clear()
@@ -245,8 +245,8 @@ def test_storage_credentials_from_key_vault_never_reach_logs_or_metadata(
     settings, instance, azurite, monkeypatch
 ):
 
+    from mlops_assets.core.storage import StorageIOManager, StorageResource
     from mlops_assets.definitions import build_definitions
-    from mlops_assets.storage import StorageIOManager, StorageResource
 
     azure = use_azure_profile(
         monkeypatch,
@@ -405,7 +405,7 @@ def test_a_sas_connection_string_works_for_files_and_for_blob_clients(azurite):
         generate_account_sas,
     )
 
-    from mlops_assets.storage import StorageResource
+    from mlops_assets.core.storage import StorageResource
     from mlops_assets_tests.azurite import ACCOUNT
 
     container = f"sas-{uuid.uuid4().hex[:12]}"
@@ -423,7 +423,9 @@ def test_a_sas_connection_string_works_for_files_and_for_blob_clients(azurite):
     storage = StorageResource(root_url=f"az://{container}", connection_string=connection)
     storage.get().write_json("probe/value.json", {"ok": True})
     assert storage.get().read_json("probe/value.json") == {"ok": True}
-    resource = storage.blob_resource()
+    from mlops_assets.azure.blob import blob_resource
+
+    resource = blob_resource(storage)
     assert resource.credential.credential_type == "sas"
     with resource.get_client() as blobs:
         names = [b.name for b in blobs.get_container_client(container).list_blobs()]

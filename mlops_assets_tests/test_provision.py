@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mlops_assets.provision import ClusterSpec, ProvisionError, provision_cluster
+from mlops_assets.ops.provision import ClusterSpec, ProvisionError, provision_cluster
 from mlops_assets_tests.cloud_recorders import Recorder
 
 

@@ -9,8 +9,7 @@ import dagster as dg
 import pytest
 import skops.io as sio
 
-from mlops_assets.automation import RELEASE_SENSOR
-from mlops_assets.data.seed import diabetes_frame, split_seed
+from mlops_assets.ingest.seed import diabetes_frame, split_seed
 from mlops_assets.registry.manifest import build_manifest
 from mlops_assets.release.assets import (
     model_versions,
@@ -18,6 +17,7 @@ from mlops_assets.release.assets import (
     qa_deployment,
     scoring_image,
 )
+from mlops_assets.release.automation import RELEASE_SENSOR
 from mlops_assets.release.targets import LocalDeploymentTarget
 from mlops_assets.serving.artifact import sha256_hex
 from mlops_assets.training import train
@@ -297,8 +297,8 @@ def test_two_releases_started_together_run_one_at_a_time_in_order(settings, inst
     import threading
     import time
 
-    from mlops_assets import runner
     from mlops_assets.definitions import build_definitions
+    from mlops_assets.ops import runner
     from mlops_assets.settings import get_settings
 
     monkeypatch.setenv("MLOPS_QA_PORT", str(free_port()))

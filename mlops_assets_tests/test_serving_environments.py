@@ -55,7 +55,7 @@ def test_serving_group_has_no_dagster_or_mlflow(serving_venv):
         [
             python,
             "-c",
-            "import sys, mlops_assets.serving.app, mlops_assets.cli; print(sorted(m for m in sys.modules if m.split('.')[0] in ('dagster', 'mlflow', 'azure', 'adlfs')))",
+            "import sys, mlops_assets.serving.app, mlops_assets.ops.cli; print(sorted(m for m in sys.modules if m.split('.')[0] in ('dagster', 'mlflow', 'azure', 'adlfs')))",
         ],
         capture_output=True,
         text=True,

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from mlops_assets.fsstore import Storage
+from mlops_assets.core.fsstore import Storage
 from mlops_assets.serving import score
 from mlops_assets.serving.artifact import (
     ArtifactError,
@@ -52,7 +52,7 @@ def test_a_model_that_is_not_scaler_plus_ridge_uses_its_own_predict(tmp_path):
     import skops.io as sio
     from sklearn.linear_model import Ridge
 
-    from mlops_assets.data.seed import diabetes_frame
+    from mlops_assets.ingest.seed import diabetes_frame
     from mlops_assets.serving.artifact import sha256_hex
     from mlops_assets.training.train import FEATURES, TARGET
 

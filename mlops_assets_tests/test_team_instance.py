@@ -5,9 +5,9 @@ import psycopg2
 import pytest
 import yaml
 
-from mlops_assets.data.seed import seed
-from mlops_assets.instance import INSTANCE_CONFIG
-from mlops_assets.runner import ingest_new_files, retrain
+from mlops_assets.core.instance import INSTANCE_CONFIG
+from mlops_assets.ingest.seed import seed
+from mlops_assets.ops.runner import ingest_new_files, retrain
 from mlops_assets_tests.conftest import REPO
 
 TEAM_INSTANCE = REPO / "deploy" / "dagster" / "dagster.yaml"

@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 import pytest
 
-from mlops_assets.data.seed import diabetes_frame, split_seed
+from mlops_assets.ingest.seed import diabetes_frame, split_seed
 from mlops_assets.serving.artifact import ArtifactError, load_verified_model
 from mlops_assets.training import train
 

@@ -90,8 +90,8 @@ def test_lineage_a_retrain_from_the_page_then_the_daemon_runs_the_loop_alone(tmp
             browser.close()
 
         # A new file lands: the daemon ingests it and then retrains, without a click.
-        from mlops_assets.data.seed import HELD_BACK_LANDING, land_held_back
-        from mlops_assets.fsstore import Storage
+        from mlops_assets.core.fsstore import Storage
+        from mlops_assets.ingest.seed import HELD_BACK_LANDING, land_held_back
 
         land_held_back(Storage((home / "storage").as_uri()))
         landed = HELD_BACK_LANDING.removeprefix("landing/")

@@ -2,10 +2,10 @@
 
 import pytest
 
-from mlops_assets.data.config import ValidationConfig
-from mlops_assets.data.reference import compute_reference
-from mlops_assets.data.seed import diabetes_frame, split_seed
-from mlops_assets.data.validation import (
+from mlops_assets.ingest.config import ValidationConfig
+from mlops_assets.ingest.reference import compute_reference
+from mlops_assets.ingest.seed import diabetes_frame, split_seed
+from mlops_assets.ingest.validation import (
     check_distribution_limit,
     check_drift,
     check_nulls,

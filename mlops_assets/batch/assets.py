@@ -6,11 +6,12 @@ import dagster as dg
 
 from mlops_assets.batch.backends import BatchJob, BatchScorer
 from mlops_assets.batch.scoring import BatchInputError, output_paths
-from mlops_assets.instance import STAGE_TAG
+from mlops_assets.core import keys
+from mlops_assets.core.instance import STAGE_TAG
+from mlops_assets.core.storage import StorageResource
 from mlops_assets.registry.assets import RELEASE_PREFIX
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS, RegistryResource
 from mlops_assets.serving.artifact import MANIFEST_NAME, ArtifactError, LoadedModel, loaded_model
-from mlops_assets.storage import StorageResource
 
 INPUT_PREFIX = "scoring-input"
 OUTPUT_PREFIX = "scoring-output"
@@ -41,11 +42,11 @@ def production_model(registry: RegistryResource) -> tuple[LoadedModel, dict]:
     partitions_def=scoring_inputs,
     group_name="batch",
     kinds={"scikit-learn", "parquet"},
-    deps=["registered_model"],
+    deps=[keys.REGISTERED_MODEL],
     check_specs=[
         dg.AssetCheckSpec(
             EVERY_ROW_SCORED,
-            asset="batch_predictions",
+            asset=keys.BATCH_PREDICTIONS,
             description="Rows refused (with their reasons in the .refused.parquet beside the output).",
         )
     ],

@@ -2,14 +2,14 @@
 
 import dagster as dg
 
-from mlops_assets.automation import LandingPlan, build_file_sensor, plan_files
 from mlops_assets.batch.assets import INPUT_PREFIX, batch_scoring_job, scoring_inputs
-from mlops_assets.storage import Storage
+from mlops_assets.core.file_sensors import FilePlan, build_file_sensor, plan_files
+from mlops_assets.core.storage import Storage
 
 SCORING_INPUT_SENSOR = "scoring_input_sensor"
 
 
-def plan_scoring_inputs(storage: Storage, instance: dg.DagsterInstance) -> LandingPlan:
+def plan_scoring_inputs(storage: Storage, instance: dg.DagsterInstance) -> FilePlan:
     # Run keys carry the folder: the same file name under landing/ is another file.
     return plan_files(
         storage,

@@ -6,10 +6,10 @@ from typing import Any
 
 import dagster as dg
 
-from mlops_assets.azureml_jobs import AzureMLJobs
+from mlops_assets.azure.jobs import AzureMLJobs
 from mlops_assets.batch.scoring import BatchInputError, score_file
+from mlops_assets.core.storage import Storage
 from mlops_assets.serving.artifact import LoadedModel
-from mlops_assets.storage import Storage
 
 # What score_job.py imports of the project: uploaded as the AML job's code, nothing more.
 JOB_FILES = (

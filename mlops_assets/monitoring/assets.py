@@ -6,12 +6,13 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from mlops_assets.data.schema import FEATURES
-from mlops_assets.monitoring.alerts import AlertWebhook
+from mlops_assets.core import keys
+from mlops_assets.core.alerts import AlertWebhook
+from mlops_assets.core.storage import StorageResource, load_stored_value, relative_path
+from mlops_assets.ingest.schema import FEATURES
 from mlops_assets.monitoring.drift import DriftThresholds, drift_table, feature_plot
 from mlops_assets.monitoring.scoring_logs import compact_day, fingerprint, source_files
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS, RegistryResource
-from mlops_assets.storage import StorageResource, load_stored_value, relative_path
 
 # end_offset=1: today is a partition too (compacted again once the day is over).
 scoring_days = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1, timezone="UTC")
@@ -22,15 +23,15 @@ NEW_BATCHES = "new_batches_since_training"
 
 def new_data_since_training(instance: dg.DagsterInstance) -> int:
     """Labelled batches (landed or feedback) validated after the latest training snapshot (training_data materialisation)."""
-    trained = instance.fetch_materializations(dg.AssetKey("training_data"), limit=1).records
+    trained = instance.fetch_materializations(keys.TRAINING_DATA, limit=1).records
     after = trained[0].storage_id if trained else 0
     return sum(
         len(
             instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), after_storage_id=after), limit=1000
+                dg.AssetRecordsFilter(asset_key=key, after_storage_id=after), limit=1000
             ).records
         )
-        for key in ("validated_batch", "feedback_batch")
+        for key in (keys.VALIDATED_BATCH, keys.FEEDBACK_BATCH)
     )
 
 
@@ -94,7 +95,7 @@ def reference_frame(registry: RegistryResource, storage: StorageResource) -> tup
     partitions_def=scoring_days,
     group_name="monitoring",
     kinds={"python"},
-    deps=[dg.AssetKey("training_data")],  # lineage: compared with the production model's snapshot
+    deps=[keys.TRAINING_DATA],  # lineage: compared with the production model's snapshot
     ins={
         "scoring_logs": dg.AssetIn(
             partition_mapping=dg.TimeWindowPartitionMapping(
@@ -105,7 +106,7 @@ def reference_frame(registry: RegistryResource, storage: StorageResource) -> tup
     check_specs=[
         dg.AssetCheckSpec(
             "drift_within_limits",
-            asset="drift_report",
+            asset=keys.DRIFT_REPORT,
             description="No feature past both the PSI and the KS thresholds (DriftConfig).",
         )
     ],

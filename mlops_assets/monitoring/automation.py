@@ -4,8 +4,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-from mlops_assets.instance import STAGE_TAG
-from mlops_assets.monitoring.alerts import AlertWebhook
+from mlops_assets.core.alerts import AlertWebhook
+from mlops_assets.core.instance import STAGE_TAG
+from mlops_assets.core.storage import Storage, StorageResource
 from mlops_assets.monitoring.assets import (
     NEW_BATCHES,
     SOURCE_FINGERPRINT,
@@ -13,14 +14,12 @@ from mlops_assets.monitoring.assets import (
     scoring_days,
     scoring_logs,
 )
-from mlops_assets.monitoring.feedback_batch import LABELS_PREFIX, PENDING, feedback_batch, feedback_files
 from mlops_assets.monitoring.scoring_logs import fingerprint, source_files
-from mlops_assets.storage import Storage, StorageResource
+from mlops_assets.training.automation import retraining_job
 
 SCORING_LOGS_SENSOR = "scoring_logs_sensor"
 DRIFT_RETRAIN_SENSOR = "drift_retrain_sensor"
 FAILURE_ALERT_SENSOR = "alert_on_run_failure"
-FEEDBACK_SENSOR = "feedback_sensor"
 LOOKBACK_DAYS = 7  # late files older than this are left for a manual backfill
 
 monitoring_job = dg.define_asset_job(
@@ -30,51 +29,6 @@ monitoring_job = dg.define_asset_job(
     tags={STAGE_TAG: "monitoring"},
     description="One day: compact the scoring logs, then the drift report over the trailing window.",
 )
-
-
-feedback_job = dg.define_asset_job(
-    "feedback_job",
-    selection=dg.AssetSelection.assets(feedback_batch),
-    partitions_def=feedback_files,
-    tags={STAGE_TAG: "ingest"},
-    description="One labels file: join with the compacted scoring logs, check, keep for training.",
-)
-
-
-def plan_feedback(storage: Storage, instance: dg.DagsterInstance) -> tuple[list[str], list[dg.RunRequest]]:
-    """New or changed labels files, and files with pending labels once newer scoring logs are compacted."""
-    from mlops_assets.automation import plan_files
-
-    plan = plan_files(
-        storage, instance, LABELS_PREFIX, feedback_files, feedback_job.name, run_key_prefix="labels/"
-    )
-    requested = {r.partition_key for r in plan.run_requests}
-    newest_logs = instance.fetch_materializations(scoring_logs.key, limit=1).records
-    if newest_logs:
-        logs_id = newest_logs[0].storage_id
-        # Two queries whatever the number of labels files: each file's latest batch, then those
-        # of them older than the newest compacted logs (the only ones a retry could help).
-        latest = instance.event_log_storage.get_latest_storage_id_by_partition(
-            feedback_batch.key, dg.DagsterEventType.ASSET_MATERIALIZATION
-        )
-        older = sorted(i for key, i in latest.items() if i < logs_id and key not in requested)
-        records = (
-            instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=feedback_batch.key, storage_ids=older), limit=len(older)
-            ).records
-            if older
-            else []
-        )
-        for record in sorted(records, key=lambda r: r.partition_key or ""):
-            if record.asset_materialization.metadata[PENDING].value:
-                plan.run_requests.append(
-                    dg.RunRequest(
-                        partition_key=record.partition_key,
-                        run_key=f"labels/{record.partition_key}@retry-after-{logs_id}",
-                        job_name=feedback_job.name,
-                    )
-                )
-    return plan.new_partitions, plan.run_requests
 
 
 def recorded_fingerprint(instance: dg.DagsterInstance, day: str) -> str | None:
@@ -166,8 +120,6 @@ def build_monitoring_automation(
         yesterday = day_before(context.scheduled_execution_time)
         return dg.RunRequest(partition_key=yesterday, run_key=f"monitoring-{yesterday}")
 
-    from mlops_assets.automation import retraining_job
-
     @dg.sensor(
         name=DRIFT_RETRAIN_SENSOR,
         job=retraining_job,
@@ -194,23 +146,8 @@ def build_monitoring_automation(
             job=run.job_name,
         )
 
-    @dg.sensor(
-        name=FEEDBACK_SENSOR,
-        job=feedback_job,
-        default_status=sensor_status,
-        minimum_interval_seconds=60,
-        description="A new labels file under labels/ (or one with pending labels, once more logs are compacted) "
-        "becomes a feedback_files partition and a feedback_job run.",
-    )
-    def feedback_sensor(context: dg.SensorEvaluationContext, storage: StorageResource):
-        new, requests = plan_feedback(storage.get(), context.instance)
-        return dg.SensorResult(
-            run_requests=requests,
-            dynamic_partitions_requests=[feedback_files.build_add_request(new)] if new else [],
-        )
-
     return dg.Definitions(
-        jobs=[monitoring_job, feedback_job],
-        sensors=[scoring_logs_sensor, feedback_sensor, drift_retrain_sensor, alert_on_run_failure],
+        jobs=[monitoring_job],
+        sensors=[scoring_logs_sensor, drift_retrain_sensor, alert_on_run_failure],
         schedules=[monitoring_schedule],
     )

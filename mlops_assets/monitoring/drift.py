@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mlops_assets.figures import as_markdown, pyplot
+from mlops_assets.core.figures import as_markdown, pyplot
 
 EPSILON = 1e-6  # an empty bin would make PSI infinite
 

@@ -16,8 +16,8 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from mlops_assets.data.schema import FEATURES
-from mlops_assets.fsstore import Storage, StoredFile
+from mlops_assets.core.fsstore import Storage, StoredFile
+from mlops_assets.ingest.schema import FEATURES
 from mlops_assets.serving.request_log import LOG_PREFIX
 
 NEXT_DAY_GRACE_SECONDS = 600

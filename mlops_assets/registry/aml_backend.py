@@ -198,7 +198,7 @@ class AzureMLRegistryResource(RegistryResource):
         return f"azureml:{self.workspace}"
 
     def ml_client(self) -> Any:
-        from mlops_assets.azureml import aml_client
+        from mlops_assets.azure.ml_client import aml_client
 
         return aml_client(self.subscription_id, self.resource_group, self.workspace)
 

@@ -4,7 +4,9 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from mlops_assets.data.schema import FEATURES
+from mlops_assets.core import keys
+from mlops_assets.core.storage import Storage, StorageResource, load_stored_value, relative_path
+from mlops_assets.ingest.schema import FEATURES
 from mlops_assets.registry.evaluation import (
     Decision,
     Scored,
@@ -21,7 +23,6 @@ from mlops_assets.registry.protocol import (
     RegistryResource,
 )
 from mlops_assets.serving.artifact import ArtifactError, load_verified_model
-from mlops_assets.storage import Storage, StorageResource, load_stored_value, relative_path
 from mlops_assets.training.assets import METRIC_NAMES
 from mlops_assets.training.train import ARTIFACT_NAME, TARGET, holdout_mask, score
 
@@ -68,6 +69,10 @@ def _comparison_table(decision: Decision) -> str:
 @dg.asset(
     group_name="registry",
     kinds={"scikit-learn"},
+    ins={
+        "candidate_model": dg.AssetIn(key=keys.CANDIDATE_MODEL),
+        "training_data": dg.AssetIn(key=keys.TRAINING_DATA),
+    },
     description=(
         "The candidate against the bar (production and any version still being released; else the "
         "latest) on the same current holdout; promote only on a strict relative mse improvement."
@@ -138,6 +143,7 @@ def _registration_tags(
 @dg.asset(
     group_name="registry",
     kinds={"mlflow"},
+    ins={"candidate_model": dg.AssetIn(key=keys.CANDIDATE_MODEL)},
     output_required=False,
     description=(
         "The promoted candidate as a registry version with its lineage tags and release manifest. "

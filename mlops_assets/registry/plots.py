@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlops_assets.figures import as_markdown, pyplot
+from mlops_assets.core.figures import as_markdown, pyplot
 
 
 def prediction_plots_markdown(actual: np.ndarray, predicted: np.ndarray, title: str) -> str:

@@ -7,6 +7,7 @@ import dagster as dg
 import numpy as np
 from pydantic import Field
 
+from mlops_assets.core import keys
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS, QA_ALIAS, RELEASE_STATE_TAG, RegistryResource
 from mlops_assets.release.build_context import assemble, serving_requirements
 from mlops_assets.release.builders import ImageBuilder
@@ -28,7 +29,7 @@ class ReleaseSettings(dg.ConfigurableResource):
     partitions_def=model_versions,
     group_name="release",
     kinds={"docker"},
-    deps=[dg.AssetKey("registered_model")],  # lineage: the version it packages comes from the registry
+    deps=[keys.REGISTERED_MODEL],  # lineage: the version it packages comes from the registry
     description=(
         "The scoring image of one registered version: build context (Dockerfile, locked serving "
         "requirements, serving code, artifact, manifest) tagged with its content digest."
@@ -110,7 +111,7 @@ def _smoke_check(result: SmokeResult, asset: str) -> dg.AssetCheckResult:
     check_specs=[
         dg.AssetCheckSpec(
             "smoke_test",
-            asset="qa_deployment",
+            asset=keys.QA_DEPLOYMENT,
             description="The sample payload with a key: the model's own predictions, version header, 401 without key.",
         )
     ],
@@ -158,7 +159,7 @@ def qa_deployment(
     check_specs=[
         dg.AssetCheckSpec(
             "smoke_test",
-            asset="prod_deployment",
+            asset=keys.PROD_DEPLOYMENT,
             description="The production URL answers the sample with the model's own predictions.",
         )
     ],

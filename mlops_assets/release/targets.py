@@ -1,6 +1,6 @@
 """Where releases run, behind one interface: QA, production, rollback, and the key a smoke test uses.
 
-The deployment assets call only this; `profiles.py` picks the backend (local processes here,
+The deployment assets call only this; `resources.py` picks the backend (local processes here,
 ACI + AKS in `azure_targets.py`).
 """
 

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mlops_assets.fsstore import Storage
+from mlops_assets.core.fsstore import Storage
 from mlops_assets.serving import metrics
 from mlops_assets.serving.artifact import (
     MANIFEST_NAME,

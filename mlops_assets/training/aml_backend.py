@@ -4,7 +4,7 @@ from typing import Any
 
 import dagster as dg
 
-from mlops_assets.azureml_jobs import TRAIN_ENVIRONMENT, AzureMLJobs
+from mlops_assets.azure.jobs import TRAIN_ENVIRONMENT, AzureMLJobs
 from mlops_assets.training.backends import TrainingBackend
 
 __all__ = ["TRAIN_ENVIRONMENT", "AzureMLTrainingBackend"]

@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from mlops_assets.storage import StorageResource
+from mlops_assets.core import keys
+from mlops_assets.core.storage import StorageResource
 from mlops_assets.training.backends import TrainingBackend, TrainingParams
 
 CANDIDATE_PREFIX = "models/candidates"
@@ -11,6 +12,7 @@ METRIC_NAMES = ("mse", "rmse", "r2", "mae")
 
 @dg.asset(
     group_name="training",
+    ins={"training_data": dg.AssetIn(key=keys.TRAINING_DATA)},
     kinds={"scikit-learn", "python"},
     description="A Ridge model fitted on the training snapshot, with metrics on the content-hash holdout.",
 )

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from mlops_assets.data.schema import COLUMNS
-from mlops_assets.storage import Storage
+from mlops_assets.core.storage import Storage
+from mlops_assets.ingest.schema import COLUMNS
 
 REFERENCE_PATH = "reference/stats.json"
 SAMPLE_SIZE = 2000

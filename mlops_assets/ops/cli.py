@@ -8,13 +8,13 @@ from mlops_assets.settings import get_settings
 
 
 def _storage():
-    from mlops_assets.profiles import storage_resource
+    from mlops_assets.resources import storage_resource
 
     return storage_resource(get_settings()).get()
 
 
 def cmd_seed(_: argparse.Namespace) -> int:
-    from mlops_assets.data.seed import seed
+    from mlops_assets.ingest.seed import seed
 
     settings = get_settings()
     if settings.profile != "local":
@@ -27,13 +27,13 @@ def cmd_seed(_: argparse.Namespace) -> int:
 
 
 def cmd_demo(_: argparse.Namespace) -> int:
-    from mlops_assets.demo import run_demo
+    from mlops_assets.ops.demo import run_demo
 
     return run_demo(get_settings())
 
 
 def cmd_instance(_: argparse.Namespace) -> int:
-    from mlops_assets.instance import write_instance_config
+    from mlops_assets.core.instance import write_instance_config
 
     print(write_instance_config(get_settings().dagster_home))
     return 0
@@ -53,7 +53,7 @@ def cmd_land(args: argparse.Namespace) -> int:
 
 
 def cmd_versions(_: argparse.Namespace) -> int:
-    from mlops_assets.profiles import resources_for
+    from mlops_assets.resources import resources_for
 
     registry = resources_for(get_settings())["registry"].get_registry()
     versions = registry.list_versions()
@@ -101,7 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_provision(_: argparse.Namespace) -> int:
-    from mlops_assets.provision import ClusterSpec, ProvisionError, provision_cluster
+    from mlops_assets.ops.provision import ClusterSpec, ProvisionError, provision_cluster
 
     settings = get_settings()
     try:
@@ -111,7 +111,7 @@ def cmd_provision(_: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"mlops-assets provision: {exc}", file=sys.stderr)
         return 2
-    from mlops_assets.azureml import aml_client
+    from mlops_assets.azure.ml_client import aml_client
 
     client = aml_client(settings.azure_subscription_id, settings.azure_resource_group, settings.aml_workspace)
     spec = ClusterSpec(
@@ -161,8 +161,8 @@ def _in_process():
 
     import dagster as dg
 
+    from mlops_assets.core.instance import write_instance_config
     from mlops_assets.definitions import build_definitions
-    from mlops_assets.instance import write_instance_config
 
     settings = get_settings()
     write_instance_config(settings.dagster_home)
@@ -183,7 +183,7 @@ def _say(outcome) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from mlops_assets.runner import release
+    from mlops_assets.ops.runner import release
 
     defs, instance, settings = _in_process()
     with instance:
@@ -195,7 +195,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from mlops_assets.runner import rollback
+    from mlops_assets.ops.runner import rollback
 
     defs, instance, settings = _in_process()
     with instance:

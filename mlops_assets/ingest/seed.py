@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import pandas as pd
 from sklearn.datasets import load_diabetes
 
-from mlops_assets.data.reference import REFERENCE_PATH, compute_reference, write_reference
-from mlops_assets.data.schema import COLUMNS
-from mlops_assets.storage import Storage
+from mlops_assets.core.storage import Storage
+from mlops_assets.ingest.reference import REFERENCE_PATH, compute_reference, write_reference
+from mlops_assets.ingest.schema import COLUMNS
 
 FIRST_FILE = "landing/diabetes-part-1.csv"
 HELD_BACK_FILE = "seed/diabetes-part-2.csv"  # outside landing/: the demo lands it later

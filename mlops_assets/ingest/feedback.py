@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from mlops_assets.data.schema import COLUMNS, FEATURES, TARGET
+from mlops_assets.ingest.schema import COLUMNS, FEATURES, TARGET
 
 LABEL_COLUMNS = ("request_id", "row_index", "target")
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from mlops_assets.data.schema import COLUMNS
-from mlops_assets.storage import Storage
+from mlops_assets.core.storage import Storage
+from mlops_assets.ingest.schema import COLUMNS
 
 SNAPSHOT_PREFIX = "training-data"
 BATCH_COLUMN = "batch"

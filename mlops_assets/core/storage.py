@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field, PrivateAttr
 
-from mlops_assets.fsstore import Storage, StoredFile, relative_path
+from mlops_assets.core.fsstore import Storage, StoredFile, relative_path
 
 __all__ = [
     "Storage",
@@ -69,7 +69,7 @@ class StorageResource(dg.ConfigurableResource):
         """The account's name, from the setting or the connection string (never the secret part)."""
         if self.account_name:
             return self.account_name
-        fields = _connection_fields(self.resolved_connection_string() or "")
+        fields = connection_fields(self.resolved_connection_string() or "")
         if "AccountName" in fields:
             return fields["AccountName"]
         if "BlobEndpoint" in fields:  # a SAS connection string names the account only in its endpoint
@@ -87,36 +87,9 @@ class StorageResource(dg.ConfigurableResource):
 
         return SecretClient(vault_url=self.key_vault_url, credential=DefaultAzureCredential())
 
-    def blob_resource(self) -> Any:
-        """The same account as a ``dagster_azure`` blob resource (for code that needs a BlobServiceClient)."""
-        from dagster_azure.blob import (
-            AzureBlobStorageDefaultCredential,
-            AzureBlobStorageKeyCredential,
-            AzureBlobStorageSASTokenCredential,
-        )
 
-        from mlops_assets.azure_blob import BoundedBlobStorageResource as AzureBlobStorageResource
-
-        secret = self.resolved_connection_string()
-        if not secret:
-            if not self.account_name:
-                raise ValueError(f"{self.root_url}: no connection string, Key Vault secret or account name")
-            return AzureBlobStorageResource(
-                account_url=f"https://{self.account_name}.blob.core.windows.net",
-                credential=AzureBlobStorageDefaultCredential(),
-            )
-        from azure.storage.blob import BlobServiceClient
-
-        parsed = BlobServiceClient.from_connection_string(secret)
-        fields = _connection_fields(secret)
-        if "AccountKey" in fields:
-            credential: Any = AzureBlobStorageKeyCredential(key=fields["AccountKey"])
-        else:
-            credential = AzureBlobStorageSASTokenCredential(token=fields.get("SharedAccessSignature"))
-        return AzureBlobStorageResource(account_url=parsed.url.split("?")[0], credential=credential)
-
-
-def _connection_fields(connection_string: str) -> dict[str, str]:
+def connection_fields(connection_string: str) -> dict[str, str]:
+    """The key=value fields of an Azure Storage connection string."""
     return dict(part.split("=", 1) for part in connection_string.split(";") if "=" in part)
 
 

@@ -5,11 +5,9 @@ import time
 
 import dagster as dg
 
-from mlops_assets.automation import RELEASE_SENSOR, RETRAIN_SENSOR, plan_retrain
-from mlops_assets.data.seed import HELD_BACK_LANDING, land_held_back, seed
-from mlops_assets.instance import write_instance_config
-from mlops_assets.registry.protocol import PRODUCTION_ALIAS
-from mlops_assets.runner import (
+from mlops_assets.core.instance import write_instance_config
+from mlops_assets.ingest.seed import HELD_BACK_LANDING, land_held_back, seed
+from mlops_assets.ops.runner import (
     IngestOutcome,
     ReleaseOutcome,
     RetrainOutcome,
@@ -19,7 +17,10 @@ from mlops_assets.runner import (
     retrain,
     sensor_tags,
 )
+from mlops_assets.registry.protocol import PRODUCTION_ALIAS
+from mlops_assets.release.automation import RELEASE_SENSOR
 from mlops_assets.settings import Settings
+from mlops_assets.training.automation import RETRAIN_SENSOR, plan_retrain
 
 
 def _say_ingest(outcomes: list[IngestOutcome]) -> None:
@@ -116,8 +117,8 @@ def _score_like_a_client(url: str, key: str, requests: int = 40) -> int:
     """Real (not synthetic) traffic for the monitoring loop: rows of the held-back data."""
     import httpx
 
-    from mlops_assets.data.schema import FEATURES
-    from mlops_assets.data.seed import diabetes_frame, split_seed
+    from mlops_assets.ingest.schema import FEATURES
+    from mlops_assets.ingest.seed import diabetes_frame, split_seed
 
     rows = split_seed(diabetes_frame())[1][list(FEATURES)].to_numpy().tolist()
     answered = 0
@@ -175,8 +176,8 @@ DEMO_SCORING_INPUT = "scoring-input/demo-clinic.csv"
 
 def _batch_round(defs, instance, storage, settings: Settings) -> None:
     """A file to score in bulk with the production model; one row unreadable, on purpose."""
-    from mlops_assets.data.seed import diabetes_frame, split_seed
-    from mlops_assets.runner import failure_messages, score_new_files
+    from mlops_assets.ingest.seed import diabetes_frame, split_seed
+    from mlops_assets.ops.runner import failure_messages, score_new_files
 
     if defs.resources["registry"].get_registry().get_alias("production") is None:
         return

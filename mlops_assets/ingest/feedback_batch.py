@@ -6,12 +6,12 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from mlops_assets.data.config import ValidationConfig
-from mlops_assets.data.reference import read_reference
-from mlops_assets.data.validation import failed_rules, parse_batch
-from mlops_assets.monitoring.assets import scoring_logs
-from mlops_assets.monitoring.feedback import LabelsError, join_labels, read_labels
-from mlops_assets.storage import StorageResource, asset_path, load_stored_value
+from mlops_assets.core import keys
+from mlops_assets.core.storage import StorageResource, asset_path, load_stored_value
+from mlops_assets.ingest.config import ValidationConfig
+from mlops_assets.ingest.feedback import LabelsError, join_labels, read_labels
+from mlops_assets.ingest.reference import read_reference
+from mlops_assets.ingest.validation import failed_rules, parse_batch
 
 LABELS_PREFIX = "labels"
 feedback_files = dg.DynamicPartitionsDefinition(name="feedback_files")
@@ -28,8 +28,8 @@ class FeedbackConfig(dg.ConfigurableResource):
 
 
 def compacted_logs(instance: dg.DagsterInstance, storage) -> tuple[pd.DataFrame, list[str]]:
-    days = sorted(instance.get_materialized_partitions(scoring_logs.key))[-LOOKBACK_DAYS:]
-    frames = [load_stored_value(storage, asset_path(scoring_logs.key, day, "parquet")) for day in days]
+    days = sorted(instance.get_materialized_partitions(keys.SCORING_LOGS))[-LOOKBACK_DAYS:]
+    frames = [load_stored_value(storage, asset_path(keys.SCORING_LOGS, day, "parquet")) for day in days]
     frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame(columns=["request_id", "row_index"]), days

@@ -17,10 +17,10 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from mlops_assets.azureml import aml_client
-from mlops_assets.storage import StorageResource
+from mlops_assets.azure.ml_client import aml_client
+from mlops_assets.core.storage import StorageResource
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TRAIN_ENVIRONMENT = REPO / "deploy" / "environments" / "train.yml"
 
 
@@ -95,13 +95,14 @@ class AzureMLJobs(dg.ConfigurableResource):
     ) -> dict[str, Any]:
         """Upload ``files`` ({path in the job: path in the repository}) as the job's code, run
         ``command_line`` there, and return what the script reported."""
-        from mlops_assets.training.aml_pipes import (
+        from mlops_assets.azure.blob import blob_resource
+        from mlops_assets.azure.pipes import (
             BoundedPipesAzureMLClient,
             CleanContextInjector,
             CleanMessageReader,
         )
 
-        blob = self.storage.blob_resource()
+        blob = blob_resource(self.storage)
         with blob.get_client() as blobs, tempfile.TemporaryDirectory() as code:
             _ensure_container(blobs, self.pipes_container)
             # Only what the script imports is uploaded as the job's code: not the Dagster code location.

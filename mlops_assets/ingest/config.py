@@ -5,8 +5,8 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
-from mlops_assets.data.schema import DEFAULT_VALUE_RANGES
-from mlops_assets.data.validation import ValidationThresholds
+from mlops_assets.ingest.schema import DEFAULT_VALUE_RANGES
+from mlops_assets.ingest.validation import ValidationThresholds
 
 
 class ValidationConfig(dg.ConfigurableResource):

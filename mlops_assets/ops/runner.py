@@ -9,11 +9,16 @@ from typing import Any
 
 import dagster as dg
 
-from mlops_assets.automation import LANDING_SENSOR, RUN_KEY_TAG, SENSOR_NAME_TAG, LandingPlan, plan_landing
-from mlops_assets.data.assets import landed_files
-from mlops_assets.instance import STAGE_TAG
+from mlops_assets.core import keys
+from mlops_assets.core.file_sensors import RUN_KEY_TAG, SENSOR_NAME_TAG, FilePlan
+from mlops_assets.core.instance import STAGE_TAG
+from mlops_assets.core.storage import Storage
+from mlops_assets.ingest.assets import landed_files
+from mlops_assets.ingest.automation import LANDING_SENSOR, plan_landing
+from mlops_assets.monitoring.automation import monitoring_job
 from mlops_assets.release.assets import model_versions
-from mlops_assets.storage import Storage
+from mlops_assets.release.automation import release_job
+from mlops_assets.training.automation import retraining_job
 
 
 @contextmanager
@@ -105,7 +110,7 @@ def run_file_plan(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
     lock_dir: Path,
-    plan: LandingPlan,
+    plan: FilePlan,
     partitions: dg.DynamicPartitionsDefinition,
     sensor_name: str,
 ) -> list[tuple[str, dg.ExecuteInProcessResult]]:
@@ -172,7 +177,7 @@ def retrain(
     lock_dir: Path,
     tags: dict[str, str] | None = None,
 ) -> RetrainOutcome:
-    result = execute(defs, instance, "retraining_job", lock_dir, tags=tags)
+    result = execute(defs, instance, retraining_job.name, lock_dir, tags=tags)
     return RetrainOutcome(
         run_id=result.run_id,
         success=result.success,
@@ -206,7 +211,7 @@ def release(
     version = str(version)
     if not instance.has_dynamic_partition(model_versions.name, version):
         instance.add_dynamic_partitions(model_versions.name, [version])
-    result = execute(defs, instance, "release_job", lock_dir, partition_key=version, tags=tags)
+    result = execute(defs, instance, release_job.name, lock_dir, partition_key=version, tags=tags)
     outcome = ReleaseOutcome(version, result.run_id, result.success)
     for evaluation in result.get_asset_check_evaluations():
         passed = evaluation.passed
@@ -238,7 +243,7 @@ def monitor(
     tags: dict[str, str] | None = None,
 ) -> MonitorOutcome:
     """monitoring_job for one day: compact the scoring logs, then the drift report."""
-    result = execute(defs, instance, "monitoring_job", lock_dir, partition_key=day, tags=tags)
+    result = execute(defs, instance, monitoring_job.name, lock_dir, partition_key=day, tags=tags)
 
     def metadata(node: str) -> dict[str, Any]:
         found = result.asset_materializations_for_node(node)
@@ -284,8 +289,8 @@ def rollback(
         "mlops/trigger": "manual-rollback",
         "mlops/rolled_back_from": str(champion.version),
     }
-    selection = [dg.AssetKey("prod_deployment")]
-    result = execute(defs, instance, "release_job", lock_dir, str(target), tags, asset_selection=selection)
+    selection = [keys.PROD_DEPLOYMENT]
+    result = execute(defs, instance, release_job.name, lock_dir, str(target), tags, asset_selection=selection)
     if result.success:
         models.set_tag(champion.version, "release_state", "rolled_back")
     outcome = ReleaseOutcome(str(target), result.run_id, result.success)

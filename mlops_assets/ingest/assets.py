@@ -6,10 +6,12 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets import quiet_api_stage_warnings
-from mlops_assets.data.config import ValidationConfig
-from mlops_assets.data.reference import compute_reference, read_reference, write_reference
-from mlops_assets.data.training_data import combine_batches, write_snapshot
-from mlops_assets.data.validation import (
+from mlops_assets.core.storage import StorageResource, asset_path, load_stored_value
+from mlops_assets.ingest.config import ValidationConfig
+from mlops_assets.ingest.feedback_batch import feedback_batch, feedback_files
+from mlops_assets.ingest.reference import compute_reference, read_reference, write_reference
+from mlops_assets.ingest.training_data import combine_batches, write_snapshot
+from mlops_assets.ingest.validation import (
     BLOCKING_RULES,
     Rule,
     check_drift,
@@ -17,7 +19,6 @@ from mlops_assets.data.validation import (
     parse_batch,
     typed_frame,
 )
-from mlops_assets.storage import StorageResource, asset_path, load_stored_value
 
 quiet_api_stage_warnings()  # before the partitioned checks below are declared
 LANDING_PREFIX = "landing"
@@ -127,13 +128,8 @@ def validated_batch(
     )
 
 
-# feedback_batch lives in the monitoring domain; named here, not imported, so data/ stays first in line.
-FEEDBACK_KEY = dg.AssetKey("feedback_batch")
-FEEDBACK_PARTITIONS = "feedback_files"
-
-
 @dg.asset(
-    deps=[validated_batch, FEEDBACK_KEY],
+    deps=[validated_batch, feedback_batch],
     group_name="training",
     kinds={"pandas", "parquet"},
     description=(
@@ -151,9 +147,9 @@ def training_data(context: dg.AssetExecutionContext, storage: StorageResource) -
         key: load_stored_value(store, asset_path(validated_batch.key, key, "parquet")) for key in passed
     }
     # Labelled production rows (feedback_batch partitions that passed the same rules).
-    live_feedback = set(context.instance.get_dynamic_partitions(FEEDBACK_PARTITIONS))
-    for key in sorted(context.instance.get_materialized_partitions(FEEDBACK_KEY) & live_feedback):
-        labelled = load_stored_value(store, asset_path(FEEDBACK_KEY, key, "parquet"))
+    live_feedback = set(context.instance.get_dynamic_partitions(feedback_files.name))
+    for key in sorted(context.instance.get_materialized_partitions(feedback_batch.key) & live_feedback):
+        labelled = load_stored_value(store, asset_path(feedback_batch.key, key, "parquet"))
         if len(labelled):
             batches[f"labels/{key}"] = labelled
     frame = combine_batches(batches)

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mlops_assets.data.reference import ReferenceStats
-from mlops_assets.data.schema import COLUMNS
+from mlops_assets.ingest.reference import ReferenceStats
+from mlops_assets.ingest.schema import COLUMNS
 
 NULL_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
 

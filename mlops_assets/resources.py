@@ -72,7 +72,7 @@ def azure_resources(settings: Settings) -> dict[str, Any]:
 def storage_resource(settings: Settings) -> Any:
     import dagster as dg
 
-    from mlops_assets.storage import StorageResource
+    from mlops_assets.core.storage import StorageResource
 
     # An EnvVar, not the value: the UI and run config show the variable's name only.
     secret = settings.azure_storage_connection_string
@@ -87,13 +87,13 @@ def storage_resource(settings: Settings) -> Any:
 
 def _shared_resources(settings: Settings, storage: Any) -> dict[str, Any]:
     """What both profiles configure the same way: checks, gates, alerts, release."""
-    from mlops_assets.data.config import ValidationConfig
-    from mlops_assets.monitoring.alerts import AlertWebhook
+    from mlops_assets.core.alerts import AlertWebhook
+    from mlops_assets.core.storage import StorageIOManager
+    from mlops_assets.ingest.config import ValidationConfig
+    from mlops_assets.ingest.feedback_batch import FeedbackConfig
     from mlops_assets.monitoring.assets import DriftConfig
-    from mlops_assets.monitoring.feedback_batch import FeedbackConfig
     from mlops_assets.registry.assets import EvaluationParams
     from mlops_assets.release.assets import ReleaseSettings
-    from mlops_assets.storage import StorageIOManager
     from mlops_assets.training.backends import TrainingParams
 
     return {
