@@ -114,7 +114,7 @@ def release_resources(settings: Settings) -> dict[str, Any]:
     """The image builder and deployment target: local processes, or ACR Tasks + ACI + AKS."""
     if settings.release_target == "local":
         from mlops_assets.release.builders import LocalImageBuilder
-        from mlops_assets.release.targets import LocalDeploymentTarget
+        from mlops_assets.release.local_target import LocalDeploymentTarget
 
         return {
             "image_builder": LocalImageBuilder(),

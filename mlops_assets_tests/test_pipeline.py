@@ -3,6 +3,7 @@
 import json
 
 import dagster as dg
+import numpy as np
 import pytest
 
 from mlops_assets.core.file_sensors import RUN_KEY_TAG, SENSOR_NAME_TAG
@@ -10,7 +11,7 @@ from mlops_assets.ingest.assets import landed_batch, landed_files, validated_bat
 from mlops_assets.ingest.automation import LANDING_SENSOR
 from mlops_assets.ingest.seed import land_held_back, seed
 from mlops_assets.ops.runner import ingest_new_files, retrain
-from mlops_assets.serving.artifact import sha256_hex
+from mlops_assets.serving.artifact import load_verified_model, sha256_hex
 from mlops_assets_tests import data_files
 
 REQUIRED_TAGS = {
@@ -56,6 +57,11 @@ def test_first_file_trains_version_one_and_the_held_back_file_retrains(settings,
     assert sha256_hex(storage.read_bytes(f"{release_dir}/model.skops")) == manifest["sha256"]
     assert json.loads(registry_of(defs).read_file(1, "manifest.json")) == manifest
     assert manifest["features"] == ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+    # The smoke block: holdout rows and the registered artifact's own predictions for them.
+    smoke = manifest["smoke"]
+    assert len(smoke["rows"]) == 3 and all(len(row) == 10 for row in smoke["rows"])
+    model = load_verified_model(storage.read_bytes(f"{release_dir}/model.skops"), manifest["sha256"], "v1")
+    assert model.predict(np.asarray(smoke["rows"])).tolist() == smoke["predictions"]
 
     assert land_held_back(storage)
     (second,) = ingest_new_files(defs, instance, storage, settings.lock_dir)

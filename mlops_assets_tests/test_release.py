@@ -7,10 +7,8 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import skops.io as sio
 
 from mlops_assets.ingest.seed import diabetes_frame, split_seed
-from mlops_assets.registry.manifest import build_manifest
 from mlops_assets.release.assets import (
     model_versions,
     prod_deployment,
@@ -18,40 +16,12 @@ from mlops_assets.release.assets import (
     scoring_image,
 )
 from mlops_assets.release.automation import RELEASE_SENSOR
-from mlops_assets.release.targets import LocalDeploymentTarget
+from mlops_assets.release.local_target import LocalDeploymentTarget
 from mlops_assets.serving.artifact import sha256_hex
 from mlops_assets.training import train
 from mlops_assets_tests.conftest import REPO
+from mlops_assets_tests.release_support import register
 from mlops_assets_tests.serving_support import Hammer, free_port
-
-
-def register(defs, alpha: float, tamper: bool = False, manifest_version: int | None = None) -> int:
-    """A real registration in the MLflow registry, as registered_model makes it."""
-    models = defs.resources["registry"].get_registry()
-    artifact = sio.dumps(train.fit(split_seed(diabetes_frame())[0], alpha))
-    sha = sha256_hex(artifact)
-    tags = {"fingerprint": f"fp-{alpha}", "artifact_sha256": "0" * 64 if tamper else sha}
-    version = models.register(artifact, "model.skops", tags, {"mse": 1.0}).version
-    candidate = {
-        "data_version": "d",
-        "fingerprint": tags["fingerprint"],
-        "mse": 1.0,
-        "rmse": 1.0,
-        "r2": 0.5,
-        "mae": 1.0,
-    }
-    models.write_manifest(
-        version,
-        build_manifest(
-            models.model_name,
-            manifest_version or version,
-            "model.skops",
-            sha,
-            list(train.FEATURES),
-            candidate,
-        ),
-    )
-    return version
 
 
 def materialize_image(defs, instance, version: int) -> dg.ExecuteInProcessResult:
@@ -327,23 +297,99 @@ def test_two_releases_started_together_run_one_at_a_time_in_order(settings, inst
 
 
 def test_the_smoke_test_fails_on_wrong_predictions_a_wrong_version_a_bad_key_or_no_answer(tmp_path):
-    from mlops_assets.release.smoke import smoke_test
-    from mlops_assets_tests.serving_support import Service, predictions, write_release
+    from mlops_assets.release.smoke import SmokeSample, smoke_test
+    from mlops_assets_tests.serving_support import SAMPLE, Service, predictions, write_release
 
     served = write_release(tmp_path / "served", 1, alpha=0.5)
     other = write_release(tmp_path / "other", 1, alpha=50.0)
+    right = SmokeSample(SAMPLE["data"], predictions(served), "test")
     service = Service(tmp_path / "home", tmp_path / "served").wait_live()
     try:
         service.wait_version("1")
-        assert smoke_test(service.url, "key-one", predictions(served), "1").passed
-        wrong = smoke_test(service.url, "key-one", predictions(other), "1")
+        assert smoke_test(service.url, "key-one", right, "1").passed
+        wrong = smoke_test(service.url, "key-one", SmokeSample(SAMPLE["data"], predictions(other), "t"), "1")
         assert len(wrong.failures) == 1 and "differ from the model's" in wrong.failures[0]
-        assert smoke_test(service.url, "key-one", predictions(served), "2").failures == [
+        assert smoke_test(service.url, "key-one", right, "2").failures == [
             "x-model-version is '1', expected '2'"
         ]
-        refused = smoke_test(service.url, "not-a-key", predictions(served), "1")
+        refused = smoke_test(service.url, "not-a-key", right, "1")
         assert refused.failures[0].startswith("POST /score with the key: HTTP 401")
     finally:
         service.stop()
-    silent = smoke_test(service.url, "key-one", predictions(served), "1", timeout=2)
+    silent = smoke_test(service.url, "key-one", right, "1", timeout=2)
     assert not silent.passed and "did not answer" in silent.failures[0]
+
+
+def test_the_smoke_test_never_raises_on_an_answer_outside_the_contract():
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from mlops_assets.release.smoke import SmokeSample, smoke_test
+
+    class NotJson(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"<html>a proxy's error page</html>")
+
+        def log_message(self, *_) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotJson)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = smoke_test(url, "key", SmokeSample([[1.0] * 10], [1.0], "test"), "1")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not result.passed and "answered something other than" in result.failures[0]
+
+
+def test_the_smoke_sample_comes_from_the_manifest_or_else_the_registry_artifact(settings, defs):
+    import numpy as np
+
+    from mlops_assets.registry.manifest import smoke_block
+    from mlops_assets.release.from_registry import smoke_sample
+    from mlops_assets.release.smoke import SAMPLE_ROWS
+
+    models = defs.resources["registry"].get_registry()
+    old = register(defs, 0.5)  # registered as before manifests carried a smoke block
+    fitted = train.fit(split_seed(diabetes_frame())[0], 0.5)
+    fallback = smoke_sample(models, old)
+    assert fallback.source == "registry artifact" and fallback.rows == SAMPLE_ROWS
+    assert fallback.predictions == fitted.predict(np.asarray(SAMPLE_ROWS, dtype=float)).tolist()
+
+    holdout = split_seed(diabetes_frame())[1]
+    new = register(
+        defs, 5.0, smoke=smoke_block(train.fit(split_seed(diabetes_frame())[0], 5.0), holdout, train.FEATURES)
+    )
+    sample = smoke_sample(models, new)
+    assert sample.source == "manifest" and len(sample.rows) == 3
+    assert sample.rows == holdout[list(train.FEATURES)].head(3).to_numpy(dtype=float).tolist()
+
+
+@pytest.mark.slow
+def test_qa_checks_the_registry_s_predictions_not_the_deployed_copy_s(settings, instance, defs):
+    """A build context edited after it was assembled (model and manifest swapped consistently)
+    serves other numbers: the smoke test, expecting the registry's, fails it and QA is torn down."""
+    import shutil
+
+    from mlops_assets_tests.serving_support import write_release
+
+    version = register(defs, 0.5)
+    image = materialize_image(defs, instance, version)
+    assert image.success
+    context = Path(image.output_for_node("scoring_image")["path"])
+    other = settings.home_dir / "other-model"
+    write_release(other, version, alpha=50.0)
+    for name in ("model.skops", "manifest.json"):
+        shutil.copy2(other / name, context / "model" / name)
+    port = free_port()
+    result = _release(defs, instance, version, port)
+    assert not result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed and "differ from the model's" in check.description
+    assert defs.resources["registry"].get_registry().get_alias("qa") is None
+    assert "no local deployments running" in _cli(settings, "deployments")

@@ -327,7 +327,7 @@ def _image_of(defs, instance, version: int) -> str:
 
 def test_an_aci_group_that_fails_to_start_is_deleted_and_named(settings, tmp_path):
     from mlops_assets.release.aci_target import AciQa, AciSpec
-    from mlops_assets.release.local_target import DeploymentError
+    from mlops_assets.release.targets import DeploymentError
     from mlops_assets_tests.cloud_recorders import ContainerRuntime, RecordingAciClient
 
     client = RecordingAciClient(ContainerRuntime(tmp_path, tmp_path), fail=True)

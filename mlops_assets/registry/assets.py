@@ -14,7 +14,7 @@ from mlops_assets.registry.evaluation import (
     bar_versions,
     decide,
 )
-from mlops_assets.registry.manifest import MANIFEST_NAME, build_manifest
+from mlops_assets.registry.manifest import MANIFEST_NAME, build_manifest, smoke_block
 from mlops_assets.registry.plots import prediction_plots_markdown
 from mlops_assets.registry.protocol import (
     PRODUCTION_ALIAS,
@@ -179,9 +179,17 @@ def registered_model(
     # Release what the registry holds: if this fingerprint was registered before, that is its artifact.
     sha256 = version.tags["artifact_sha256"]
     artifact = models.read_file(version.version, ARTIFACT_NAME)
-    _verified_model(artifact, sha256, f"version {version.version}")
+    model = _verified_model(artifact, sha256, f"version {version.version}")
+    snapshot = load_stored_value(store, relative_path(store, candidate_model["snapshot_uri"]))
+    holdout = snapshot[holdout_mask(snapshot, int(candidate_model["holdout_percent"]))]
     manifest = build_manifest(
-        models.model_name, version.version, ARTIFACT_NAME, sha256, list(FEATURES), candidate_model
+        models.model_name,
+        version.version,
+        ARTIFACT_NAME,
+        sha256,
+        list(FEATURES),
+        candidate_model,
+        smoke=smoke_block(model, holdout, FEATURES),
     )
     # Written every time, so a registration interrupted before its manifest is repaired by a rerun.
     models.write_manifest(version.version, manifest)

@@ -1,21 +1,24 @@
-"""Release assets, one partition per registered version: the scoring image first."""
+"""Release assets, one partition per registered version: scoring image, QA, production (the rollout
+itself, deploy -> smoke -> restore, is release/rollout.py)."""
 
-import json
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 from pydantic import Field
 
 from mlops_assets.core import keys
+from mlops_assets.core.alerts import AlertWebhook
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS, QA_ALIAS, RELEASE_STATE_TAG, RegistryResource
-from mlops_assets.release.build_context import assemble, serving_requirements
 from mlops_assets.release.builders import ImageBuilder
-from mlops_assets.release.local_target import DeploymentError
-from mlops_assets.release.smoke import SAMPLE_ROWS, SmokeResult, smoke_test
-from mlops_assets.release.targets import DeploymentTarget, Endpoint, Release
-from mlops_assets.serving.artifact import MANIFEST_NAME, ArtifactError, load_release, load_verified_model
-from mlops_assets.training.train import ARTIFACT_NAME
+from mlops_assets.release.from_registry import (
+    ReleaseInputError,
+    assemble_version,
+    restorable_release,
+    smoke_sample,
+)
+from mlops_assets.release.rollout import RolloutError, roll_out_production, roll_out_qa
+from mlops_assets.release.smoke import SmokeResult, SmokeSample
+from mlops_assets.release.targets import DeploymentTarget, Release
 
 model_versions = dg.DynamicPartitionsDefinition(name="model_versions")
 
@@ -43,19 +46,11 @@ def scoring_image(
 ) -> dg.Output[dict]:
     version = int(context.partition_key)
     models = registry.get_registry()
-    registered = models.get_version(version)
-    artifact = models.read_file(version, ARTIFACT_NAME)
-    # Verified before it is packaged: a tampered artifact never reaches an image.
+    # Verified against the registry before it is packaged: a tampered artifact never reaches an image.
     try:
-        load_verified_model(artifact, registered.tags["artifact_sha256"], f"version {version}")
-    except ArtifactError as exc:
+        build_context, new = assemble_version(models, version, Path(release.contexts_dir))
+    except ReleaseInputError as exc:
         raise dg.Failure(f"{exc} (scoring_image refuses to package it)") from exc
-    manifest = json.loads(models.read_file(version, MANIFEST_NAME))
-    if manifest.get("sha256") != registered.tags["artifact_sha256"]:
-        raise dg.Failure(f"version {version}: manifest sha256 differs from the registry's; re-register it")
-    build_context, new = assemble(
-        Path(release.contexts_dir), ARTIFACT_NAME, artifact, manifest, serving_requirements()
-    )
     build = image_builder.build(build_context, release.image_repository)
     context.log.info(f"{build.image}: {build.detail}" + ("" if new else " (context reused: same inputs)"))
     value = {
@@ -83,13 +78,7 @@ def scoring_image(
     )
 
 
-def _expected_predictions(model_dir: Path) -> list[float]:
-    """The model's own predictions of the sample (scikit-learn's predict, not the fast path)."""
-    loaded = load_release(model_dir)
-    return loaded.model.predict(np.asarray(SAMPLE_ROWS, dtype=float)).tolist()
-
-
-def _smoke_check(result: SmokeResult, asset: str) -> dg.AssetCheckResult:
+def _smoke_check(result: SmokeResult, asset: dg.AssetKey) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         asset_key=asset,
         check_name="smoke_test",
@@ -124,29 +113,29 @@ def qa_deployment(
     registry: RegistryResource,
 ):
     version = context.partition_key
-    release = _release_of(version, scoring_image)
-    try:
-        endpoint = deploy_target.deploy_qa(release)
-    except DeploymentError as exc:
-        yield _smoke_check(SmokeResult("(not deployed)", failures=[str(exc)]), "qa_deployment")
-        raise dg.Failure(f"QA deployment of version {version} failed: {exc}") from exc
-    result = _smoke(endpoint, deploy_target, release)
-    yield _smoke_check(result, "qa_deployment")
-    if not result.passed:
-        deploy_target.teardown_qa()
-        raise dg.Failure(
-            f"QA smoke test of version {version} failed, QA torn down: {'; '.join(result.failures)}"
-        )
     models = registry.get_registry()
+    sample = _sample(models, version)
+    try:
+        rollout = roll_out_qa(deploy_target, _release_of(version, scoring_image), sample)
+    except RolloutError as exc:
+        yield _smoke_check(exc.smoke, keys.QA_DEPLOYMENT)
+        raise dg.Failure(str(exc)) from exc
+    yield _smoke_check(rollout.smoke, keys.QA_DEPLOYMENT)
     models.set_alias(QA_ALIAS, int(version))
     models.set_tag(int(version), RELEASE_STATE_TAG, "qa")
+    endpoint = rollout.endpoint
     context.log.info(f"version {version} passed QA at {endpoint.url}; alias {QA_ALIAS} moved")
     yield dg.Output(
-        {**endpoint.to_dict(), "smoke_latency_ms": result.latency_ms, "target": deploy_target.backend_name},
+        {
+            **endpoint.to_dict(),
+            "smoke_latency_ms": rollout.smoke.latency_ms,
+            "target": deploy_target.backend_name,
+        },
         metadata={
             "url": dg.MetadataValue.url(endpoint.url),
             "image": endpoint.image,
             "target": deploy_target.backend_name,
+            "smoke_sample": sample.source,
         },
     )
 
@@ -174,59 +163,64 @@ def prod_deployment(
     scoring_image: dict,
     deploy_target: DeploymentTarget,
     registry: RegistryResource,
+    release: ReleaseSettings,
+    alerts: AlertWebhook,
 ):
     version = context.partition_key
-    release = _release_of(version, scoring_image)
-    previous = deploy_target.production()
-    mode = "not deployed"
-    try:
-        endpoint, mode = deploy_target.release_production(release)
-        result = _smoke(endpoint, deploy_target, release)
-    except DeploymentError as exc:
-        result = SmokeResult(previous.url if previous else "(not deployed)", failures=[str(exc)])
-    yield _smoke_check(result, "prod_deployment")
     models = registry.get_registry()
-    if not result.passed:
-        models.set_tag(int(version), RELEASE_STATE_TAG, "rolled_back")
-        if previous is not None:
-            restored = deploy_target.restore_production(previous)
-            outcome = f"rolled back to version {restored.version}"
-        else:
-            deploy_target.stop_production()
-            outcome = "no previous version: production stopped"
-        raise dg.Failure(
-            f"production release of version {version} failed ({'; '.join(result.failures)}); {outcome}",
-            metadata={"rollback": outcome},
+    sample = _sample(models, version)
+
+    def restorable(previous):
+        return restorable_release(models, previous, Path(release.contexts_dir))
+
+    def alert(message: str) -> None:
+        alerts.send(f"mlops-assets: {message}", run_id=context.run.run_id, job=context.run.job_name)
+
+    try:
+        rollout = roll_out_production(
+            deploy_target, _release_of(version, scoring_image), sample, restorable, alert
         )
+    except RolloutError as exc:
+        yield _smoke_check(exc.smoke, keys.PROD_DEPLOYMENT)
+        if not exc.restore_failed:
+            models.set_tag(int(version), RELEASE_STATE_TAG, "rolled_back")
+        raise dg.Failure(str(exc), metadata={"rollback": exc.outcome}) from exc
+    yield _smoke_check(rollout.smoke, keys.PROD_DEPLOYMENT)
+    endpoint, previous = rollout.endpoint, rollout.previous
     if previous is not None and previous.version != version:
         models.set_tag(int(previous.version), RELEASE_STATE_TAG, "superseded")
     models.set_alias(PRODUCTION_ALIAS, int(version))
     models.set_tag(int(version), RELEASE_STATE_TAG, "production")
     deploy_target.teardown_qa()
     reason = context.run.tags.get("mlops/reason", "")
-    context.log.info(f"version {version} is in production at {endpoint.url} ({mode}) {reason}".strip())
+    context.log.info(
+        f"version {version} is in production at {endpoint.url} ({rollout.mode}) {reason}".strip()
+    )
     yield dg.Output(
         {
             **endpoint.to_dict(),
-            "mode": mode,
+            "mode": rollout.mode,
             "previous_version": previous.version if previous else None,
             "target": deploy_target.backend_name,
         },
         metadata={
             "url": dg.MetadataValue.url(endpoint.url),
-            "mode": mode,
+            "mode": rollout.mode,
             "previous_version": previous.version if previous else "none",
             "image": endpoint.image,
             "target": deploy_target.backend_name,
             "reason": reason or "release",
+            "smoke_sample": sample.source,
         },
     )
 
 
-def _smoke(endpoint: Endpoint, target: DeploymentTarget, release: Release) -> SmokeResult:
-    """The sample through the endpoint with the target's key, against the model's own predictions."""
-    expected = _expected_predictions(release.context / "model")
-    return smoke_test(endpoint.url, target.scoring_keys()[0], expected, release.version)
+def _sample(models, version: str) -> SmokeSample:
+    """What the smoke test expects, from the registry (never from the deployed copy), before any switch."""
+    try:
+        return smoke_sample(models, int(version))
+    except ReleaseInputError as exc:
+        raise dg.Failure(f"{exc} (not deployed)") from exc
 
 
 def _release_of(version: str, scoring_image: dict) -> Release:

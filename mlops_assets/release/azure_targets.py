@@ -111,10 +111,8 @@ class AzureDeploymentTarget(DeploymentTarget):
             "production", url, release.version, release.image, release.code_digest, details=details
         ), ("rolling update (maxUnavailable 0)")
 
-    def restore_production(self, previous: Endpoint) -> Endpoint:
-        restored, _ = self.release_production(
-            Release(previous.version, previous.image, None, previous.code_digest)
-        )
+    def restore_production(self, release: Release) -> Endpoint:
+        restored, _ = self.release_production(release)
         return restored
 
     def stop_production(self) -> None:

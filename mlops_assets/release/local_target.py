@@ -17,6 +17,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
+from pydantic import Field
+
+from mlops_assets.release.targets import (
+    DeploymentError,
+    DeploymentTarget,
+    Endpoint,
+    Release,
+    keys_from_settings,
+)
 
 SERVE_MARKER = "mlops-assets"
 
@@ -39,10 +48,6 @@ class Deployment:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-class DeploymentError(RuntimeError):
-    """A deployment that did not come up; the message says why, the process is already gone."""
 
 
 def _uv() -> str:
@@ -353,3 +358,65 @@ def point_link(link: Path, target: Path) -> None:
     tmp = link.with_name(f".{link.name}.{uuid.uuid4().hex[:8]}")
     tmp.symlink_to(target)
     os.replace(tmp, link)
+
+
+class LocalDeploymentTarget(DeploymentTarget):
+    """Deployments as processes on 127.0.0.1 under MLOPS_HOME (QA on one port, production another)."""
+
+    home: str
+    qa_port: int = Field(default=8101, description="Port of the QA deployment.")
+    production_port: int = Field(default=8100, description="Stable port of the production deployment.")
+
+    @property
+    def backend_name(self) -> str:
+        return "local"
+
+    def target(self) -> LocalTarget:
+        return LocalTarget(Path(self.home))
+
+    def scoring_keys(self) -> list[str]:
+        return keys_from_settings()
+
+    @staticmethod
+    def _endpoint(deployment) -> Endpoint:
+        return Endpoint(
+            deployment.name,
+            deployment.url,
+            deployment.version,
+            deployment.image,
+            deployment.code_digest,
+            str(Path(deployment.model_dir).parent),
+            {"pid": deployment.pid, "port": deployment.port, "log": deployment.log},
+        )
+
+    def deploy_qa(self, release: Release) -> Endpoint:
+        deployment = self.target().deploy(
+            "qa", release.context, release.version, release.image, self.qa_port, self.ready_timeout_seconds
+        )
+        return self._endpoint(deployment)
+
+    def teardown_qa(self) -> None:
+        self.target().stop("qa")
+
+    def production(self) -> Endpoint | None:
+        deployment = self.target().get("production")
+        return None if deployment is None else self._endpoint(deployment)
+
+    def release_production(self, release: Release) -> tuple[Endpoint, str]:
+        deployment, mode = self.target().release(
+            "production",
+            release.context,
+            release.code_digest,
+            release.version,
+            release.image,
+            self.production_port,
+            self.ready_timeout_seconds,
+        )
+        return self._endpoint(deployment), mode
+
+    def restore_production(self, release: Release) -> Endpoint:
+        restored, _ = self.release_production(release)
+        return restored
+
+    def stop_production(self) -> None:
+        self.target().stop("production")

@@ -11,9 +11,12 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from mlops_assets.release.local_target import LocalTarget
 from mlops_assets.serving.keys import ensure_key_file, read_keys
 from mlops_assets.settings import get_settings
+
+
+class DeploymentError(RuntimeError):
+    """A deployment that did not come up; the message says why, the process is already gone."""
 
 
 @dataclass(frozen=True)
@@ -73,71 +76,8 @@ class DeploymentTarget(dg.ConfigurableResource, ABC):
         """Put the release in production without downtime; returns the endpoint and how it was done."""
 
     @abstractmethod
-    def restore_production(self, previous: Endpoint) -> Endpoint: ...
+    def restore_production(self, release: Release) -> Endpoint:
+        """Serve ``release`` again (what served before a failed release), however it was lost."""
 
     @abstractmethod
     def stop_production(self) -> None: ...
-
-
-class LocalDeploymentTarget(DeploymentTarget):
-    """Deployments as processes on 127.0.0.1 under MLOPS_HOME (QA on one port, production another)."""
-
-    home: str
-    qa_port: int = Field(default=8101, description="Port of the QA deployment.")
-    production_port: int = Field(default=8100, description="Stable port of the production deployment.")
-
-    @property
-    def backend_name(self) -> str:
-        return "local"
-
-    def target(self) -> LocalTarget:
-        return LocalTarget(Path(self.home))
-
-    def scoring_keys(self) -> list[str]:
-        return keys_from_settings()
-
-    @staticmethod
-    def _endpoint(deployment) -> Endpoint:
-        return Endpoint(
-            deployment.name,
-            deployment.url,
-            deployment.version,
-            deployment.image,
-            deployment.code_digest,
-            str(Path(deployment.model_dir).parent),
-            {"pid": deployment.pid, "port": deployment.port, "log": deployment.log},
-        )
-
-    def deploy_qa(self, release: Release) -> Endpoint:
-        deployment = self.target().deploy(
-            "qa", release.context, release.version, release.image, self.qa_port, self.ready_timeout_seconds
-        )
-        return self._endpoint(deployment)
-
-    def teardown_qa(self) -> None:
-        self.target().stop("qa")
-
-    def production(self) -> Endpoint | None:
-        deployment = self.target().get("production")
-        return None if deployment is None else self._endpoint(deployment)
-
-    def release_production(self, release: Release) -> tuple[Endpoint, str]:
-        deployment, mode = self.target().release(
-            "production",
-            release.context,
-            release.code_digest,
-            release.version,
-            release.image,
-            self.production_port,
-            self.ready_timeout_seconds,
-        )
-        return self._endpoint(deployment), mode
-
-    def restore_production(self, previous: Endpoint) -> Endpoint:
-        restored, _ = self.release_production(
-            Release(previous.version, previous.image, Path(previous.context), previous.code_digest)
-        )
-        return restored
-
-    def stop_production(self) -> None:
-        self.target().stop("production")

@@ -1,0 +1,66 @@
+"""What a release takes from the registry, verified: the build context, the smoke sample, a restore.
+
+The registry is the source of truth for every release input. A build context on disk is a cache
+of it (content-addressed, so assembling it again gives the same folder), and the smoke test's
+expectation comes from the registry's manifest, never from the copy that was deployed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mlops_assets.registry.protocol import ModelRegistry
+from mlops_assets.release.build_context import BuildContext, assemble, serving_requirements
+from mlops_assets.release.smoke import SAMPLE_ROWS, SmokeSample
+from mlops_assets.release.targets import Endpoint, Release
+from mlops_assets.serving.artifact import MANIFEST_NAME, ArtifactError, load_verified_model
+from mlops_assets.training.train import ARTIFACT_NAME
+
+
+class ReleaseInputError(ValueError):
+    """A registered version whose files do not verify: it must not be packaged or deployed."""
+
+
+def verified_files(models: ModelRegistry, version: int) -> tuple[bytes, dict, object]:
+    """The version's artifact, its manifest and the loaded model, each checked against the registry."""
+    registered = models.get_version(version)
+    artifact = models.read_file(version, ARTIFACT_NAME)
+    try:
+        model = load_verified_model(artifact, registered.tags["artifact_sha256"], f"version {version}")
+    except ArtifactError as exc:
+        raise ReleaseInputError(str(exc)) from exc
+    manifest = json.loads(models.read_file(version, MANIFEST_NAME))
+    if manifest.get("sha256") != registered.tags["artifact_sha256"]:
+        raise ReleaseInputError(
+            f"version {version}: manifest sha256 differs from the registry's; re-register it"
+        )
+    return artifact, manifest, model
+
+
+def assemble_version(models: ModelRegistry, version: int, contexts_dir: Path) -> tuple[BuildContext, bool]:
+    """The version's build context (assembled if it is not there yet) and whether it was new."""
+    artifact, manifest, _ = verified_files(models, version)
+    return assemble(contexts_dir, ARTIFACT_NAME, artifact, manifest, serving_requirements())
+
+
+def smoke_sample(models: ModelRegistry, version: int) -> SmokeSample:
+    """The manifest's smoke block; for a version registered before manifests had one, the seed's
+    sample rows and the registry artifact's own predictions for them."""
+    _, manifest, model = verified_files(models, version)
+    block = manifest.get("smoke")
+    if block:
+        return SmokeSample(block["rows"], block["predictions"], "manifest")
+    rows = np.asarray(SAMPLE_ROWS, dtype=float)
+    return SmokeSample(SAMPLE_ROWS, model.predict(rows).tolist(), "registry artifact")
+
+
+def restorable_release(models: ModelRegistry, previous: Endpoint, contexts_dir: Path) -> Release:
+    """What served before, as a release again: its image reference, and (for a target that serves
+    from a build context) that context, assembled anew from the registry when this machine lacks it."""
+    context = Path(previous.context) if previous.context else None
+    if context is not None and not (context / "model").is_dir():
+        context = assemble_version(models, int(previous.version), contexts_dir)[0].path
+    return Release(previous.version, previous.image, context, previous.code_digest)
