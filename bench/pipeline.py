@@ -35,7 +35,7 @@ def step_times(instance, run_id: str) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3, help="warm runs per job")
-    args = parse_args(parser, repeat=0)
+    args = parse_args(parser, repeat=1)
 
     home = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
     os.environ["MLOPS_HOME"] = str(home)

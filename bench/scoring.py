@@ -401,7 +401,7 @@ def main() -> int:
         default=",".join(SERVER_ORDER),
         help="comma-separated subset of: " + ", ".join(SERVER_ORDER),
     )
-    args = parse_args(parser, duration=1, warmup=0, rounds=1, only="ours,bare-starlette")
+    args = parse_args(parser, duration=1, warmup=1, rounds=1, only="ours,bare-starlette")
     if not shutil.which("wrk"):
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
         return 2
