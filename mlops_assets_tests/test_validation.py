@@ -92,6 +92,20 @@ def test_unreadable_files_fail_parse_and_every_other_rule_says_why(raw, error, l
     assert all("file did not parse" in o.message for o in failures if o.rule != "parse")
 
 
+@pytest.mark.parametrize("header", ["s6", " s6 ", "s6 "])
+def test_a_header_that_repeats_a_column_is_refused_before_pandas_renames_it(header, limits, reference):
+    frame = data_files.held_back()
+    good = data_files.csv_bytes(frame).decode()
+    first, rest = good.split("\n", 1)
+    rows = [line + ",1" for line in rest.splitlines()]
+    raw = "\n".join([first + "," + header, *rows]).encode()  # a second s6 column
+    batch = parse_batch(SOURCE, raw)
+    outcome = check_parse(batch, limits, reference)
+    assert not outcome.passed
+    assert outcome.message == f"{SOURCE}: column names repeated in the header: 's6' (2 times) (parse check)"
+    assert "parse" in {o.rule for o in failed_rules(batch, limits, reference)}
+
+
 def test_json_is_refused_by_the_schema_rule(limits, reference):
     batch = parse_batch(SOURCE, b'[\n  {"age": 50, "sex": 1},\n  {"age": 51, "sex": 2}\n]\n')
     outcome = check_schema(batch, limits, reference)

@@ -18,6 +18,21 @@ SENSOR_NAME_TAG = "dagster/sensor_name"
 MAX_RUNS_PER_TICK = 25
 
 
+MAX_NAME_BYTES = 200  # a partition's value lands in file names (assets/<asset>/<key>.bin): under 255
+
+
+def unusable_name(key: str) -> str | None:
+    """Why a file's name cannot be a partition key, or None. Dagster refuses keys with ``...``, a
+    tab or a newline, and a long name fails as a file name where the partition is stored."""
+    if "..." in key or "\t" in key or "\n" in key or "\r" in key:
+        return "contains '...', a tab or a newline, which Dagster refuses in a partition key"
+    if len(key.encode()) > MAX_NAME_BYTES:
+        return f"name longer than {MAX_NAME_BYTES} bytes"
+    if any(part in ("", ".", "..") for part in key.split("/")):
+        return "not a plain relative name"
+    return None
+
+
 def is_ready(file: StoredFile) -> bool:
     """Uploaders write to a dot-, underscore- or .tmp/.part-named file, then rename it into place."""
     name = file.name
@@ -28,6 +43,7 @@ def is_ready(file: StoredFile) -> bool:
 class FilePlan:
     new_partitions: list[str] = field(default_factory=list)
     run_requests: list[dg.RunRequest] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # files no run can take, each with its reason
 
 
 def run_keys_with_prefix(instance: dg.DagsterInstance, prefix: str) -> set[str]:
@@ -53,6 +69,10 @@ def plan_files(
         if not is_ready(file):
             continue
         key = posixpath.relpath(file.path, prefix)
+        problem = unusable_name(key)
+        if problem:
+            plan.skipped.append(f"{file.path}: skipped, {problem}; rename it")
+            continue
         run_key = f"{run_key_prefix}{key}@{file.version}"
         if run_key in launched:
             continue
@@ -80,6 +100,8 @@ def build_file_sensor(
     )
     def file_sensor(context: dg.SensorEvaluationContext, storage: StorageResource) -> dg.SensorResult:
         found = plan(storage.get(), context.instance)
+        for reason in found.skipped:
+            context.log.warning(reason)
         requests = [partitions.build_add_request(found.new_partitions)] if found.new_partitions else []
         return dg.SensorResult(run_requests=found.run_requests, dynamic_partitions_requests=requests)
 

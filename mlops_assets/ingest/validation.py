@@ -6,8 +6,10 @@ e.g. ``landing/new.csv: column s6 missing (schema check)``.
 
 from __future__ import annotations
 
+import csv
 import io
 import math
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +59,14 @@ class RuleOutcome:
         return "; ".join(self.problems)
 
 
+def repeated_columns(text: str) -> list[str]:
+    """Header names given more than once, exactly or once trimmed: read from the raw header, since
+    pandas would rename the second ``s6`` to ``s6.1`` and the file would pass without it."""
+    header = next(csv.reader(io.StringIO(text)), [])
+    counts = Counter(name.strip() for name in header)
+    return [f"{name!r} ({count} times)" for name, count in counts.items() if count > 1]
+
+
 def parse_batch(source: str, raw: bytes) -> ParsedBatch:
     """Read ``raw`` as a CSV with a header; every cell stays text so no value is lost yet."""
     if b"\x00" in raw:
@@ -67,6 +77,9 @@ def parse_batch(source: str, raw: bytes) -> ParsedBatch:
         return ParsedBatch(source, None, f"not UTF-8 text at byte {exc.start}")
     if not text.strip():
         return ParsedBatch(source, None, "empty file")
+    repeated = repeated_columns(text)
+    if repeated:
+        return ParsedBatch(source, None, f"column names repeated in the header: {', '.join(repeated)}")
     try:
         cells = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:

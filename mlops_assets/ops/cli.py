@@ -46,7 +46,13 @@ def cmd_land(args: argparse.Namespace) -> int:
     if not source.is_file():
         print(f"{source}: no such file", file=sys.stderr)
         return 2
+    from mlops_assets.core.file_sensors import unusable_name
+
     name = args.name or source.name
+    problem = unusable_name(name)
+    if problem:
+        print(f"landing/{name}: refused, {problem}", file=sys.stderr)
+        return 2
     uri = _storage().write_bytes(f"landing/{name}", source.read_bytes())
     print(f"landed {source} as {uri}")
     return 0

@@ -1,0 +1,59 @@
+"""File names no run can take are skipped with a reason; `land` cannot write outside landing/."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from mlops_assets.core.file_sensors import MAX_NAME_BYTES, unusable_name
+from mlops_assets.ingest.automation import LANDING_SENSOR, plan_landing
+from mlops_assets_tests import data_files
+from mlops_assets_tests.conftest import subprocess_env
+
+BAD_NAMES = {
+    "a...b.csv": "contains '...'",
+    "tab\there.csv": "a tab or a newline",
+    "x" * (MAX_NAME_BYTES + 1) + ".csv": f"name longer than {MAX_NAME_BYTES} bytes",
+}
+
+
+def test_names_dagster_cannot_take_are_skipped_with_a_warning_and_the_rest_still_run(
+    settings, storage, instance, defs
+):
+    good = data_files.csv_bytes(data_files.held_back())
+    storage.write_bytes("landing/fine.csv", good)
+    for name in BAD_NAMES:
+        storage.write_bytes(f"landing/{name}", good)
+    plan = plan_landing(storage, instance)
+    assert [r.partition_key for r in plan.run_requests] == ["fine.csv"]
+    assert len(plan.skipped) == len(BAD_NAMES)
+    for name, reason in BAD_NAMES.items():
+        (said,) = [s for s in plan.skipped if s.startswith(f"landing/{name}: skipped")]
+        assert reason in said and said.endswith("rename it")
+
+    # The sensor's tick succeeds: the good file becomes a partition and a run request.
+    sensor = defs.resolve_sensor_def(LANDING_SENSOR)
+    with dg.build_sensor_context(instance=instance, resources=defs.resources) as context:
+        result = sensor(context)
+    assert [r.partition_key for r in result.run_requests] == ["fine.csv"]
+
+
+def test_land_refuses_a_name_outside_landing_or_one_no_run_could_take(settings, tmp_path):
+    source = tmp_path / "batch.csv"
+    source.write_bytes(data_files.csv_bytes(data_files.held_back()))
+    cli = str(Path(sys.executable).parent / "mlops-assets")
+    env = subprocess_env(settings.home_dir)
+    for name in ("../escaped.csv", "/tmp/absolute.csv", "a/../../b.csv", "a...b.csv"):
+        result = subprocess.run(
+            [cli, "land", str(source), "--name", name], env=env, capture_output=True, text=True
+        )
+        assert result.returncode == 2, name
+        assert f"landing/{name}: refused, {unusable_name(name)}" in result.stderr
+    stored = settings.home_dir / "storage"
+    assert not (stored / "escaped.csv").exists() and not (settings.home_dir / "escaped.csv").exists()
+    assert not list(stored.rglob("*.csv"))
+    landed = subprocess.run(
+        [cli, "land", str(source), "--name", "ok.csv"], env=env, capture_output=True, text=True
+    )
+    assert landed.returncode == 0 and (stored / "landing" / "ok.csv").is_file()
