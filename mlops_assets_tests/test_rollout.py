@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
+def settings(tmp_path_factory):
     """One MLOPS_HOME for the module: each test leaves production as it found it (on version 1)."""
     home = tmp_path_factory.mktemp("rollout") / "mlops"
     with pytest.MonkeyPatch.context() as patch:
@@ -36,9 +36,8 @@ def home(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def stage(home):
+def stage(settings):
     """Two registered versions, a local target on free ports, version 1 in production."""
-    settings = home
     defs = build_definitions(settings)
     models = defs.resources["registry"].get_registry()
     one, two = register(defs, 0.5), register(defs, 50.0)
@@ -78,7 +77,7 @@ def stage(home):
 
 
 @pytest.fixture(autouse=True)
-def same_settings(home):
+def same_settings(settings):
     """Each test sees the module's settings (conftest's fixtures would give it a home of its own)."""
     get_settings.cache_clear()
     yield
@@ -169,7 +168,7 @@ def test_a_failing_restore_is_named_with_the_first_error_alerted_and_aliases_lef
 
 
 @pytest.mark.parametrize("fault", ["smoke fails", "terminated"])
-def test_any_qa_failure_tears_qa_down(stage, home, fault):
+def test_any_qa_failure_tears_qa_down(stage, settings, fault):
     two = stage["two"]
     sample = smoke_sample(stage["models"], two)
 
@@ -186,5 +185,5 @@ def test_any_qa_failure_tears_qa_down(stage, home, fault):
     else:
         with pytest.raises(DagsterExecutionInterruptedError):
             roll_out_qa(stage["target"], stage["release_of"](two), sample, smoke=terminated)
-    assert LocalTarget(home.home_dir).get("qa") is None
+    assert LocalTarget(settings.home_dir).get("qa") is None
     _assert_back_on(stage, stage["one"])  # production untouched

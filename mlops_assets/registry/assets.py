@@ -46,8 +46,8 @@ def _verified_model(data: bytes, sha256: str, source: str):
         raise dg.Failure(str(exc)) from exc
 
 
-def _holdout(storage: Storage, training_data: dict, holdout_percent: int) -> pd.DataFrame:
-    frame = load_stored_value(storage, training_data["path"])
+def _holdout(storage: Storage, snapshot_path: str, holdout_percent: int) -> pd.DataFrame:
+    frame = load_stored_value(storage, snapshot_path)
     return frame[holdout_mask(frame, holdout_percent)]
 
 
@@ -87,7 +87,7 @@ def model_evaluation(
     storage: StorageResource,
 ) -> dg.Output[dict]:
     store, models = storage.get(), registry.get_registry()
-    holdout = _holdout(store, training_data, int(candidate_model["holdout_percent"]))
+    holdout = _holdout(store, training_data["path"], int(candidate_model["holdout_percent"]))
     artifact = store.read_bytes(relative_path(store, candidate_model["artifact_uri"]))
     model = _verified_model(artifact, candidate_model["artifact_sha256"], candidate_model["artifact_uri"])
     candidate = Scored("candidate", None, score(model, holdout))
@@ -180,8 +180,8 @@ def registered_model(
     sha256 = version.tags["artifact_sha256"]
     artifact = models.read_file(version.version, ARTIFACT_NAME)
     model = _verified_model(artifact, sha256, f"version {version.version}")
-    snapshot = load_stored_value(store, relative_path(store, candidate_model["snapshot_uri"]))
-    holdout = snapshot[holdout_mask(snapshot, int(candidate_model["holdout_percent"]))]
+    snapshot = relative_path(store, candidate_model["snapshot_uri"])
+    holdout = _holdout(store, snapshot, int(candidate_model["holdout_percent"]))
     manifest = build_manifest(
         models.model_name,
         version.version,
