@@ -1,6 +1,5 @@
 # Everything a fresh machine with Python 3.11 and pip needs: make demo, make test, make dev.
 PYTHON ?= python3
-MLOPS_HOME ?= .mlops
 UV_VERSION := 0.13.9
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv  # bootstraps .venv, which then holds the same uv (dev group) for the tests
@@ -9,8 +8,8 @@ SYNCED := $(VENV)/.synced
 NODE_SYNCED := node_modules/.synced  # Azurite, the Azure Storage emulator the tests start
 CHROMIUM := /usr/bin/chromium  # Debian's, driven by Playwright in the UI test (never `playwright install`)
 DAGSTER_PORT ?= 3000
-
-export MLOPS_HOME
+# Where runs write: MLOPS_HOME if set, else .mlops/<model project name> (mlops-assets project home).
+HOME_DIR = $$($(VENV)/bin/mlops-assets project home)
 
 .PHONY: install demo dev test test-ci data-test validate lint format bench bench-scoring lock clean postgres-server
 
@@ -51,7 +50,7 @@ demo: install
 
 dev: install
 	$(VENV)/bin/mlops-assets instance
-	DAGSTER_HOME=$(abspath $(MLOPS_HOME))/dagster env --default-signal=INT,TERM \
+	DAGSTER_HOME=$(HOME_DIR)/dagster env --default-signal=INT,TERM \
 		$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT)
 
 lint: install
@@ -70,14 +69,14 @@ test: lint $(NODE_SYNCED) $(CHROMIUM) postgres-server
 test-ci: lint $(NODE_SYNCED) $(CHROMIUM) postgres-server
 	$(VENV)/bin/pytest --junitxml=test-results/junit.xml --cov=mlops_assets --cov-report=xml:test-results/coverage.xml
 
-# The data tests: validation rules and training on the sample diabetes data.
+# The data tests: validation rules and training on the shipped model projects' seed data.
 data-test: install
 	$(VENV)/bin/pytest -m data
 
 # The code location loads and every definition is valid (what the user-code deployment serves).
 validate: install
 	$(VENV)/bin/mlops-assets instance
-	DAGSTER_HOME=$(abspath $(MLOPS_HOME))/dagster $(VENV)/bin/dagster definitions validate -m mlops_assets.definitions
+	DAGSTER_HOME=$(HOME_DIR)/dagster $(VENV)/bin/dagster definitions validate -m mlops_assets.definitions
 
 bench: install
 	$(VENV)/bin/python bench/pipeline.py
@@ -89,5 +88,6 @@ bench-scoring: install
 lock: | $(UV)
 	$(UV) lock
 
+# Every project's default home (and MLOPS_HOME, if set).
 clean:
-	rm -rf $(MLOPS_HOME)
+	rm -rf .mlops $(MLOPS_HOME)

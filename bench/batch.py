@@ -24,8 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.quick import parse_args  # noqa: E402
-
-FEATURES = ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")
+from mlops_assets_tests.projects import FEATURES  # noqa: E402
 
 
 def make_input(path: Path, rows: int) -> None:
@@ -47,11 +46,10 @@ def run_ours(input_path: str, output_dir: str) -> dict:
     import fsspec
 
     from mlops_assets.batch.scoring import score_file
-    from mlops_assets.ingest.seed import diabetes_frame
     from mlops_assets.serving.artifact import affine_predictor
-    from mlops_assets.training.train import fit
+    from mlops_assets_tests.projects import diabetes_frame, fit_diabetes
 
-    predict = affine_predictor(fit(diabetes_frame(), alpha=0.5), len(FEATURES))
+    predict = affine_predictor(fit_diabetes(diabetes_frame()), len(FEATURES))
     started = time.perf_counter()
     result = score_file(
         fsspec.filesystem("file"),

@@ -38,8 +38,8 @@ def main() -> int:
     from mlops_assets.core.instance import write_instance_config
     from mlops_assets.definitions import build_definitions
     from mlops_assets.ingest.automation import LANDING_SENSOR, plan_landing
-    from mlops_assets.ingest.seed import diabetes_frame
     from mlops_assets.settings import get_settings
+    from mlops_assets_tests.projects import diabetes_frame
 
     settings = get_settings()
     write_instance_config(settings.dagster_home)

@@ -54,7 +54,9 @@ def main() -> int:
         from mlops_assets.ingest.seed import land_held_back
 
         landed_at = time.time()
-        land_held_back(Storage((home / "storage").as_uri()))
+        from mlops_assets_tests.projects import DIABETES
+
+        land_held_back(Storage((home / "storage").as_uri()), DIABETES)
         ingest = wait_for("the ingest run", lambda: [r for r in started_runs(port) if r["jobName"] == "ingest_job"
                           and r["tags"].get("dagster/partition") == "diabetes-part-2.csv"], 600)[0]  # fmt: skip
         retrain = wait_for("the retrain", lambda: [r for r in started_runs(port) if r["jobName"] == "retraining_job"

@@ -62,7 +62,7 @@ def main() -> int:
     defs = build_definitions(settings)
     import_s = time.perf_counter() - t0
     storage = defs.resources["storage"].get()
-    seed(storage)
+    seed(storage, defs.resources["project"].get())
 
     rows: list[tuple[str, str, float, dict[str, float]]] = []
     with dg.DagsterInstance.get() as instance:

@@ -102,9 +102,11 @@ def build_servers(work: Path, model, names: set[str]) -> list[Server]:
     release.mkdir()
     artifact = sio.dumps(model)
     (release / "model.skops").write_bytes(artifact)
-    features = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+    from mlops_assets_tests.projects import FEATURES
+
+    features = FEATURES
     manifest = {
-        "model_name": "diabetes-ridge",
+        "model_name": "diabetes",
         "version": 1,
         "artifact": "model.skops",
         "sha256": sha256_hex(artifact),
@@ -406,12 +408,11 @@ def main() -> int:
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
         return 2
 
-    from mlops_assets.ingest.seed import diabetes_frame, split_seed
-    from mlops_assets.training.train import fit
+    from mlops_assets_tests.projects import FEATURES, diabetes_frame, fit_diabetes, split_seed
 
-    model = fit(split_seed(diabetes_frame())[0], alpha=0.5)
+    model = fit_diabetes(split_seed(diabetes_frame())[0], alpha=0.5)
     rng = np.random.default_rng(0)
-    frame = diabetes_frame().drop(columns=["target"]).to_numpy()
+    frame = diabetes_frame()[FEATURES].to_numpy()
     payloads = {n: frame[rng.choice(len(frame), n)].tolist() for n in (1, 100)}
     work = Path(tempfile.mkdtemp(prefix="mlops-bench-scoring-"))
     runs: dict[str, dict[tuple[int, int], list[dict]]] = {}

@@ -21,7 +21,7 @@ def local_resources(settings: Settings) -> dict[str, Any]:
         "registry": MlflowRegistryResource(
             tracking_uri=settings.tracking_uri,
             artifact_root=settings.registry_artifact_root,
-            model_name=settings.model_name,
+            model_name=settings.registered_model_name,
         ),
     }
 
@@ -65,7 +65,7 @@ def azure_resources(settings: Settings) -> dict[str, Any]:
         **_shared_resources(settings, storage),
         "trainer": AzureMLTrainingBackend(**jobs),
         "batch": AzureMLBatchScorer(**jobs),
-        "registry": AzureMLRegistryResource(**workspace, model_name=settings.model_name),
+        "registry": AzureMLRegistryResource(**workspace, model_name=settings.registered_model_name),
     }
 
 
@@ -86,15 +86,14 @@ def storage_resource(settings: Settings) -> Any:
 
 
 def _shared_resources(settings: Settings, storage: Any) -> dict[str, Any]:
-    """What both profiles configure the same way: checks, gates, alerts, release."""
+    """What both profiles configure the same way: the model project, checks, alerts, release."""
     from mlops_assets.core.alerts import AlertWebhook
+    from mlops_assets.core.project import ModelProjectResource
     from mlops_assets.core.storage import StorageIOManager
     from mlops_assets.ingest.config import ValidationConfig
     from mlops_assets.ingest.feedback_batch import FeedbackConfig
     from mlops_assets.monitoring.assets import DriftConfig
-    from mlops_assets.registry.assets import EvaluationParams
     from mlops_assets.release.assets import ReleaseSettings
-    from mlops_assets.training.backends import TrainingParams
 
     return {
         "storage": storage,
@@ -103,8 +102,7 @@ def _shared_resources(settings: Settings, storage: Any) -> dict[str, Any]:
         "drift": DriftConfig(),
         "feedback": FeedbackConfig(),
         "alerts": AlertWebhook(url=settings.alert_webhook_url),
-        "training": TrainingParams(alpha=settings.ridge_alpha, holdout_percent=settings.holdout_percent),
-        "gate": EvaluationParams(min_improvement=settings.min_improvement),
+        "project": ModelProjectResource(folder=str(settings.project_dir)),
         **release_resources(settings),
         "release": ReleaseSettings(contexts_dir=str(settings.home_dir / "release" / "contexts")),
     }

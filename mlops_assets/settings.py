@@ -15,6 +15,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mlops_assets.project.locate import default_project_dir, project_name
+
 # Set before MLflow, Azure Monitor or OpenTelemetry are imported; setdefault lets an operator opt in.
 _NO_PHONE_HOME = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -36,7 +38,14 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MLOPS_", extra="ignore")
 
     profile: Literal["local", "azure"] = "local"
-    home: Path = Field(default=Path(".mlops"), description="Where every run writes (git-ignored).")
+    model_project: Path | None = Field(
+        default=None, description="The model project folder; default the one models/default.toml names."
+    )
+    home: Path | None = Field(
+        default=None,
+        description="Where every run writes (git-ignored); default .mlops/<project name>, so two "
+        "projects never share landing/, partitions or ports.",
+    )
     storage_url: str | None = Field(
         default=None, description="fsspec URL of the storage root; default MLOPS_HOME/storage."
     )
@@ -46,12 +55,8 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(
         default=None, description="MLflow store; default a SQLite file under MLOPS_HOME/mlflow."
     )
-    model_name: str = "diabetes-ridge"
-
-    ridge_alpha: float = Field(default=0.5, gt=0)
-    holdout_percent: int = Field(default=20, gt=0, lt=100)
-    min_improvement: float = Field(
-        default=0.0, ge=0, lt=1, description="Relative mse improvement a candidate must beat."
+    model_name: str | None = Field(
+        default=None, description="Registered model name; default the project's name."
     )
 
     # The scoring service.
@@ -159,8 +164,20 @@ class Settings(BaseSettings):
             raise ValueError(f"{purpose} needs {', '.join(missing)}")
 
     @property
+    def project_dir(self) -> Path:
+        return (self.model_project or default_project_dir()).expanduser().resolve()
+
+    @property
+    def project_name(self) -> str:
+        return project_name(self.project_dir)
+
+    @property
+    def registered_model_name(self) -> str:
+        return self.model_name or self.project_name
+
+    @property
     def home_dir(self) -> Path:
-        return self.home.expanduser().resolve()
+        return (self.home or Path(".mlops") / self.project_name).expanduser().resolve()
 
     @property
     def dagster_home(self) -> Path:

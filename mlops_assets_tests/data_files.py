@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from mlops_assets.ingest.seed import diabetes_frame, split_seed
+from mlops_assets_tests.projects import diabetes_frame, split_seed
 
 
 def held_back() -> pd.DataFrame:

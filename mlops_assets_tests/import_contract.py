@@ -19,7 +19,7 @@ PACKAGE = "mlops_assets"
 # (monitoring, batch) are independent of each other. The first matching prefix wins, so a
 # module listed before its package (core.fsstore before core) is placed on its own.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("mlops_assets", "mlops_assets.settings", "mlops_assets.core.fsstore"),
+    ("mlops_assets", "mlops_assets.settings", "mlops_assets.project", "mlops_assets.core.fsstore"),
     ("mlops_assets.serving",),
     ("mlops_assets.core",),
     ("mlops_assets.azure",),

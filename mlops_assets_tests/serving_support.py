@@ -10,33 +10,26 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
+import pandas as pd
 import skops.io as sio
 
-from mlops_assets.ingest.schema import FEATURES
-from mlops_assets.ingest.seed import diabetes_frame, split_seed
 from mlops_assets.serving.artifact import sha256_hex
-from mlops_assets.training import train
+from mlops_assets_tests.projects import DIABETES, FEATURES, diabetes_frame, fit_diabetes, split_seed
 
 BIN = Path(sys.executable).parent
-# The seed's two-row sample payload.
-SAMPLE = {
-    "data": [
-        [59, 2, 32.1, 101, 157, 93.2, 38, 4, 4.8598, 87],
-        [48, 1, 21.6, 87, 183, 103.2, 70, 3, 3.8918, 69],
-    ]
-}
+# Two rows of the held-back seed data.
+SAMPLE = {"data": split_seed(diabetes_frame())[1][FEATURES].head(2).to_numpy().tolist()}
 
 
 def write_release(folder: Path, version: int, alpha: float = 0.5, tamper: bool = False):
     """A model trained here, laid out as the release pipeline lays it out: artifact + manifest."""
     first = split_seed(diabetes_frame())[0]
-    model = train.fit(first, alpha)
+    model = fit_diabetes(first, alpha)
     artifact = sio.dumps(model)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.skops").write_bytes(artifact + (b"tampered" if tamper else b""))
     manifest = {
-        "model_name": "diabetes-ridge",
+        "model_name": DIABETES.name,
         "version": version,
         "artifact": "model.skops",
         "sha256": sha256_hex(artifact),
@@ -54,7 +47,7 @@ def free_port() -> int:
 
 
 def predictions(model, payload=SAMPLE) -> list[float]:
-    return model.predict(np.asarray(payload["data"], dtype=float)).tolist()
+    return model.predict(pd.DataFrame(payload["data"], columns=FEATURES, dtype=float)).tolist()
 
 
 class Service:

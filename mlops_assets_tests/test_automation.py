@@ -6,6 +6,7 @@ from mlops_assets.ingest.seed import seed
 from mlops_assets.ops.runner import ingest_new_files
 from mlops_assets.training.automation import RETRAIN_SENSOR, plan_retrain
 from mlops_assets_tests import data_files
+from mlops_assets_tests.projects import DIABETES
 
 
 def _tick(defs, instance, cursor=None):
@@ -15,7 +16,7 @@ def _tick(defs, instance, cursor=None):
 
 
 def test_a_burst_of_valid_files_gives_one_retrain_and_a_bad_one_none(settings, storage, instance, defs):
-    seed(storage)
+    seed(storage, DIABETES)
     frame = data_files.held_back()
     storage.write_bytes("landing/extra-a.csv", data_files.csv_bytes(frame.iloc[:50]))
     storage.write_bytes("landing/extra-b.csv", data_files.csv_bytes(frame.iloc[50:]))

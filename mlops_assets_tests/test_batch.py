@@ -13,6 +13,7 @@ from mlops_assets.ingest.seed import seed
 from mlops_assets.ops.runner import ingest_new_files, retrain, sensor_tags
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS
 from mlops_assets_tests import data_files
+from mlops_assets_tests.projects import DIABETES, TARGET
 
 FEATURES = ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")
 WEIGHTS = np.arange(1.0, 11.0)
@@ -100,7 +101,7 @@ def test_a_file_that_cannot_be_scored_is_refused_whole_and_leaves_nothing(tmp_pa
 
 @pytest.fixture
 def production(settings, storage, instance, defs):
-    seed(storage)
+    seed(storage, DIABETES)
     ingest_new_files(defs, instance, storage, settings.lock_dir)
     assert retrain(defs, instance, settings.lock_dir).registered["version"] == 1
     registry = defs.resources["registry"].get_registry()
@@ -131,7 +132,7 @@ def _run_sensor_and_score(defs, instance, storage):
 def test_batch_predictions_scores_landed_files_with_the_production_model(
     settings, storage, instance, defs, production
 ):
-    frame = data_files.held_back().drop(columns=["target"])
+    frame = data_files.held_back().drop(columns=[TARGET])
     storage.write_bytes("scoring-input/clinic-a.csv", data_files.csv_bytes(frame))
     bad = frame.head(3).astype(object)
     bad.loc[1, "bmi"] = "n/a"

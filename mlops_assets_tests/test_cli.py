@@ -44,11 +44,11 @@ def test_demo_runs_the_whole_loop_from_nothing(demo_home):
     assert first.returncode == 0, first.stderr[-3000:]
     out = first.stdout
     assert "✓ diabetes-part-1.csv: 331 rows passed every blocking check" in out
-    assert "→ registered diabetes-ridge version 1: no registered model yet" in out
+    assert "→ registered diabetes version 1: no registered model yet" in out
     assert "✓ diabetes-part-2.csv: 111 rows passed every blocking check" in out
     assert "training data" in out and "442 rows from 2 batch(es)" in out
     round_two = out.split("Round 2")[1]
-    assert "→ registered diabetes-ridge version 2" in round_two or "→ clean skip" in round_two
+    assert "→ registered diabetes version 2" in round_two or "→ clean skip" in round_two
     assert "QA smoke test passed, production smoke test passed" in out
     port = PORTS["MLOPS_PRODUCTION_PORT"]
     assert f"Production URL: http://127.0.0.1:{port}/score" in out
@@ -98,7 +98,7 @@ def test_dagster_cli_validates_and_runs_retraining_on_the_demo_instance(demo_hom
     assert execute.returncode == 0, execute.stderr[-3000:]
     assert "RUN_SUCCESS" in execute.stderr + execute.stdout
     versions = run([str(BIN / "mlops-assets"), "versions"], home)
-    assert "diabetes-ridge v1" in versions.stdout
+    assert "diabetes v1" in versions.stdout
 
 
 def test_the_ui_serves_the_asset_graph_from_the_same_instance(demo_home):
@@ -130,7 +130,7 @@ def test_the_ui_serves_the_asset_graph_from_the_same_instance(demo_home):
 
 def test_rollback_and_promote_move_production_and_are_recorded(demo_home):
     home, first, _ = demo_home
-    if "registered diabetes-ridge version 2" not in first.stdout:
+    if "registered diabetes version 2" not in first.stdout:
         pytest.skip("the demo promoted only one version; nothing to roll back to")
     back = run([str(BIN / "mlops-assets"), "rollback", "--reason", "latency regression"], home)
     assert back.returncode == 0, back.stderr[-3000:]

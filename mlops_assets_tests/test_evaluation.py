@@ -1,9 +1,14 @@
-"""The promotion gate: which versions form the bar, and the strict relative improvement rule."""
+"""The promotion gate: which versions form the bar, and the strict relative improvement rule on the
+spec's primary metric, in its direction."""
 
 import pytest
 
+from mlops_assets.project.metrics import task_metrics
 from mlops_assets.registry.evaluation import Scored, already_registered, bar_versions, decide
 from mlops_assets.registry.protocol import ModelVersion
+
+MSE = task_metrics("regression")["mse"]
+ROC_AUC = task_metrics("binary")["roc_auc"]
 
 
 def version(n: int, state: str = "registered") -> ModelVersion:
@@ -15,7 +20,7 @@ def scored(label: str, mse: float, n: int | None = None) -> Scored:
 
 
 def test_first_candidate_is_always_promoted():
-    decision = decide(scored("candidate", 1e9), [], 0.0)
+    decision = decide(scored("candidate", 1e9), [], MSE, 0.0)
     assert decision.promote and "first candidate" in decision.reason
 
 
@@ -32,26 +37,45 @@ def test_bar_falls_back_to_the_latest_when_nothing_is_live_or_in_release():
 
 def test_promotion_needs_a_strict_improvement_over_the_best_of_the_bar():
     bar = [scored("version 1", 100.0, 1), scored("version 2", 90.0, 2)]
-    assert not decide(scored("candidate", 90.0), bar, 0.0).promote  # equal is not better
-    promoted = decide(scored("candidate", 89.0), bar, 0.0)
+    assert not decide(scored("candidate", 90.0), bar, MSE, 0.0).promote  # equal is not better
+    promoted = decide(scored("candidate", 89.0), bar, MSE, 0.0)
     assert promoted.promote and promoted.bar.version == 2
-    assert "beats version 2 mse 90.00 by 1.11%" in promoted.reason
+    assert promoted.reason == "promoted: candidate mse 89 vs version 2 mse 90, +1.11% (required > 0.00%)"
 
 
 def test_min_improvement_is_relative():
     bar = [scored("version 1", 100.0, 1)]
-    assert not decide(scored("candidate", 95.0), bar, 0.05).promote
-    assert decide(scored("candidate", 94.9), bar, 0.05).promote
-    refused = decide(scored("candidate", 95.0), bar, 0.05)
-    assert (
-        refused.reason
-        == "not promoted: candidate mse 95.00 vs version 1 mse 100.00 (+5.00%; required > 5.00%)"
+    assert not decide(scored("candidate", 95.0), bar, MSE, 0.05).promote
+    assert decide(scored("candidate", 94.9), bar, MSE, 0.05).promote
+    refused = decide(scored("candidate", 95.0), bar, MSE, 0.05)
+    assert refused.reason == "not promoted: candidate mse 95 vs version 1 mse 100, +5.00% (required > 5.00%)"
+
+
+def test_a_metric_to_maximise_promotes_the_higher_value():
+    def auc(label, value, n=None):
+        return Scored(label, n, {"roc_auc": value})
+
+    bar = [auc("version 1", 0.80, 1), auc("version 2", 0.85, 2)]
+    assert not decide(auc("candidate", 0.84), bar, ROC_AUC, 0.0).promote  # beats 1, not the best
+    promoted = decide(auc("candidate", 0.86), bar, ROC_AUC, 0.0)
+    assert promoted.promote and promoted.bar.version == 2
+
+
+def test_a_bar_that_cannot_score_the_current_holdout_is_no_bar():
+    broken = Scored("version 1", 1, {}, incomparable="cannot score the current holdout (column bmi missing)")
+    decision = decide(scored("candidate", 1e9), [broken], MSE, 0.0)
+    assert decision.promote and decision.bar is None
+    assert decision.reason == (
+        "promoted without comparison: version 1 cannot score the current holdout (column bmi missing)"
     )
+    # One comparable version is enough to compare against: the broken one is left out.
+    decision = decide(scored("candidate", 100.0), [broken, scored("version 2", 90.0, 2)], MSE, 0.0)
+    assert not decision.promote and decision.bar.version == 2
 
 
 def test_min_improvement_outside_its_range_is_an_error():
     with pytest.raises(ValueError, match="min_improvement"):
-        decide(scored("candidate", 1.0), [], 1.5)
+        decide(scored("candidate", 1.0), [], MSE, 1.5)
 
 
 def test_same_fingerprint_is_a_clean_no():

@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 
 from mlops_assets.ingest.feedback import LabelsError, join_labels, read_labels
-from mlops_assets.ingest.schema import FEATURES
 from mlops_assets.serving.request_log import record_line
+from mlops_assets_tests.projects import DIABETES, FEATURES
+
+SPEC = DIABETES.spec
 
 
 def _logs(*requests: tuple[str, int]) -> pd.DataFrame:
@@ -22,29 +24,32 @@ def _logs(*requests: tuple[str, int]) -> pd.DataFrame:
 
 def test_labels_are_matched_pending_or_unknown_with_a_reason():
     labels = read_labels(
-        "labels/x.csv", b"request_id,row_index,target\nr1,0,150\nr1,1,160\nr1,5,1\nr9,0,99\n"
+        "labels/x.csv", b"request_id,row_index,progression\nr1,0,150\nr1,1,160\nr1,5,1\nr9,0,99\n", SPEC
     )
     logs = _logs(("r1", 2))
-    waiting = join_labels(labels, logs, still_waiting=True)
-    assert waiting.matched == 2 and list(waiting.frame["target"]) == [150.0, 160.0]
+    waiting = join_labels(labels, logs, still_waiting=True, spec=SPEC)
+    assert waiting.matched == 2 and list(waiting.frame["progression"]) == [150.0, 160.0]
     assert list(waiting.frame["age"]) == [1.0, 2.0]  # the features of the scored rows, not of the labels file
     assert waiting.unknown == ["r1#5: the request had 2 row(s)"] and waiting.pending == ["r9#0"]
-    expired = join_labels(labels, logs, still_waiting=False)
+    expired = join_labels(labels, logs, still_waiting=False, spec=SPEC)
     assert expired.pending == [] and "r9#0: no such request in the compacted scoring logs" in expired.unknown
 
 
 @pytest.mark.parametrize(
     "raw, message",
     [
-        (b"request_id,target\nr1,3\n", r"column\(s\) row_index missing"),
-        (b"request_id,row_index,target\nr1,0,abc\n", r"column target is not a number on line\(s\) 2"),
-        (b"request_id,row_index,target\nr1,-1,3\n", "row_index must be a whole number >= 0"),
+        (b"request_id,progression\nr1,3\n", r"column\(s\) row_index missing"),
+        (
+            b"request_id,row_index,progression\nr1,0,abc\n",
+            r"column progression is not a number on line\(s\) 2",
+        ),
+        (b"request_id,row_index,progression\nr1,-1,3\n", "row_index must be a whole number >= 0"),
         (b"", "not a CSV file"),
     ],
 )
 def test_a_bad_labels_file_is_refused_by_name(raw, message):
     with pytest.raises(LabelsError, match=message):
-        read_labels("labels/bad.csv", raw)
+        read_labels("labels/bad.csv", raw, SPEC)
 
 
 @pytest.mark.slow
@@ -53,12 +58,13 @@ def test_labels_join_the_logs_feed_training_data_and_pending_ones_are_retried(
 ):
     from mlops_assets.ingest.automation import FEEDBACK_SENSOR, plan_feedback
     from mlops_assets.ingest.feedback_batch import feedback_files
-    from mlops_assets.ingest.seed import diabetes_frame, seed, split_seed
+    from mlops_assets.ingest.seed import seed, split_seed
     from mlops_assets.monitoring.assets import scoring_logs
     from mlops_assets.ops.runner import execute, ingest_new_files, retrain, sensor_tags
     from mlops_assets.training.automation import plan_retrain
+    from mlops_assets_tests.projects import diabetes_frame
 
-    seed(storage)
+    seed(storage, DIABETES)
     ingest_new_files(defs, instance, storage, settings.lock_dir)
     first = retrain(defs, instance, settings.lock_dir)
     assert first.registered
@@ -87,11 +93,11 @@ def test_labels_join_the_logs_feed_training_data_and_pending_ones_are_retried(
     dg.materialize(
         [scoring_logs], partition_key=yesterday.isoformat(), resources=defs.resources, instance=instance
     )
-    targets = held["target"].tolist()
+    targets = held["progression"].tolist()
     storage.write_bytes(
         "labels/week-47.csv",
         (
-            "request_id,row_index,target\n"
+            "request_id,row_index,progression\n"
             f"req-a,0,{targets[0]}\nreq-a,1,{targets[1]}\nreq-a,2,{targets[2]}\n"
             "req-a,7,100\n"  # a row that request never had
             f"req-b,0,{targets[3]}\n"  # a request not compacted yet (today's)

@@ -6,11 +6,11 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from mlops_assets.ingest.schema import FEATURES
 from mlops_assets.monitoring.assets import scoring_logs
 from mlops_assets.monitoring.automation import stale_days
 from mlops_assets.monitoring.scoring_logs import compact_day, source_files
 from mlops_assets.serving.request_log import record_line
+from mlops_assets_tests.projects import DIABETES, FEATURES
 from mlops_assets_tests.serving_support import SAMPLE, Service, write_release
 
 ROW = SAMPLE["data"][0]
@@ -52,7 +52,7 @@ def test_a_day_is_its_records_by_time_without_synthetic_or_duplicates(storage):
     _write(storage, next_day, "later", _line("r9", two_hours_on), flushed=two_hours_on)
     assert len(source_files(storage, day)) == 3
 
-    frame, summary = compact_day(storage, day, source_files(storage, day))
+    frame, summary = compact_day(storage, day, source_files(storage, day), FEATURES)
 
     assert list(frame["request_id"]) == ["r1", "r1", "r2"] and list(frame["row_index"]) == [0, 1, 0]
     assert list(frame[list(FEATURES)].iloc[0]) == [float(v) for v in ROW]
@@ -63,7 +63,9 @@ def test_a_day_is_its_records_by_time_without_synthetic_or_duplicates(storage):
 
 
 def test_an_empty_day_is_an_empty_table_with_the_columns(storage):
-    frame, summary = compact_day(storage, date(2026, 11, 1), source_files(storage, date(2026, 11, 1)))
+    frame, summary = compact_day(
+        storage, date(2026, 11, 1), source_files(storage, date(2026, 11, 1)), FEATURES
+    )
     assert frame.empty and "prediction" in frame.columns and summary.requests == 0
 
 
@@ -169,13 +171,14 @@ def _rows_as_log(frame: pd.DataFrame, day: date, prefix: str) -> bytes:
 @pytest.mark.slow
 def test_drift_report_over_a_window_flags_a_shifted_feature(settings, storage, instance, defs, webhook):
     from mlops_assets.core.alerts import AlertWebhook
-    from mlops_assets.ingest.seed import diabetes_frame, seed
+    from mlops_assets.ingest.seed import seed
     from mlops_assets.monitoring.assets import drift_report
     from mlops_assets.monitoring.automation import drift_retrain_requests
     from mlops_assets.ops.runner import ingest_new_files, retrain
     from mlops_assets_tests import data_files
+    from mlops_assets_tests.projects import diabetes_frame
 
-    seed(storage)
+    seed(storage, DIABETES)
     ingest_new_files(defs, instance, storage, settings.lock_dir)
     assert retrain(defs, instance, settings.lock_dir).registered  # version 1: its snapshot is the reference
 

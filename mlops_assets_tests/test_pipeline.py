@@ -3,7 +3,7 @@
 import json
 
 import dagster as dg
-import numpy as np
+import pandas as pd
 import pytest
 
 from mlops_assets.core.file_sensors import RUN_KEY_TAG, SENSOR_NAME_TAG
@@ -13,17 +13,18 @@ from mlops_assets.ingest.seed import land_held_back, seed
 from mlops_assets.ops.runner import ingest_new_files, retrain
 from mlops_assets.serving.artifact import load_verified_model, sha256_hex
 from mlops_assets_tests import data_files
+from mlops_assets_tests.projects import DIABETES
 
 REQUIRED_TAGS = {
     "mse", "rmse", "r2", "mae", "data_version", "snapshot_uri", "holdout_hash", "code_version",
-    "config_hash", "dagster_run_id", "compute_backend", "parent_champion_version", "artifact_sha256",
-    "fingerprint",
+    "model_code_digest", "spec_digest", "project", "spec_version", "primary_metric", "columns_digest",
+    "dagster_run_id", "compute_backend", "parent_champion_version", "artifact_sha256", "fingerprint",
 }  # fmt: skip
 
 
 @pytest.fixture
 def seeded(settings, storage, instance, defs):
-    seed(storage)
+    seed(storage, DIABETES)
     return defs
 
 
@@ -61,9 +62,10 @@ def test_first_file_trains_version_one_and_the_held_back_file_retrains(settings,
     smoke = manifest["smoke"]
     assert len(smoke["rows"]) == 3 and all(len(row) == 10 for row in smoke["rows"])
     model = load_verified_model(storage.read_bytes(f"{release_dir}/model.skops"), manifest["sha256"], "v1")
-    assert model.predict(np.asarray(smoke["rows"])).tolist() == smoke["predictions"]
+    rows = pd.DataFrame(smoke["rows"], columns=manifest["features"])
+    assert model.predict(rows).tolist() == smoke["predictions"]
 
-    assert land_held_back(storage)
+    assert land_held_back(storage, DIABETES)
     (second,) = ingest_new_files(defs, instance, storage, settings.lock_dir)
     assert second.success and second.rows == 111
     two = retrain(defs, instance, settings.lock_dir)
@@ -114,7 +116,7 @@ def test_bad_files_are_refused_by_name_and_never_break_training(settings, storag
     assert [v.version for v in registry_of(defs).list_versions()] == [1]
 
     # The next good file still trains.
-    land_held_back(storage)
+    land_held_back(storage, DIABETES)
     (good,) = ingest_new_files(defs, instance, storage, settings.lock_dir)
     assert good.success
     latest = retrain(defs, instance, settings.lock_dir)

@@ -17,6 +17,7 @@ from mlops_assets.settings import get_settings
 from mlops_assets.training.aml_backend import AzureMLTrainingBackend
 from mlops_assets_tests.azurite import KEY
 from mlops_assets_tests.cloud_recorders import LocalAmlWorkspace
+from mlops_assets_tests.projects import DIABETES, TARGET
 
 IDENTITY = "7f0c1a52-4c55-4a8e-9d1e-3b8f7a1d2c90"
 
@@ -101,7 +102,7 @@ def ingested(azure_settings, instance, aml):
     defs = on_aml(build_definitions(azure_settings), aml)
     storage = defs.resources["storage"].get()
     assert list(storage.list_files("landing")) == []  # the profile never seeds a user's storage
-    seed(storage)  # as `mlops-assets seed` would, asked to
+    seed(storage, DIABETES)  # as `mlops-assets seed` would, asked to
     outcomes = ingest_new_files(defs, instance, storage, azure_settings.lock_dir)
     assert [o.partition for o in outcomes if o.success] == ["diabetes-part-1.csv"]
     return defs
@@ -132,7 +133,20 @@ def test_the_retraining_job_trains_on_aml_through_blob_pipes_and_registers_in_am
     assert {"DAGSTER_PIPES_CONTEXT", "DAGSTER_PIPES_MESSAGES"} <= set(variables)
     serialised = json.dumps([job, meta], default=str)
     assert KEY not in serialised and "AccountKey" not in serialised
-    assert sorted(p.name for p in (aml.workdir / meta["job_name"] / "code").iterdir()) == ["train.py"]
+    # Only the trainer, the standalone modules it imports and the model project travel.
+    code = aml.workdir / meta["job_name"] / "code"
+    uploaded = [p for p in code.rglob("*") if p.is_file() and "__pycache__" not in p.parts]  # not what ran
+    assert sorted(p.relative_to(code).as_posix() for p in uploaded) == [
+        "mlops_assets/__init__.py",
+        "mlops_assets/core/__init__.py",
+        "mlops_assets/core/pipes_transport.py",
+        "mlops_assets/project/__init__.py",
+        "mlops_assets/project/code.py",
+        "mlops_assets/project/metrics.py",
+        "project/model.py",
+        "project/project.toml",
+        "train.py",
+    ]
 
     # Messages and context went through the Pipes container, and nothing is left there.
     from azure.storage.blob import BlobServiceClient
@@ -274,7 +288,7 @@ def test_storage_credentials_from_key_vault_never_reach_logs_or_metadata(
             return Vault()
 
     storage = VaultStorage(**configured.model_dump())
-    seed(storage.get())
+    seed(storage.get(), DIABETES)
     resources = {**defs.resources, "storage": storage, "io_manager": StorageIOManager(storage=storage)}
     on_vault = dg.Definitions(
         assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs, resources=resources
@@ -320,7 +334,7 @@ def test_storage_going_away_mid_run_fails_it_clearly_and_the_next_run_starts_cle
         )
         defs = on_aml(build_definitions(azure), aml)
         storage = defs.resources["storage"].get()
-        seed(storage)
+        seed(storage, DIABETES)
         assert [o.success for o in ingest_new_files(defs, instance, storage, azure.lock_dir)] == [True]
 
         down = retrain(defs, instance, azure.lock_dir)
@@ -355,7 +369,7 @@ def test_batch_scoring_runs_as_an_aml_job_through_the_same_pipes_path(
     assert retrain(ingested, instance, azure_settings.lock_dir).success
     ingested.resources["registry"].get_registry().set_alias("production", 1)
     storage = ingested.resources["storage"].get()
-    frame = data_files.held_back().drop(columns=["target"]).astype(object)
+    frame = data_files.held_back().drop(columns=[TARGET]).astype(object)
     frame.loc[3, "s1"] = "oops"
     storage.write_bytes("scoring-input/clinic.csv", data_files.csv_bytes(frame))
 

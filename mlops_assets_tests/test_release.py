@@ -8,7 +8,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from mlops_assets.ingest.seed import diabetes_frame, split_seed
 from mlops_assets.release.assets import (
     model_versions,
     prod_deployment,
@@ -18,8 +17,8 @@ from mlops_assets.release.assets import (
 from mlops_assets.release.automation import RELEASE_SENSOR
 from mlops_assets.release.local_target import LocalDeploymentTarget
 from mlops_assets.serving.artifact import sha256_hex
-from mlops_assets.training import train
 from mlops_assets_tests.conftest import REPO
+from mlops_assets_tests.projects import FEATURES, diabetes_frame, fit_diabetes, split_seed
 from mlops_assets_tests.release_support import register
 from mlops_assets_tests.serving_support import Hammer, free_port
 
@@ -347,27 +346,22 @@ def test_the_smoke_test_never_raises_on_an_answer_outside_the_contract():
     assert not result.passed and "answered something other than" in result.failures[0]
 
 
-def test_the_smoke_sample_comes_from_the_manifest_or_else_the_registry_artifact(settings, defs):
-    import numpy as np
-
+def test_the_smoke_sample_comes_from_the_manifest_and_a_version_without_one_is_not_released(settings, defs):
     from mlops_assets.registry.manifest import smoke_block
-    from mlops_assets.release.from_registry import smoke_sample
-    from mlops_assets.release.smoke import SAMPLE_ROWS
+    from mlops_assets.release.from_registry import ReleaseInputError, smoke_sample
 
     models = defs.resources["registry"].get_registry()
-    old = register(defs, 0.5)  # registered as before manifests carried a smoke block
-    fitted = train.fit(split_seed(diabetes_frame())[0], 0.5)
-    fallback = smoke_sample(models, old)
-    assert fallback.source == "registry artifact" and fallback.rows == SAMPLE_ROWS
-    assert fallback.predictions == fitted.predict(np.asarray(SAMPLE_ROWS, dtype=float)).tolist()
+    old = register(defs, 0.5, without_smoke=True)  # as registered before manifests carried one
+    with pytest.raises(ReleaseInputError, match=f"version {old}: its manifest has no smoke block"):
+        smoke_sample(models, old)
 
     holdout = split_seed(diabetes_frame())[1]
     new = register(
-        defs, 5.0, smoke=smoke_block(train.fit(split_seed(diabetes_frame())[0], 5.0), holdout, train.FEATURES)
+        defs, 5.0, smoke=smoke_block(fit_diabetes(split_seed(diabetes_frame())[0], 5.0), holdout, FEATURES)
     )
     sample = smoke_sample(models, new)
     assert sample.source == "manifest" and len(sample.rows) == 3
-    assert sample.rows == holdout[list(train.FEATURES)].head(3).to_numpy(dtype=float).tolist()
+    assert sample.rows == holdout[list(FEATURES)].head(3).to_numpy(dtype=float).tolist()
 
 
 @pytest.mark.slow

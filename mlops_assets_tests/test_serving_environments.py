@@ -95,7 +95,7 @@ def test_score_py_runs_unchanged_in_azure_ml_s_inference_server(tmp_path):
     code.mkdir()
     for name in ("score.py", "artifact.py"):
         shutil.copy(REPO / "mlops_assets" / "serving" / name, code / name)
-    model = write_release(tmp_path / "models" / "diabetes-ridge" / "2", version=2)
+    model = write_release(tmp_path / "models" / "diabetes" / "2", version=2)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "PYTHON"))}
     env |= {"AZUREML_MODEL_DIR": str(tmp_path / "models"), "PATH": f"{venv / 'bin'}:{env['PATH']}"}

@@ -70,7 +70,7 @@ def test_health_metrics_and_openapi_need_no_key(served):
     ready = httpx.get(f"{service.url}/health/ready")
     assert ready.status_code == 200 and ready.json() == {
         "status": "ready",
-        "model": "diabetes-ridge",
+        "model": "diabetes",
         "version": "1",
     }
     document = httpx.get(f"{service.url}/openapi.json").json()
@@ -144,7 +144,7 @@ def test_metrics_count_requests_by_code_rows_and_latency(served):
     assert values['scoring_requests_total{code="401"}'] >= 1
     assert values["scoring_rows_total"] >= 2
     assert values["scoring_request_latency_seconds_count"] >= 2
-    assert values['scoring_model_info{model_name="diabetes-ridge",version="1"}'] == 1
+    assert values['scoring_model_info{model_name="diabetes",version="1"}'] == 1
 
 
 @pytest.mark.parametrize("path", ["/score", "/health/live", "/health/ready", "/metrics"])

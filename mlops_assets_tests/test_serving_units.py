@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mlops_assets.core.fsstore import Storage
@@ -15,16 +16,18 @@ from mlops_assets.serving.artifact import (
     rows_from_payload,
 )
 from mlops_assets.serving.request_log import RequestLogWriter, record_line
+from mlops_assets_tests.projects import FEATURES
 from mlops_assets_tests.serving_support import SAMPLE, predictions, write_release
 
 
 def test_release_is_found_in_a_subfolder_as_azure_ml_mounts_it(tmp_path):
-    model = write_release(tmp_path / "diabetes-ridge" / "3", version=3)
+    model = write_release(tmp_path / "diabetes" / "3", version=3)
     loaded = load_release(tmp_path)
-    assert (loaded.name, loaded.version, loaded.features[0]) == ("diabetes-ridge", "3", "age")
+    assert (loaded.name, loaded.version, loaded.features[0]) == ("diabetes", "3", "age")
     rows = np.asarray(SAMPLE["data"], dtype=float)
     assert loaded.fast_path
-    np.testing.assert_allclose(loaded.predict(rows), model.predict(rows), rtol=1e-12)
+    expected = model.predict(pd.DataFrame(rows, columns=FEATURES))  # as it was fitted: named columns
+    np.testing.assert_allclose(loaded.predict(rows), expected, rtol=1e-12)
 
 
 def test_no_manifest_or_two_manifests_are_errors(tmp_path):
@@ -48,17 +51,22 @@ def test_tampered_artifact_and_broken_manifest_are_refused(tmp_path):
         load_release(tmp_path / "m")
 
 
-def test_a_model_that_is_not_scaler_plus_ridge_uses_its_own_predict(tmp_path):
+@pytest.mark.parametrize("kind", ["bare linear model", "polynomial"])
+def test_only_a_model_that_is_affine_gets_the_collapsed_predictor(tmp_path, kind):
     import skops.io as sio
-    from sklearn.linear_model import Ridge
+    from sklearn.linear_model import LinearRegression, Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import PolynomialFeatures
 
-    from mlops_assets.ingest.seed import diabetes_frame
     from mlops_assets.serving.artifact import sha256_hex
-    from mlops_assets.training.train import FEATURES, TARGET
+    from mlops_assets_tests.projects import FEATURES, TARGET, diabetes_frame
 
     frame = diabetes_frame()
-    bare = Ridge().fit(frame[FEATURES].to_numpy(), frame[TARGET].to_numpy())
-    artifact = sio.dumps(bare)
+    estimator = (
+        LinearRegression() if kind == "bare linear model" else make_pipeline(PolynomialFeatures(2), Ridge())
+    )
+    fitted = estimator.fit(frame[FEATURES].to_numpy(), frame[TARGET].to_numpy())
+    artifact = sio.dumps(fitted)
     (tmp_path / "model.skops").write_bytes(artifact)
     manifest = {
         "model_name": "m",
@@ -69,8 +77,9 @@ def test_a_model_that_is_not_scaler_plus_ridge_uses_its_own_predict(tmp_path):
     }
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     loaded = load_release(tmp_path)
-    assert not loaded.fast_path
-    assert loaded.predict(np.ones((1, 10))).shape == (1,)
+    assert loaded.fast_path == (kind == "bare linear model")
+    rows = frame[FEATURES].to_numpy()[:50]
+    np.testing.assert_allclose(loaded.predict(rows), fitted.predict(rows), rtol=1e-9)
 
 
 @pytest.mark.parametrize(
@@ -98,7 +107,7 @@ def test_payload_rules(payload, status, message):
 
 
 def test_score_py_keeps_azure_ml_s_contract(tmp_path, monkeypatch):
-    model = write_release(tmp_path / "models" / "diabetes-ridge" / "1", version=1)
+    model = write_release(tmp_path / "models" / "diabetes" / "1", version=1)
     monkeypatch.setenv("AZUREML_MODEL_DIR", str(tmp_path / "models"))
     score.init()
     assert score.run(json.dumps(SAMPLE)) == {"result": pytest.approx(predictions(model), rel=1e-12)}

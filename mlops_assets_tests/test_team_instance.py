@@ -9,6 +9,7 @@ from mlops_assets.core.instance import INSTANCE_CONFIG
 from mlops_assets.ingest.seed import seed
 from mlops_assets.ops.runner import ingest_new_files, retrain
 from mlops_assets_tests.conftest import REPO
+from mlops_assets_tests.projects import DIABETES
 
 TEAM_INSTANCE = REPO / "deploy" / "dagster" / "dagster.yaml"
 
@@ -43,7 +44,7 @@ def test_runs_and_events_of_the_retraining_job_land_in_postgres(settings, storag
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         defs = build_definitions(settings)
-        seed(storage)
+        seed(storage, DIABETES)
         assert [o.success for o in ingest_new_files(defs, instance, storage, settings.lock_dir)] == [True]
         outcome = retrain(defs, instance, settings.lock_dir)
         assert outcome.success and outcome.registered["version"] == 1

@@ -13,6 +13,7 @@ import pytest
 from mlops_assets_tests import dagster_dev
 from mlops_assets_tests.conftest import REPO, subprocess_env
 from mlops_assets_tests.dagster_dev import graphql, runs, wait_for
+from mlops_assets_tests.projects import DIABETES
 from mlops_assets_tests.serving_support import BIN, free_port
 
 pytestmark = pytest.mark.slow
@@ -91,10 +92,10 @@ def test_lineage_a_retrain_from_the_page_then_the_daemon_runs_the_loop_alone(tmp
 
         # A new file lands: the daemon ingests it and then retrains, without a click.
         from mlops_assets.core.fsstore import Storage
-        from mlops_assets.ingest.seed import HELD_BACK_LANDING, land_held_back
+        from mlops_assets.ingest.seed import SeedFiles, land_held_back
 
-        land_held_back(Storage((home / "storage").as_uri()))
-        landed = HELD_BACK_LANDING.removeprefix("landing/")
+        land_held_back(Storage((home / "storage").as_uri()), DIABETES)
+        landed = SeedFiles.of(DIABETES).held_back_landing.removeprefix("landing/")
         ingest = wait_for(
             f"an ingest run for {landed}",
             lambda: [

@@ -4,7 +4,6 @@ import pytest
 
 from mlops_assets.ingest.config import ValidationConfig
 from mlops_assets.ingest.reference import compute_reference
-from mlops_assets.ingest.seed import diabetes_frame, split_seed
 from mlops_assets.ingest.validation import (
     check_distribution_limit,
     check_drift,
@@ -17,15 +16,17 @@ from mlops_assets.ingest.validation import (
     typed_frame,
 )
 from mlops_assets_tests import data_files
+from mlops_assets_tests.projects import DIABETES, diabetes_frame, split_seed
 
 pytestmark = pytest.mark.data  # `make data-test`: the sample data's own tests
 
 SOURCE = "landing/new.csv"
+SPEC = DIABETES.spec
 
 
 @pytest.fixture(scope="module")
 def reference():
-    return compute_reference(split_seed(diabetes_frame())[0], source="first file")
+    return compute_reference(split_seed(diabetes_frame())[0], SPEC, source="first file")
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +36,9 @@ def limits():
 
 def test_held_back_file_passes_every_blocking_rule_and_raises_no_drift(limits, reference):
     batch = parse_batch(SOURCE, data_files.csv_bytes(data_files.held_back()))
-    assert failed_rules(batch, limits, reference) == []
-    assert check_drift(batch, limits, reference).passed
-    frame = typed_frame(batch)
+    assert failed_rules(batch, SPEC, limits, reference) == []
+    assert check_drift(batch, SPEC, limits, reference).passed
+    frame = typed_frame(batch, SPEC)
     assert len(frame) == 111
     assert str(frame["s6"].dtype) == "float64"
 
@@ -49,7 +50,7 @@ def test_held_back_file_passes_every_blocking_rule_and_raises_no_drift(limits, r
         (
             data_files.text_value,
             check_schema,
-            "column bmi must be numeric, found text in 1 row(s): row 5: 'twenty-five'",
+            "column bmi must be numeric, found other values in 1 row(s): row 5: 'twenty-five'",
         ),
         (data_files.nulls, check_nulls, "column bp has 2 empty value(s)"),
         (data_files.out_of_range, check_ranges, "column age has 1 value(s) outside [0, 120]: row 9: 250"),
@@ -61,16 +62,18 @@ def test_each_bad_batch_fails_its_rule_naming_file_column_and_rule(
     make_bytes, rule, expected, limits, reference
 ):
     batch = parse_batch(SOURCE, make_bytes())
-    outcome = rule(batch, limits, reference)
+    outcome = rule(batch, SPEC, limits, reference)
     assert not outcome.passed
     assert expected in outcome.message
     assert outcome.message.startswith(SOURCE)
     assert f"({outcome.rule} check)" in outcome.message
-    assert outcome.rule in {o.rule for o in failed_rules(batch, limits, reference)}
+    assert outcome.rule in {o.rule for o in failed_rules(batch, SPEC, limits, reference)}
 
 
 def test_unit_change_names_the_column_and_the_limit(limits, reference):
-    outcome = check_distribution_limit(parse_batch(SOURCE, data_files.changed_units()), limits, reference)
+    outcome = check_distribution_limit(
+        parse_batch(SOURCE, data_files.changed_units()), SPEC, limits, reference
+    )
     (problem,) = outcome.problems
     assert "column s1" in problem and "the limit is 4" in problem
 
@@ -86,8 +89,8 @@ def test_unit_change_names_the_column_and_the_limit(limits, reference):
 )
 def test_unreadable_files_fail_parse_and_every_other_rule_says_why(raw, error, limits, reference):
     batch = parse_batch(SOURCE, raw)
-    assert error in check_parse(batch, limits, reference).message
-    failures = failed_rules(batch, limits, reference)
+    assert error in check_parse(batch, SPEC, limits, reference).message
+    failures = failed_rules(batch, SPEC, limits, reference)
     assert {o.rule for o in failures} == {"parse", "schema", "nulls", "ranges", "distribution_limit"}
     assert all("file did not parse" in o.message for o in failures if o.rule != "parse")
 
@@ -100,23 +103,23 @@ def test_a_header_that_repeats_a_column_is_refused_before_pandas_renames_it(head
     rows = [line + ",1" for line in rest.splitlines()]
     raw = "\n".join([first + "," + header, *rows]).encode()  # a second s6 column
     batch = parse_batch(SOURCE, raw)
-    outcome = check_parse(batch, limits, reference)
+    outcome = check_parse(batch, SPEC, limits, reference)
     assert not outcome.passed
     assert outcome.message == f"{SOURCE}: column names repeated in the header: 's6' (2 times) (parse check)"
-    assert "parse" in {o.rule for o in failed_rules(batch, limits, reference)}
+    assert "parse" in {o.rule for o in failed_rules(batch, SPEC, limits, reference)}
 
 
 def test_json_is_refused_by_the_schema_rule(limits, reference):
     batch = parse_batch(SOURCE, b'[\n  {"age": 50, "sex": 1},\n  {"age": 51, "sex": 2}\n]\n')
-    outcome = check_schema(batch, limits, reference)
+    outcome = check_schema(batch, SPEC, limits, reference)
     assert not outcome.passed
     assert "column age missing (schema check)" in outcome.message
 
 
 def test_drifted_but_valid_batch_passes_the_blocking_rules_with_a_warning(limits, reference):
     batch = parse_batch(SOURCE, data_files.drifted())
-    assert failed_rules(batch, limits, reference) == []
-    warning = check_drift(batch, limits, reference)
+    assert failed_rules(batch, SPEC, limits, reference) == []
+    warning = check_drift(batch, SPEC, limits, reference)
     assert not warning.passed
     assert "column bmi drifted: mean moved" in warning.message
     assert all("column bmi" in p for p in warning.problems)
@@ -124,7 +127,7 @@ def test_drifted_but_valid_batch_passes_the_blocking_rules_with_a_warning(limits
 
 def test_without_reference_the_distribution_rules_pass_and_say_so(limits):
     batch = parse_batch(SOURCE, data_files.changed_units())
-    outcome = check_distribution_limit(batch, limits, None)
+    outcome = check_distribution_limit(batch, SPEC, limits, None)
     assert outcome.passed
     assert "no reference" in outcome.metadata["note"]
 
@@ -134,5 +137,5 @@ def test_null_tokens_count_as_nulls_not_text(limits):
     frame.loc[0, "s2"] = "NA"
     frame.loc[1, "s2"] = ""
     batch = parse_batch(SOURCE, data_files.csv_bytes(frame))
-    assert check_schema(batch, limits, None).passed
-    assert "column s2 has 2 empty value(s)" in check_nulls(batch, limits, None).message
+    assert check_schema(batch, SPEC, limits, None).passed
+    assert "column s2 has 2 empty value(s)" in check_nulls(batch, SPEC, limits, None).message

@@ -28,6 +28,8 @@ RUN uv sync --frozen --no-dev --no-install-project
 
 # The project itself (editable: release code reads deploy/ beside the package).
 COPY mlops_assets/ /app/mlops_assets/
+# Model projects (MLOPS_MODEL_PROJECT picks one; models/default.toml names the default).
+COPY models/ /app/models/
 COPY deploy/ /app/deploy/
 COPY workspace.yaml /app/
 RUN uv sync --frozen --no-dev

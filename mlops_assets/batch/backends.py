@@ -19,8 +19,8 @@ JOB_FILES = (
     "mlops_assets/batch/score_job.py",
     "mlops_assets/serving/__init__.py",
     "mlops_assets/serving/artifact.py",
-    "mlops_assets/training/__init__.py",
-    "mlops_assets/training/train.py",
+    "mlops_assets/core/__init__.py",
+    "mlops_assets/core/pipes_transport.py",
 )
 
 

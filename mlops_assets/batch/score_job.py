@@ -15,8 +15,8 @@ def main() -> int:
     from dagster_pipes import open_dagster_pipes
 
     from mlops_assets.batch.scoring import BatchInputError, score_file
+    from mlops_assets.core.pipes_transport import pipes_transport
     from mlops_assets.serving.artifact import loaded_model
-    from mlops_assets.training.train import pipes_transport
 
     with open_dagster_pipes(**pipes_transport()) as pipes:
         extras = pipes.extras

@@ -6,6 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets import quiet_api_stage_warnings
+from mlops_assets.core.project import ModelProjectResource
 from mlops_assets.core.storage import StorageResource, asset_path, load_stored_value
 from mlops_assets.ingest.config import ValidationConfig
 from mlops_assets.ingest.feedback_batch import feedback_batch, feedback_files
@@ -75,10 +76,11 @@ def _landed_check(name: str, rule: Rule, description: str, blocking: bool) -> dg
         context: dg.AssetCheckExecutionContext,
         landed_batch: bytes,
         validation: ValidationConfig,
+        project: ModelProjectResource,
         storage: StorageResource,
     ) -> dg.AssetCheckResult:
         batch = parse_batch(landing_path(context.partition_key), landed_batch)
-        outcome = rule(batch, validation.thresholds(), read_reference(storage.get()))
+        outcome = rule(batch, project.get().spec, validation.thresholds(), read_reference(storage.get()))
         return _check_result(outcome, severity)
 
     return _check
@@ -107,18 +109,20 @@ def validated_batch(
     context: dg.AssetExecutionContext,
     landed_batch: bytes,
     validation: ValidationConfig,
+    project: ModelProjectResource,
     storage: StorageResource,
 ) -> dg.Output[pd.DataFrame]:
     batch = parse_batch(landing_path(context.partition_key), landed_batch)
+    spec = project.get().spec
     # The gate itself, so materialising this asset alone can never let a bad batch through.
-    failures = failed_rules(batch, validation.thresholds(), read_reference(storage.get()))
+    failures = failed_rules(batch, spec, validation.thresholds(), read_reference(storage.get()))
     if failures:
         problems = [p for outcome in failures for p in outcome.problems]
         raise dg.Failure(
             description="; ".join(problems),
             metadata={"failed_rules": ", ".join(o.rule for o in failures)},
         )
-    frame = typed_frame(batch)
+    frame = typed_frame(batch, spec)
     return dg.Output(
         frame,
         metadata={
@@ -137,8 +141,10 @@ def validated_batch(
         "Gathered from the instance's materialised partitions: a batch that failed never was."
     ),
 )
-def training_data(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.Output[dict]:
-    store = storage.get()
+def training_data(
+    context: dg.AssetExecutionContext, project: ModelProjectResource, storage: StorageResource
+) -> dg.Output[dict]:
+    store, spec = storage.get(), project.get().spec
     live = set(context.instance.get_dynamic_partitions(landed_files.name))
     passed = sorted(context.instance.get_materialized_partitions(validated_batch.key) & live)
     if not passed:
@@ -152,9 +158,9 @@ def training_data(context: dg.AssetExecutionContext, storage: StorageResource) -
         labelled = load_stored_value(store, asset_path(feedback_batch.key, key, "parquet"))
         if len(labelled):
             batches[f"labels/{key}"] = labelled
-    frame = combine_batches(batches)
+    frame = combine_batches(batches, list(spec.columns))
     snapshot = write_snapshot(store, frame)
-    write_reference(store, compute_reference(frame, source=snapshot.uri))
+    write_reference(store, compute_reference(frame, spec, source=snapshot.uri))
     context.log.info(
         f"training data {snapshot.data_version}: {snapshot.rows} rows from {len(batches)} batches"
     )

@@ -1,6 +1,6 @@
 """Labels that arrive later, joined with the scored rows they belong to (no Dagster here).
 
-A labels file (CSV: ``request_id``, ``row_index``, ``target``) names scored rows by the request id
+A labels file (CSV: ``request_id``, ``row_index`` and the project's target column) names scored rows by the request id
 the service returned and the row's position in that request. Each label is:
 - matched: the row is in the compacted scoring logs; it becomes a training row (features + target);
 - pending: its request is not in the compacted logs yet and the file is younger than the wait
@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from mlops_assets.ingest.schema import COLUMNS, FEATURES, TARGET
+from mlops_assets.project.spec import NUMBER_KINDS, ProjectSpec
 
-LABEL_COLUMNS = ("request_id", "row_index", "target")
+KEY_COLUMNS = ("request_id", "row_index")
 
 
 class LabelsError(ValueError):
@@ -25,24 +25,27 @@ class LabelsError(ValueError):
 
 @dataclass
 class FeedbackJoin:
-    frame: pd.DataFrame  # COLUMNS (features + target) of the matched labels
+    frame: pd.DataFrame  # the spec's columns (features + target) of the matched labels
     matched: int = 0
     pending: list[str] = field(default_factory=list)  # "request_id#row"
     unknown: list[str] = field(default_factory=list)  # "request_id#row: why"
 
 
-def read_labels(source: str, raw: bytes) -> pd.DataFrame:
+def read_labels(source: str, raw: bytes, spec: ProjectSpec) -> pd.DataFrame:
+    target = spec.target.name
+    wanted = (*KEY_COLUMNS, target)
     try:
         labels = pd.read_csv(io.BytesIO(raw), dtype={"request_id": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise LabelsError(f"{source}: not a CSV file ({exc})") from None
-    missing = [c for c in LABEL_COLUMNS if c not in labels.columns]
+    missing = [c for c in wanted if c not in labels.columns]
     if missing:
         raise LabelsError(
-            f"{source}: column(s) {', '.join(missing)} missing (labels need {', '.join(LABEL_COLUMNS)})"
+            f"{source}: column(s) {', '.join(missing)} missing (labels need {', '.join(wanted)})"
         )
-    labels = labels[list(LABEL_COLUMNS)]
-    for column in ("row_index", "target"):
+    labels = labels[list(wanted)]
+    numbers = ["row_index", target] if spec.target.kind in NUMBER_KINDS else ["row_index"]
+    for column in numbers:
         numbers = pd.to_numeric(labels[column], errors="coerce")
         bad = labels.index[numbers.isna()]
         if len(bad):
@@ -57,7 +60,9 @@ def read_labels(source: str, raw: bytes) -> pd.DataFrame:
     return labels.drop_duplicates(["request_id", "row_index"], keep="last")
 
 
-def join_labels(labels: pd.DataFrame, logs: pd.DataFrame, still_waiting: bool) -> FeedbackJoin:
+def join_labels(
+    labels: pd.DataFrame, logs: pd.DataFrame, still_waiting: bool, spec: ProjectSpec
+) -> FeedbackJoin:
     """``logs``: compacted scoring_logs rows; ``still_waiting``: the file is younger than the wait."""
     scored = logs.drop_duplicates(["request_id", "row_index"]).set_index(["request_id", "row_index"])
     known_requests = set(logs["request_id"]) if len(logs) else set()
@@ -65,8 +70,8 @@ def join_labels(labels: pd.DataFrame, logs: pd.DataFrame, still_waiting: bool) -
     for request_id, row_index, target in labels.itertuples(index=False):
         key = (request_id, int(row_index))
         if key in scored.index:
-            features = scored.loc[key, list(FEATURES)]
-            rows.append([*features.tolist(), float(target)])
+            features = scored.loc[key, list(spec.feature_names)]
+            rows.append([*features.tolist(), target])
         elif request_id in known_requests:
             count = int((logs["request_id"] == request_id).sum())
             unknown.append(f"{request_id}#{row_index}: the request had {count} row(s)")
@@ -74,5 +79,5 @@ def join_labels(labels: pd.DataFrame, logs: pd.DataFrame, still_waiting: bool) -
             pending.append(f"{request_id}#{row_index}")
         else:
             unknown.append(f"{request_id}#{row_index}: no such request in the compacted scoring logs")
-    frame = pd.DataFrame(rows, columns=[*FEATURES, TARGET])[list(COLUMNS)]
+    frame = pd.DataFrame(rows, columns=list(spec.columns))
     return FeedbackJoin(frame, len(rows), pending, unknown)

@@ -7,11 +7,12 @@ import pandas as pd
 from pydantic import Field
 
 from mlops_assets.core import keys
+from mlops_assets.core.project import ModelProjectResource
 from mlops_assets.core.storage import StorageResource, asset_path, load_stored_value
 from mlops_assets.ingest.config import ValidationConfig
 from mlops_assets.ingest.feedback import LabelsError, join_labels, read_labels
 from mlops_assets.ingest.reference import read_reference
-from mlops_assets.ingest.validation import failed_rules, parse_batch
+from mlops_assets.ingest.validation import failed_rules, parse_batch, typed_frame
 
 LABELS_PREFIX = "labels"
 feedback_files = dg.DynamicPartitionsDefinition(name="feedback_files")
@@ -41,7 +42,7 @@ def compacted_logs(instance: dg.DagsterInstance, storage) -> tuple[pd.DataFrame,
     group_name="feedback",
     kinds={"pandas", "parquet"},
     description=(
-        "One labels file (request_id, row_index, target) joined with the scored rows it labels, "
+        "One labels file (request_id, row_index and the target column) joined with the scored rows it labels, "
         "through the same blocking rules as a landed batch; pending and unknown labels reported."
     ),
 )
@@ -50,31 +51,34 @@ def feedback_batch(
     storage: StorageResource,
     validation: ValidationConfig,
     feedback: FeedbackConfig,
+    project: ModelProjectResource,
 ) -> dg.Output[pd.DataFrame]:
-    store = storage.get()
+    store, spec = storage.get(), project.get().spec
     path = f"{LABELS_PREFIX}/{context.partition_key}"
     if not store.exists(path):
         raise dg.Failure(f"{path}: not in storage (deleted after it was seen?)")
     try:
-        labels = read_labels(path, store.read_bytes(path))
+        labels = read_labels(path, store.read_bytes(path), spec)
     except LabelsError as exc:
         raise dg.Failure(str(exc)) from exc
     logs, days = compacted_logs(context.instance, store)
     age_hours = (time.time() - store.modified(path)) / 3600
-    joined = join_labels(labels, logs, still_waiting=age_hours < feedback.wait_hours)
+    joined = join_labels(labels, logs, still_waiting=age_hours < feedback.wait_hours, spec=spec)
+    frame = joined.frame
     if joined.matched:
         checked = parse_batch(path, joined.frame.to_csv(index=False).encode())
-        failures = failed_rules(checked, validation.thresholds(), read_reference(store))
+        failures = failed_rules(checked, spec, validation.thresholds(), read_reference(store))
         if failures:
             raise dg.Failure(
                 description="; ".join(p for outcome in failures for p in outcome.problems),
                 metadata={"failed_rules": ", ".join(o.rule for o in failures)},
             )
+        frame = typed_frame(checked, spec)
     context.log.info(
         f"{path}: {joined.matched} matched, {len(joined.pending)} pending, {len(joined.unknown)} unknown"
     )
     return dg.Output(
-        joined.frame,
+        frame,
         metadata={
             "labels": len(labels),
             "matched": joined.matched,

@@ -6,14 +6,14 @@ which rewrites the reference, so an input would make a cycle.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 
 from mlops_assets.core.storage import Storage
-from mlops_assets.ingest.schema import COLUMNS
+from mlops_assets.project.spec import NUMBER_KINDS, ProjectSpec
 
 REFERENCE_PATH = "reference/stats.json"
 SAMPLE_SIZE = 2000
@@ -33,12 +33,26 @@ class ReferenceStats:
     source: str
     created: str
     rows: int
-    columns: dict[str, ColumnStats]
+    columns: dict[str, ColumnStats]  # numeric and integer columns
+    categories: dict[str, dict[str, float]] = field(default_factory=dict)  # categorical, boolean: shares
 
 
-def compute_reference(frame: pd.DataFrame, source: str) -> ReferenceStats:
+def category_shares(values: pd.Series) -> dict[str, float]:
+    """Each value's share of the non-empty cells, keyed by its text."""
+    present = values.dropna()
+    if present.empty:
+        return {}
+    return {str(k): float(v) for k, v in present.astype(str).value_counts(normalize=True).items()}
+
+
+def compute_reference(frame: pd.DataFrame, spec: ProjectSpec, source: str) -> ReferenceStats:
+    """Statistics by feature kind: numbers keep their moments and a sample, categories their shares."""
+    kinds = {name: column.kind for name, column in spec.columns.items() if name in frame}
+    categories = {
+        name: category_shares(frame[name]) for name, kind in kinds.items() if kind not in NUMBER_KINDS
+    }
     columns = {}
-    for column in (c for c in COLUMNS if c in frame):
+    for column in (name for name, kind in kinds.items() if kind in NUMBER_KINDS):
         values = frame[column].dropna().to_numpy(dtype="float64")
         # An evenly spaced subsample of the sorted values keeps the shape of the distribution.
         sample = np.sort(values)
@@ -52,7 +66,9 @@ def compute_reference(frame: pd.DataFrame, source: str) -> ReferenceStats:
             sample=[float(v) for v in sample],
         )
     created = datetime.now(UTC).isoformat(timespec="seconds")
-    return ReferenceStats(source=source, created=created, rows=len(frame), columns=columns)
+    return ReferenceStats(
+        source=source, created=created, rows=len(frame), columns=columns, categories=categories
+    )
 
 
 def write_reference(storage: Storage, reference: ReferenceStats) -> str:

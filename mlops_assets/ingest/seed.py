@@ -1,20 +1,31 @@
-"""``mlops-assets seed``: the scikit-learn diabetes data as a first landed file and a held-back one."""
+"""``mlops-assets seed``: the model project's seed data as a first landed file and a held-back one."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import pandas as pd
-from sklearn.datasets import load_diabetes
 
 from mlops_assets.core.storage import Storage
 from mlops_assets.ingest.reference import REFERENCE_PATH, compute_reference, write_reference
-from mlops_assets.ingest.schema import COLUMNS
+from mlops_assets.project.loader import ModelProject
 
-FIRST_FILE = "landing/diabetes-part-1.csv"
-HELD_BACK_FILE = "seed/diabetes-part-2.csv"  # outside landing/: the demo lands it later
-HELD_BACK_LANDING = "landing/diabetes-part-2.csv"
 FIRST_SHARE = 0.75
+
+
+@dataclass(frozen=True)
+class SeedFiles:
+    first: str  # landed at once
+    held_back: str  # outside landing/: the demo lands it later
+    held_back_landing: str
+
+    @classmethod
+    def of(cls, project: ModelProject) -> SeedFiles:
+        return cls(
+            first=f"landing/{project.name}-part-1.csv",
+            held_back=f"seed/{project.name}-part-2.csv",
+            held_back_landing=f"landing/{project.name}-part-2.csv",
+        )
 
 
 @dataclass(frozen=True)
@@ -25,25 +36,26 @@ class SeedReport:
     unchanged: list[str]
 
 
-def diabetes_frame() -> pd.DataFrame:
-    data = load_diabetes(scaled=False, as_frame=True).frame
-    return data.rename(columns=str.lower)[list(COLUMNS)]
-
-
 def split_seed(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     cut = int(len(frame) * FIRST_SHARE)
     return frame.iloc[:cut].reset_index(drop=True), frame.iloc[cut:].reset_index(drop=True)
+
+
+def seed_parts(project: ModelProject) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The first file's rows and the held-back file's rows."""
+    return split_seed(project.seed_frame())
 
 
 def _csv(frame: pd.DataFrame) -> bytes:
     return frame.to_csv(index=False, float_format="%.10g").encode()
 
 
-def seed(storage: Storage) -> SeedReport:
+def seed(storage: Storage, project: ModelProject) -> SeedReport:
     """Write the two files and the first reference statistics; rewrite nothing that is already there."""
-    first, held_back = split_seed(diabetes_frame())
+    first, held_back = seed_parts(project)
+    files = SeedFiles.of(project)
     written, unchanged = [], []
-    for path, frame in ((FIRST_FILE, first), (HELD_BACK_FILE, held_back)):
+    for path, frame in ((files.first, first), (files.held_back, held_back)):
         data = _csv(frame)
         if storage.exists(path) and storage.read_bytes(path) == data:
             unchanged.append(path)
@@ -51,16 +63,17 @@ def seed(storage: Storage) -> SeedReport:
             storage.write_bytes(path, data)
             written.append(path)
     if not storage.exists(REFERENCE_PATH):
-        write_reference(storage, compute_reference(first, source=FIRST_FILE))
+        write_reference(storage, compute_reference(first, project.spec, source=files.first))
         written.append(REFERENCE_PATH)
     else:
         unchanged.append(REFERENCE_PATH)
     return SeedReport(len(first), len(held_back), written, unchanged)
 
 
-def land_held_back(storage: Storage) -> bool:
+def land_held_back(storage: Storage, project: ModelProject) -> bool:
     """Copy the held-back file into landing/; False if it had landed already."""
-    if storage.exists(HELD_BACK_LANDING):
+    files = SeedFiles.of(project)
+    if storage.exists(files.held_back_landing):
         return False
-    storage.write_bytes(HELD_BACK_LANDING, storage.read_bytes(HELD_BACK_FILE))
+    storage.write_bytes(files.held_back_landing, storage.read_bytes(files.held_back))
     return True

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from mlops_assets.core.storage import Storage
-from mlops_assets.ingest.schema import COLUMNS
 
 SNAPSHOT_PREFIX = "training-data"
 BATCH_COLUMN = "batch"
@@ -37,9 +36,9 @@ def data_version(frame: pd.DataFrame) -> str:
     return digest.hexdigest()[:16]
 
 
-def combine_batches(batches: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Rows of every batch in partition-key order, each tagged with the batch it came from."""
-    frames = [batches[key][list(COLUMNS)].assign(**{BATCH_COLUMN: key}) for key in sorted(batches)]
+def combine_batches(batches: dict[str, pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    """``columns`` of every batch in partition-key order, each row tagged with the batch it came from."""
+    frames = [batches[key][columns].assign(**{BATCH_COLUMN: key}) for key in sorted(batches)]
     if not frames:
         raise ValueError("no validated batch to build training data from")
     return pd.concat(frames, ignore_index=True)

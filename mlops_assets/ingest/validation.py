@@ -1,7 +1,11 @@
-"""The rules a landed batch must pass, as plain functions over the file's bytes.
+"""The rules a landed batch must pass, generated from the model project's spec, as plain
+functions over the file's bytes.
 
-Every rule returns a :class:`RuleOutcome` whose problems name the file, the column and the rule,
-e.g. ``landing/new.csv: column s6 missing (schema check)``.
+Every rule returns a :class:`RuleOutcome` whose problems name the file, the column, the row (as the
+file's line number) and the rule, e.g. ``landing/new.csv: column x missing (schema check)``.
+
+Written here rather than with pandera: the cells stay text until each rule has said what is wrong
+with them (a pandera coercion failure loses the original cell), and the header is read raw first.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import csv
 import io
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,22 +22,23 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mlops_assets.ingest.reference import ReferenceStats
-from mlops_assets.ingest.schema import COLUMNS
+from mlops_assets.ingest.reference import ReferenceStats, category_shares
+from mlops_assets.project.spec import NUMBER_KINDS, ColumnSpec, ProjectSpec
 
 NULL_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
+TRUE_TOKENS = frozenset({"true", "1", "1.0", "yes", "y", "t"})
+FALSE_TOKENS = frozenset({"false", "0", "0.0", "no", "n", "f"})
 
 
 @dataclass(frozen=True)
 class ValidationThresholds:
-    value_ranges: Mapping[str, tuple[float, float]]
-    max_null_fraction: float = 0.0
     hard_mean_shift_sd: float = 4.0  # beyond this the batch is corrupt (e.g. changed units)
     hard_std_ratio: float = 4.0
     min_rows_for_spread: int = 20  # a smaller batch's spread says nothing (a labels file may have 3 rows)
     drift_mean_shift_sd: float = 0.5
     drift_std_ratio: float = 1.5
     drift_ks_pvalue: float = 0.001
+    drift_category_shift: float = 0.15  # total variation distance between category shares
 
 
 @dataclass(frozen=True)
@@ -90,15 +95,30 @@ def parse_batch(source: str, raw: bytes) -> ParsedBatch:
     return ParsedBatch(source, cells)
 
 
-def _numeric(cells: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
-    """Values as floats, a mask of null cells and a mask of cells that are text, not numbers."""
+def _typed(cells: pd.Series, column: ColumnSpec) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Values of the column's kind, a mask of null cells and a mask of cells not of that kind.
+
+    numeric, integer and boolean become float64 (booleans 1.0/0.0); categorical stays text.
+    """
     stripped = cells.str.strip()
-    is_null = stripped.str.lower().isin(NULL_TOKENS)
+    lowered = stripped.str.lower()
+    is_null = lowered.isin(NULL_TOKENS)
+    if column.kind == "categorical":
+        return stripped.where(~is_null), is_null, pd.Series(False, index=cells.index)
+    if column.kind == "boolean":
+        values = pd.Series(np.where(lowered.isin(TRUE_TOKENS), 1.0, np.nan), index=cells.index)
+        values[lowered.isin(FALSE_TOKENS)] = 0.0
+        return values, is_null, values.isna() & ~is_null
     values = pd.to_numeric(stripped.where(~is_null), errors="coerce").astype("float64")
-    not_number = values.isna() & ~is_null
+    wrong = values.isna() & ~is_null
     # 'inf' parses as a number, but no measurement is infinite.
-    not_number |= np.isinf(values.to_numpy())
-    return values.where(~not_number), is_null, not_number
+    wrong |= np.isinf(values.to_numpy())
+    if column.kind == "integer":
+        wrong |= values.notna() & (values != np.round(values))
+    return values.where(~wrong), is_null, wrong
+
+
+_KIND_NAMES = {"numeric": "numeric", "integer": "a whole number", "boolean": "true/false"}
 
 
 def _show(value: object) -> str:
@@ -111,7 +131,9 @@ def _examples(index: pd.Index, cells: pd.Series, limit: int = 3) -> str:
     return ", ".join(shown) + more
 
 
-def check_parse(batch: ParsedBatch, _: ValidationThresholds, __: ReferenceStats | None) -> RuleOutcome:
+def check_parse(
+    batch: ParsedBatch, _: ProjectSpec, __: ValidationThresholds, ___: ReferenceStats | None
+) -> RuleOutcome:
     if batch.error:
         return RuleOutcome("parse", False, [f"{batch.source}: {batch.error} (parse check)"])
     assert batch.cells is not None
@@ -124,69 +146,95 @@ def _unparsed(batch: ParsedBatch, rule: str) -> RuleOutcome | None:
     return None
 
 
-def check_schema(batch: ParsedBatch, _: ValidationThresholds, __: ReferenceStats | None) -> RuleOutcome:
+def _present(batch: ParsedBatch, spec: ProjectSpec) -> dict[str, ColumnSpec]:
+    assert batch.cells is not None
+    return {name: column for name, column in spec.columns.items() if name in batch.cells}
+
+
+def check_schema(
+    batch: ParsedBatch, spec: ProjectSpec, _: ValidationThresholds, __: ReferenceStats | None
+) -> RuleOutcome:
     if (skipped := _unparsed(batch, "schema")) is not None:
         return skipped
     cells = batch.cells
-    problems = [f"{batch.source}: column {c} missing (schema check)" for c in COLUMNS if c not in cells]
-    for column in (c for c in COLUMNS if c in cells):
-        _, _, not_number = _numeric(cells[column])
-        if not_number.any():
-            bad = cells.index[not_number.to_numpy()]
+    problems = [f"{batch.source}: column {c} missing (schema check)" for c in spec.columns if c not in cells]
+    for name, column in _present(batch, spec).items():
+        _, _, wrong = _typed(cells[name], column)
+        if wrong.any():
+            bad = cells.index[wrong.to_numpy()]
             problems.append(
-                f"{batch.source}: column {column} must be numeric, found text in {len(bad)} row(s): "
-                f"{_examples(bad, cells[column])} (schema check)"
+                f"{batch.source}: column {name} must be {_KIND_NAMES[column.kind]}, found other values in "
+                f"{len(bad)} row(s): {_examples(bad, cells[name])} (schema check)"
             )
-    extra = sorted(set(cells.columns) - set(COLUMNS))
+    extra = sorted(set(cells.columns) - set(spec.columns))
     return RuleOutcome("schema", not problems, problems, {"unexpected_columns": ", ".join(extra)})
 
 
-def typed_frame(batch: ParsedBatch) -> pd.DataFrame:
-    """The schema columns as float64; text cells and null tokens become NaN."""
-    assert batch.cells is not None
-    return pd.DataFrame({c: _numeric(batch.cells[c])[0] for c in COLUMNS if c in batch.cells})
+def typed_frame(batch: ParsedBatch, spec: ProjectSpec) -> pd.DataFrame:
+    """The spec's columns, typed by kind (see ``_typed``); bad cells and null tokens become NaN."""
+    return pd.DataFrame(
+        {name: _typed(batch.cells[name], column)[0] for name, column in _present(batch, spec).items()}
+    )
 
 
-def check_nulls(batch: ParsedBatch, limits: ValidationThresholds, _: ReferenceStats | None) -> RuleOutcome:
+def check_nulls(
+    batch: ParsedBatch, spec: ProjectSpec, _: ValidationThresholds, __: ReferenceStats | None
+) -> RuleOutcome:
     if (skipped := _unparsed(batch, "nulls")) is not None:
         return skipped
     cells = batch.cells
     problems, fractions = [], {}
-    for column in (c for c in COLUMNS if c in cells):
-        _, is_null, _ = _numeric(cells[column])
-        fractions[column] = float(is_null.mean())
-        if fractions[column] > limits.max_null_fraction:
+    for name, column in _present(batch, spec).items():
+        _, is_null, _ = _typed(cells[name], column)
+        fractions[name] = float(is_null.mean())
+        if is_null.any() and not column.nullable:
             bad = cells.index[is_null.to_numpy()]
             problems.append(
-                f"{batch.source}: column {column} has {int(is_null.sum())} empty value(s) "
-                f"({_examples(bad, cells[column])}), at most {limits.max_null_fraction:.0%} allowed "
-                "(nulls check)"
+                f"{batch.source}: column {name} has {int(is_null.sum())} empty value(s) "
+                f"({_examples(bad, cells[name])}), and the spec says it is not nullable (nulls check)"
             )
     return RuleOutcome("nulls", not problems, problems, {"null_fraction": fractions})
 
 
-def check_ranges(batch: ParsedBatch, limits: ValidationThresholds, _: ReferenceStats | None) -> RuleOutcome:
+def _outside(values: pd.Series, column: ColumnSpec) -> tuple[pd.Series, str]:
+    """A mask of values outside what the column allows, and what it allows, in words."""
+    if column.kind == "categorical":
+        allowed = set(column.categories or ())
+        return values.notna() & ~values.isin(allowed), f"not one of {', '.join(column.categories or ())}"
+    if column.value_range is None:
+        return pd.Series(False, index=values.index), ""
+    low, high = column.value_range
+    return (values < low) | (values > high), f"outside [{low:g}, {high:g}]"
+
+
+def check_ranges(
+    batch: ParsedBatch, spec: ProjectSpec, _: ValidationThresholds, __: ReferenceStats | None
+) -> RuleOutcome:
+    """Values outside a column's range or categories: the batch fails where the spec says
+    ``reject``; where it says ``flag``, it passes and the rows are reported."""
     if (skipped := _unparsed(batch, "ranges")) is not None:
         return skipped
-    frame = typed_frame(batch)
-    problems = []
-    for column, (low, high) in limits.value_ranges.items():
-        if column not in frame:
+    frame = typed_frame(batch, spec)
+    problems, flagged = [], {}
+    for name, column in _present(batch, spec).items():
+        outside, allowed = _outside(frame[name], column)
+        if not outside.any():
             continue
-        values = frame[column]
-        outside = (values < low) | (values > high)
-        if outside.any():
-            bad = frame.index[outside.to_numpy()]
-            problems.append(
-                f"{batch.source}: column {column} has {len(bad)} value(s) outside [{low:g}, {high:g}]: "
-                f"{_examples(bad, values)} (ranges check)"
-            )
-    return RuleOutcome("ranges", not problems, problems)
+        bad = frame.index[outside.to_numpy()]
+        message = f"{batch.source}: column {name} has {len(bad)} value(s) {allowed}: {_examples(bad, frame[name])} (ranges check)"
+        if column.out_of_range == "reject":
+            problems.append(message)
+        else:
+            flagged[name] = message
+    metadata = {"flagged": "; ".join(flagged.values())} if flagged else {}
+    return RuleOutcome("ranges", not problems, problems, metadata)
 
 
-def _shift_table(frame: pd.DataFrame, reference: ReferenceStats) -> dict[str, dict[str, float]]:
+def _shift_table(
+    frame: pd.DataFrame, spec: ProjectSpec, reference: ReferenceStats
+) -> dict[str, dict[str, float]]:
     table = {}
-    for column in COLUMNS:
+    for column in (n for n, c in spec.columns.items() if c.kind in NUMBER_KINDS):
         if column not in frame or column not in reference.columns:
             continue
         values = frame[column].dropna().to_numpy()
@@ -206,14 +254,26 @@ def _shift_table(frame: pd.DataFrame, reference: ReferenceStats) -> dict[str, di
 
 
 def _compare_with_reference(
-    batch: ParsedBatch, reference: ReferenceStats | None, rule: str
+    batch: ParsedBatch, spec: ProjectSpec, reference: ReferenceStats | None, rule: str
 ) -> RuleOutcome | dict[str, dict[str, float]]:
-    """The per-column shift table, or the outcome when there is nothing to compare."""
+    """The per-column shift table of the number columns, or the outcome when there is nothing to compare."""
     if (skipped := _unparsed(batch, rule)) is not None:
         return skipped
     if reference is None:
         return RuleOutcome(rule, True, metadata={"note": "no reference statistics yet: not compared"})
-    return _shift_table(typed_frame(batch), reference)
+    return _shift_table(typed_frame(batch, spec), spec, reference)
+
+
+def _category_shifts(batch: ParsedBatch, spec: ProjectSpec, reference: ReferenceStats) -> dict[str, float]:
+    """Total variation distance between each category column's shares and the reference's."""
+    frame = typed_frame(batch, spec)
+    shifts = {}
+    for name, expected in reference.categories.items():
+        if name in frame:
+            seen = category_shares(frame[name])
+            labels = set(seen) | set(expected)
+            shifts[name] = 0.5 * sum(abs(seen.get(k, 0.0) - expected.get(k, 0.0)) for k in labels)
+    return shifts
 
 
 def _ratio_outside(ratio: float, limit: float) -> bool:
@@ -221,10 +281,10 @@ def _ratio_outside(ratio: float, limit: float) -> bool:
 
 
 def check_distribution_limit(
-    batch: ParsedBatch, limits: ValidationThresholds, reference: ReferenceStats | None
+    batch: ParsedBatch, spec: ProjectSpec, limits: ValidationThresholds, reference: ReferenceStats | None
 ) -> RuleOutcome:
     """A shift so large it can only be corruption, such as a column sent in other units."""
-    table = _compare_with_reference(batch, reference, "distribution_limit")
+    table = _compare_with_reference(batch, spec, reference, "distribution_limit")
     if isinstance(table, RuleOutcome):
         return table
     rows = len(batch.cells)
@@ -247,13 +307,22 @@ def check_distribution_limit(
 
 
 def check_drift(
-    batch: ParsedBatch, limits: ValidationThresholds, reference: ReferenceStats | None
+    batch: ParsedBatch, spec: ProjectSpec, limits: ValidationThresholds, reference: ReferenceStats | None
 ) -> RuleOutcome:
-    """Mean/std shift and a two-sample KS test per column: a warning, never a block."""
-    table = _compare_with_reference(batch, reference, "drift")
+    """Mean/std shift and a two-sample KS test per number column, the shift in category shares per
+    category column: a warning, never a block."""
+    table = _compare_with_reference(batch, spec, reference, "drift")
     if isinstance(table, RuleOutcome):
         return table
     problems = []
+    assert reference is not None
+    shifts = _category_shifts(batch, spec, reference)
+    for column, shift in shifts.items():
+        if shift > limits.drift_category_shift:
+            problems.append(
+                f"{batch.source}: column {column} drifted: category shares moved {shift:.2f} "
+                f"(total variation; warning above {limits.drift_category_shift:g}) (drift check)"
+            )
     for column, row in table.items():
         reasons = []
         if row["mean_shift_sd"] > limits.drift_mean_shift_sd:
@@ -265,19 +334,19 @@ def check_drift(
             reasons.append(f"KS p={row['ks_pvalue']:.2g}")
         if reasons:
             problems.append(f"{batch.source}: column {column} drifted: {', '.join(reasons)} (drift check)")
-    return RuleOutcome("drift", not problems, problems, {"shift": table})
+    return RuleOutcome("drift", not problems, problems, {"shift": table, "category_shift": shifts})
 
 
-Rule = Callable[[ParsedBatch, ValidationThresholds, ReferenceStats | None], RuleOutcome]
+Rule = Callable[[ParsedBatch, ProjectSpec, ValidationThresholds, ReferenceStats | None], RuleOutcome]
 
 BLOCKING_RULES: dict[str, tuple[Rule, str]] = {
     "parse": (check_parse, "The file reads as a CSV with a header and at least one row."),
-    "schema": (
-        check_schema,
-        "Every column age, sex, bmi, bp, s1..s6, target is there and numeric.",
+    "schema": (check_schema, "Every column of the model project's spec is there, of its kind."),
+    "nulls": (check_nulls, "No column the spec says is not nullable has an empty value."),
+    "ranges": (
+        check_ranges,
+        "Every value lies in its column's range or categories (reject); flag: reported.",
     ),
-    "nulls": (check_nulls, "No column has more empty values than allowed."),
-    "ranges": (check_ranges, "Every value lies in its physiologically possible range."),
     "distribution_limit": (
         check_distribution_limit,
         "No column moved so far from the reference that it must be corrupt (e.g. other units).",
@@ -286,7 +355,7 @@ BLOCKING_RULES: dict[str, tuple[Rule, str]] = {
 
 
 def failed_rules(
-    batch: ParsedBatch, limits: ValidationThresholds, reference: ReferenceStats | None
+    batch: ParsedBatch, spec: ProjectSpec, limits: ValidationThresholds, reference: ReferenceStats | None
 ) -> list[RuleOutcome]:
-    outcomes = (rule(batch, limits, reference) for rule, _ in BLOCKING_RULES.values())
+    outcomes = (rule(batch, spec, limits, reference) for rule, _ in BLOCKING_RULES.values())
     return [outcome for outcome in outcomes if not outcome.passed]

@@ -8,10 +8,11 @@ from pydantic import Field
 
 from mlops_assets.core import keys
 from mlops_assets.core.alerts import AlertWebhook
+from mlops_assets.core.project import ModelProjectResource
 from mlops_assets.core.storage import StorageResource, load_stored_value, relative_path
-from mlops_assets.ingest.schema import FEATURES
 from mlops_assets.monitoring.drift import DriftThresholds, drift_table, feature_plot
 from mlops_assets.monitoring.scoring_logs import compact_day, fingerprint, source_files
+from mlops_assets.project.spec import NUMBER_KINDS
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS, RegistryResource
 
 # end_offset=1: today is a partition too (compacted again once the day is over).
@@ -44,10 +45,12 @@ def new_data_since_training(instance: dg.DagsterInstance) -> int:
         "version, latency, features, prediction); synthetic traffic excluded, duplicate request ids once."
     ),
 )
-def scoring_logs(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.Output:
+def scoring_logs(
+    context: dg.AssetExecutionContext, storage: StorageResource, project: ModelProjectResource
+) -> dg.Output:
     day = date.fromisoformat(context.partition_key)
     files = source_files(storage.get(), day)
-    frame, summary = compact_day(storage.get(), day, files)
+    frame, summary = compact_day(storage.get(), day, files, project.get().spec.feature_names)
     context.log.info(
         f"{summary.day}: {summary.requests} requests, {summary.rows} rows from {summary.source_files} file(s)"
     )
@@ -122,16 +125,19 @@ def drift_report(
     storage: StorageResource,
     drift: DriftConfig,
     alerts: AlertWebhook,
+    project: ModelProjectResource,
 ):
+    # PSI and KS compare numbers; the category columns' drift is the monitoring half of model projects.
+    features = [n for n, c in project.get().spec.features.items() if c.kind in NUMBER_KINDS]
     days = sorted(scoring_logs)
     current = pd.concat([scoring_logs[d] for d in days], ignore_index=True) if days else pd.DataFrame()
     reference, against = reference_frame(registry, storage)
-    table = drift_table(reference, current, list(FEATURES), drift.thresholds())
+    table = drift_table(reference, current, features, drift.thresholds())
     drifted = table.loc[table["drifted"], "feature"].tolist()
     judged = len(current) >= drift.min_rows
     plots = "\n".join(
         feature_plot(reference[f], current[f] if len(current) else pd.Series(dtype=float), f)
-        for f in FEATURES
+        for f in features
     )
     summary = (
         f"drift in {', '.join(drifted)}"

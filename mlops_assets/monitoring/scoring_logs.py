@@ -9,6 +9,7 @@ One output row per scored row, keyed by (request_id, row_index), which is what l
 """
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -17,11 +18,10 @@ import orjson
 import pandas as pd
 
 from mlops_assets.core.fsstore import Storage, StoredFile
-from mlops_assets.ingest.schema import FEATURES
 from mlops_assets.serving.request_log import LOG_PREFIX
 
 NEXT_DAY_GRACE_SECONDS = 600
-COLUMNS = ("request_id", "row_index", "time", "model_version", "latency_ms", *FEATURES, "prediction")
+KEY_COLUMNS = ("request_id", "row_index", "time", "model_version", "latency_ms")  # then the features
 
 
 @dataclass
@@ -73,7 +73,10 @@ def _day_bounds(day: date) -> tuple[float, float]:
     return start, start + 86_400
 
 
-def compact_day(storage: Storage, day: date, files: list[StoredFile]) -> tuple[pd.DataFrame, DaySummary]:
+def compact_day(
+    storage: Storage, day: date, files: list[StoredFile], feature_names: Sequence[str]
+) -> tuple[pd.DataFrame, DaySummary]:
+    """One row per scored row: the key columns, the model project's features, the prediction."""
     summary = DaySummary(day.isoformat(), source_files=len(files))
     start, end = _day_bounds(day)
     seen: set[str] = set()
@@ -111,11 +114,11 @@ def compact_day(storage: Storage, day: date, files: list[StoredFile]) -> tuple[p
             latencies.append(float(record.get("latency_ms", 0.0)))
             for index, (features, prediction) in enumerate(zip(inputs, outputs, strict=False)):
                 rows.append((request_id, index, received, version, latencies[-1], *features, prediction))
-    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame = pd.DataFrame(rows, columns=[*KEY_COLUMNS, *feature_names, "prediction"])
     frame = frame.astype(
         {"row_index": "int32", "time": "float64", "latency_ms": "float64", "prediction": "float64"}
     )
-    frame = frame.astype(dict.fromkeys(FEATURES, "float64"))
+    frame = frame.astype(dict.fromkeys(feature_names, "float64"))
     summary.requests = len(seen)
     summary.rows = len(frame)
     summary.model_versions = dict(sorted(versions.items()))

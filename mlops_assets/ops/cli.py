@@ -13,13 +13,48 @@ def _storage():
     return storage_resource(get_settings()).get()
 
 
+def _project():
+    """The configured model project, checked; a broken one ends the command naming file and key."""
+    from mlops_assets.project.loader import load_project
+    from mlops_assets.project.spec import ProjectError
+
+    try:
+        return load_project(get_settings().project_dir)
+    except ProjectError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_project(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    if args.field == "home":  # for the Makefile: where this project's runs write
+        print(settings.home_dir)
+        return 0
+    project = _project()
+    spec = project.spec
+    print(f"{spec.name} (spec version {spec.version}): {spec.task}, {spec.description}".rstrip(", "))
+    print(f"  folder: {project.folder}")
+    print(f"  target: {spec.target.name} ({spec.target.kind})")
+    print(
+        f"  features ({len(spec.features)}): "
+        + ", ".join(f"{n} ({c.kind})" for n, c in spec.features.items())
+    )
+    print(
+        f"  promotion: {spec.evaluation.primary_metric} improves by more than "
+        f"{spec.evaluation.min_improvement:.2%} on a {spec.evaluation.holdout_percent}% holdout"
+    )
+    print(f"  params: {spec.params}; digests: spec {project.spec_digest}, model.py {project.code_digest}")
+    print(f"  home: {settings.home_dir}")
+    return 0
+
+
 def cmd_seed(_: argparse.Namespace) -> int:
     from mlops_assets.ingest.seed import seed
 
     settings = get_settings()
     if settings.profile != "local":
         print("note: seeding writes the sample data into the configured storage, as you asked")
-    report = seed(_storage())
+    report = seed(_storage(), _project())
     print(f"seeded {get_settings().storage_root}: wrote {', '.join(report.written) or 'nothing'}")
     if report.unchanged:
         print(f"already there, unchanged: {', '.join(report.unchanged)}")
@@ -72,7 +107,10 @@ def cmd_versions(_: argparse.Namespace) -> int:
             aliases.setdefault(holder.version, []).append(alias)
     for v in versions:
         marks = f" [{', '.join(aliases[v.version])}]" if v.version in aliases else ""
-        print(f"{registry.model_name} v{v.version}{marks}: mse {v.tags.get('mse')}, {v.release_state}")
+        primary = v.tags.get("primary_metric", "")
+        print(
+            f"{registry.model_name} v{v.version}{marks}: {primary} {v.tags.get(primary)}, {v.release_state}"
+        )
     return 0
 
 
@@ -216,7 +254,14 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlops-assets", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("seed", help="write the diabetes sample files into storage").set_defaults(
+    project = commands.add_parser(
+        "project", help="check the model project (MLOPS_MODEL_PROJECT) and describe it"
+    )
+    project.add_argument(
+        "field", nargs="?", choices=["home"], help="print only this (home: MLOPS_HOME in effect)"
+    )
+    project.set_defaults(func=cmd_project)
+    commands.add_parser("seed", help="write the model project's seed files into storage").set_defaults(
         func=cmd_seed
     )
     commands.add_parser("demo", help="seed, ingest, retrain, land the held-back file, again").set_defaults(

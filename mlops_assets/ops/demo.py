@@ -1,12 +1,13 @@
 """``make demo``: the whole loop on embedded defaults, told in words a newcomer follows."""
 
+import json
 import os
 import time
 
 import dagster as dg
 
 from mlops_assets.core.instance import write_instance_config
-from mlops_assets.ingest.seed import HELD_BACK_LANDING, land_held_back, seed
+from mlops_assets.ingest.seed import SeedFiles, land_held_back, seed, seed_parts
 from mlops_assets.ops.runner import (
     IngestOutcome,
     ReleaseOutcome,
@@ -20,6 +21,7 @@ from mlops_assets.ops.runner import (
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS
 from mlops_assets.release.automation import RELEASE_SENSOR
 from mlops_assets.settings import Settings
+from mlops_assets.training.assets import reported_metrics
 from mlops_assets.training.automation import RETRAIN_SENSOR, plan_retrain
 
 
@@ -47,10 +49,8 @@ def _say_retrain(outcome: RetrainOutcome) -> None:
     print(
         f"  training data {data['data_version']}: {data['rows']} rows from {len(data['batches'])} batch(es)"
     )
-    print(
-        f"  candidate: mse {candidate['mse']:.1f}, rmse {candidate['rmse']:.2f}, r2 {candidate['r2']:.3f}, "
-        f"mae {candidate['mae']:.2f} on {candidate['n_holdout']} held-out rows"
-    )
+    metrics = ", ".join(f"{name} {value:.4g}" for name, value in reported_metrics(candidate).items())
+    print(f"  candidate: {metrics} on {candidate['n_holdout']} held-out rows")
     if outcome.registered:
         print(
             f"  → registered {outcome.registered['model_name']} version {outcome.registered['version']}: {evaluation['reason']}"
@@ -113,14 +113,17 @@ def _ensure_production(defs, instance, settings: Settings) -> None:
     _say_release(release(defs, instance, settings.lock_dir, champion.version, {"mlops/trigger": "demo"}))
 
 
-def _score_like_a_client(url: str, key: str, requests: int = 40) -> int:
+def _client_rows(defs) -> list[list]:
+    """Rows of the held-back seed data, as a client would send them."""
+    project = defs.resources["project"].get()
+    return seed_parts(project)[1][list(project.spec.feature_names)].to_numpy().tolist()
+
+
+def _score_like_a_client(defs, url: str, key: str, requests: int = 40) -> int:
     """Real (not synthetic) traffic for the monitoring loop: rows of the held-back data."""
     import httpx
 
-    from mlops_assets.ingest.schema import FEATURES
-    from mlops_assets.ingest.seed import diabetes_frame, split_seed
-
-    rows = split_seed(diabetes_frame())[1][list(FEATURES)].to_numpy().tolist()
+    rows = _client_rows(defs)
     answered = 0
     with httpx.Client(timeout=10, headers={"Authorization": f"Bearer {key}"}) as client:
         for index in range(requests):
@@ -151,7 +154,7 @@ def _monitoring_round(defs, instance, storage, settings: Settings) -> None:
     day = datetime.now(UTC).date().isoformat()
     already = _wait_for_logs(storage, day, 0, timeout=0)
     key = defs.resources["deploy_target"].scoring_keys()[0]
-    answered = _score_like_a_client(production.url, key)
+    answered = _score_like_a_client(defs, production.url, key)
     _wait_for_logs(storage, day, already + answered)
     print(f"\nMonitoring: {answered} scoring requests sent to production; monitoring_job for {day}:")
     outcome = monitor(defs, instance, settings.lock_dir, day, {"mlops/trigger": "demo"})
@@ -176,14 +179,14 @@ DEMO_SCORING_INPUT = "scoring-input/demo-clinic.csv"
 
 def _batch_round(defs, instance, storage, settings: Settings) -> None:
     """A file to score in bulk with the production model; one row unreadable, on purpose."""
-    from mlops_assets.ingest.seed import diabetes_frame, split_seed
     from mlops_assets.ops.runner import failure_messages, score_new_files
 
     if defs.resources["registry"].get_registry().get_alias("production") is None:
         return
     if not storage.exists(DEMO_SCORING_INPUT):
-        rows = split_seed(diabetes_frame())[1].drop(columns=["target"]).astype(object)
-        rows.loc[rows.index[7], "bmi"] = "n/a"
+        project = defs.resources["project"].get()
+        rows = seed_parts(project)[1][list(project.spec.feature_names)].astype(object)
+        rows.loc[rows.index[7], project.spec.feature_names[-1]] = "n/a"
         storage.write_bytes(DEMO_SCORING_INPUT, rows.to_csv(index=False).encode())
     print("\nBatch scoring (scoring-input/ -> scoring-output/):")
     done = score_new_files(defs, instance, storage, settings.lock_dir)
@@ -212,17 +215,18 @@ def run_demo(settings: Settings) -> int:
     defs = build_definitions(settings)
     storage = defs.resources["storage"].get()
     print(f"mlops-assets demo, profile {settings.profile}; everything lives under {settings.home_dir}")
-    report = seed(storage)
+    project = defs.resources["project"].get()
+    report = seed(storage, project)
     print(
         f"seed: first file {report.first_rows} rows, held-back file {report.held_back_rows} rows; "
         f"wrote {', '.join(report.written) or 'nothing (already seeded)'}"
     )
     with dg.DagsterInstance.get() as instance:
         _round("Round 1: the first file", defs, instance, storage, settings)
-        landed = land_held_back(storage)
+        landed = land_held_back(storage, project)
         note = "landed" if landed else "had landed before"
         _round(
-            f"Round 2: the held-back file ({HELD_BACK_LANDING} {note})",
+            f"Round 2: the held-back file ({SeedFiles.of(project).held_back_landing} {note})",
             defs,
             instance,
             storage,
@@ -235,18 +239,18 @@ def run_demo(settings: Settings) -> int:
         print("\nRegistered versions:")
         for version in registry.list_versions():
             aliases = f" [{', '.join(version.aliases)}]" if version.aliases else ""
+            primary = version.tags.get("primary_metric", project.spec.evaluation.primary_metric)
             print(
-                f"  {registry.model_name} v{version.version}{aliases}: mse {float(version.tags['mse']):.1f}, "
-                f"data {version.tags['data_version']}, {version.release_state}"
+                f"  {registry.model_name} v{version.version}{aliases}: {primary} "
+                f"{float(version.tags[primary]):.4g}, data {version.tags['data_version']}, {version.release_state}"
             )
         production = defs.resources["deploy_target"].target().get("production")
     if production is not None:
         print(
             f"\nProduction URL: {production.url}/score (version {production.version}); key in {settings.keys_file}"
         )
-        print(
-            f'  curl -X POST {production.url}/score -H "Authorization: Bearer <key>" -d \'{{"data": [[59, 2, 32.1, 101, 157, 93.2, 38, 4, 4.8598, 87]]}}\''
-        )
+        body = json.dumps({"data": _client_rows(defs)[:1]})
+        print(f"  curl -X POST {production.url}/score -H \"Authorization: Bearer <key>\" -d '{body}'")
     print(f"\nDone in {time.monotonic() - started:.0f} s. See the lineage and rerun any step: make dev, then")
     print(
         "open http://127.0.0.1:3000 (same instance, same storage). Stop the deployments: .venv/bin/mlops-assets down"

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from mlops_assets.registry.manifest import MANIFEST_NAME
 from mlops_assets.registry.protocol import ModelVersion, RegistryResource
@@ -190,7 +190,9 @@ class AzureMLRegistryResource(RegistryResource):
     subscription_id: str
     resource_group: str
     workspace: str
-    model_name: str = "diabetes-ridge"
+    model_name: str = Field(
+        description="Registered model name (the model project's, unless MLOPS_MODEL_NAME)."
+    )
     _registry: AzureMLRegistry | None = PrivateAttr(default=None)
 
     @property

@@ -1,12 +1,16 @@
 """model_evaluation (the gate) and registered_model (the registry version + release manifest)."""
 
+import hashlib
+import json
+
 import dagster as dg
 import pandas as pd
-from pydantic import Field
 
 from mlops_assets.core import keys
+from mlops_assets.core.project import ModelProjectResource
 from mlops_assets.core.storage import Storage, StorageResource, load_stored_value, relative_path
-from mlops_assets.ingest.schema import FEATURES
+from mlops_assets.project.loader import ModelProject
+from mlops_assets.project.metrics import evaluate, task_metrics
 from mlops_assets.registry.evaluation import (
     Decision,
     Scored,
@@ -15,7 +19,7 @@ from mlops_assets.registry.evaluation import (
     decide,
 )
 from mlops_assets.registry.manifest import MANIFEST_NAME, build_manifest, smoke_block
-from mlops_assets.registry.plots import prediction_plots_markdown
+from mlops_assets.registry.plots import holdout_plots_markdown
 from mlops_assets.registry.protocol import (
     PRODUCTION_ALIAS,
     RELEASE_STATE_TAG,
@@ -23,46 +27,62 @@ from mlops_assets.registry.protocol import (
     RegistryResource,
 )
 from mlops_assets.serving.artifact import ArtifactError, load_verified_model
-from mlops_assets.training.assets import METRIC_NAMES
-from mlops_assets.training.train import ARTIFACT_NAME, TARGET, holdout_mask, score
+from mlops_assets.training.assets import reported_metrics
+from mlops_assets.training.train import ARTIFACT_NAME, holdout_mask
 
 RELEASE_PREFIX = "models/released"
+COLUMNS_TAG = "columns_digest"
 
 
-class EvaluationParams(dg.ConfigurableResource):
-    min_improvement: float = Field(
-        default=0.0,
-        ge=0,
-        lt=1,
-        description="Relative mse improvement required to promote (strict).",
-    )
+def columns_digest(project: ModelProject) -> str:
+    """The task, the features in order and the target: a model trained for other ones cannot be
+    compared on this holdout (its numbers would mean something else)."""
+    spec = project.spec
+    text = "|".join([spec.task, *spec.feature_names, "->", spec.target.name])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _verified_model(data: bytes, sha256: str, source: str):
+def _verified_model(data: bytes, sha256: str, source: str, project: ModelProject):
     """The model, or a step failure that names the artifact and the rule it broke."""
     try:
-        return load_verified_model(data, sha256, source)
+        return load_verified_model(data, sha256, source, trusted=project.spec.artifact.trusted_types)
     except ArtifactError as exc:
         raise dg.Failure(str(exc)) from exc
 
 
-def _holdout(storage: Storage, snapshot_path: str, holdout_percent: int) -> pd.DataFrame:
+def _holdout(storage: Storage, snapshot_path: str, project: ModelProject) -> pd.DataFrame:
     frame = load_stored_value(storage, snapshot_path)
-    return frame[holdout_mask(frame, holdout_percent)]
+    spec = project.spec
+    return frame[holdout_mask(frame, list(spec.columns), spec.evaluation.holdout_percent)]
 
 
-def _score_version(registry: ModelRegistry, version, holdout: pd.DataFrame) -> Scored:
+def _evaluate(project: ModelProject, model, holdout: pd.DataFrame) -> dict[str, float]:
+    spec = project.spec
+    return evaluate(spec.task, model, holdout[list(spec.feature_names)], holdout[spec.target.name].to_numpy())
+
+
+def _score_version(registry: ModelRegistry, version, holdout: pd.DataFrame, project: ModelProject) -> Scored:
+    label = f"version {version.version}"
+    trained_for = version.tags.get(COLUMNS_TAG)
+    if trained_for is not None and trained_for != columns_digest(project):
+        return Scored(
+            label, version.version, {}, "was trained for other columns or another task (spec changed)"
+        )
     artifact = registry.read_file(version.version, ARTIFACT_NAME)
-    model = _verified_model(artifact, version.tags["artifact_sha256"], f"version {version.version}")
-    return Scored(f"version {version.version}", version.version, score(model, holdout))
+    model = _verified_model(artifact, version.tags["artifact_sha256"], label, project)
+    try:
+        return Scored(label, version.version, _evaluate(project, model, holdout))
+    except (KeyError, ValueError, TypeError) as exc:  # e.g. a feature it needs is gone
+        return Scored(label, version.version, {}, f"cannot score the current holdout ({exc})")
 
 
-def _comparison_table(decision: Decision) -> str:
+def _comparison_table(decision: Decision, names: list[str]) -> str:
     rows = [decision.candidate, *decision.compared]
-    lines = ["| model | " + " | ".join(METRIC_NAMES) + " |", "|---" * (len(METRIC_NAMES) + 1) + "|"]
+    lines = ["| model | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for scored in rows:
         label = f"**{scored.label}**" if decision.bar and scored.label == decision.bar.label else scored.label
-        lines.append(f"| {label} | " + " | ".join(f"{scored.metrics[m]:.4g}" for m in METRIC_NAMES) + " |")
+        cells = [f"{scored.metrics[m]:.4g}" if m in scored.metrics else "n/a" for m in names]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -83,31 +103,39 @@ def model_evaluation(
     candidate_model: dict,
     training_data: dict,
     registry: RegistryResource,
-    gate: EvaluationParams,
+    project: ModelProjectResource,
     storage: StorageResource,
 ) -> dg.Output[dict]:
-    store, models = storage.get(), registry.get_registry()
-    holdout = _holdout(store, training_data["path"], int(candidate_model["holdout_percent"]))
+    store, models, model_project = storage.get(), registry.get_registry(), project.get()
+    spec = model_project.spec
+    holdout = _holdout(store, training_data["path"], model_project)
     artifact = store.read_bytes(relative_path(store, candidate_model["artifact_uri"]))
-    model = _verified_model(artifact, candidate_model["artifact_sha256"], candidate_model["artifact_uri"])
-    candidate = Scored("candidate", None, score(model, holdout))
+    model = _verified_model(
+        artifact, candidate_model["artifact_sha256"], candidate_model["artifact_uri"], model_project
+    )
+    candidate = Scored("candidate", None, _evaluate(model_project, model, holdout))
 
     same = models.find_by_fingerprint(candidate_model["fingerprint"])
     if same is not None:
         decision = already_registered(candidate, same)
     else:
         bar = bar_versions(models.list_versions(), models.get_alias(PRODUCTION_ALIAS))
-        decision = decide(candidate, [_score_version(models, v, holdout) for v in bar], gate.min_improvement)
+        primary = task_metrics(spec.task)[spec.evaluation.primary_metric]
+        scored = [_score_version(models, v, holdout, model_project) for v in bar]
+        decision = decide(candidate, scored, primary, spec.evaluation.min_improvement)
     context.log.info(decision.reason)
 
-    predicted = model.predict(holdout[list(FEATURES)].to_numpy(dtype="float64"))
+    predicted = model.predict(holdout[list(spec.feature_names)])
     metadata = {
         "promote": decision.promote,
         "reason": decision.reason,
+        "primary_metric": spec.evaluation.primary_metric,
         "holdout_rows": len(holdout),
-        "comparison": dg.MetadataValue.md(_comparison_table(decision)),
+        "comparison": dg.MetadataValue.md(_comparison_table(decision, list(candidate.metrics))),
         "plots": dg.MetadataValue.md(
-            prediction_plots_markdown(holdout[TARGET].to_numpy(), predicted, "candidate on the holdout")
+            holdout_plots_markdown(
+                spec.task, holdout[spec.target.name].to_numpy(), predicted, "candidate on the holdout"
+            )
         ),
     }
     if decision.bar is not None:
@@ -116,22 +144,29 @@ def model_evaluation(
 
 
 def _registration_tags(
-    context: dg.AssetExecutionContext, candidate: dict, champion: str, bar: str
+    context: dg.AssetExecutionContext, candidate: dict, project: ModelProject, champion: str, bar: str
 ) -> dict[str, str]:
     keys = (
-        *METRIC_NAMES,
         "data_version",
         "snapshot_uri",
         "holdout_hash",
         "code_version",
-        "config_hash",
+        "model_code_digest",
+        "spec_digest",
+        "model_kind",
         "compute_backend",
         "artifact_sha256",
         "fingerprint",
-        "alpha",
     )
     tags = {key: str(candidate[key]) for key in keys}
+    tags |= {name: str(value) for name, value in reported_metrics(candidate).items()}
     tags |= {
+        "project": project.name,
+        "spec_version": project.spec.version,
+        "task": project.spec.task,
+        "primary_metric": project.spec.evaluation.primary_metric,
+        COLUMNS_TAG: columns_digest(project),
+        "params": json.dumps(project.spec.params, sort_keys=True),
         "dagster_run_id": context.run_id,
         "parent_champion_version": champion,
         "bar_version": bar,
@@ -155,6 +190,7 @@ def registered_model(
     model_evaluation: dict,
     candidate_model: dict,
     registry: RegistryResource,
+    project: ModelProjectResource,
     storage: StorageResource,
 ):
     if not model_evaluation["promote"]:
@@ -164,32 +200,35 @@ def registered_model(
             metadata={"decision": "skipped", "reason": model_evaluation["reason"]},
         )
         return
-    store, models = storage.get(), registry.get_registry()
+    store, models, model_project = storage.get(), registry.get_registry(), project.get()
     artifact = store.read_bytes(relative_path(store, candidate_model["artifact_uri"]))
-    _verified_model(artifact, candidate_model["artifact_sha256"], candidate_model["artifact_uri"])
+    _verified_model(
+        artifact, candidate_model["artifact_sha256"], candidate_model["artifact_uri"], model_project
+    )
     champion = models.get_alias(PRODUCTION_ALIAS)
     bar = model_evaluation.get("bar") or {}
     tags = _registration_tags(
         context,
         candidate_model,
+        model_project,
         champion=str(champion.version) if champion else "",
         bar=str(bar.get("version") or ""),
     )
-    version = models.register(artifact, ARTIFACT_NAME, tags, {m: candidate_model[m] for m in METRIC_NAMES})
+    version = models.register(artifact, ARTIFACT_NAME, tags, reported_metrics(candidate_model))
     # Release what the registry holds: if this fingerprint was registered before, that is its artifact.
     sha256 = version.tags["artifact_sha256"]
     artifact = models.read_file(version.version, ARTIFACT_NAME)
-    model = _verified_model(artifact, sha256, f"version {version.version}")
+    model = _verified_model(artifact, sha256, f"version {version.version}", model_project)
     snapshot = relative_path(store, candidate_model["snapshot_uri"])
-    holdout = _holdout(store, snapshot, int(candidate_model["holdout_percent"]))
+    holdout = _holdout(store, snapshot, model_project)
     manifest = build_manifest(
         models.model_name,
         version.version,
         ARTIFACT_NAME,
         sha256,
-        list(FEATURES),
+        model_project,
         candidate_model,
-        smoke=smoke_block(model, holdout, FEATURES),
+        smoke=smoke_block(model, holdout, model_project.spec.feature_names),
     )
     # Written every time, so a registration interrupted before its manifest is repaired by a rerun.
     models.write_manifest(version.version, manifest)
@@ -209,7 +248,7 @@ def registered_model(
             "version": version.version,
             "registry": registry.backend_name,
             "fingerprint": candidate_model["fingerprint"],
-            "mse": candidate_model["mse"],
+            **reported_metrics(candidate_model),
             "manifest": dg.MetadataValue.path(manifest_uri),
             "reason": model_evaluation["reason"],
         },

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from mlops_assets.project.metrics import Metric
 from mlops_assets.registry.protocol import IN_RELEASE_STATES, ModelVersion
 
 
@@ -12,6 +13,8 @@ class Scored:
     label: str  # "candidate" or "version N"
     version: int | None
     metrics: dict[str, float]
+    # Why this version cannot be compared on the current holdout (the spec's columns changed).
+    incomparable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -37,26 +40,27 @@ def bar_versions(versions: list[ModelVersion], production: ModelVersion | None) 
     return bar
 
 
-def decide(candidate: Scored, bar: list[Scored], min_improvement: float) -> Decision:
-    """Promote only if mse beats the best of the bar by at least ``min_improvement`` (relative, strict)."""
+def decide(candidate: Scored, bar: list[Scored], metric: Metric, min_improvement: float) -> Decision:
+    """Promote only if ``metric`` beats the best of the bar by at least ``min_improvement``
+    (relative, strict). Versions that cannot score the current holdout are no bar: if none can,
+    the candidate is promoted with that reason, never compared on a broken bar."""
     if not 0 <= min_improvement < 1:
         raise ValueError(f"min_improvement must be in [0, 1), got {min_improvement}")
     if not bar:
         return Decision(True, "no registered model yet: the first candidate is registered", candidate, None)
-    best = min(bar, key=lambda s: s.metrics["mse"])
-    required = best.metrics["mse"] * (1 - min_improvement)
-    cand_mse = candidate.metrics["mse"]
-    gain = (best.metrics["mse"] - cand_mse) / best.metrics["mse"] if best.metrics["mse"] else 0.0
-    if cand_mse < required:
-        reason = (
-            f"candidate mse {cand_mse:.2f} beats {best.label} mse {best.metrics['mse']:.2f} "
-            f"by {gain:.2%} (required > {min_improvement:.2%})"
-        )
+    comparable = [s for s in bar if s.incomparable is None]
+    if not comparable:
+        why = "; ".join(f"{s.label} {s.incomparable}" for s in bar)
+        return Decision(True, f"promoted without comparison: {why}", candidate, None, list(bar))
+    name = metric.name
+    value = metric.best([s.metrics[name] for s in comparable])
+    best = next(s for s in comparable if s.metrics[name] == value)
+    gain = metric.improvement(candidate.metrics[name], value)
+    versus = f"candidate {name} {candidate.metrics[name]:.4g} vs {best.label} {name} {value:.4g}"
+    if gain > min_improvement:
+        reason = f"promoted: {versus}, {gain:+.2%} (required > {min_improvement:.2%})"
         return Decision(True, reason, candidate, best, list(bar))
-    reason = (
-        f"not promoted: candidate mse {cand_mse:.2f} vs {best.label} mse {best.metrics['mse']:.2f} "
-        f"({gain:+.2%}; required > {min_improvement:.2%})"
-    )
+    reason = f"not promoted: {versus}, {gain:+.2%} (required > {min_improvement:.2%})"
     return Decision(False, reason, candidate, best, list(bar))
 
 

@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlops_assets.project.loader import ModelProject
 from mlops_assets.serving.artifact import MANIFEST_NAME
+from mlops_assets.training.assets import reported_metrics
 
 __all__ = ["MANIFEST_NAME", "build_manifest", "smoke_block"]
 SMOKE_ROWS = 3
@@ -19,19 +21,29 @@ def build_manifest(
     version: int,
     artifact_name: str,
     sha256: str,
-    features: list[str],
+    project: ModelProject,
     candidate: dict[str, Any],
     smoke: dict[str, list] | None = None,
 ) -> dict[str, Any]:
+    spec = project.spec
     manifest = {
         "model_name": model_name,
         "version": version,
         "artifact": artifact_name,
         "sha256": sha256,
-        "features": features,
+        "features": list(spec.feature_names),
+        "target": spec.target.name,
+        "task": spec.task,
+        "project": {
+            "name": spec.name,
+            "spec_version": spec.version,
+            "spec_digest": candidate["spec_digest"],
+            "model_code_digest": candidate["model_code_digest"],
+        },
         "training_data_version": candidate["data_version"],
         "fingerprint": candidate["fingerprint"],
-        "metrics": {name: candidate[name] for name in ("mse", "rmse", "r2", "mae")},
+        "primary_metric": spec.evaluation.primary_metric,
+        "metrics": reported_metrics(candidate),
     }
     if smoke is not None:
         manifest["smoke"] = smoke
@@ -41,5 +53,7 @@ def build_manifest(
 def smoke_block(model: Any, rows: pd.DataFrame, features: Sequence[str]) -> dict[str, list]:
     """A few rows and the registered model's own predictions for them: what every deployment of
     this version must answer (releases check it, never trusting the deployed copy to say)."""
-    sample = rows[list(features)].head(SMOKE_ROWS).to_numpy(dtype=float)
-    return {"rows": sample.tolist(), "predictions": np.asarray(model.predict(sample), dtype=float).tolist()}
+    sample = rows[list(features)].head(SMOKE_ROWS)
+    predictions = np.asarray(model.predict(sample))
+    values = sample.astype(object).where(sample.notna(), None).to_numpy().tolist()
+    return {"rows": values, "predictions": predictions.tolist()}

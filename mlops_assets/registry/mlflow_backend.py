@@ -9,7 +9,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from mlops_assets.registry.manifest import MANIFEST_NAME
 from mlops_assets.registry.protocol import ModelVersion, RegistryResource
@@ -142,7 +142,9 @@ class MlflowRegistry:
 class MlflowRegistryResource(RegistryResource):
     tracking_uri: str
     artifact_root: str
-    model_name: str = "diabetes-ridge"
+    model_name: str = Field(
+        description="Registered model name (the model project's, unless MLOPS_MODEL_NAME)."
+    )
     _registry: MlflowRegistry | None = PrivateAttr(default=None)
 
     @property

@@ -20,3 +20,20 @@ def prediction_plots_markdown(actual: np.ndarray, predicted: np.ndarray, title: 
     fig.suptitle(title)
     fig.tight_layout()
     return as_markdown(fig, title)
+
+
+def confusion_matrix_markdown(actual: np.ndarray, predicted: np.ndarray, title: str) -> str:
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    fig, axis = pyplot().subplots(figsize=(5, 4), dpi=80)
+    ConfusionMatrixDisplay.from_predictions(actual, predicted, ax=axis, colorbar=False)
+    axis.set_title(title)
+    fig.tight_layout()
+    return as_markdown(fig, title)
+
+
+def holdout_plots_markdown(task: str, actual: np.ndarray, predicted: np.ndarray, title: str) -> str:
+    """What a person checks first: residuals for a regression, the confusion matrix otherwise."""
+    if task == "regression":
+        return prediction_plots_markdown(actual, predicted, title)
+    return confusion_matrix_markdown(actual, predicted, title)

@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
 from mlops_assets.registry.protocol import ModelRegistry
 from mlops_assets.release.build_context import BuildContext, assemble, serving_requirements
-from mlops_assets.release.smoke import SAMPLE_ROWS, SmokeSample
+from mlops_assets.release.smoke import SmokeSample
 from mlops_assets.release.targets import Endpoint, Release
 from mlops_assets.serving.artifact import MANIFEST_NAME, ArtifactError, load_verified_model
 from mlops_assets.training.train import ARTIFACT_NAME
@@ -47,14 +45,16 @@ def assemble_version(models: ModelRegistry, version: int, contexts_dir: Path) ->
 
 
 def smoke_sample(models: ModelRegistry, version: int) -> SmokeSample:
-    """The manifest's smoke block; for a version registered before manifests had one, the seed's
-    sample rows and the registry artifact's own predictions for them."""
-    _, manifest, model = verified_files(models, version)
+    """The manifest's smoke block: the model project's holdout rows and the registered model's own
+    predictions for them. A version without one cannot be checked, so it is not released."""
+    _, manifest, _ = verified_files(models, version)
     block = manifest.get("smoke")
-    if block:
-        return SmokeSample(block["rows"], block["predictions"], "manifest")
-    rows = np.asarray(SAMPLE_ROWS, dtype=float)
-    return SmokeSample(SAMPLE_ROWS, model.predict(rows).tolist(), "registry artifact")
+    if not block:
+        raise ReleaseInputError(
+            f"version {version}: its manifest has no smoke block (registered before manifests carried "
+            "one), so no deployment of it can be checked; register the model again"
+        )
+    return SmokeSample(block["rows"], block["predictions"], "manifest")
 
 
 def restorable_release(models: ModelRegistry, previous: Endpoint, contexts_dir: Path) -> Release:

@@ -8,11 +8,6 @@ import numpy as np
 
 from mlops_assets.serving.app import SYNTHETIC_HEADER
 
-# The seed's two-row payload: the sample of versions registered before manifests carried one.
-SAMPLE_ROWS = [
-    [59, 2, 32.1, 101, 157, 93.2, 38, 4, 4.8598, 87],
-    [48, 1, 21.6, 87, 183, 103.2, 70, 3, 3.8918, 69],
-]
 SMOKE_TRACEPARENT = "00-5a0c2e7f4b1d4c3a9e8f7a6b5c4d3e2f-1a2b3c4d5e6f7a8b-01"
 
 
@@ -22,7 +17,7 @@ class SmokeSample:
 
     rows: list[list[float]]
     predictions: list[float]
-    source: str  # "manifest", or "registry artifact" for a version without a smoke block
+    source: str  # where the sample came from, shown in the UI ("manifest")
 
 
 @dataclass

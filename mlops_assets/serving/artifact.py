@@ -7,7 +7,8 @@ server and the release smoke tests all use it, and none of them talks to the reg
 import hashlib
 import json
 import os
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,15 +20,6 @@ MANIFEST_KEYS = ("model_name", "version", "artifact", "sha256", "features")
 _NUMBER_TYPES = frozenset({int, float})
 # Far beyond any measurement, and small enough that a linear model's output stays finite.
 MAX_ABS_VALUE = 1e9
-
-# Exactly the types train.py's StandardScaler+Ridge pipeline is made of; anything else is refused.
-TRUSTED_TYPES = frozenset(
-    {
-        "sklearn.pipeline.Pipeline",
-        "sklearn.preprocessing._data.StandardScaler",
-        "sklearn.linear_model._ridge.Ridge",
-    }
-)
 
 
 class ArtifactError(ValueError):
@@ -46,14 +38,18 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def load_verified_model(data: bytes, expected_sha256: str, source: str = "model artifact") -> Any:
+def load_verified_model(
+    data: bytes, expected_sha256: str, source: str = "model artifact", trusted: Iterable[str] = ()
+) -> Any:
+    """The artifact, if its sha256 matches and it holds only types skops trusts by default (numpy,
+    scikit-learn's estimators) or that ``trusted`` lists (the model project's spec)."""
     actual = sha256_hex(data)
     if actual != expected_sha256:
         raise ArtifactError(f"{source}: sha256 {actual} does not match the expected {expected_sha256}")
     import skops.io as sio
 
     untrusted = set(sio.get_untrusted_types(data=data))
-    unknown = untrusted - TRUSTED_TYPES
+    unknown = untrusted - set(trusted)
     if unknown:
         raise ArtifactError(f"{source}: refusing to load untrusted types {sorted(unknown)}")
     return sio.loads(data, trusted=sorted(untrusted))
@@ -88,27 +84,35 @@ class LoadedModel:
 
 
 def affine_predictor(model: Any, n_features: int) -> Callable[[np.ndarray], np.ndarray] | None:
-    """StandardScaler followed by Ridge is one affine map, X @ w + b: the same numbers for a fraction
-    of scikit-learn's per-call validation cost. Returned only if it agrees with ``model.predict``."""
-    steps = [step for _, step in getattr(model, "steps", [])]
-    if [type(s).__name__ for s in steps] != ["StandardScaler", "Ridge"]:
+    """A regressor that is one affine map (scalers into a linear model, say) scores as X @ w + b:
+    the same numbers for a fraction of scikit-learn's per-call validation cost. The map is read off
+    the model itself (its output at 0 and at each unit vector), whatever it is made of, and returned
+    only if it then agrees with ``model.predict`` on random points: anything else gets None."""
+    from sklearn.base import is_regressor
+
+    if not is_regressor(model) or hasattr(model, "predict_proba"):
         return None
-    scaler, ridge = steps
-    coef = np.asarray(ridge.coef_, dtype=np.float64)
-    if coef.shape != (n_features,):
-        return None
-    scale = scaler.scale_ if scaler.scale_ is not None else np.ones(n_features)
-    mean = scaler.mean_ if scaler.mean_ is not None else np.zeros(n_features)
-    weights = coef / scale
-    bias = float(ridge.intercept_ - mean @ weights)
+    # A model fitted on named columns warns when given a bare matrix; its names are the manifest's.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        try:
+            corners = np.vstack([np.zeros(n_features), np.eye(n_features)])
+            basis = np.asarray(model.predict(corners), dtype=np.float64)
+        except (ValueError, TypeError):  # it needs named columns, or another number of them
+            return None
+        if basis.shape != (n_features + 1,):
+            return None
+        bias, weights = float(basis[0]), basis[1:] - basis[0]
 
-    def predict(rows: np.ndarray) -> np.ndarray:
-        return rows @ weights + bias
+        def predict(rows: np.ndarray) -> np.ndarray:
+            return rows @ weights + bias
 
-    predict.bounded = bool(np.isfinite(MAX_ABS_VALUE * np.abs(weights).sum() + abs(bias)))
-
-    probe = np.random.default_rng(0).normal(loc=mean, scale=scale * 3, size=(257, n_features))
-    if not np.allclose(predict(probe), model.predict(probe), rtol=1e-10, atol=1e-8):
+        predict.bounded = bool(np.isfinite(MAX_ABS_VALUE * np.abs(weights).sum() + abs(bias)))
+        rng = np.random.default_rng(0)
+        probe = rng.normal(scale=rng.choice([1.0, 1e2, 1e4], size=n_features), size=(257, n_features))
+        expected = np.asarray(model.predict(probe), dtype=np.float64)
+    scale = float(np.abs(expected).max()) or 1.0
+    if not np.allclose(predict(probe), expected, rtol=1e-9, atol=1e-9 * scale):
         return None
     return predict
 

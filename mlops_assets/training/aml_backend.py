@@ -5,9 +5,20 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.azure.jobs import TRAIN_ENVIRONMENT, AzureMLJobs
+from mlops_assets.project.loader import ModelProject
 from mlops_assets.training.backends import TrainingBackend
 
 __all__ = ["TRAIN_ENVIRONMENT", "AzureMLTrainingBackend"]
+PROJECT_DIR = "project"  # the model project's folder inside the job's code snapshot
+TRAINER_FILES = {
+    "train.py": "mlops_assets/training/train.py",
+    "mlops_assets/__init__.py": "mlops_assets/__init__.py",
+    "mlops_assets/core/__init__.py": "mlops_assets/core/__init__.py",
+    "mlops_assets/core/pipes_transport.py": "mlops_assets/core/pipes_transport.py",
+    "mlops_assets/project/__init__.py": "mlops_assets/project/__init__.py",
+    "mlops_assets/project/code.py": "mlops_assets/project/code.py",
+    "mlops_assets/project/metrics.py": "mlops_assets/project/metrics.py",
+}
 
 
 class AzureMLTrainingBackend(AzureMLJobs, TrainingBackend):
@@ -17,12 +28,14 @@ class AzureMLTrainingBackend(AzureMLJobs, TrainingBackend):
     def backend_name(self) -> str:
         return f"azureml:{self.workspace}/{self.compute}"
 
-    def run_training(self, context: dg.AssetExecutionContext, extras: dict[str, Any]) -> dict[str, Any]:
-        # train.py alone: it imports nothing of the project.
+    def run_training(
+        self, context: dg.AssetExecutionContext, extras: dict[str, Any], project: ModelProject
+    ) -> dict[str, Any]:
+        # train.py, the standalone modules it imports, and the model project: not the code location.
         return self.run_pipes_job(
             context,
-            {"train.py": "mlops_assets/training/train.py"},
+            {**TRAINER_FILES, **{f"{PROJECT_DIR}/{name}": str(path) for name, path in project.files.items()}},
             "python train.py",
-            extras,
+            {**extras, "project_dir": PROJECT_DIR},
             purpose="train",
         )

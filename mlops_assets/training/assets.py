@@ -1,46 +1,60 @@
-"""candidate_model: train.py run through Pipes on the profile's compute."""
+"""candidate_model: train.py run through Pipes on the profile's compute, following the model project."""
 
 import dagster as dg
 
 from mlops_assets.core import keys
+from mlops_assets.core.project import ModelProjectResource
 from mlops_assets.core.storage import StorageResource
-from mlops_assets.training.backends import TrainingBackend, TrainingParams
+from mlops_assets.training.backends import TrainingBackend
 
 CANDIDATE_PREFIX = "models/candidates"
-METRIC_NAMES = ("mse", "rmse", "r2", "mae")
+
+
+def reported_metrics(result: dict) -> dict[str, float]:
+    """The metrics the trainer reported, in the catalogue's order."""
+    return {name: float(result[name]) for name in str(result["metric_names"]).split(",") if name}
 
 
 @dg.asset(
     group_name="training",
     ins={"training_data": dg.AssetIn(key=keys.TRAINING_DATA)},
     kinds={"scikit-learn", "python"},
-    description="A Ridge model fitted on the training snapshot, with metrics on the content-hash holdout.",
+    description=(
+        "The model project's estimator fitted on the training snapshot, with the task's metrics on "
+        "the content-hash holdout."
+    ),
 )
 def candidate_model(
     context: dg.AssetExecutionContext,
     training_data: dict,
     trainer: TrainingBackend,
-    training: TrainingParams,
+    project: ModelProjectResource,
     storage: StorageResource,
 ) -> dg.Output[dict]:
+    model_project = project.get()
+    spec = model_project.spec
     extras = {
         "snapshot_uri": training_data["uri"],
         "data_version": training_data["data_version"],
         "output_uri": storage.get().uri(CANDIDATE_PREFIX),
-        "alpha": training.alpha,
-        "holdout_percent": training.holdout_percent,
+        "task": spec.task,
+        "features": list(spec.feature_names),
+        "target": spec.target.name,
+        "params": dict(spec.params),
+        "holdout_percent": spec.evaluation.holdout_percent,
     }
-    result = trainer.run_training(context, extras)
+    result = trainer.run_training(context, extras, model_project)
     result["compute_backend"] = trainer.backend_name
+    result |= {"project": spec.name, "spec_version": spec.version}
+    metrics = reported_metrics(result)
     context.log.info(
-        "candidate "
-        + result["fingerprint"]
-        + ": "
-        + ", ".join(f"{name}={result[name]:.4g}" for name in METRIC_NAMES)
+        f"candidate {result['fingerprint']}: " + ", ".join(f"{n}={v:.4g}" for n, v in metrics.items())
     )
-    metadata = {name: result[name] for name in (*METRIC_NAMES, "n_train", "n_holdout")}
+    metadata = {**metrics, "n_train": result["n_train"], "n_holdout": result["n_holdout"]}
     metadata |= {
         "fingerprint": result["fingerprint"],
+        "project": spec.name,
+        "model_kind": result["model_kind"],
         "data_version": result["data_version"],
         "compute_backend": result["compute_backend"],
         "artifact": dg.MetadataValue.path(result["artifact_uri"]),

@@ -10,6 +10,8 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from mlops_assets.project.loader import ModelProject
+
 TRAIN_SCRIPT = Path(__file__).with_name("train.py")
 
 
@@ -21,7 +23,10 @@ class TrainingBackend(dg.ConfigurableResource, ABC):
     def backend_name(self) -> str: ...
 
     @abstractmethod
-    def run_training(self, context: dg.AssetExecutionContext, extras: dict[str, Any]) -> dict[str, Any]: ...
+    def run_training(
+        self, context: dg.AssetExecutionContext, extras: dict[str, Any], project: ModelProject
+    ) -> dict[str, Any]:
+        """Run train.py with ``extras`` and the project's folder where the script can read it."""
 
 
 class SubprocessTrainingBackend(TrainingBackend):
@@ -35,19 +40,13 @@ class SubprocessTrainingBackend(TrainingBackend):
     def backend_name(self) -> str:
         return "local-subprocess"
 
-    def run_training(self, context: dg.AssetExecutionContext, extras: dict[str, Any]) -> dict[str, Any]:
+    def run_training(
+        self, context: dg.AssetExecutionContext, extras: dict[str, Any], project: ModelProject
+    ) -> dict[str, Any]:
         invocation = dg.PipesSubprocessClient().run(
-            context=context, command=[self.python_executable, str(TRAIN_SCRIPT)], extras=extras
+            context=context,
+            command=[self.python_executable, str(TRAIN_SCRIPT)],
+            extras={**extras, "project_dir": str(project.folder)},
         )
         reported = invocation.get_materialize_result()
         return {key: value.value for key, value in reported.metadata.items()}
-
-
-class TrainingParams(dg.ConfigurableResource):
-    alpha: float = Field(default=0.5, gt=0, description="Ridge regularisation strength.")
-    holdout_percent: int = Field(
-        default=20,
-        gt=0,
-        lt=100,
-        description="Share of rows (by content hash) held out for metrics.",
-    )

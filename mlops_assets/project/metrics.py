@@ -1,0 +1,93 @@
+"""The task -> metric catalogue: the only place metric names are written.
+
+Standalone (numpy and scikit-learn only): the trainer ships it to Azure ML beside itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from sklearn import metrics as sk
+
+Task = Literal["regression", "binary", "multiclass"]
+Direction = Literal["minimize", "maximize"]
+TASKS: tuple[str, ...] = ("regression", "binary", "multiclass")
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    direction: Direction
+    needs_probabilities: bool
+    # (actual, predicted, probabilities or None, the model's classes_ or None) -> value
+    compute: Callable[[np.ndarray, np.ndarray, Any, Any], float]
+
+    def improvement(self, candidate: float, bar: float) -> float:
+        """How much better ``candidate`` is than ``bar``, relative to the bar (negative: worse)."""
+        gain = bar - candidate if self.direction == "minimize" else candidate - bar
+        return gain / abs(bar) if bar else (0.0 if gain == 0 else float(np.sign(gain)) * np.inf)
+
+    def best(self, values: list[float]) -> float:
+        return min(values) if self.direction == "minimize" else max(values)
+
+
+_REGRESSION = (
+    Metric("mse", "minimize", False, lambda y, p, s, c: float(sk.mean_squared_error(y, p))),
+    Metric("rmse", "minimize", False, lambda y, p, s, c: float(np.sqrt(sk.mean_squared_error(y, p)))),
+    Metric("mae", "minimize", False, lambda y, p, s, c: float(sk.mean_absolute_error(y, p))),
+    Metric("r2", "maximize", False, lambda y, p, s, c: float(sk.r2_score(y, p))),
+)
+# The positive class of a binary task is classes_[1], as scikit-learn orders the labels.
+_BINARY = (
+    Metric("accuracy", "maximize", False, lambda y, p, s, c: float(sk.accuracy_score(y, p))),
+    Metric("f1", "maximize", False, lambda y, p, s, c: float(sk.f1_score(y, p, pos_label=c[1]))),
+    Metric("roc_auc", "maximize", True, lambda y, p, s, c: float(sk.roc_auc_score(y == c[1], s[:, 1]))),
+    Metric("log_loss", "minimize", True, lambda y, p, s, c: float(sk.log_loss(y, s, labels=c))),
+)
+_MULTICLASS = (
+    Metric("accuracy", "maximize", False, lambda y, p, s, c: float(sk.accuracy_score(y, p))),
+    Metric("f1_macro", "maximize", False, lambda y, p, s, c: float(sk.f1_score(y, p, average="macro"))),
+    Metric(
+        "roc_auc_ovr",
+        "maximize",
+        True,
+        lambda y, p, s, c: float(sk.roc_auc_score(y, s, multi_class="ovr", labels=c)),
+    ),
+    Metric("log_loss", "minimize", True, lambda y, p, s, c: float(sk.log_loss(y, s, labels=c))),
+)
+CATALOGUE: dict[str, dict[str, Metric]] = {
+    task: {metric.name: metric for metric in metrics}
+    for task, metrics in (("regression", _REGRESSION), ("binary", _BINARY), ("multiclass", _MULTICLASS))
+}
+
+
+def metric_names(task: str) -> tuple[str, ...]:
+    return tuple(task_metrics(task))
+
+
+def task_metrics(task: str) -> dict[str, Metric]:
+    if task not in CATALOGUE:
+        raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+    return CATALOGUE[task]
+
+
+def evaluate(task: str, model: Any, features: Any, actual: np.ndarray) -> dict[str, float]:
+    """Every metric of the task for ``model`` on (``features``, ``actual``).
+
+    A classifier without ``predict_proba`` is scored on its labels only: the probability metrics
+    are left out rather than faked.
+    """
+    metrics = task_metrics(task)
+    predicted = np.asarray(model.predict(features))
+    classes = getattr(model, "classes_", None)
+    probabilities = None
+    if classes is not None and hasattr(model, "predict_proba"):
+        probabilities = np.asarray(model.predict_proba(features))
+    return {
+        name: metric.compute(actual, predicted, probabilities, classes)
+        for name, metric in metrics.items()
+        if probabilities is not None or not metric.needs_probabilities
+    }

@@ -1,0 +1,169 @@
+"""project.toml: what a model project declares, read with tomllib and validated with pydantic.
+
+Every error names the file, the key and what is allowed, e.g.
+``models/x/project.toml: features.age.min: min 90 is above max 10``.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mlops_assets.project.code import SPEC_FILE
+from mlops_assets.project.metrics import TASKS, task_metrics
+
+Kind = Literal["numeric", "integer", "categorical", "boolean"]
+NUMBER_KINDS = ("numeric", "integer")
+_DAGSTER_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+class ProjectError(ValueError):
+    """A model project that cannot be used; the message names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnSpec(_Strict):
+    """One column of the data: its kind, what it means and the values it may take."""
+
+    kind: Kind
+    description: str = ""
+    unit: str = ""
+    min: float | None = None
+    max: float | None = None
+    categories: tuple[str, ...] | None = None
+    nullable: bool = False
+    out_of_range: Literal["reject", "flag"] = Field(
+        default="reject", description="reject: the batch fails; flag: it passes, the rows are reported."
+    )
+
+    @model_validator(mode="after")
+    def _fits_its_kind(self) -> ColumnSpec:
+        if self.kind in NUMBER_KINDS:
+            if self.categories is not None:
+                raise ValueError(f"categories are for categorical columns, not {self.kind}")
+            if self.min is not None and self.max is not None and self.min > self.max:
+                raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        else:
+            if self.min is not None or self.max is not None:
+                raise ValueError(f"min/max are for numeric and integer columns, not {self.kind}")
+            if self.kind == "categorical" and not self.categories:
+                raise ValueError("a categorical column lists its allowed categories")
+            if self.kind == "boolean" and self.categories is not None:
+                raise ValueError("a boolean column takes true/false (or 1/0): no categories")
+        if self.categories is not None and len(set(self.categories)) != len(self.categories):
+            raise ValueError("categories repeat a value")
+        return self
+
+    @property
+    def value_range(self) -> tuple[float, float] | None:
+        if self.min is None and self.max is None:
+            return None
+        return (
+            -float("inf") if self.min is None else self.min,
+            float("inf") if self.max is None else self.max,
+        )
+
+
+class TargetSpec(ColumnSpec):
+    name: str
+
+
+class EvaluationSpec(_Strict):
+    primary_metric: str
+    direction: Literal["minimize", "maximize"] | None = Field(
+        default=None, description="Optional; when given it must be the metric's own direction."
+    )
+    min_improvement: float = Field(default=0.0, ge=0, lt=1, description="Relative; strict.")
+    holdout_percent: int = Field(default=20, gt=0, lt=100)
+
+
+class ArtifactSpec(_Strict):
+    trusted_types: tuple[str, ...] = Field(
+        default=(), description="Types the skops artifact may hold beyond skops' own trusted defaults."
+    )
+
+
+class ProjectSpec(_Strict):
+    name: str
+    version: str = Field(default="1", description="The spec's own version, recorded with every model.")
+    description: str = ""
+    task: Literal["regression", "binary", "multiclass"]
+    target: TargetSpec
+    features: dict[str, ColumnSpec] = Field(min_length=1)
+    evaluation: EvaluationSpec
+    params: dict[str, Any] = Field(default_factory=dict, description="Passed to build_model/train.")
+    artifact: ArtifactSpec = ArtifactSpec()
+
+    @field_validator("name")
+    @classmethod
+    def _dagster_name(cls, name: str) -> str:
+        if not _DAGSTER_NAME.match(name):
+            raise ValueError(f"{name!r} is not a valid name: letters, digits and underscores only")
+        return name
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProjectSpec:
+        if self.target.name in self.features:
+            raise ValueError(f"target {self.target.name!r} is also listed as a feature")
+        if self.target.nullable:
+            raise ValueError("the target cannot be nullable: an unlabelled row teaches nothing")
+        if self.task == "regression" and self.target.kind not in NUMBER_KINDS:
+            raise ValueError(f"a regression target is numeric or integer, not {self.target.kind}")
+        if self.task != "regression" and self.target.kind == "numeric":
+            raise ValueError(f"a {self.task} target is categorical, boolean or integer, not numeric")
+        if self.task == "binary" and self.target.kind == "categorical" and len(self.target.categories) != 2:
+            raise ValueError(f"a binary target has 2 categories, not {len(self.target.categories)}")
+        metrics = task_metrics(self.task)
+        metric = metrics.get(self.evaluation.primary_metric)
+        if metric is None:
+            raise ValueError(
+                f"evaluation.primary_metric {self.evaluation.primary_metric!r} does not fit a {self.task} "
+                f"task; one of: {', '.join(metrics)}"
+            )
+        if self.evaluation.direction not in (None, metric.direction):
+            raise ValueError(
+                f"evaluation.direction: {metric.name} is to {metric.direction}, not {self.evaluation.direction}"
+            )
+        return self
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(self.features)
+
+    @property
+    def columns(self) -> dict[str, ColumnSpec]:
+        """Every column a data file holds, features first, the target last."""
+        return {**self.features, self.target.name: self.target}
+
+
+def _key(location: tuple) -> str:
+    return ".".join(str(part) for part in location) or "project"
+
+
+def read_spec(folder: Path) -> ProjectSpec:
+    """``folder/project.toml`` validated, or a ProjectError naming the file and every bad key."""
+    path = folder / SPEC_FILE
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProjectError(f"{path}: no {SPEC_FILE}: a model project is a folder with one") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ProjectError(f"{path}: not valid TOML ({exc})") from None
+    try:
+        return ProjectSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = [
+            f"{path}: {_key(error['loc'])}: {error['msg'].removeprefix('Value error, ')}"
+            for error in exc.errors()
+        ]
+        raise ProjectError("; ".join(problems)) from None
+
+
+__all__ = ["SPEC_FILE", "TASKS", "ColumnSpec", "ProjectError", "ProjectSpec", "TargetSpec", "read_spec"]
