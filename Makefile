@@ -8,6 +8,10 @@ SYNCED := $(VENV)/.synced
 NODE_SYNCED := node_modules/.synced  # Azurite, the Azure Storage emulator the tests start
 CHROMIUM := /usr/bin/chromium  # Debian's, driven by Playwright in the UI test (never `playwright install`)
 DAGSTER_PORT ?= 3000
+# Test files run on two workers (pytest-xdist, a file per worker at a time): most tests wait on
+# subprocesses, servers and Dagster runs, so two share this 2-core machine well.
+PYTEST_WORKERS ?= 2
+PYTEST := $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile
 # Where runs write: MLOPS_HOME if set, else .mlops/<model project name> (mlops-assets project home).
 HOME_DIR = $$($(VENV)/bin/mlops-assets project home)
 
@@ -62,12 +66,12 @@ format: install
 	$(VENV)/bin/ruff format .
 
 test: lint $(NODE_SYNCED) $(CHROMIUM) postgres-server
-	$(VENV)/bin/pytest
+	$(PYTEST)
 
 # What the build pipelines run (deploy/azure-pipelines/ci.yml, .github/workflows/ci.yml): the
 # same suite as `make test`, with JUnit results and Cobertura coverage for the pipeline to publish.
 test-ci: lint $(NODE_SYNCED) $(CHROMIUM) postgres-server
-	$(VENV)/bin/pytest --junitxml=test-results/junit.xml --cov=mlops_assets --cov-report=xml:test-results/coverage.xml
+	$(PYTEST) --junitxml=test-results/junit.xml --cov=mlops_assets --cov-report=xml:test-results/coverage.xml
 
 # The data tests: validation rules and training on the shipped model projects' seed data.
 data-test: install

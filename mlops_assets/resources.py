@@ -87,6 +87,8 @@ def storage_resource(settings: Settings) -> Any:
 
 def _shared_resources(settings: Settings, storage: Any) -> dict[str, Any]:
     """What both profiles configure the same way: the model project, checks, alerts, release."""
+    import dagster as dg
+
     from mlops_assets.core.alerts import AlertWebhook
     from mlops_assets.core.project import ModelProjectResource
     from mlops_assets.core.storage import StorageIOManager
@@ -101,7 +103,10 @@ def _shared_resources(settings: Settings, storage: Any) -> dict[str, Any]:
         "validation": ValidationConfig(),
         "drift": DriftConfig(),
         "feedback": FeedbackConfig(),
-        "alerts": AlertWebhook(url=settings.alert_webhook_url),
+        # A webhook URL carries its own credential (Slack, Teams): an EnvVar, so the UI shows the name only.
+        "alerts": AlertWebhook(
+            url=dg.EnvVar("MLOPS_ALERT_WEBHOOK_URL") if settings.alert_webhook_url else None
+        ),
         "project": ModelProjectResource(folder=str(settings.project_dir)),
         **release_resources(settings),
         "release": ReleaseSettings(contexts_dir=str(settings.home_dir / "release" / "contexts")),

@@ -96,11 +96,17 @@ class Settings(BaseSettings):
     )
     model_poll_seconds: float = Field(default=1.0, gt=0, description="How often a new model is looked for.")
 
-    alert_webhook_url: str | None = Field(
+    alert_webhook_url: SecretStr | None = Field(
         default=None, description='Where run failures and drift are posted ({"text": ...}); unset: nowhere.'
     )
     sensor_interval_seconds: int = Field(
         default=30, ge=5, description="How often landing_sensor and retrain_after_ingest_sensor look."
+    )
+    landing_settle_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="landing_sensor takes a file only once it has not changed for this long "
+        "(a copy still in progress under its final name waits).",
     )
     retrain_cron: str = Field(default="0 3 * * 1", description="retraining_schedule (UTC): Mondays 03:00.")
 

@@ -50,6 +50,8 @@ def settings(tmp_path, monkeypatch) -> Settings:
     home = tmp_path / "mlops"
     monkeypatch.setenv("MLOPS_HOME", str(home))
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    # A test's sensor looks at files the test has just written; the settle test sets its own.
+    monkeypatch.setenv("MLOPS_LANDING_SETTLE_SECONDS", "0")
     get_settings.cache_clear()
     yield get_settings()
     get_settings.cache_clear()

@@ -57,3 +57,36 @@ def test_land_refuses_a_name_outside_landing_or_one_no_run_could_take(settings, 
         [cli, "land", str(source), "--name", "ok.csv"], env=env, capture_output=True, text=True
     )
     assert landed.returncode == 0 and (stored / "landing" / "ok.csv").is_file()
+
+
+def test_a_file_still_being_written_under_its_final_name_waits_until_it_settles(
+    settings, storage, instance, monkeypatch
+):
+    """A copy in progress: the sensor sees a half-written file under its final name. It is taken
+    only once unchanged for MLOPS_LANDING_SETTLE_SECONDS, and then as it is complete."""
+    import os
+    import time
+
+    from mlops_assets.definitions import build_definitions
+    from mlops_assets.settings import get_settings
+
+    monkeypatch.setenv("MLOPS_LANDING_SETTLE_SECONDS", "30")
+    get_settings.cache_clear()
+    defs = build_definitions(get_settings())
+    whole = data_files.csv_bytes(data_files.held_back())
+    storage.write_bytes("landing/copying.csv", whole[: len(whole) // 2])  # the copy so far
+    sensor = defs.resolve_sensor_def(LANDING_SENSOR)
+    with dg.build_sensor_context(instance=instance, resources=defs.resources) as context:
+        assert sensor(context).run_requests == []
+    assert plan_landing(storage, instance, settle_seconds=30).settling == ["landing/copying.csv"]
+
+    storage.write_bytes("landing/copying.csv", whole)  # the copy finishes, then nothing changes
+    settled = time.time() - 31
+    os.utime(
+        Path(settings.storage_root.removeprefix("file://")) / "landing" / "copying.csv", (settled, settled)
+    )
+    with dg.build_sensor_context(instance=instance, resources=defs.resources) as context:
+        (request,) = sensor(context).run_requests
+    assert request.partition_key == "copying.csv"
+    assert request.run_key == f"copying.csv@{next(storage.list_files('landing')).version}"  # the whole file's
+    get_settings.cache_clear()

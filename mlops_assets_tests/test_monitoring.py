@@ -275,3 +275,36 @@ def test_a_failed_run_is_posted_with_its_job_partition_and_reason(settings, stor
     (alert,) = receiver.received
     assert alert["text"].startswith(f"mlops-assets: ingest_job[broken.csv] run {run.run_id[:8]} failed")
     assert alert["run_id"] == run.run_id and alert["job"] == "ingest_job"
+
+
+def test_the_alert_webhook_url_is_a_secret_the_ui_never_shows(settings, instance, webhook, monkeypatch):
+    """A webhook URL carries its credential (Slack, Teams): the code location holds an EnvVar
+    naming it, a run resolves it and posts, and neither the resource, the run nor the settings
+    show it."""
+    import json
+
+    import dagster as dg
+
+    from mlops_assets.core.alerts import AlertWebhook
+    from mlops_assets.definitions import build_definitions
+    from mlops_assets.settings import get_settings
+
+    secret_url = f"{webhook.url}?token=s3cr3t-t0ken"
+    monkeypatch.setenv("MLOPS_ALERT_WEBHOOK_URL", secret_url)
+    get_settings.cache_clear()
+    defs = build_definitions(get_settings())
+    alerts = defs.resources["alerts"]
+    assert isinstance(alerts.url, dg.EnvVar) and alerts.url.env_var_name == "MLOPS_ALERT_WEBHOOK_URL"
+    assert "s3cr3t" not in json.dumps(alerts.model_dump(), default=str)
+    assert "s3cr3t" not in repr(get_settings())
+
+    @dg.asset
+    def noisy(alerts: AlertWebhook) -> None:
+        assert alerts.send("drift on a feature")
+
+    result = dg.materialize([noisy], resources={"alerts": alerts}, instance=instance)
+    assert result.success and webhook.received == [{"text": "drift on a feature"}]
+    run = instance.get_run_by_id(result.run_id)
+    assert "s3cr3t" not in json.dumps(run.run_config, default=str)
+    assert not any("s3cr3t" in str(e) for e in instance.all_logs(result.run_id))
+    get_settings.cache_clear()

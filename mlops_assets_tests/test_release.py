@@ -365,11 +365,14 @@ def test_the_smoke_sample_comes_from_the_manifest_and_a_version_without_one_is_n
 
 
 @pytest.mark.slow
-def test_qa_checks_the_registry_s_predictions_not_the_deployed_copy_s(settings, instance, defs):
-    """A build context edited after it was assembled (model and manifest swapped consistently)
-    serves other numbers: the smoke test, expecting the registry's, fails it and QA is torn down."""
+def test_an_edited_build_context_is_verified_again_and_never_deployed(settings, instance, defs):
+    """A build context edited after scoring_image assembled it (model and manifest swapped
+    consistently), then deployed without building again, as promote and rollback do: the deployment
+    re-verifies it against the registry, so QA serves the registry's model and the smoke test,
+    expecting the registry's predictions, passes."""
     import shutil
 
+    from mlops_assets.release.build_context import intact
     from mlops_assets_tests.serving_support import write_release
 
     version = register(defs, 0.5)
@@ -380,10 +383,40 @@ def test_qa_checks_the_registry_s_predictions_not_the_deployed_copy_s(settings, 
     write_release(other, version, alpha=50.0)
     for name in ("model.skops", "manifest.json"):
         shutil.copy2(other / name, context / "model" / name)
-    port = free_port()
-    result = _release(defs, instance, version, port)
-    assert not result.success
-    (check,) = result.get_asset_check_evaluations()
-    assert not check.passed and "differ from the model's" in check.description
-    assert defs.resources["registry"].get_registry().get_alias("qa") is None
-    assert "no local deployments running" in _cli(settings, "deployments")
+    assert not intact(context)
+    target = LocalDeploymentTarget(home=defs.resources["deploy_target"].home, qa_port=free_port())
+    try:
+        result = dg.materialize(
+            [scoring_image, qa_deployment],
+            selection=[qa_deployment],  # scoring_image as it was stored: not assembled again
+            partition_key=str(version),
+            resources={**defs.resources, "deploy_target": target},
+            instance=instance,
+            raise_on_error=False,
+        )
+        assert result.success
+        (check,) = result.get_asset_check_evaluations()
+        assert check.passed, check.description
+        assert intact(context)
+    finally:
+        target.teardown_qa()
+
+
+def test_a_stored_context_is_reused_only_while_its_files_are_what_was_assembled(tmp_path):
+    from mlops_assets.release.build_context import assemble, intact, serving_requirements
+    from mlops_assets_tests.serving_support import write_release
+
+    write_release(tmp_path / "release", version=1)
+    artifact = (tmp_path / "release" / "model.skops").read_bytes()
+    manifest = json.loads((tmp_path / "release" / "manifest.json").read_text())
+    requirements = serving_requirements()
+    first, new = assemble(tmp_path / "contexts", "model.skops", artifact, manifest, requirements)
+    again, reused_new = assemble(tmp_path / "contexts", "model.skops", artifact, manifest, requirements)
+    assert (new, reused_new, again.path, again.repaired) == (True, False, first.path, False)
+
+    edited = dict(manifest, version=99)  # consistent with itself, not with the registry's inputs
+    (first.path / "model" / "manifest.json").write_text(json.dumps(edited))
+    assert not intact(first.path)
+    repaired, _ = assemble(tmp_path / "contexts", "model.skops", artifact, manifest, requirements)
+    assert repaired.repaired and repaired.path == first.path and intact(first.path)
+    assert json.loads((first.path / "model" / "manifest.json").read_text())["version"] == 1

@@ -118,6 +118,33 @@ def test_a_missing_build_context_is_assembled_again_from_the_registry_for_the_re
     _assert_back_on(stage, one)
 
 
+def test_an_edited_build_context_is_assembled_again_from_the_registry_for_the_restore(stage):
+    """Version 1's context edited consistently (another model, its manifest updated to match): the
+    restore serves the registry's version 1, not the edited files."""
+    from mlops_assets.release.build_context import intact
+    from mlops_assets_tests.serving_support import predictions, write_release
+
+    one = stage["one"]
+    serving_from = Path(stage["target"].production().context)
+    impostor = write_release(serving_from.parent / "impostor", one, alpha=500.0)
+    for name in ("model.skops", "manifest.json"):
+        shutil.copy2(serving_from.parent / "impostor" / name, serving_from / "model" / name)
+    assert not intact(serving_from)
+    wrong = SmokeSample([[59, 2, 32.1, 101, 157, 93.2, 38, 4, 4.8598, 87]], [0.0], "test")
+    with pytest.raises(RolloutError, match=f"rolled back to version {one}"):
+        stage["release_two"](sample=wrong)
+    _assert_back_on(stage, one)
+    assert intact(serving_from)
+    sample = smoke_sample(stage["models"], one)
+    served = httpx.post(
+        f"{stage['url']}/score",
+        json={"data": sample.rows},
+        headers={"Authorization": f"Bearer {stage['target'].scoring_keys()[0]}"},
+    ).json()["result"]
+    assert served == pytest.approx(sample.predictions, rel=1e-9)
+    assert served != pytest.approx(predictions(impostor, {"data": sample.rows}), rel=1e-6)
+
+
 def test_a_deploy_that_fails_after_the_switch_is_undone(stage):
     two = stage["two"]
 

@@ -159,3 +159,12 @@ def test_spilled_records_from_a_previous_process_are_delivered_on_start(tmp_path
     assert second.spilled == 1
     second.close()
     assert second.written == 1
+
+
+def test_a_manifest_whose_features_are_not_the_fitted_columns_is_refused(tmp_path):
+    write_release(tmp_path / "r", version=1)
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    manifest["features"] = manifest["features"][::-1]  # rows would be read in the wrong order
+    (tmp_path / "r" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=r"fitted on columns \['age', .*the manifest says \['s6'"):
+        load_release(tmp_path / "r")

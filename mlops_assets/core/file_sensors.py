@@ -5,6 +5,7 @@ alone, and capped per tick. Used by landing/ and labels/ (ingest) and scoring-in
 """
 
 import posixpath
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,7 @@ class FilePlan:
     new_partitions: list[str] = field(default_factory=list)
     run_requests: list[dg.RunRequest] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # files no run can take, each with its reason
+    settling: list[str] = field(default_factory=list)  # changed too recently: looked at next tick
 
 
 def run_keys_with_prefix(instance: dg.DagsterInstance, prefix: str) -> set[str]:
@@ -60,13 +62,22 @@ def plan_files(
     job_name: str,
     run_key_prefix: str = "",
     limit: int = MAX_RUNS_PER_TICK,
+    settle_seconds: float = 0.0,
 ) -> FilePlan:
-    """New or changed files under ``prefix``: decided from the instance (partitions, run keys)."""
+    """New or changed files under ``prefix``: decided from the instance (partitions, run keys).
+
+    A file modified less than ``settle_seconds`` ago may still be being written under its final
+    name (a copy in progress): it waits for a later tick, whatever its content says so far.
+    """
     existing = set(instance.get_dynamic_partitions(partitions.name))
     launched = run_keys_with_prefix(instance, run_key_prefix)
     plan = FilePlan()
+    now = time.time()
     for file in storage.list_files(prefix):
         if not is_ready(file):
+            continue
+        if settle_seconds and file.modified and now - file.modified < settle_seconds:
+            plan.settling.append(file.path)
             continue
         key = posixpath.relpath(file.path, prefix)
         problem = unusable_name(key)

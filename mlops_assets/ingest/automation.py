@@ -30,8 +30,22 @@ feedback_job = dg.define_asset_job(
 )
 
 
-def plan_landing(storage: Storage, instance: dg.DagsterInstance, limit: int = MAX_RUNS_PER_TICK) -> FilePlan:
-    return plan_files(storage, instance, LANDING_PREFIX, landed_files, ingest_job.name, limit=limit)
+def plan_landing(
+    storage: Storage,
+    instance: dg.DagsterInstance,
+    limit: int = MAX_RUNS_PER_TICK,
+    settle_seconds: float = 0.0,
+) -> FilePlan:
+    """``settle_seconds``: 0 for a caller that wrote the files itself (the demo, the CLI)."""
+    return plan_files(
+        storage,
+        instance,
+        LANDING_PREFIX,
+        landed_files,
+        ingest_job.name,
+        limit=limit,
+        settle_seconds=settle_seconds,
+    )
 
 
 def plan_feedback(storage: Storage, instance: dg.DagsterInstance) -> tuple[list[str], list[dg.RunRequest]]:
@@ -68,15 +82,18 @@ def plan_feedback(storage: Storage, instance: dg.DagsterInstance) -> tuple[list[
     return plan.new_partitions, plan.run_requests
 
 
-def build_landing_sensor(default_status: dg.DefaultSensorStatus, interval: int = 30) -> dg.SensorDefinition:
+def build_landing_sensor(
+    default_status: dg.DefaultSensorStatus, interval: int = 30, settle_seconds: float = 10.0
+) -> dg.SensorDefinition:
     return build_file_sensor(
         LANDING_SENSOR,
         ingest_job,
         landed_files,
-        plan_landing,
+        lambda storage, instance: plan_landing(storage, instance, settle_seconds=settle_seconds),
         default_status,
         interval,
-        "A new or changed file under landing/ becomes a partition and one ingest_job run.",
+        f"A new or changed file under landing/, unchanged for {settle_seconds:g} s, becomes a partition "
+        "and one ingest_job run.",
     )
 
 

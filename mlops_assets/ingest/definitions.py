@@ -21,7 +21,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
         asset_checks=landed_batch_checks,
         jobs=[ingest_job, feedback_job],
         sensors=[
-            build_landing_sensor(status, settings.sensor_interval_seconds),
+            build_landing_sensor(status, settings.sensor_interval_seconds, settings.landing_settle_seconds),
             build_feedback_sensor(status),
         ],
     )

@@ -85,6 +85,10 @@ def parse_batch(source: str, raw: bytes) -> ParsedBatch:
     repeated = repeated_columns(text)
     if repeated:
         return ParsedBatch(source, None, f"column names repeated in the header: {', '.join(repeated)}")
+    if not text.endswith(("\n", "\r")):
+        # A CSV writer ends every row with a line break: without one the last value may be cut
+        # (a copy or upload stopped part-way) and still read as a plausible number.
+        return ParsedBatch(source, None, "the last line has no line break: the file may be cut short")
     try:
         cells = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
@@ -357,5 +361,8 @@ BLOCKING_RULES: dict[str, tuple[Rule, str]] = {
 def failed_rules(
     batch: ParsedBatch, spec: ProjectSpec, limits: ValidationThresholds, reference: ReferenceStats | None
 ) -> list[RuleOutcome]:
-    outcomes = (rule(batch, spec, limits, reference) for rule, _ in BLOCKING_RULES.values())
-    return [outcome for outcome in outcomes if not outcome.passed]
+    """The blocking rules that fail; a file that does not parse fails that rule alone, so the
+    parse problem is the headline, not the rules that could not look at it."""
+    outcomes = [rule(batch, spec, limits, reference) for rule, _ in BLOCKING_RULES.values()]
+    failed = [outcome for outcome in outcomes if not outcome.passed]
+    return [o for o in failed if o.rule == "parse"] or failed

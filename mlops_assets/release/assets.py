@@ -51,6 +51,10 @@ def scoring_image(
         build_context, new = assemble_version(models, version, Path(release.contexts_dir))
     except ReleaseInputError as exc:
         raise dg.Failure(f"{exc} (scoring_image refuses to package it)") from exc
+    if build_context.repaired:
+        context.log.warning(
+            f"{build_context.path}: its files no longer matched the registry's; assembled again"
+        )
     build = image_builder.build(build_context, release.image_repository)
     context.log.info(f"{build.image}: {build.detail}" + ("" if new else " (context reused: same inputs)"))
     value = {
@@ -111,12 +115,14 @@ def qa_deployment(
     scoring_image: dict,
     deploy_target: DeploymentTarget,
     registry: RegistryResource,
+    release: ReleaseSettings,
 ):
     version = context.partition_key
     models = registry.get_registry()
     sample = _sample(models, version)
+    to_release = _verified_release(context, models, version, scoring_image, release)
     try:
-        rollout = roll_out_qa(deploy_target, _release_of(version, scoring_image), sample)
+        rollout = roll_out_qa(deploy_target, to_release, sample)
     except RolloutError as exc:
         yield _smoke_check(exc.smoke, keys.QA_DEPLOYMENT)
         raise dg.Failure(str(exc)) from exc
@@ -178,7 +184,11 @@ def prod_deployment(
 
     try:
         rollout = roll_out_production(
-            deploy_target, _release_of(version, scoring_image), sample, restorable, alert
+            deploy_target,
+            _verified_release(context, models, version, scoring_image, release),
+            sample,
+            restorable,
+            alert,
         )
     except RolloutError as exc:
         yield _smoke_check(exc.smoke, keys.PROD_DEPLOYMENT)
@@ -223,10 +233,23 @@ def _sample(models, version: str) -> SmokeSample:
         raise dg.Failure(f"{exc} (not deployed)") from exc
 
 
-def _release_of(version: str, scoring_image: dict) -> Release:
+def _verified_release(
+    context, models, version: str, scoring_image: dict, release: ReleaseSettings
+) -> Release:
+    """What scoring_image built, with its build context verified again against the registry now:
+    a context edited since (a promote or rollback reuses old ones) is assembled again from the
+    registry, and one the registry no longer gives (its files changed) is refused."""
+    try:
+        verified, _ = assemble_version(models, int(version), Path(release.contexts_dir))
+    except ReleaseInputError as exc:
+        raise dg.Failure(f"{exc} (not deployed)") from exc
+    if verified.digest != scoring_image["digest"]:
+        raise dg.Failure(
+            f"version {version}: the registry's files now give build context {verified.tag}, but "
+            f"scoring_image built {scoring_image['tag']}: materialise scoring_image again (not deployed)"
+        )
+    if verified.repaired:
+        context.log.warning(f"{verified.path}: edited since scoring_image; assembled again from the registry")
     return Release(
-        version,
-        scoring_image.get("reference", scoring_image["image"]),
-        Path(scoring_image["path"]),
-        scoring_image["code_digest"],
+        version, scoring_image.get("reference", scoring_image["image"]), verified.path, verified.code_digest
     )

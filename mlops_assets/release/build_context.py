@@ -27,6 +27,7 @@ class BuildContext:
     digest: str
     code_digest: str
     files: int
+    repaired: bool = False  # the folder for these inputs had been edited: assembled again
 
     @property
     def tag(self) -> str:
@@ -83,6 +84,12 @@ def _write_tree(root: Path, artifact_name: str, artifact: bytes, manifest: dict,
     )
 
 
+def intact(path: Path) -> bool:
+    """Whether a stored context still holds what it was assembled with: its folder is named by
+    the digest of its files, so any edit (manifest and model changed together included) shows."""
+    return path.is_dir() and _tree_digest(path)[0].startswith(path.name)
+
+
 def assemble(
     contexts_dir: Path, artifact_name: str, artifact: bytes, manifest: dict, requirements: bytes
 ) -> tuple[BuildContext, bool]:
@@ -94,9 +101,14 @@ def assemble(
     digest, files = _tree_digest(staging)
     code_digest, _ = _tree_digest(staging, exclude=MODEL_DIR)
     final = contexts_dir / digest[:16]
+    # A stored context is a cache of these inputs: reused only if its files still are them, never
+    # trusting its own manifest (an edit that keeps manifest and model consistent is still caught).
+    repaired = final.exists() and _tree_digest(final)[0] != digest
+    if repaired:
+        shutil.rmtree(final)
     new = not final.exists()
     if new:
         staging.rename(final)
     else:
         shutil.rmtree(staging)
-    return BuildContext(final, digest, code_digest, files), new
+    return BuildContext(final, digest, code_digest, files, repaired), new

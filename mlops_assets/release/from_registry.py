@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from mlops_assets.registry.protocol import ModelRegistry
-from mlops_assets.release.build_context import BuildContext, assemble, serving_requirements
+from mlops_assets.release.build_context import BuildContext, assemble, intact, serving_requirements
 from mlops_assets.release.smoke import SmokeSample
 from mlops_assets.release.targets import Endpoint, Release
 from mlops_assets.serving.artifact import MANIFEST_NAME, ArtifactError, load_verified_model
@@ -59,8 +59,9 @@ def smoke_sample(models: ModelRegistry, version: int) -> SmokeSample:
 
 def restorable_release(models: ModelRegistry, previous: Endpoint, contexts_dir: Path) -> Release:
     """What served before, as a release again: its image reference, and (for a target that serves
-    from a build context) that context, assembled anew from the registry when this machine lacks it."""
+    from a build context) that context if it is intact, else assembled anew from the registry
+    (missing on this machine, or edited since)."""
     context = Path(previous.context) if previous.context else None
-    if context is not None and not (context / "model").is_dir():
+    if context is not None and not intact(context):
         context = assemble_version(models, int(previous.version), contexts_dir)[0].path
     return Release(previous.version, previous.image, context, previous.code_digest)

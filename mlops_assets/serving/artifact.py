@@ -137,6 +137,12 @@ def loaded_model(manifest: dict[str, Any], artifact: bytes, source: str) -> Load
     """The artifact verified against its manifest and loaded, with the fastest equal predictor."""
     model = load_verified_model(artifact, manifest["sha256"], source)
     features = tuple(manifest["features"])
+    names = getattr(model, "feature_names_in_", None)
+    if names is not None and tuple(names) != features:
+        raise ArtifactError(f"{source}: fitted on columns {list(names)}, the manifest says {list(features)}")
+    # Rows arrive in the manifest's order, which is the order the model was fitted on (checked
+    # above): scikit-learn's per-call warning about unnamed columns says nothing here.
+    warnings.filterwarnings("ignore", message="X does not have valid feature names")
     fast = affine_predictor(model, len(features))
     return LoadedModel(
         name=str(manifest["model_name"]),
