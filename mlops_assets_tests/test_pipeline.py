@@ -126,6 +126,36 @@ def test_bad_files_are_refused_by_name_and_never_break_training(settings, storag
     assert ingest_new_files(defs, instance, storage, settings.lock_dir) == []
 
 
+def test_a_batch_replaced_by_a_failing_version_or_deleted_stops_feeding_training(
+    settings, storage, instance, seeded
+):
+    defs = seeded
+    land_held_back(storage, DIABETES)
+    ingest_new_files(defs, instance, storage, settings.lock_dir)
+    both = retrain(defs, instance, settings.lock_dir)
+    assert both.training_data["batches"] == ["diabetes-part-1.csv", "diabetes-part-2.csv"]
+
+    # The same name, a version with an impossible age: its checks fail, its old parquet stays.
+    storage.write_bytes("landing/diabetes-part-2.csv", data_files.out_of_range())
+    (replaced,) = ingest_new_files(defs, instance, storage, settings.lock_dir)
+    assert not replaced.success
+    assert "diabetes-part-2.csv" in instance.get_materialized_partitions(validated_batch.key)
+    after = retrain(defs, instance, settings.lock_dir)
+    assert after.success and after.training_data["batches"] == ["diabetes-part-1.csv"]
+    assert after.training_data["rows"] == 331
+
+    # Deleted from landing/: left out as well, with the reason in the metadata.
+    storage.fs.rm(storage.fs_path("landing/diabetes-part-1.csv"))
+    gone = retrain(defs, instance, settings.lock_dir)
+    assert not gone.success
+    assert any(
+        "no validated batch to train on" in e
+        and "diabetes-part-1.csv: no longer under landing/" in e
+        and "diabetes-part-2.csv: its newest version did not pass its checks" in e
+        for e in gone.errors
+    ), gone.errors
+
+
 def test_drifted_valid_batch_passes_with_a_visible_warning(settings, storage, instance, seeded):
     defs = seeded
     storage.write_bytes("landing/drifted.csv", data_files.drifted())

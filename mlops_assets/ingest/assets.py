@@ -132,6 +132,28 @@ def validated_batch(
     )
 
 
+def current_batches(instance: dg.DagsterInstance, store) -> tuple[list[str], list[str]]:
+    """The landed files whose present version passed, and why each other validated one is left out.
+
+    "Ever validated" is not enough: a file replaced by a version that failed its checks keeps an
+    old validated_batch, and so does a file deleted from landing/.
+    """
+    live = set(instance.get_dynamic_partitions(landed_files.name))
+    latest = instance.event_log_storage.get_latest_storage_id_by_partition
+    landed = latest(landed_batch.key, dg.DagsterEventType.ASSET_MATERIALIZATION)
+    validated = latest(validated_batch.key, dg.DagsterEventType.ASSET_MATERIALIZATION)
+    present = {file.path for file in store.list_files(LANDING_PREFIX, versions=False)}
+    passed, left_out = [], []
+    for key in sorted(set(validated) & live):
+        if landing_path(key) not in present:
+            left_out.append(f"{key}: no longer under {LANDING_PREFIX}/")
+        elif landed.get(key, 0) > validated[key]:
+            left_out.append(f"{key}: its newest version did not pass its checks")
+        else:
+            passed.append(key)
+    return passed, left_out
+
+
 @dg.asset(
     deps=[validated_batch, feedback_batch],
     group_name="training",
@@ -145,10 +167,14 @@ def training_data(
     context: dg.AssetExecutionContext, project: ModelProjectResource, storage: StorageResource
 ) -> dg.Output[dict]:
     store, spec = storage.get(), project.get().spec
-    live = set(context.instance.get_dynamic_partitions(landed_files.name))
-    passed = sorted(context.instance.get_materialized_partitions(validated_batch.key) & live)
+    passed, left_out = current_batches(context.instance, store)
+    for reason in left_out:
+        context.log.warning(f"left out of training data: {reason}")
     if not passed:
-        raise dg.Failure("no validated batch yet: land a file under landing/ and run ingest_job")
+        raise dg.Failure(
+            "no validated batch to train on: land a file under landing/ and run ingest_job"
+            + (f" (left out: {'; '.join(left_out)})" if left_out else "")
+        )
     batches = {
         key: load_stored_value(store, asset_path(validated_batch.key, key, "parquet")) for key in passed
     }
@@ -171,6 +197,7 @@ def training_data(
             "rows": snapshot.rows,
             "batches": len(batches),
             "batch_names": ", ".join(sorted(batches)),
+            "left_out": "; ".join(left_out) or "none",
             "snapshot": dg.MetadataValue.path(snapshot.uri),
         },
         data_version=dg.DataVersion(snapshot.data_version),
