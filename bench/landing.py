@@ -1,9 +1,11 @@
 """landing_sensor's tick time with many files under landing/ (local storage, real SQLite instance).
 
-Run: .venv/bin/python bench/landing.py [--files 5000] [--file-mb 0]
+Run: .venv/bin/python bench/landing.py [--files 5000] [--unusable 50] [--file-mb 0]
 
 Prints the first tick (every file new: partitions + the capped run requests) and the steady
 state (every file already has its run: the tick must find nothing to do), median of 5 ticks.
+``--unusable`` more files have names no partition key can take (``...``, a tab, over 200 bytes):
+each tick skips them with a reason, and the figures include that.
 Only the local disk is used.
 """
 
@@ -26,15 +28,16 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--files", type=int, default=5000)
+    parser.add_argument("--unusable", type=int, default=50, help="extra files with names no run can take")
     parser.add_argument("--file-mb", type=float, default=0, help="pad each file to about this size")
-    args = parse_args(parser, files=40)
+    args = parse_args(parser, files=40, unusable=3)
     home = Path(tempfile.mkdtemp(prefix="mlops-bench-landing-"))
     os.environ["MLOPS_HOME"] = str(home)
     os.environ["DAGSTER_HOME"] = str(home / "dagster")
 
     import dagster as dg
 
-    from mlops_assets.core.file_sensors import RUN_KEY_TAG, SENSOR_NAME_TAG
+    from mlops_assets.core.file_sensors import RUN_KEY_TAG, SENSOR_NAME_TAG, unusable_name
     from mlops_assets.core.instance import write_instance_config
     from mlops_assets.definitions import build_definitions
     from mlops_assets.ingest.automation import LANDING_SENSOR, plan_landing
@@ -51,13 +54,19 @@ def main() -> int:
         rows = header + b"\n" + body * max(1, int(args.file_mb * 2**20 / len(body)))
     for i in range(args.files):
         storage.write_bytes(f"landing/batch-{i:05d}.csv", rows.replace(b"\n", f"\n{i % 7}".encode(), 0))
-    print(f"{args.files} files of {len(rows)} bytes under landing/ ({home})")
+    bad_names = ["a...{}.csv", "tab\t{}.csv", "x" * 201 + "{}.csv"]
+    for i in range(args.unusable):
+        storage.write_bytes("landing/" + bad_names[i % len(bad_names)].format(i), rows)
+    print(
+        f"{args.files} files of {len(rows)} bytes under landing/, and {args.unusable} unusable names ({home})"
+    )
 
     with dg.DagsterInstance.get() as instance:
         started = time.perf_counter()
         first = plan_landing(storage, instance)
         print(
-            f"first tick: {time.perf_counter() - started:.2f} s, {len(first.run_requests)} run requests (cap)"
+            f"first tick: {time.perf_counter() - started:.2f} s, {len(first.run_requests)} run requests (cap), "
+            f"{len(first.skipped)} skipped with a reason"
         )
 
         # Steady state: every file has had its run (as the daemon would have launched them).
@@ -67,6 +76,8 @@ def main() -> int:
         made = time.perf_counter()
         for file in storage.list_files("landing"):
             key = file.path.removeprefix("landing/")
+            if unusable_name(key):
+                continue
             tags = {RUN_KEY_TAG: f"{key}@{file.version}", SENSOR_NAME_TAG: LANDING_SENSOR}
             instance.add_run(
                 DagsterRun(
@@ -83,6 +94,7 @@ def main() -> int:
             plan = plan_landing(storage, instance)
             ticks.append(time.perf_counter() - started)
             assert not plan.run_requests, plan.run_requests[:3]
+            assert len(plan.skipped) == args.unusable
         print(
             f"steady-state tick: median {statistics.median(ticks):.2f} s, min {min(ticks):.2f}, max {max(ticks):.2f}"
         )
