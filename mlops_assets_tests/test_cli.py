@@ -146,6 +146,9 @@ def test_rollback_and_promote_move_production_and_are_recorded(demo_home):
     assert "v2 [production, qa]: " in run([str(BIN / "mlops-assets"), "versions"], home).stdout
     nothing = run([str(BIN / "mlops-assets"), "promote", "99"], home)
     assert nothing.returncode == 2 and "version 99 is not registered" in nothing.stderr
+    logged = run([str(BIN / "mlops-assets"), "history"], home).stdout.splitlines()
+    assert [line.split()[1:3] for line in logged[-2:]] == [["rollback", "2"], ["promote", "1"]]
+    assert "2 -> 1" in logged[-2] and "latency regression" in logged[-2] and "1 -> 2" in logged[-1]
 
 
 def test_down_stops_the_demo_s_deployments_and_a_new_demo_brings_production_back(demo_home):

@@ -420,3 +420,70 @@ def test_a_stored_context_is_reused_only_while_its_files_are_what_was_assembled(
     repaired, _ = assemble(tmp_path / "contexts", "model.skops", artifact, manifest, requirements)
     assert repaired.repaired and repaired.path == first.path and intact(first.path)
     assert json.loads((first.path / "model" / "manifest.json").read_text())["version"] == 1
+
+
+@pytest.mark.slow
+def test_rollback_returns_to_what_served_before_the_last_change_and_every_change_is_logged(
+    settings, instance, monkeypatch
+):
+    """promote 1 after 2 was released, then rollback: back to 2 (what served before the promote),
+    not refused for want of a version numbered below 1. Every change is in the event log."""
+    from mlops_assets.definitions import build_definitions
+    from mlops_assets.ops.runner import release, rollback
+    from mlops_assets.release.events import history
+    from mlops_assets.release.local_target import LocalTarget
+    from mlops_assets.settings import get_settings
+
+    monkeypatch.setenv("MLOPS_PRODUCTION_PORT", str(free_port()))
+    monkeypatch.setenv("MLOPS_QA_PORT", str(free_port()))
+    get_settings.cache_clear()
+    settings = get_settings()
+    defs = build_definitions(settings)
+    one, two = register(defs, 0.5), register(defs, 50.0)
+    try:
+        assert release(defs, instance, settings.lock_dir, one, {"mlops/by": "ci"}).success
+        assert release(defs, instance, settings.lock_dir, two).success
+        promoted = release(
+            defs,
+            instance,
+            settings.lock_dir,
+            one,
+            {"mlops/trigger": "manual-promote", "mlops/reason": "2 misbehaves", "mlops/by": "alice"},
+        )
+        assert promoted.success and promoted.production["version"] == str(one)
+        back = rollback(defs, instance, settings.lock_dir, "1 was a mistake", by="bob")
+        assert back.success, back.errors
+        assert back.production["version"] == str(two)
+
+        events = history(defs.resources["storage"].get())
+        assert [(e.action, e.from_version, e.to_version, e.by, e.reason) for e in events] == [
+            ("release", None, str(one), "ci", ""),
+            ("release", str(one), str(two), "dagster", ""),
+            ("promote", str(two), str(one), "alice", "2 misbehaves"),
+            ("rollback", str(one), str(two), "bob", "1 was a mistake"),
+        ]
+        assert all(e.os_user and e.host and e.run_id and e.time for e in events)
+        assert [e.time for e in events] == sorted(e.time for e in events)
+    finally:
+        local = LocalTarget(settings.home_dir)
+        for deployment in local.list():
+            local.stop(deployment.name)
+        get_settings.cache_clear()
+
+
+def test_the_event_log_only_appends_and_knows_its_actions(tmp_path):
+    from mlops_assets.core.fsstore import Storage
+    from mlops_assets.release.events import ProductionEvent, history, record, version_before_last_change
+
+    storage = Storage((tmp_path / "storage").as_uri())
+    assert history(storage) == [] and version_before_last_change([]) == (None, None)
+    first = record(storage, ProductionEvent("release", "1", None, "", "ci", "u", "h", "run-1"))
+    record(
+        storage, ProductionEvent("automatic_rollback", "1", "2", "smoke failed", "dagster", "u", "h", "run-2")
+    )
+    events = history(storage)
+    assert [e.action for e in events] == ["release", "automatic_rollback"] and events[0] == first
+    assert version_before_last_change(events) == (None, first)  # an automatic rollback changed nothing
+    with pytest.raises(ValueError, match="unknown production event 'deploy'"):
+        record(storage, ProductionEvent("deploy", "1", None, "", "x", "u", "h", "r"))
+    assert len(list(storage.list_files("events/production", versions=False))) == 2

@@ -235,6 +235,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
             print(f"version {args.version} is not registered", file=sys.stderr)
             return 2
         tags = {"mlops/trigger": "manual-promote", "mlops/reason": args.reason}
+        tags |= {"mlops/by": args.by} if args.by else {}
         return _say(release(defs, instance, settings.lock_dir, args.version, tags))
 
 
@@ -244,11 +245,22 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     defs, instance, settings = _in_process()
     with instance:
         try:
-            outcome = rollback(defs, instance, settings.lock_dir, args.reason)
+            outcome = rollback(defs, instance, settings.lock_dir, args.reason, by=args.by)
         except ValueError as exc:
             print(str(exc), file=sys.stderr)
             return 2
         return _say(outcome)
+
+
+def cmd_history(_: argparse.Namespace) -> int:
+    from mlops_assets.release.events import history
+
+    events = history(_storage())
+    if not events:
+        print("no production changes recorded yet")
+    for event in events:
+        print(event.line())
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -300,10 +312,20 @@ def build_parser() -> argparse.ArgumentParser:
     promote = commands.add_parser("promote", help="release a registered version: image, QA, production")
     promote.add_argument("version", type=int)
     promote.add_argument("--reason", default="manual promotion")
+    back = commands.add_parser(
+        "rollback", help="production back to the version that served before the last production change"
+    )
+    back.add_argument("--reason", required=True, help="recorded on the run, the asset and the event log")
+    for command in (promote, back):
+        command.add_argument(
+            "--by", default="", help="your name, for the event log (beside the OS user and host it records)"
+        )
     promote.set_defaults(func=cmd_promote)
-    back = commands.add_parser("rollback", help="production back to the previous champion")
-    back.add_argument("--reason", required=True, help="recorded on the run and the asset")
     back.set_defaults(func=cmd_rollback)
+    commands.add_parser(
+        "history",
+        help="the production event log: release, promote, rollback, automatic rollback, QA teardown",
+    ).set_defaults(func=cmd_history)
     return parser
 
 

@@ -273,21 +273,43 @@ def previous_champion(versions: list, current: int) -> int | None:
     return max(earlier, default=None)
 
 
+def rollback_target(defs: dg.Definitions, champion: int) -> int:
+    """The version that served before the last production change, read from the production event
+    log whatever its number (promote 1, then rollback, goes back to what served before 1). A home
+    without a log (older than it) falls back to the newest superseded version before the champion."""
+    from mlops_assets.release.events import history, version_before_last_change
+
+    events = history(defs.resources["storage"].get())
+    if events:
+        before, last = version_before_last_change(events)
+        if before is None:
+            raise ValueError(
+                f"nothing to roll back to: the last production change ({last.action} of version "
+                f"{last.to_version}, {last.time}) had no version serving before it"
+            )
+        return int(before)
+    target = previous_champion(defs.resources["registry"].get_registry().list_versions(), champion)
+    if target is None:
+        raise ValueError(f"nothing to roll back to: no version before {champion} was in production")
+    return target
+
+
 def rollback(
-    defs: dg.Definitions, instance: dg.DagsterInstance, lock_dir: Path, reason: str
+    defs: dg.Definitions, instance: dg.DagsterInstance, lock_dir: Path, reason: str, by: str = ""
 ) -> ReleaseOutcome:
-    """Production back to the previous champion: prod_deployment for that version, with the reason."""
+    """Production back to the version that served before the last change, with the reason."""
+    from mlops_assets.release.events import BY_TAG
+
     models = defs.resources["registry"].get_registry()
     champion = models.get_alias("production")
     if champion is None:
         raise ValueError("nothing to roll back: no version has the production alias")
-    target = previous_champion(models.list_versions(), champion.version)
-    if target is None:
-        raise ValueError(f"nothing to roll back to: no version before {champion.version} was in production")
+    target = rollback_target(defs, champion.version)
     tags = {
         REASON_TAG: reason,
         "mlops/trigger": "manual-rollback",
         "mlops/rolled_back_from": str(champion.version),
+        **({BY_TAG: by} if by else {}),
     }
     selection = [keys.PROD_DEPLOYMENT]
     result = execute(defs, instance, release_job.name, lock_dir, str(target), tags, asset_selection=selection)

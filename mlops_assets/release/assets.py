@@ -8,8 +8,11 @@ from pydantic import Field
 
 from mlops_assets.core import keys
 from mlops_assets.core.alerts import AlertWebhook
+from mlops_assets.core.file_sensors import SENSOR_NAME_TAG
+from mlops_assets.core.storage import StorageResource
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS, QA_ALIAS, RELEASE_STATE_TAG, RegistryResource
 from mlops_assets.release.builders import ImageBuilder
+from mlops_assets.release.events import BY_TAG, ProductionEvent, operator, record
 from mlops_assets.release.from_registry import (
     ReleaseInputError,
     assemble_version,
@@ -116,6 +119,7 @@ def qa_deployment(
     deploy_target: DeploymentTarget,
     registry: RegistryResource,
     release: ReleaseSettings,
+    storage: StorageResource,
 ):
     version = context.partition_key
     models = registry.get_registry()
@@ -125,6 +129,7 @@ def qa_deployment(
         rollout = roll_out_qa(deploy_target, to_release, sample)
     except RolloutError as exc:
         yield _smoke_check(exc.smoke, keys.QA_DEPLOYMENT)
+        _log_event(context, storage, "qa_teardown", version, None, str(exc))
         raise dg.Failure(str(exc)) from exc
     yield _smoke_check(rollout.smoke, keys.QA_DEPLOYMENT)
     models.set_alias(QA_ALIAS, int(version))
@@ -171,6 +176,7 @@ def prod_deployment(
     registry: RegistryResource,
     release: ReleaseSettings,
     alerts: AlertWebhook,
+    storage: StorageResource,
 ):
     version = context.partition_key
     models = registry.get_registry()
@@ -194,6 +200,15 @@ def prod_deployment(
         yield _smoke_check(exc.smoke, keys.PROD_DEPLOYMENT)
         if not exc.restore_failed:
             models.set_tag(int(version), RELEASE_STATE_TAG, "rolled_back")
+            serving = deploy_target.production()
+            _log_event(
+                context,
+                storage,
+                "automatic_rollback",
+                version,
+                serving.version if serving else None,
+                str(exc),
+            )
         raise dg.Failure(str(exc), metadata={"rollback": exc.outcome}) from exc
     yield _smoke_check(rollout.smoke, keys.PROD_DEPLOYMENT)
     endpoint, previous = rollout.endpoint, rollout.previous
@@ -203,6 +218,10 @@ def prod_deployment(
     models.set_tag(int(version), RELEASE_STATE_TAG, "production")
     deploy_target.teardown_qa()
     reason = context.run.tags.get("mlops/reason", "")
+    trigger = context.run.tags.get("mlops/trigger", "")
+    action = {"manual-promote": "promote", "manual-rollback": "rollback"}.get(trigger, "release")
+    moved_from = previous.version if previous is not None and previous.version != version else None
+    _log_event(context, storage, action, moved_from, version, reason)
     context.log.info(
         f"version {version} is in production at {endpoint.url} ({rollout.mode}) {reason}".strip()
     )
@@ -223,6 +242,16 @@ def prod_deployment(
             "smoke_sample": sample.source,
         },
     )
+
+
+def _log_event(context, storage: StorageResource, action: str, from_version, to_version, reason: str) -> None:
+    """One entry in the production event log: who started the run (a name they gave, else the
+    sensor), and the OS user and host of the process that made the change."""
+    tags = context.run.tags
+    by = tags.get(BY_TAG) or (f"sensor {tags[SENSOR_NAME_TAG]}" if SENSOR_NAME_TAG in tags else "dagster")
+    user, host = operator()
+    event = ProductionEvent(action, to_version, from_version, reason, by, user, host, context.run.run_id)
+    context.log.info(record(storage.get(), event).line())
 
 
 def _sample(models, version: str) -> SmokeSample:
