@@ -160,3 +160,39 @@ def test_down_stops_the_demo_s_deployments_and_a_new_demo_brings_production_back
     assert again.returncode == 0, again.stderr[-3000:]
     assert "is the champion but not running here; releasing it again" in again.stdout
     assert "production smoke test passed" in again.stdout
+
+
+@pytest.mark.slow
+def test_a_demo_whose_production_port_is_taken_fails_naming_it_and_leaves_nothing_running(tmp_path):
+    import socket
+
+    with socket.socket() as holder:  # something else already listens on the production port
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = holder.getsockname()[1]
+        ports = {"MLOPS_PRODUCTION_PORT": str(busy), "MLOPS_QA_PORT": str(free_port())}
+        env = subprocess_env(tmp_path / "mlops") | ports
+        demo = subprocess.run(
+            [str(BIN / "mlops-assets"), "demo"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert demo.returncode == 1, demo.stdout[-3000:]
+        assert "No production deployment is running" in demo.stderr
+        assert (
+            f"port {busy} on 127.0.0.1 is already in use" in demo.stdout
+            and "MLOPS_PRODUCTION_PORT" in demo.stdout
+        )
+        assert "rolled_back" not in demo.stdout  # the registered versions: none ever served
+        listed = subprocess.run(
+            [str(BIN / "mlops-assets"), "deployments"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert "no local deployments running" in listed.stdout

@@ -487,3 +487,42 @@ def test_the_event_log_only_appends_and_knows_its_actions(tmp_path):
     with pytest.raises(ValueError, match="unknown production event 'deploy'"):
         record(storage, ProductionEvent("deploy", "1", None, "", "x", "u", "h", "r"))
     assert len(list(storage.list_files("events/production", versions=False))) == 2
+
+
+@pytest.mark.slow
+def test_a_busy_production_port_fails_naming_the_port_and_the_setting_and_leaves_nothing_behind(
+    settings, instance, monkeypatch
+):
+    import socket
+
+    from mlops_assets.definitions import build_definitions
+    from mlops_assets.ops.runner import release
+    from mlops_assets.release.events import history
+    from mlops_assets.release.local_target import LocalTarget
+    from mlops_assets.settings import get_settings
+
+    with socket.socket() as holder:  # something else already listens on the production port
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = holder.getsockname()[1]
+        monkeypatch.setenv("MLOPS_PRODUCTION_PORT", str(busy))
+        monkeypatch.setenv("MLOPS_QA_PORT", str(free_port()))
+        get_settings.cache_clear()
+        settings = get_settings()
+        defs = build_definitions(settings)
+        one = register(defs, 0.5)
+        try:
+            outcome = release(defs, instance, settings.lock_dir, one)
+            assert not outcome.success and outcome.qa_passed
+            assert any(
+                f"port {busy} on 127.0.0.1 is already in use" in e and "MLOPS_PRODUCTION_PORT" in e
+                for e in outcome.errors
+            ), outcome.errors
+            assert defs.resources["registry"].get_registry().get_version(one).release_state != "rolled_back"
+            assert LocalTarget(settings.home_dir).list() == []  # QA torn down too
+            assert "automatic_rollback" not in [e.action for e in history(defs.resources["storage"].get())]
+        finally:
+            local = LocalTarget(settings.home_dir)
+            for deployment in local.list():
+                local.stop(deployment.name)
+            get_settings.cache_clear()

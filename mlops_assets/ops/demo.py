@@ -2,6 +2,7 @@
 
 import json
 import os
+import sys
 import time
 
 import dagster as dg
@@ -245,12 +246,14 @@ def run_demo(settings: Settings) -> int:
                 f"{float(version.tags[primary]):.4g}, data {version.tags['data_version']}, {version.release_state}"
             )
         production = defs.resources["deploy_target"].target().get("production")
-    if production is not None:
-        print(
-            f"\nProduction URL: {production.url}/score (version {production.version}); key in {settings.keys_file}"
-        )
-        body = json.dumps({"data": _client_rows(defs)[:1]})
-        print(f"  curl -X POST {production.url}/score -H \"Authorization: Bearer <key>\" -d '{body}'")
+    if production is None:
+        print("\n✗ No production deployment is running: its release failed, as said above.", file=sys.stderr)
+        return 1
+    print(
+        f"\nProduction URL: {production.url}/score (version {production.version}); key in {settings.keys_file}"
+    )
+    body = json.dumps({"data": _client_rows(defs)[:1]})
+    print(f"  curl -X POST {production.url}/score -H \"Authorization: Bearer <key>\" -d '{body}'")
     print(f"\nDone in {time.monotonic() - started:.0f} s. See the lineage and rerun any step: make dev, then")
     print(
         "open http://127.0.0.1:3000 (same instance, same storage). Stop the deployments: .venv/bin/mlops-assets down"

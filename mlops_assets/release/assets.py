@@ -198,7 +198,8 @@ def prod_deployment(
         )
     except RolloutError as exc:
         yield _smoke_check(exc.smoke, keys.PROD_DEPLOYMENT)
-        if not exc.restore_failed:
+        deploy_target.teardown_qa()  # QA has done its part; nothing of this release keeps running
+        if not exc.restore_failed and exc.switched:  # "rolled back" only if it ever served
             models.set_tag(int(version), RELEASE_STATE_TAG, "rolled_back")
             serving = deploy_target.production()
             _log_event(

@@ -94,7 +94,8 @@ def _require_free_port(host: str, port: int, name: str) -> None:
             probe.bind((host, port))
         except OSError as exc:
             raise DeploymentError(
-                f"{name}: port {port} on {host} is already in use ({exc.strerror})"
+                f"{name}: port {port} on {host} is already in use ({exc.strerror}); stop what holds it "
+                f"or set MLOPS_{name.upper()}_PORT to a free port"
             ) from None
 
 

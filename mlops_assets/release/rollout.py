@@ -24,11 +24,19 @@ Alert = Callable[[str], object]
 class RolloutError(Exception):
     """A release that failed, and how it ended (``outcome``); ``smoke`` is what the smoke test saw."""
 
-    def __init__(self, message: str, smoke: SmokeResult, outcome: str, restore_failed: bool = False):
+    def __init__(
+        self,
+        message: str,
+        smoke: SmokeResult,
+        outcome: str,
+        restore_failed: bool = False,
+        switched: bool = True,
+    ):
         super().__init__(message)
         self.smoke = smoke
         self.outcome = outcome
         self.restore_failed = restore_failed
+        self.switched = switched  # False: the deploy itself failed, the version never served
 
 
 @dataclass(frozen=True)
@@ -85,8 +93,10 @@ def roll_out_production(
     """
     key = target.scoring_keys()[0]
     previous = target.production()
+    switched = False
     try:
         endpoint, mode = target.release_production(release)
+        switched = True
         result = safe_smoke(smoke, endpoint.url, key, sample, release.version)
     except DeploymentError as exc:
         result = SmokeResult(previous.url if previous else "(not deployed)", failures=[str(exc)])
@@ -108,9 +118,14 @@ def roll_out_production(
     except Exception as restore_error:
         message = _double_failure(release, previous, first, restore_error)
         alert(message)
-        raise RolloutError(message, result, "restore failed", restore_failed=True) from restore_error
+        raise RolloutError(
+            message, result, "restore failed", restore_failed=True, switched=switched
+        ) from restore_error
     raise RolloutError(
-        f"production release of version {release.version} failed ({first}); {outcome}", result, outcome
+        f"production release of version {release.version} failed ({first}); {outcome}",
+        result,
+        outcome,
+        switched=switched,
     )
 
 
