@@ -518,7 +518,8 @@ def test_a_busy_production_port_fails_naming_the_port_and_the_setting_and_leaves
                 f"port {busy} on 127.0.0.1 is already in use" in e and "MLOPS_PRODUCTION_PORT" in e
                 for e in outcome.errors
             ), outcome.errors
-            assert defs.resources["registry"].get_registry().get_version(one).release_state != "rolled_back"
+            # It never served: "failed" (out of the gate's bar), not "rolled_back".
+            assert defs.resources["registry"].get_registry().get_version(one).release_state == "failed"
             assert LocalTarget(settings.home_dir).list() == []  # QA torn down too
             assert "automatic_rollback" not in [e.action for e in history(defs.resources["storage"].get())]
         finally:

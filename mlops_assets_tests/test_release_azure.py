@@ -313,7 +313,8 @@ def test_azure_release_goes_through_aci_qa_and_an_aks_rolling_update_and_undoes_
     (_, _, undo), _ = cloud.kube.recorder.last("patch Deployment")
     assert undo["spec"]["template"]["metadata"]["annotations"]["mlops-assets/model-version"] == str(two)
     assert models.get_alias("production").version == two
-    assert models.get_version(three).release_state == "rolled_back"
+    # Its pods never became ready, so it never served: "failed", not "rolled_back".
+    assert models.get_version(three).release_state == "failed"
     assert httpx.get(f"{cloud.prod_url}/health/ready").json()["version"] == str(two)
 
 

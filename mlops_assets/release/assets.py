@@ -199,8 +199,11 @@ def prod_deployment(
     except RolloutError as exc:
         yield _smoke_check(exc.smoke, keys.PROD_DEPLOYMENT)
         deploy_target.teardown_qa()  # QA has done its part; nothing of this release keeps running
-        if not exc.restore_failed and exc.switched:  # "rolled back" only if it ever served
-            models.set_tag(int(version), RELEASE_STATE_TAG, "rolled_back")
+        if not exc.restore_failed:
+            # "rolled back" only if it ever served; a deploy that failed first leaves it "failed"
+            # (out of the gate's bar, as a rolled-back one is).
+            models.set_tag(int(version), RELEASE_STATE_TAG, "rolled_back" if exc.switched else "failed")
+        if not exc.restore_failed and exc.switched:
             serving = deploy_target.production()
             _log_event(
                 context,
