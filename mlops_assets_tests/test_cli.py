@@ -17,11 +17,13 @@ BIN = Path(sys.executable).parent
 PORTS: dict[str, str] = {}
 
 
-def run(args: list[str], home: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+def run(
+    args: list[str], home: Path, timeout: int = 300, ports: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         args,
         cwd=REPO,
-        env=subprocess_env(home) | PORTS,
+        env=subprocess_env(home) | (PORTS if ports is None else ports),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -171,15 +173,8 @@ def test_a_demo_whose_production_port_is_taken_fails_naming_it_and_leaves_nothin
         holder.listen()
         busy = holder.getsockname()[1]
         ports = {"MLOPS_PRODUCTION_PORT": str(busy), "MLOPS_QA_PORT": str(free_port())}
-        env = subprocess_env(tmp_path / "mlops") | ports
-        demo = subprocess.run(
-            [str(BIN / "mlops-assets"), "demo"],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        home = tmp_path / "mlops"
+        demo = run([str(BIN / "mlops-assets"), "demo"], home, timeout=600, ports=ports)
         assert demo.returncode == 1, demo.stdout[-3000:]
         assert "No production deployment is running" in demo.stderr
         assert (
@@ -187,12 +182,5 @@ def test_a_demo_whose_production_port_is_taken_fails_naming_it_and_leaves_nothin
             and "MLOPS_PRODUCTION_PORT" in demo.stdout
         )
         assert "rolled_back" not in demo.stdout  # the registered versions: none ever served
-        listed = subprocess.run(
-            [str(BIN / "mlops-assets"), "deployments"],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        listed = run([str(BIN / "mlops-assets"), "deployments"], home, ports=ports)
         assert "no local deployments running" in listed.stdout

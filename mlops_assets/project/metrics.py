@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 from sklearn import metrics as sk
 
 Task = Literal["regression", "binary", "multiclass"]
 Direction = Literal["minimize", "maximize"]
-TASKS: tuple[str, ...] = ("regression", "binary", "multiclass")
+TASKS: tuple[str, ...] = get_args(Task)
 
 
 @dataclass(frozen=True)
@@ -62,10 +62,6 @@ CATALOGUE: dict[str, dict[str, Metric]] = {
     task: {metric.name: metric for metric in metrics}
     for task, metrics in (("regression", _REGRESSION), ("binary", _BINARY), ("multiclass", _MULTICLASS))
 }
-
-
-def metric_names(task: str) -> tuple[str, ...]:
-    return tuple(task_metrics(task))
 
 
 def task_metrics(task: str) -> dict[str, Metric]:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlops_assets.project.code import SPEC_FILE
-from mlops_assets.project.metrics import TASKS, task_metrics
+from mlops_assets.project.metrics import TASKS, Direction, Task, task_metrics
 
 Kind = Literal["numeric", "integer", "categorical", "boolean"]
 NUMBER_KINDS = ("numeric", "integer")
@@ -77,7 +77,7 @@ class TargetSpec(ColumnSpec):
 
 class EvaluationSpec(_Strict):
     primary_metric: str
-    direction: Literal["minimize", "maximize"] | None = Field(
+    direction: Direction | None = Field(
         default=None, description="Optional; when given it must be the metric's own direction."
     )
     min_improvement: float = Field(default=0.0, ge=0, lt=1, description="Relative; strict.")
@@ -94,7 +94,7 @@ class ProjectSpec(_Strict):
     name: str
     version: str = Field(default="1", description="The spec's own version, recorded with every model.")
     description: str = ""
-    task: Literal["regression", "binary", "multiclass"]
+    task: Task
     target: TargetSpec
     features: dict[str, ColumnSpec] = Field(min_length=1)
     evaluation: EvaluationSpec
