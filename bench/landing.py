@@ -37,8 +37,9 @@ def main() -> int:
 
     import dagster as dg
 
-    from mlops_assets.core.file_sensors import RUN_KEY_TAG, SENSOR_NAME_TAG, unusable_name
+    from mlops_assets.core.file_sensors import RUN_KEY_TAG, SENSOR_NAME_TAG
     from mlops_assets.core.instance import write_instance_config
+    from mlops_assets.core.partition_names import unusable_name
     from mlops_assets.definitions import build_definitions
     from mlops_assets.ingest.automation import LANDING_SENSOR, plan_landing
     from mlops_assets.settings import get_settings

@@ -22,6 +22,7 @@ def local_resources(settings: Settings) -> dict[str, Any]:
             tracking_uri=settings.tracking_uri,
             artifact_root=settings.registry_artifact_root,
             model_name=settings.registered_model_name,
+            index=storage,
         ),
     }
 
@@ -65,7 +66,9 @@ def azure_resources(settings: Settings) -> dict[str, Any]:
         **_shared_resources(settings, storage),
         "trainer": AzureMLTrainingBackend(**jobs),
         "batch": AzureMLBatchScorer(**jobs),
-        "registry": AzureMLRegistryResource(**workspace, model_name=settings.registered_model_name),
+        "registry": AzureMLRegistryResource(
+            **workspace, model_name=settings.registered_model_name, index=storage
+        ),
     }
 
 

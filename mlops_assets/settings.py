@@ -28,6 +28,51 @@ _NO_PHONE_HOME = {
 for _name, _value in _NO_PHONE_HOME.items():
     os.environ.setdefault(_name, _value)
 
+# What every child process may inherit from the operator's environment: enough to run, nothing
+# that can be a credential (cloud keys, tokens, connection strings and webhook URLs stay here).
+# Proxies are left out too: their URLs may carry a password, and children talk to 127.0.0.1.
+CHILD_BASE_ENV = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    *_NO_PHONE_HOME,
+)
+
+
+# What the scoring service reads (serving.app.config_from_settings): all a deployment's process is
+# given of the operator's environment beside CHILD_BASE_ENV. Keep the two in step.
+SERVICE_ENVIRONMENT = (
+    "MLOPS_HOME",
+    "MLOPS_MODEL_PROJECT",
+    "MLOPS_STORAGE_URL",
+    "MLOPS_SCORING_KEYS",
+    "MLOPS_SCORING_KEYS_FILE",
+    "MLOPS_SCORING_LOG_URL",
+    "MLOPS_SCORING_MAX_BODY_BYTES",
+    "MLOPS_SCORING_MAX_ROWS",
+    "MLOPS_SCORING_MAX_INFLIGHT",
+    "MLOPS_SCORING_LOG_MAX_BACKLOG",
+    "MLOPS_SCORING_LOG_FLUSH_SECONDS",
+    "MLOPS_MODEL_POLL_SECONDS",
+    "MLOPS_SCORING_DRAIN_SECONDS",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+)
+
+
+def child_environment(*names: str, **values: str) -> dict[str, str]:
+    """An allow-listed environment for a child process: CHILD_BASE_ENV and ``names`` as this
+    process has them, then ``values``. Never ``os.environ`` whole."""
+    return {name: os.environ[name] for name in (*CHILD_BASE_ENV, *names) if name in os.environ} | values
+
 
 class Settings(BaseSettings):
     """Every knob of the system, read from ``MLOPS_*`` environment variables.

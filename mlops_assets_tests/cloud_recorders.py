@@ -30,12 +30,21 @@ class Recorder:
 class RecordingAcrClient:
     """ContainerRegistryManagementClient's registries/runs groups, as ACR Tasks answers them."""
 
-    def __init__(self, upload_url: str, statuses: list[str], digest: str = "sha256:" + "ab" * 32) -> None:
+    def __init__(
+        self,
+        upload_url: str,
+        statuses: list[str],
+        digest: str = "sha256:" + "ab" * 32,
+        log_url: str = "",
+        error_message: str = "step 1 failed",
+    ) -> None:
         from azure.mgmt.containerregistry.v2025_03_01_preview import models
 
         self.models = models
         self.recorder = Recorder()
         self.upload_url = upload_url
+        self.log_url = log_url  # ACR hands out a read SAS to the run's log blob
+        self.error_message = error_message
         self.statuses = list(statuses)
         self.digest = digest
         self.image: tuple[str, str] | None = None
@@ -65,7 +74,7 @@ class RecordingAcrClient:
         """Deserialised from the JSON ACR answers with, as the SDK does (read-only fields included)."""
         body: dict = {"runId": "ca1", "status": status}
         if status == "Failed":
-            body["runErrorMessage"] = "step 1 failed"
+            body["runErrorMessage"] = self.error_message
         if status == "Succeeded" and self.image:
             repository, tag = self.image
             self.pushed[(repository, tag)] = self.digest
@@ -88,7 +97,8 @@ class RecordingAcrClient:
 
     def _log_url(self, resource_group: str, registry: str, run_id: str):
         self.recorder.record("runs.get_log_sas_url", resource_group, registry, run_id)
-        return SimpleNamespace(log_link=f"https://logs.example/{run_id}")
+        assert self.log_url, "a failed run's log link: give RecordingAcrClient a log_url"
+        return SimpleNamespace(log_link=self.log_url)
 
 
 class ContainerRuntime:

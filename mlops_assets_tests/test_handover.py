@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from mlops_assets.release.build_context import assemble, serving_requirements
-from mlops_assets.release.local_target import LocalTarget
-from mlops_assets.release.targets import DeploymentError
+from mlops_assets.release.deployments import DeploymentError
+from mlops_assets.release.local_processes import LocalTarget
 from mlops_assets.serving.keys import ensure_key_file, read_keys
 from mlops_assets_tests.serving_support import Hammer, free_port, write_release
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from mlops_assets.core.file_sensors import MAX_NAME_BYTES, unusable_name
+from mlops_assets.core.partition_names import MAX_NAME_BYTES, unusable_name
 from mlops_assets.ingest.automation import LANDING_SENSOR, plan_landing
 from mlops_assets_tests import data_files
 from mlops_assets_tests.conftest import subprocess_env

@@ -1,5 +1,6 @@
 """Scoring logs compacted per day: real request-log lines, a real service, the late-file sensor."""
 
+import json
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -243,6 +244,15 @@ def test_alerts_go_to_the_webhook_only_when_one_is_set_and_never_fail_a_run():
         assert AlertWebhook(url=receiver.url).send("drift on 2026-11-20 in bmi", job="monitoring_job")
         assert AlertWebhook(url=None).send("nobody hears this") is False
     assert receiver.received == [{"text": "drift on 2026-11-20 in bmi", "job": "monitoring_job"}]
+    sas = "https://reg.blob.core.windows.net/logs/run.txt?sv=2024-05-04&se=2026-12-01&sp=r&sig=AbC%2Fd3f"
+    with Receiver() as receiver:
+        assert AlertWebhook(url=receiver.url).send(f"build failed; log: {sas}.", job=f"x {sas}")
+    (posted,) = receiver.received
+    assert "sig=" not in json.dumps(posted)
+    assert (
+        posted["text"]
+        == "build failed; log: https://reg.blob.core.windows.net/logs/run.txt?<SAS token removed>."
+    )
     with Receiver(status=500) as broken:
         assert AlertWebhook(url=broken.url).send("still no exception") is False
     assert AlertWebhook(url="http://127.0.0.1:9/closed").send("nothing listens") is False

@@ -93,6 +93,41 @@ BAD_FILES = {
 }
 
 
+def test_train_py_runs_with_an_allow_listed_environment_not_the_operator_s(
+    settings, storage, instance, seeded, monkeypatch, tmp_path
+):
+    import sys
+
+    from mlops_assets.training.backends import SubprocessTrainingBackend
+
+    secrets = {
+        "MLOPS_ALERT_WEBHOOK_URL": "http://127.0.0.1:9/hook-token-123",
+        "MLOPS_AZURE_STORAGE_CONNECTION_STRING": "AccountKey=c2VjcmV0",
+        "AZURE_CLIENT_SECRET": "hunter2",
+        "GITHUB_TOKEN": "ghp_operator",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    dump = tmp_path / "train-env.txt"
+    python = tmp_path / "python"  # records the environment train.py is given, then runs it
+    python.write_text(f'#!/bin/sh\nenv > "{dump}"\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    defs = dg.Definitions(
+        assets=seeded.assets,
+        asset_checks=seeded.asset_checks,
+        jobs=seeded.jobs,
+        resources={**seeded.resources, "trainer": SubprocessTrainingBackend(python_executable=str(python))},
+        executor=seeded.executor,
+    )
+    ingest_new_files(defs, instance, storage, settings.lock_dir)
+    trained = retrain(defs, instance, settings.lock_dir)
+    assert trained.success and trained.registered["version"] == 1, trained.errors
+    given = dict(line.split("=", 1) for line in dump.read_text().splitlines() if "=" in line)
+    assert {"PATH", "DAGSTER_PIPES_CONTEXT", "DAGSTER_PIPES_MESSAGES"} <= set(given)
+    assert not set(secrets) & set(given)
+    assert not any(value in dump.read_text() for value in secrets.values())
+
+
 def test_bad_files_are_refused_by_name_and_never_break_training(settings, storage, instance, seeded):
     defs = seeded
     ingest_new_files(defs, instance, storage, settings.lock_dir)
@@ -105,10 +140,18 @@ def test_bad_files_are_refused_by_name_and_never_break_training(settings, storag
     for name, (_, expected) in BAD_FILES.items():
         outcome = outcomes[name]
         assert not outcome.success, name
-        assert any(f"landing/{name}: " in m and expected in m for m in outcome.failed_checks), outcome
+        said = outcome.failed_checks + outcome.errors  # a file that does not parse fails landed_batch
+        assert any(f"landing/{name}: " in m and expected in m for m in said), outcome
         assert outcome.rows is None
     materialized = instance.get_materialized_partitions(validated_batch.key)
     assert materialized == {"diabetes-part-1.csv"}
+    # The file that is no CSV shows failed in landed_batch too (not green), with the parse problem
+    # as its run's only error; the files that parse landed and failed their checks.
+    landed = instance.get_materialized_partitions(landed_batch.key)
+    assert landed == set(BAD_FILES) - {"not-csv.csv"} | {"diabetes-part-1.csv"}
+    assert outcomes["not-csv.csv"].errors == [
+        "landing/not-csv.csv: binary content, not a CSV file (parse check)"
+    ]
 
     # Registered versions untouched; training still works on the batches that passed.
     after_bad = retrain(defs, instance, settings.lock_dir)

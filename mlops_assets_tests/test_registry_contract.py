@@ -64,6 +64,11 @@ def test_manifest_aliases_and_tags(registry):
     assert [v.aliases for v in registry.list_versions()] == [(), ("production",)]
     registry.set_alias("production", 1)  # and back (a rollback)
     assert registry.get_alias("production").version == 1
+    registry.set_alias("qa", 2)
+    registry.remove_alias("qa")  # QA torn down: no version is "in QA"
+    registry.remove_alias("qa")  # again: nothing to do
+    assert registry.get_alias("qa") is None
+    assert [v.aliases for v in registry.list_versions()] == [("production",), ()]
     registry.set_tag(1, "release_state", "qa")
     assert registry.get_version(1).release_state == "qa"
     assert registry.get_version(1).tags["fingerprint"] == "fp"  # other tags kept

@@ -123,7 +123,7 @@ def test_release_job_is_partitioned_by_model_version(defs, job):
 def no_orphans(settings):
     """Whatever a test leaves running under its MLOPS_HOME is stopped, pass or fail."""
     yield
-    from mlops_assets.release.local_target import LocalTarget
+    from mlops_assets.release.local_processes import LocalTarget
 
     target = LocalTarget(settings.home_dir)
     for deployment in target.list():
@@ -159,7 +159,13 @@ def _cli(settings, *args: str) -> str:
 
 
 @pytest.mark.slow
-def test_qa_deploys_from_the_context_s_own_venv_smoke_tests_and_moves_the_alias(settings, instance, defs):
+def test_qa_deploys_from_the_context_s_own_venv_smoke_tests_and_moves_the_alias(
+    settings, instance, defs, monkeypatch
+):
+    secrets = {"MLOPS_ALERT_WEBHOOK_URL": "http://127.0.0.1:9/hook-token", "AZURE_CLIENT_SECRET": "hunter2"}
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MLOPS_SCORING_MAX_ROWS", "77")  # a setting the service reads is passed on
     version = register(defs, 0.5)
     port = free_port()
     result = _release(defs, instance, version, port)
@@ -170,6 +176,11 @@ def test_qa_deploys_from_the_context_s_own_venv_smoke_tests_and_moves_the_alias(
     assert deployment["url"] == f"http://127.0.0.1:{port}" and deployment["version"] == str(version)
     # The service runs from the context's venv, which has no dagster.
     pid = deployment["details"]["pid"]
+    given = dict(
+        item.split(b"=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in item
+    )
+    assert not {name.encode() for name in secrets} & set(given)  # an allow-listed environment
+    assert given[b"MLOPS_SCORING_MAX_ROWS"] == b"77" and given[b"MLOPS_DEPLOYMENT_ID"]
     executable = Path(f"/proc/{pid}/exe").resolve()
     venv_python = executable.parent / "python"
     assert subprocess.run([str(venv_python), "-c", "import dagster"], capture_output=True).returncode != 0
@@ -237,6 +248,7 @@ def test_production_swaps_models_without_failing_a_request_and_rolls_back_a_bad_
     assert first.success and first.output_for_node("prod_deployment")["mode"] == "new process"
     assert models.get_alias("production").version == one
     assert "qa" not in _cli(settings, "deployments")  # QA torn down once production has the version
+    assert models.get_alias("qa") is None  # and no version reads as "in QA" any more
 
     with Hammer(f"http://127.0.0.1:{prod_port}", key) as hammer:
         second = release(two)
@@ -431,7 +443,7 @@ def test_rollback_returns_to_what_served_before_the_last_change_and_every_change
     from mlops_assets.definitions import build_definitions
     from mlops_assets.ops.runner import release, rollback
     from mlops_assets.release.events import history
-    from mlops_assets.release.local_target import LocalTarget
+    from mlops_assets.release.local_processes import LocalTarget
     from mlops_assets.settings import get_settings
 
     monkeypatch.setenv("MLOPS_PRODUCTION_PORT", str(free_port()))
@@ -498,7 +510,7 @@ def test_a_busy_production_port_fails_naming_the_port_and_the_setting_and_leaves
     from mlops_assets.definitions import build_definitions
     from mlops_assets.ops.runner import release
     from mlops_assets.release.events import history
-    from mlops_assets.release.local_target import LocalTarget
+    from mlops_assets.release.local_processes import LocalTarget
     from mlops_assets.settings import get_settings
 
     with socket.socket() as holder:  # something else already listens on the production port

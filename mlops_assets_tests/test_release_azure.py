@@ -4,6 +4,7 @@ import base64
 import gzip
 import io
 import json
+import re
 import subprocess
 import sys
 import tarfile
@@ -117,9 +118,35 @@ def test_acr_build_uploads_the_context_and_schedules_a_docker_build_pinned_by_di
     assert client.recorder.names()[calls:] == ["get_manifest_properties"]
 
 
-def test_a_failed_acr_run_fails_the_build_with_the_run_and_its_log(azurite, build_context):
+def _sas_log_url(azurite, container: str, blob: str, text: str) -> str:
+    """What ACR's get_log_sas_url hands out: a read SAS to the run's log blob."""
+    from azure.storage.blob import BlobClient, BlobSasPermissions, generate_blob_sas
+
+    BlobClient.from_connection_string(azurite.connection_string, container, blob).upload_blob(
+        text.encode(), overwrite=True
+    )
+    sas = generate_blob_sas(
+        ACCOUNT,
+        container,
+        blob,
+        account_key=KEY,
+        permission=BlobSasPermissions(read=True),
+        expiry=datetime.now(UTC) + timedelta(minutes=10),
+    )
+    return f"{azurite.account_url}/{container}/{blob}?{sas}"
+
+
+def test_a_failed_acr_run_fails_with_its_log_tail_and_never_a_sas_token(azurite, build_context, caplog):
     url = _sas_upload_url(azurite, "acr-source", "source/failed.tar.gz")
-    client = RecordingAcrClient(url, ["Queued", "Failed"])
+    log_lines = [f"Step {n}/40 : RUN something" for n in range(1, 40)] + ["ERROR: pip install failed"]
+    log_url = _sas_log_url(azurite, "acr-source", "logs/ca1.txt", "\n".join(log_lines) + "\n")
+    upload_sas = url.split("?", 1)[1]
+    client = RecordingAcrClient(
+        url,
+        ["Queued", "Failed"],
+        log_url=log_url,
+        error_message=f"step 1 failed fetching {url}",  # a message that quotes a SAS link
+    )
 
     class Builder(AcrTasksImageBuilder):
         def management_client(self):
@@ -128,12 +155,20 @@ def test_a_failed_acr_run_fails_the_build_with_the_run_and_its_log(azurite, buil
         def registry_client(self):
             return client.data_plane
 
-    with pytest.raises(
-        dg.Failure, match=r"ACR run ca1 \(.*\) ended Failed: step 1 failed; log: https://logs"
-    ):
+    with pytest.raises(dg.Failure) as failed:
         Builder(subscription_id="s", resource_group="rg", registry_name="reg", poll_seconds=0.01).build(
             build_context, "mlops-assets/scoring"
         )
+    message = str(failed.value)
+    assert re.search(
+        r"ACR run ca1 \(.*\) ended Failed: step 1 failed fetching http://\S+/source/failed\.tar\.gz", message
+    )
+    assert "whole log: az acr task logs --registry reg --run-id ca1" in message
+    assert message.rstrip().endswith("ERROR: pip install failed") and "Step 30/40" in message
+    assert "Step 2/40" not in message  # the tail, not the whole log
+    everything = message + repr(failed.value.__cause__) + caplog.text
+    for token in (upload_sas, log_url.split("?", 1)[1], "sig="):
+        assert token not in everything
 
 
 def test_a_hanging_acr_run_is_cancelled_at_the_timeout(azurite, build_context):
@@ -328,7 +363,7 @@ def _image_of(defs, instance, version: int) -> str:
 
 def test_an_aci_group_that_fails_to_start_is_deleted_and_named(settings, tmp_path):
     from mlops_assets.release.aci_target import AciQa, AciSpec
-    from mlops_assets.release.targets import DeploymentError
+    from mlops_assets.release.deployments import DeploymentError
     from mlops_assets_tests.cloud_recorders import ContainerRuntime, RecordingAciClient
 
     client = RecordingAciClient(ContainerRuntime(tmp_path, tmp_path), fail=True)

@@ -10,7 +10,8 @@ from mlops_assets.core import keys
 from mlops_assets.core.instance import STAGE_TAG
 from mlops_assets.core.storage import StorageResource
 from mlops_assets.registry.assets import RELEASE_PREFIX
-from mlops_assets.registry.protocol import PRODUCTION_ALIAS, RegistryResource
+from mlops_assets.registry.protocol import PRODUCTION_ALIAS
+from mlops_assets.registry.resource import RegistryResource
 from mlops_assets.serving.artifact import MANIFEST_NAME, ArtifactError, LoadedModel, loaded_model
 
 INPUT_PREFIX = "scoring-input"

@@ -6,6 +6,8 @@ import dagster as dg
 import httpx
 from pydantic import Field
 
+from mlops_assets.core.redaction import redact_sas
+
 log = logging.getLogger("mlops_assets.alerts")
 
 
@@ -19,6 +21,8 @@ class AlertWebhook(dg.ConfigurableResource):
         """Post one alert; a webhook that fails is logged, never raised (an alert must not fail a run)."""
         if not self.url:
             return False
+        text = redact_sas(text)  # a last guard: an error quoting a SAS link must not be posted on
+        fields = {name: redact_sas(value) for name, value in fields.items()}
         try:
             response = httpx.post(self.url, json={"text": text, **fields}, timeout=self.timeout_seconds)
             response.raise_for_status()

@@ -12,26 +12,12 @@ from typing import Any
 
 import dagster as dg
 
+from mlops_assets.core.partition_names import unusable_name
 from mlops_assets.core.storage import Storage, StorageResource, StoredFile
 
 RUN_KEY_TAG = "dagster/run_key"
 SENSOR_NAME_TAG = "dagster/sensor_name"
 MAX_RUNS_PER_TICK = 25
-
-
-MAX_NAME_BYTES = 200  # a partition's value lands in file names (assets/<asset>/<key>.bin): under 255
-
-
-def unusable_name(key: str) -> str | None:
-    """Why a file's name cannot be a partition key, or None. Dagster refuses keys with ``...``, a
-    tab or a newline, and a long name fails as a file name where the partition is stored."""
-    if "..." in key or "\t" in key or "\n" in key or "\r" in key:
-        return "contains '...', a tab or a newline, which Dagster refuses in a partition key"
-    if len(key.encode()) > MAX_NAME_BYTES:
-        return f"name longer than {MAX_NAME_BYTES} bytes"
-    if any(part in ("", ".", "..") for part in key.split("/")):
-        return "not a plain relative name"
-    return None
 
 
 def is_ready(file: StoredFile) -> bool:

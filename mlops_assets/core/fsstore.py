@@ -34,6 +34,16 @@ _CONTENT_HASHES: dict[tuple[str, int, Any], str] = {}
 _CONTENT_HASHES_MAX = 100_000
 
 
+def credential_options(connection_string: str | None, account_name: str | None) -> dict[str, Any]:
+    """fsspec options for an ``az://`` root: a connection string, else the account with
+    DefaultAzureCredential; none for a local root."""
+    if connection_string:
+        return {"connection_string": connection_string}
+    if account_name:
+        return {"account_name": account_name, "anon": False}
+    return {}
+
+
 class Storage:
     """Relative paths under a root URL; every write lands whole or not at all."""
 

@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field, PrivateAttr
 
-from mlops_assets.core.fsstore import Storage, StoredFile, relative_path
+from mlops_assets.core.fsstore import Storage, StoredFile, credential_options, relative_path
 
 __all__ = [
     "Storage",
@@ -45,13 +45,7 @@ class StorageResource(dg.ConfigurableResource):
 
     def get(self) -> Storage:
         if self._storage is None:
-            secret = self.resolved_connection_string()
-            if secret:
-                options: dict[str, Any] = {"connection_string": secret}
-            elif self.account_name:
-                options = {"account_name": self.account_name, "anon": False}
-            else:
-                options = {}
+            options = credential_options(self.resolved_connection_string(), self.account_name)
             self._storage = Storage(self.root_url, **options)
         return self._storage
 

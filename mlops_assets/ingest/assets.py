@@ -34,7 +34,10 @@ def landing_path(partition_key: str) -> str:
     partitions_def=landed_files,
     group_name="ingest",
     kinds={"csv"},
-    description="An immutable copy of one file as it landed under landing/ (partition = file name).",
+    description=(
+        "An immutable copy of one file as it landed under landing/ (partition = file name). A file "
+        "that does not read as a CSV fails here, with why: its partition shows failed, not landed."
+    ),
 )
 def landed_batch(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.Output[bytes]:
     path = landing_path(context.partition_key)
@@ -43,11 +46,11 @@ def landed_batch(context: dg.AssetExecutionContext, storage: StorageResource) ->
         raise dg.Failure(f"{path}: no such file in storage {store.root_url}")
     raw = store.read_bytes(path)
     sha256 = hashlib.sha256(raw).hexdigest()
-    return dg.Output(
-        raw,
-        metadata={"source": store.uri(path), "bytes": len(raw), "sha256": sha256},
-        data_version=dg.DataVersion(sha256[:16]),
-    )
+    metadata = {"source": store.uri(path), "bytes": len(raw), "sha256": sha256}
+    unreadable = parse_batch(path, raw).error
+    if unreadable:  # the file stays in landing/: nothing is lost, a fixed version lands as a new run
+        raise dg.Failure(f"{path}: {unreadable} (parse check)", metadata=metadata)
+    return dg.Output(raw, metadata=metadata, data_version=dg.DataVersion(sha256[:16]))
 
 
 def _check_result(outcome, severity: dg.AssetCheckSeverity) -> dg.AssetCheckResult:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from mlops_assets.core.storage import Storage
+from mlops_assets.core.fsstore import Storage
 from mlops_assets.project.spec import NUMBER_KINDS, ProjectSpec
 
 REFERENCE_PATH = "reference/stats.json"

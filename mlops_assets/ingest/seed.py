@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from mlops_assets.core.storage import Storage
+from mlops_assets.core.fsstore import Storage
 from mlops_assets.ingest.reference import REFERENCE_PATH, compute_reference, write_reference
 from mlops_assets.project.loader import ModelProject
 

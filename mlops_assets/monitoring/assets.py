@@ -13,7 +13,8 @@ from mlops_assets.core.storage import StorageResource, load_stored_value, relati
 from mlops_assets.monitoring.drift import DriftThresholds, drift_table, feature_plot
 from mlops_assets.monitoring.scoring_logs import compact_day, fingerprint, source_files
 from mlops_assets.project.spec import NUMBER_KINDS
-from mlops_assets.registry.protocol import PRODUCTION_ALIAS, RegistryResource
+from mlops_assets.registry.protocol import PRODUCTION_ALIAS
+from mlops_assets.registry.resource import RegistryResource
 
 # end_offset=1: today is a partition too (compacted again once the day is over).
 scoring_days = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1, timezone="UTC")

@@ -8,18 +8,28 @@ from mlops_assets.settings import get_settings
 
 
 def _storage():
-    from mlops_assets.resources import storage_resource
+    settings = get_settings()
+    if settings.storage_key_vault_secret:  # fetched through the resource, as runs do
+        from mlops_assets.resources import storage_resource
 
-    return storage_resource(get_settings()).get()
+        return storage_resource(settings).get()
+    # Without Dagster: the commands that start no run answer within 2 s.
+    from mlops_assets.core.fsstore import Storage, credential_options
+
+    secret = settings.azure_storage_connection_string
+    options = credential_options(
+        secret.get_secret_value() if secret else None, settings.azure_storage_account
+    )
+    return Storage(settings.storage_root, **options)
 
 
-def _project():
+def _project(run_code: bool = True):
     """The configured model project, checked; a broken one ends the command naming file and key."""
     from mlops_assets.project.loader import load_project
     from mlops_assets.project.spec import ProjectError
 
     try:
-        return load_project(get_settings().project_dir)
+        return load_project(get_settings().project_dir, run_code=run_code)
     except ProjectError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -30,7 +40,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     if args.field == "home":  # for the Makefile: where this project's runs write
         print(settings.home_dir)
         return 0
-    project = _project()
+    project = _project(run_code=args.build)
     spec = project.spec
     print(f"{spec.name} (spec version {spec.version}): {spec.task}, {spec.description}".rstrip(", "))
     print(f"  folder: {project.folder}")
@@ -45,6 +55,9 @@ def cmd_project(args: argparse.Namespace) -> int:
     )
     print(f"  params: {spec.params}; digests: spec {project.spec_digest}, model.py {project.code_digest}")
     print(f"  home: {settings.home_dir}")
+    if args.build:
+        estimator = project.model_module().build_model(dict(spec.params))
+        print(f"  build_model(params): {estimator!r}")
     return 0
 
 
@@ -54,7 +67,7 @@ def cmd_seed(_: argparse.Namespace) -> int:
     settings = get_settings()
     if settings.profile != "local":
         print("note: seeding writes the sample data into the configured storage, as you asked")
-    report = seed(_storage(), _project())
+    report = seed(_storage(), _project(run_code=False))
     print(f"seeded {get_settings().storage_root}: wrote {', '.join(report.written) or 'nothing'}")
     if report.unchanged:
         print(f"already there, unchanged: {', '.join(report.unchanged)}")
@@ -81,7 +94,7 @@ def cmd_land(args: argparse.Namespace) -> int:
     if not source.is_file():
         print(f"{source}: no such file", file=sys.stderr)
         return 2
-    from mlops_assets.core.file_sensors import unusable_name
+    from mlops_assets.core.partition_names import unusable_name
 
     name = args.name or source.name
     problem = unusable_name(name)
@@ -93,24 +106,21 @@ def cmd_land(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_versions(_: argparse.Namespace) -> int:
-    from mlops_assets.resources import resources_for
+def cmd_versions(args: argparse.Namespace) -> int:
+    from mlops_assets.registry.index import VersionIndex
 
-    registry = resources_for(get_settings())["registry"].get_registry()
-    versions = registry.list_versions()
+    settings = get_settings()
+    index = VersionIndex(_storage(), settings.registered_model_name)
+    if args.refresh:  # the registry itself (seconds): for versions registered before the index existed
+        from mlops_assets.resources import resources_for
+
+        count = index.rebuild(resources_for(settings)["registry"].open_registry())
+        print(f"indexed {count} version(s) from the registry")
+    versions, current_holdout = index.read()
     if not versions:
         print("no registered versions yet")
-    aliases: dict[int, list[str]] = {}
-    for alias in ("production", "qa"):
-        holder = registry.get_alias(alias)
-        if holder is not None:
-            aliases.setdefault(holder.version, []).append(alias)
-    for v in versions:
-        marks = f" [{', '.join(aliases[v.version])}]" if v.version in aliases else ""
-        primary = v.tags.get("primary_metric", "")
-        print(
-            f"{registry.model_name} v{v.version}{marks}: {primary} {v.tags.get(primary)}, {v.release_state}"
-        )
+    for version in versions:
+        print(version.line(index.model_name, current_holdout))
     return 0
 
 
@@ -178,7 +188,7 @@ def cmd_provision(_: argparse.Namespace) -> int:
 
 
 def _local_target():
-    from mlops_assets.release.local_target import LocalTarget
+    from mlops_assets.release.local_processes import LocalTarget
 
     return LocalTarget(get_settings().home_dir)
 
@@ -272,6 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     project.add_argument(
         "field", nargs="?", choices=["home"], help="print only this (home: MLOPS_HOME in effect)"
     )
+    project.add_argument(
+        "--build",
+        action="store_true",
+        help="also run model.py's build_model(params) and seed.py's seed_frame() (imports scikit-learn)",
+    )
     project.set_defaults(func=cmd_project)
     commands.add_parser("seed", help="write the model project's seed files into storage").set_defaults(
         func=cmd_seed
@@ -286,7 +301,15 @@ def build_parser() -> argparse.ArgumentParser:
     land.add_argument("file")
     land.add_argument("--name", help="file name under landing/ (default: the file's own)")
     land.set_defaults(func=cmd_land)
-    commands.add_parser("versions", help="list registered model versions").set_defaults(func=cmd_versions)
+    versions = commands.add_parser(
+        "versions",
+        help="registered versions: primary metric on the holdout each was judged on and on the current "
+        "one, aliases, release state (from the index the pipeline keeps)",
+    )
+    versions.add_argument(
+        "--refresh", action="store_true", help="write the index again from the registry itself first"
+    )
+    versions.set_defaults(func=cmd_versions)
     provision = commands.add_parser(
         "provision", help="create or update the AML compute cluster (min 0 nodes) from the settings"
     )

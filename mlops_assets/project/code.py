@@ -46,6 +46,17 @@ def forbidden_imports(path: Path) -> list[str]:
     return problems
 
 
+def check_source(path: Path, function: str) -> None:
+    """``path`` read without running it: only allowed imports, and a top-level ``def function``."""
+    problems = forbidden_imports(path)
+    if problems:
+        raise ProjectCodeError("; ".join(problems))
+    tree = ast.parse(path.read_bytes(), filename=str(path))
+    defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    if function not in defined:
+        raise ProjectCodeError(f"{path}: defines no function {function}()")
+
+
 def load_module(path: Path, name: str) -> ModuleType:
     """``path`` checked, then executed as a module called ``name``."""
     problems = forbidden_imports(path)

@@ -6,18 +6,21 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from mlops_assets.project.code import (
     MODEL_FILE,
     SEED_FILE,
     ProjectCodeError,
+    check_source,
     file_digest,
     load_module,
     require_function,
 )
 from mlops_assets.project.spec import SPEC_FILE, ProjectError, ProjectSpec, read_spec
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -64,31 +67,36 @@ class ModelProject:
         return frame[list(self.spec.columns)]
 
 
-def load_project(folder: Path) -> ModelProject:
-    """The project in ``folder``, checked whole: a mistake fails here, naming the file and the key."""
+def load_project(folder: Path, run_code: bool = True) -> ModelProject:
+    """The project in ``folder``, checked whole: a mistake fails here, naming the file and the key.
+
+    ``run_code=False`` reads model.py and seed.py without running them (allowed imports, the
+    functions defined): what the CLI can check without importing scikit-learn.
+    """
     folder = Path(folder).resolve()
     if not folder.is_dir():
         raise ProjectError(f"{folder}: no such model project folder")
     spec = read_spec(folder)
+    if not (folder / MODEL_FILE).is_file():
+        raise ProjectError(
+            f"{folder / MODEL_FILE}: missing; a model project defines build_model(params) there"
+        )
     project = ModelProject(
         folder=folder,
         spec=spec,
         spec_digest=file_digest(folder / SPEC_FILE),
-        code_digest=file_digest(folder / MODEL_FILE) if (folder / MODEL_FILE).is_file() else "",
+        code_digest=file_digest(folder / MODEL_FILE),
     )
-    if not project.model_file.is_file():
-        raise ProjectError(
-            f"{project.model_file}: missing; a model project defines build_model(params) there"
-        )
     try:
-        require_function(project.model_module(), project.model_file, "build_model")
+        check_source(project.model_file, "build_model")
+        if project.seed_file is not None:
+            check_source(project.seed_file, "seed_frame")
+        if run_code:
+            require_function(project.model_module(), project.model_file, "build_model")
+            if project.seed_file is not None:
+                project.seed_frame()
     except ProjectCodeError as exc:
         raise ProjectError(str(exc)) from None
-    if project.seed_file is not None:
-        try:
-            project.seed_frame()
-        except ProjectCodeError as exc:
-            raise ProjectError(str(exc)) from None
     return project
 
 

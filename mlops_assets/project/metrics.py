@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import numpy as np
-from sklearn import metrics as sk
 
 Task = Literal["regression", "binary", "multiclass"]
 Direction = Literal["minimize", "maximize"]
@@ -34,29 +33,36 @@ class Metric:
         return min(values) if self.direction == "minimize" else max(values)
 
 
+def _sk() -> Any:
+    """sklearn.metrics, imported on first use: reading a spec (the CLI) must not pay for it."""
+    from sklearn import metrics
+
+    return metrics
+
+
 _REGRESSION = (
-    Metric("mse", "minimize", False, lambda y, p, s, c: float(sk.mean_squared_error(y, p))),
-    Metric("rmse", "minimize", False, lambda y, p, s, c: float(np.sqrt(sk.mean_squared_error(y, p)))),
-    Metric("mae", "minimize", False, lambda y, p, s, c: float(sk.mean_absolute_error(y, p))),
-    Metric("r2", "maximize", False, lambda y, p, s, c: float(sk.r2_score(y, p))),
+    Metric("mse", "minimize", False, lambda y, p, s, c: float(_sk().mean_squared_error(y, p))),
+    Metric("rmse", "minimize", False, lambda y, p, s, c: float(np.sqrt(_sk().mean_squared_error(y, p)))),
+    Metric("mae", "minimize", False, lambda y, p, s, c: float(_sk().mean_absolute_error(y, p))),
+    Metric("r2", "maximize", False, lambda y, p, s, c: float(_sk().r2_score(y, p))),
 )
 # The positive class of a binary task is classes_[1], as scikit-learn orders the labels.
 _BINARY = (
-    Metric("accuracy", "maximize", False, lambda y, p, s, c: float(sk.accuracy_score(y, p))),
-    Metric("f1", "maximize", False, lambda y, p, s, c: float(sk.f1_score(y, p, pos_label=c[1]))),
-    Metric("roc_auc", "maximize", True, lambda y, p, s, c: float(sk.roc_auc_score(y == c[1], s[:, 1]))),
-    Metric("log_loss", "minimize", True, lambda y, p, s, c: float(sk.log_loss(y, s, labels=c))),
+    Metric("accuracy", "maximize", False, lambda y, p, s, c: float(_sk().accuracy_score(y, p))),
+    Metric("f1", "maximize", False, lambda y, p, s, c: float(_sk().f1_score(y, p, pos_label=c[1]))),
+    Metric("roc_auc", "maximize", True, lambda y, p, s, c: float(_sk().roc_auc_score(y == c[1], s[:, 1]))),
+    Metric("log_loss", "minimize", True, lambda y, p, s, c: float(_sk().log_loss(y, s, labels=c))),
 )
 _MULTICLASS = (
-    Metric("accuracy", "maximize", False, lambda y, p, s, c: float(sk.accuracy_score(y, p))),
-    Metric("f1_macro", "maximize", False, lambda y, p, s, c: float(sk.f1_score(y, p, average="macro"))),
+    Metric("accuracy", "maximize", False, lambda y, p, s, c: float(_sk().accuracy_score(y, p))),
+    Metric("f1_macro", "maximize", False, lambda y, p, s, c: float(_sk().f1_score(y, p, average="macro"))),
     Metric(
         "roc_auc_ovr",
         "maximize",
         True,
-        lambda y, p, s, c: float(sk.roc_auc_score(y, s, multi_class="ovr", labels=c)),
+        lambda y, p, s, c: float(_sk().roc_auc_score(y, s, multi_class="ovr", labels=c)),
     ),
-    Metric("log_loss", "minimize", True, lambda y, p, s, c: float(sk.log_loss(y, s, labels=c))),
+    Metric("log_loss", "minimize", True, lambda y, p, s, c: float(_sk().log_loss(y, s, labels=c))),
 )
 CATALOGUE: dict[str, dict[str, Metric]] = {
     task: {metric.name: metric for metric in metrics}

@@ -20,7 +20,8 @@ from typing import Any
 from pydantic import Field, PrivateAttr
 
 from mlops_assets.registry.manifest import MANIFEST_NAME
-from mlops_assets.registry.protocol import ModelVersion, RegistryResource
+from mlops_assets.registry.protocol import ModelVersion
+from mlops_assets.registry.resource import RegistryResource
 
 ALIAS_PREFIX = "alias."
 MANIFEST_TAG = "release_manifest"
@@ -177,6 +178,10 @@ class AzureMLRegistry:
             if int(stale.version) != version:
                 self._update_tags(int(stale.version), {}, remove=(tag,))
 
+    def remove_alias(self, alias: str) -> None:
+        for holder in self._holders(self._entities(), alias):
+            self._update_tags(int(holder.version), {}, remove=(ALIAS_PREFIX + alias,))
+
     def repair_aliases(self) -> dict[str, list[int]]:
         """Finish interrupted alias moves; returns what was removed."""
         stale = self.interrupted_alias_moves()
@@ -204,7 +209,7 @@ class AzureMLRegistryResource(RegistryResource):
 
         return aml_client(self.subscription_id, self.resource_group, self.workspace)
 
-    def get_registry(self) -> AzureMLRegistry:
+    def open_registry(self) -> AzureMLRegistry:
         if self._registry is None:
             self._registry = AzureMLRegistry(self.ml_client(), self.model_name)
         return self._registry

@@ -18,14 +18,11 @@ from mlops_assets.registry.evaluation import (
     bar_versions,
     decide,
 )
+from mlops_assets.registry.index import VersionIndex
 from mlops_assets.registry.manifest import MANIFEST_NAME, build_manifest, smoke_block
 from mlops_assets.registry.plots import holdout_plots_markdown
-from mlops_assets.registry.protocol import (
-    PRODUCTION_ALIAS,
-    RELEASE_STATE_TAG,
-    ModelRegistry,
-    RegistryResource,
-)
+from mlops_assets.registry.protocol import PRODUCTION_ALIAS, RELEASE_STATE_TAG, ModelRegistry
+from mlops_assets.registry.resource import RegistryResource
 from mlops_assets.serving.artifact import ArtifactError, load_verified_model
 from mlops_assets.training.assets import reported_metrics
 from mlops_assets.training.train import ARTIFACT_NAME, holdout_mask
@@ -115,15 +112,23 @@ def model_evaluation(
     )
     candidate = Scored("candidate", None, _evaluate(model_project, model, holdout))
 
+    primary = spec.evaluation.primary_metric
     same = models.find_by_fingerprint(candidate_model["fingerprint"])
     if same is not None:
         decision = already_registered(candidate, same)
+        scored = [Scored(f"version {same.version}", same.version, candidate.metrics)]
     else:
         bar = bar_versions(models.list_versions(), models.get_alias(PRODUCTION_ALIAS))
-        primary = task_metrics(spec.task)[spec.evaluation.primary_metric]
         scored = [_score_version(models, v, holdout, model_project) for v in bar]
-        decision = decide(candidate, scored, primary, spec.evaluation.min_improvement)
+        decision = decide(
+            candidate, scored, task_metrics(spec.task)[primary], spec.evaluation.min_improvement
+        )
     context.log.info(decision.reason)
+    VersionIndex(store, models.model_name).record_evaluation(
+        candidate_model["holdout_hash"],
+        primary,
+        {s.version: s.metrics[primary] for s in scored if s.version is not None and primary in s.metrics},
+    )
 
     predicted = model.predict(holdout[list(spec.feature_names)])
     metadata = {

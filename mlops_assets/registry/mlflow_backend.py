@@ -12,7 +12,8 @@ from typing import Any
 from pydantic import Field, PrivateAttr
 
 from mlops_assets.registry.manifest import MANIFEST_NAME
-from mlops_assets.registry.protocol import ModelVersion, RegistryResource
+from mlops_assets.registry.protocol import ModelVersion
+from mlops_assets.registry.resource import RegistryResource
 
 EXPERIMENT = "mlops-assets-registrations"
 ARTIFACT_DIR = "model"
@@ -135,6 +136,10 @@ class MlflowRegistry:
     def set_alias(self, alias: str, version: int) -> None:
         self.client.set_registered_model_alias(self.model_name, alias, str(version))
 
+    def remove_alias(self, alias: str) -> None:
+        if self.get_alias(alias) is not None:
+            self.client.delete_registered_model_alias(self.model_name, alias)
+
     def set_tag(self, version: int, key: str, value: str) -> None:
         self.client.set_model_version_tag(self.model_name, str(version), key, value)
 
@@ -151,7 +156,7 @@ class MlflowRegistryResource(RegistryResource):
     def backend_name(self) -> str:
         return "mlflow"
 
-    def get_registry(self) -> MlflowRegistry:
+    def open_registry(self) -> MlflowRegistry:
         if self._registry is None:
             self._registry = MlflowRegistry(self.tracking_uri, self.artifact_root, self.model_name)
         return self._registry

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-
-import dagster as dg
 
 # Lifecycle aliases: registered -> qa (QA smoke test passed) -> production (the champion).
 QA_ALIAS = "qa"
@@ -57,15 +54,8 @@ class ModelRegistry(Protocol):
 
     def set_alias(self, alias: str, version: int) -> None: ...
 
+    def remove_alias(self, alias: str) -> None:
+        """No version holds ``alias`` any more (nothing to do when none did)."""
+        ...
+
     def set_tag(self, version: int, key: str, value: str) -> None: ...
-
-
-class RegistryResource(dg.ConfigurableResource, ABC):
-    """The profile's registry backend, as a Dagster resource."""
-
-    @abstractmethod
-    def get_registry(self) -> ModelRegistry: ...
-
-    @property
-    @abstractmethod
-    def backend_name(self) -> str: ...

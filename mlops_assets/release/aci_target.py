@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mlops_assets.release.targets import DeploymentError
+from mlops_assets.release.deployments import DeploymentError
 
 CONTAINER = "scoring"
 

@@ -16,6 +16,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from mlops_assets.core.redaction import redact_sas
 from mlops_assets.release.build_context import BuildContext
 from mlops_assets.release.builders import ImageBuild, ImageBuilder
 
@@ -43,10 +44,32 @@ def context_tarball(root: Path) -> bytes:
     return gzip.compress(buffer.getvalue(), compresslevel=6, mtime=0)  # "w:gz" stamps the time
 
 
+LOG_TAIL_BYTES = 8192
+
+
 def upload_to_sas_url(url: str, data: bytes) -> None:
     from azure.storage.blob import BlobClient
 
-    BlobClient.from_blob_url(url).upload_blob(data, overwrite=True)
+    try:
+        BlobClient.from_blob_url(url).upload_blob(data, overwrite=True)
+    except Exception as exc:  # the SDK's message may quote the URL: its SAS is a credential
+        raise BuildError(f"uploading the build context failed: {redact_sas(str(exc))}") from None
+
+
+def log_tail(client: Any, resource_group: str, registry: str, run_id: str, lines: int = 15) -> str:
+    """The last lines of an ACR run's log, fetched through its SAS link, which is never shown."""
+    from azure.storage.blob import BlobClient
+
+    try:
+        blob = BlobClient.from_blob_url(
+            client.runs.get_log_sas_url(resource_group, registry, run_id).log_link
+        )
+        size = blob.get_blob_properties().size
+        offset = max(0, size - LOG_TAIL_BYTES)
+        text = blob.download_blob(offset=offset, length=size - offset).readall().decode("utf-8", "replace")
+    except Exception as exc:
+        return f"(log not readable: {redact_sas(str(exc))})"
+    return redact_sas("\n".join(text.splitlines()[-lines:]))
 
 
 def build_on_acr(
@@ -88,9 +111,11 @@ def build_on_acr(
         time.sleep(poll_seconds)
         run = client.runs.get(resource_group, registry, run_id)
     if run.status != "Succeeded":
-        logs = client.runs.get_log_sas_url(resource_group, registry, run_id).log_link
+        message = redact_sas(run.run_error_message or "no message")
+        tail = log_tail(client, resource_group, registry, run_id)
         raise BuildError(
-            f"ACR run {run_id} ({image}) ended {run.status}: {run.run_error_message or 'no message'}; log: {logs}"
+            f"ACR run {run_id} ({image}) ended {run.status}: {message}; whole log: "
+            f"az acr task logs --registry {registry} --run-id {run_id}; its last lines:\n{tail}"
         )
     for output in run.output_images or []:
         if output.repository == repository and output.tag == context.tag and output.digest:

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from mlops_assets.release.build_context import REPO
-from mlops_assets.release.targets import DeploymentError
+from mlops_assets.release.deployments import DeploymentError
 
 MANIFESTS = REPO / "deploy" / "k8s"
 VERSION_ANNOTATION = "mlops-assets/model-version"

@@ -10,8 +10,10 @@ from mlops_assets.core import keys
 from mlops_assets.core.alerts import AlertWebhook
 from mlops_assets.core.file_sensors import SENSOR_NAME_TAG
 from mlops_assets.core.storage import StorageResource
-from mlops_assets.registry.protocol import PRODUCTION_ALIAS, QA_ALIAS, RELEASE_STATE_TAG, RegistryResource
+from mlops_assets.registry.protocol import PRODUCTION_ALIAS, QA_ALIAS, RELEASE_STATE_TAG
+from mlops_assets.registry.resource import RegistryResource
 from mlops_assets.release.builders import ImageBuilder
+from mlops_assets.release.deployments import Release
 from mlops_assets.release.events import BY_TAG, ProductionEvent, operator, record
 from mlops_assets.release.from_registry import (
     ReleaseInputError,
@@ -21,7 +23,7 @@ from mlops_assets.release.from_registry import (
 )
 from mlops_assets.release.rollout import RolloutError, roll_out_production, roll_out_qa
 from mlops_assets.release.smoke import SmokeResult, SmokeSample
-from mlops_assets.release.targets import DeploymentTarget, Release
+from mlops_assets.release.targets import DeploymentTarget
 
 model_versions = dg.DynamicPartitionsDefinition(name="model_versions")
 
@@ -129,6 +131,7 @@ def qa_deployment(
         rollout = roll_out_qa(deploy_target, to_release, sample)
     except RolloutError as exc:
         yield _smoke_check(exc.smoke, keys.QA_DEPLOYMENT)
+        models.remove_alias(QA_ALIAS)  # the QA slot is empty now, whichever version held it
         _log_event(context, storage, "qa_teardown", version, None, str(exc))
         raise dg.Failure(str(exc)) from exc
     yield _smoke_check(rollout.smoke, keys.QA_DEPLOYMENT)
@@ -189,16 +192,16 @@ def prod_deployment(
         alerts.send(f"mlops-assets: {message}", run_id=context.run.run_id, job=context.run.job_name)
 
     try:
-        rollout = roll_out_production(
-            deploy_target,
-            _verified_release(context, models, version, scoring_image, release),
-            sample,
-            restorable,
-            alert,
-        )
+        to_release = _verified_release(context, models, version, scoring_image, release)
+    except dg.Failure:  # refused before anything switched: production is as it was
+        _tear_down_qa(deploy_target, models)
+        models.set_tag(int(version), RELEASE_STATE_TAG, "failed")
+        raise
+    try:
+        rollout = roll_out_production(deploy_target, to_release, sample, restorable, alert)
     except RolloutError as exc:
         yield _smoke_check(exc.smoke, keys.PROD_DEPLOYMENT)
-        deploy_target.teardown_qa()  # QA has done its part; nothing of this release keeps running
+        _tear_down_qa(deploy_target, models)  # QA has done its part; nothing of this release keeps running
         if not exc.restore_failed:
             # "rolled back" only if it ever served; a deploy that failed first leaves it "failed"
             # (out of the gate's bar, as a rolled-back one is).
@@ -220,7 +223,7 @@ def prod_deployment(
         models.set_tag(int(previous.version), RELEASE_STATE_TAG, "superseded")
     models.set_alias(PRODUCTION_ALIAS, int(version))
     models.set_tag(int(version), RELEASE_STATE_TAG, "production")
-    deploy_target.teardown_qa()
+    _tear_down_qa(deploy_target, models)
     reason = context.run.tags.get("mlops/reason", "")
     trigger = context.run.tags.get("mlops/trigger", "")
     action = {"manual-promote": "promote", "manual-rollback": "rollback"}.get(trigger, "release")
@@ -246,6 +249,12 @@ def prod_deployment(
             "smoke_sample": sample.source,
         },
     )
+
+
+def _tear_down_qa(deploy_target: DeploymentTarget, models) -> None:
+    """Stop QA and clear the ``qa`` alias: no version reads as "in QA" once nothing serves there."""
+    deploy_target.teardown_qa()
+    models.remove_alias(QA_ALIAS)
 
 
 def _log_event(context, storage: StorageResource, action: str, from_version, to_version, reason: str) -> None:

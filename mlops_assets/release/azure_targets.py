@@ -9,7 +9,8 @@ from pydantic import Field
 
 from mlops_assets.release.aci_target import AciQa, AciSpec
 from mlops_assets.release.aks_target import AksProduction, KubernetesApis
-from mlops_assets.release.targets import DeploymentTarget, Endpoint, Release, keys_from_settings
+from mlops_assets.release.deployments import Endpoint, Release
+from mlops_assets.release.targets import DeploymentTarget, keys_from_settings
 
 
 def keys_from_key_vault(secret_client: Any, secret_name: str) -> list[str]:

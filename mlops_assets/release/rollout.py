@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mlops_assets.release.deployments import DeploymentError, Endpoint, Release
 from mlops_assets.release.smoke import SmokeResult, SmokeSample, smoke_test
-from mlops_assets.release.targets import DeploymentError, DeploymentTarget, Endpoint, Release
+from mlops_assets.release.targets import DeploymentTarget
 
 Smoke = Callable[[str, str, SmokeSample, str], SmokeResult]
 Alert = Callable[[str], object]

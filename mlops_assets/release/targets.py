@@ -5,40 +5,13 @@ ACI + AKS in `azure_targets.py`).
 """
 
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
+from mlops_assets.release.deployments import Endpoint, Release
 from mlops_assets.serving.keys import ensure_key_file, read_keys
 from mlops_assets.settings import get_settings
-
-
-class DeploymentError(RuntimeError):
-    """A deployment that did not come up; the message says why, the process is already gone."""
-
-
-@dataclass(frozen=True)
-class Release:
-    version: str
-    image: str  # what a target pulls (pinned by digest when the builder reported one)
-    context: Path | None  # the build context (model/ = artifact + manifest); None for a registry image
-    code_digest: str
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    name: str
-    url: str
-    version: str
-    image: str
-    code_digest: str = ""
-    context: str = ""  # the build context it serves, where the target needs it to restore
-    details: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def keys_from_settings() -> list[str]:

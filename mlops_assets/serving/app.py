@@ -310,7 +310,7 @@ def create_app(config: ServiceConfig) -> Starlette:
 def config_from_settings() -> ServiceConfig:
     from mlops_assets.settings import get_settings
 
-    settings = get_settings()
+    settings = get_settings()  # reads settings.SERVICE_ENVIRONMENT: a deployment is given only those
     if settings.serve_model_dir is None:
         raise SystemExit(
             "MLOPS_SERVE_MODEL_DIR is not set: start the service with `mlops-assets serve --model-dir DIR`"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import sys
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -11,6 +13,7 @@ import dagster as dg
 from pydantic import Field
 
 from mlops_assets.project.loader import ModelProject
+from mlops_assets.settings import child_environment
 
 TRAIN_SCRIPT = Path(__file__).with_name("train.py")
 
@@ -29,8 +32,37 @@ class TrainingBackend(dg.ConfigurableResource, ABC):
         """Run train.py with ``extras`` and the project's folder where the script can read it."""
 
 
+def run_pipes_subprocess(
+    context: dg.AssetExecutionContext, command: list[str], extras: dict[str, Any]
+) -> dg.PipesClientCompletedInvocation:
+    """``command`` in a Pipes session, as ``dg.PipesSubprocessClient`` runs it but with an
+    allow-listed environment: that client gives the child the whole of ``os.environ``, so every
+    credential of the orchestrator's would reach train.py."""
+    with dg.open_pipes_session(
+        context=context,
+        context_injector=dg.PipesTempFileContextInjector(),
+        message_reader=dg.PipesTempFileMessageReader(),
+        extras=extras,
+    ) as session:
+        process = subprocess.Popen(
+            command, env=child_environment(**session.get_bootstrap_env_vars()), stdin=subprocess.DEVNULL
+        )
+        try:
+            code = process.wait()
+        except BaseException:  # the run was cancelled or interrupted: let train.py stop cleanly
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            raise
+        if code != 0:
+            raise dg.Failure(f"{' '.join(command)} exited with {code} (its output is in the step's logs)")
+    return dg.PipesClientCompletedInvocation(session)
+
+
 class SubprocessTrainingBackend(TrainingBackend):
-    """train.py as a local subprocess (``dg.PipesSubprocessClient``)."""
+    """train.py as a local subprocess in a Pipes session, given an allow-listed environment."""
 
     python_executable: str = Field(
         default=sys.executable, description="Interpreter that runs train.py (needs its imports)."
@@ -43,10 +75,10 @@ class SubprocessTrainingBackend(TrainingBackend):
     def run_training(
         self, context: dg.AssetExecutionContext, extras: dict[str, Any], project: ModelProject
     ) -> dict[str, Any]:
-        invocation = dg.PipesSubprocessClient().run(
-            context=context,
-            command=[self.python_executable, str(TRAIN_SCRIPT)],
-            extras={**extras, "project_dir": str(project.folder)},
+        invocation = run_pipes_subprocess(
+            context,
+            [self.python_executable, str(TRAIN_SCRIPT)],
+            {**extras, "project_dir": str(project.folder)},
         )
         reported = invocation.get_materialize_result()
         return {key: value.value for key, value in reported.metadata.items()}
