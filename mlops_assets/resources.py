@@ -94,6 +94,7 @@ def _shared_resources(settings: Settings, storage: Any) -> dict[str, Any]:
 
     from mlops_assets.core.alerts import AlertWebhook
     from mlops_assets.core.project import ModelProjectResource
+    from mlops_assets.core.stage_lock import StageLock
     from mlops_assets.core.storage import StorageIOManager
     from mlops_assets.ingest.config import ValidationConfig
     from mlops_assets.ingest.feedback_batch import FeedbackConfig
@@ -111,6 +112,7 @@ def _shared_resources(settings: Settings, storage: Any) -> dict[str, Any]:
             url=dg.EnvVar("MLOPS_ALERT_WEBHOOK_URL") if settings.alert_webhook_url else None
         ),
         "project": ModelProjectResource(folder=str(settings.project_dir)),
+        "stage_lock": StageLock(lock_dir=str(settings.lock_dir)),
         **release_resources(settings),
         "release": ReleaseSettings(contexts_dir=str(settings.home_dir / "release" / "contexts")),
     }

@@ -7,19 +7,19 @@ from pathlib import Path
 import yaml
 
 # Run-level limits (pools only limit single steps): one training and one release at a time.
+# The queue applies them to the runs it launches; core/stage_lock.py to every run.
 STAGE_TAG = "mlops/stage"
+SERIAL_STAGES = ("training", "release")
 INSTANCE_CONFIG = {
     "telemetry": {"enabled": False},
     "nux": {"enabled": False},
     "run_coordinator": {
-        "module": "dagster._core.run_coordinator",
-        "class": "QueuedRunCoordinator",
+        # The queue, tagging runs launched from the UI's asset graph with their assets' stage.
+        "module": "mlops_assets.core.run_coordinator",
+        "class": "StageTaggingRunCoordinator",
         "config": {
             "max_concurrent_runs": 4,
-            "tag_concurrency_limits": [
-                {"key": STAGE_TAG, "value": "training", "limit": 1},
-                {"key": STAGE_TAG, "value": "release", "limit": 1},
-            ],
+            "tag_concurrency_limits": [{"key": STAGE_TAG, "value": s, "limit": 1} for s in SERIAL_STAGES],
         },
     },
 }

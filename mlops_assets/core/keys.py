@@ -25,3 +25,28 @@ SCORING_LOGS = dg.AssetKey("scoring_logs")
 DRIFT_REPORT = dg.AssetKey("drift_report")
 # batch
 BATCH_PREDICTIONS = dg.AssetKey("batch_predictions")
+
+# The stage each asset runs in (its job's mlops/stage tag; a test checks they agree). A run of
+# several stages' assets (the UI's asset graph) counts as the first of these it touches.
+STAGE_OF: dict[dg.AssetKey, str] = {
+    LANDED_BATCH: "ingest",
+    VALIDATED_BATCH: "ingest",
+    FEEDBACK_BATCH: "ingest",
+    TRAINING_DATA: "training",
+    CANDIDATE_MODEL: "training",
+    MODEL_EVALUATION: "training",
+    REGISTERED_MODEL: "training",
+    SCORING_IMAGE: "release",
+    QA_DEPLOYMENT: "release",
+    PROD_DEPLOYMENT: "release",
+    SCORING_LOGS: "monitoring",
+    DRIFT_REPORT: "monitoring",
+    BATCH_PREDICTIONS: "batch",
+}
+STAGE_PRECEDENCE = ("release", "training", "ingest", "monitoring", "batch")
+
+
+def stage_of_selection(selection) -> str | None:
+    """The stage a run of these assets counts as: the first in STAGE_PRECEDENCE it touches."""
+    touched = {STAGE_OF.get(key) for key in selection}
+    return next((stage for stage in STAGE_PRECEDENCE if stage in touched), None)

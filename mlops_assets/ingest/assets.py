@@ -7,6 +7,7 @@ import pandas as pd
 
 from mlops_assets import quiet_api_stage_warnings
 from mlops_assets.core.project import ModelProjectResource
+from mlops_assets.core.stage_lock import StageLock
 from mlops_assets.core.storage import StorageResource, asset_path, load_stored_value
 from mlops_assets.ingest.config import ValidationConfig
 from mlops_assets.ingest.feedback_batch import feedback_batch, feedback_files
@@ -167,7 +168,10 @@ def current_batches(instance: dg.DagsterInstance, store) -> tuple[list[str], lis
     ),
 )
 def training_data(
-    context: dg.AssetExecutionContext, project: ModelProjectResource, storage: StorageResource
+    context: dg.AssetExecutionContext,
+    project: ModelProjectResource,
+    storage: StorageResource,
+    stage_lock: StageLock,  # held for the whole run: one run of this stage at a time
 ) -> dg.Output[dict]:
     store, spec = storage.get(), project.get().spec
     passed, left_out = current_batches(context.instance, store)

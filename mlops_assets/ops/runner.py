@@ -1,8 +1,6 @@
 """Runs started in-process (demo, CLI), tagged exactly as the daemon would tag them."""
 
-import fcntl
-from collections.abc import Iterator
-from contextlib import contextmanager
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +10,7 @@ import dagster as dg
 from mlops_assets.core import keys
 from mlops_assets.core.file_sensors import RUN_KEY_TAG, SENSOR_NAME_TAG, FilePlan
 from mlops_assets.core.instance import STAGE_TAG
+from mlops_assets.core.stage_lock import command_line, hold_stage
 from mlops_assets.core.storage import Storage
 from mlops_assets.ingest.assets import landed_files
 from mlops_assets.ingest.automation import LANDING_SENSOR, plan_landing
@@ -21,16 +20,14 @@ from mlops_assets.release.automation import release_job
 from mlops_assets.training.automation import retraining_job
 
 
-@contextmanager
-def stage_lock(lock_dir: Path, stage: str) -> Iterator[None]:
-    """One in-process run per stage at a time across processes (the run queue covers daemon runs)."""
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"{stage}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def stage_lock(lock_dir: Path, stage: str):
+    """The stage's lock, for an in-process run and whatever this process decides before it: the
+    run itself re-enters it (core/stage_lock.py); runs of other processes wait for it."""
+
+    def say(holder: str) -> None:
+        print(f"waiting for the {stage} stage: held by {holder}", file=sys.stderr, flush=True)
+
+    return hold_stage(lock_dir, stage, command_line(), say)
 
 
 def execute(
@@ -301,20 +298,24 @@ def rollback(
     from mlops_assets.release.events import BY_TAG
 
     models = defs.resources["registry"].get_registry()
-    champion = models.get_alias("production")
-    if champion is None:
-        raise ValueError("nothing to roll back: no version has the production alias")
-    target = rollback_target(defs, champion.version)
-    tags = {
-        REASON_TAG: reason,
-        "mlops/trigger": "manual-rollback",
-        "mlops/rolled_back_from": str(champion.version),
-        **({BY_TAG: by} if by else {}),
-    }
-    selection = [keys.PROD_DEPLOYMENT]
-    result = execute(defs, instance, release_job.name, lock_dir, str(target), tags, asset_selection=selection)
-    if result.success:
-        models.set_tag(champion.version, "release_state", "rolled_back")
+    # Decided and done under the release lock: no release may change production in between.
+    with stage_lock(lock_dir, release_job.tags[STAGE_TAG]):
+        champion = models.get_alias("production")
+        if champion is None:
+            raise ValueError("nothing to roll back: no version has the production alias")
+        target = rollback_target(defs, champion.version)
+        tags = {
+            REASON_TAG: reason,
+            "mlops/trigger": "manual-rollback",
+            "mlops/rolled_back_from": str(champion.version),
+            **({BY_TAG: by} if by else {}),
+        }
+        selection = [keys.PROD_DEPLOYMENT]
+        result = execute(
+            defs, instance, release_job.name, lock_dir, str(target), tags, asset_selection=selection
+        )
+        if result.success:
+            models.set_tag(champion.version, "release_state", "rolled_back")
     outcome = ReleaseOutcome(str(target), result.run_id, result.success)
     outcome.production = _output(result, "prod_deployment")
     outcome.errors = [] if result.success else failure_messages(result)

@@ -8,6 +8,7 @@ import pandas as pd
 
 from mlops_assets.core import keys
 from mlops_assets.core.project import ModelProjectResource
+from mlops_assets.core.stage_lock import StageLock
 from mlops_assets.core.storage import Storage, StorageResource, load_stored_value, relative_path
 from mlops_assets.project.loader import ModelProject
 from mlops_assets.project.metrics import evaluate, task_metrics
@@ -102,6 +103,7 @@ def model_evaluation(
     registry: RegistryResource,
     project: ModelProjectResource,
     storage: StorageResource,
+    stage_lock: StageLock,  # held for the whole run: one run of this stage at a time
 ) -> dg.Output[dict]:
     store, models, model_project = storage.get(), registry.get_registry(), project.get()
     spec = model_project.spec
@@ -197,6 +199,7 @@ def registered_model(
     registry: RegistryResource,
     project: ModelProjectResource,
     storage: StorageResource,
+    stage_lock: StageLock,  # held for the whole run: one run of this stage at a time
 ):
     if not model_evaluation["promote"]:
         context.log.info(f"skipped: {model_evaluation['reason']}")

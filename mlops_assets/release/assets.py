@@ -9,6 +9,7 @@ from pydantic import Field
 from mlops_assets.core import keys
 from mlops_assets.core.alerts import AlertWebhook
 from mlops_assets.core.file_sensors import SENSOR_NAME_TAG
+from mlops_assets.core.stage_lock import StageLock
 from mlops_assets.core.storage import StorageResource
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS, QA_ALIAS, RELEASE_STATE_TAG
 from mlops_assets.registry.resource import RegistryResource
@@ -48,6 +49,7 @@ def scoring_image(
     registry: RegistryResource,
     image_builder: ImageBuilder,
     release: ReleaseSettings,
+    stage_lock: StageLock,  # held for the whole run: one run of this stage at a time
 ) -> dg.Output[dict]:
     version = int(context.partition_key)
     models = registry.get_registry()
@@ -122,6 +124,7 @@ def qa_deployment(
     registry: RegistryResource,
     release: ReleaseSettings,
     storage: StorageResource,
+    stage_lock: StageLock,  # held for the whole run: one run of this stage at a time
 ):
     version = context.partition_key
     models = registry.get_registry()
@@ -180,6 +183,7 @@ def prod_deployment(
     release: ReleaseSettings,
     alerts: AlertWebhook,
     storage: StorageResource,
+    stage_lock: StageLock,  # held for the whole run: one run of this stage at a time
 ):
     version = context.partition_key
     models = registry.get_registry()

@@ -4,6 +4,7 @@ import dagster as dg
 
 from mlops_assets.core import keys
 from mlops_assets.core.project import ModelProjectResource
+from mlops_assets.core.stage_lock import StageLock
 from mlops_assets.core.storage import StorageResource
 from mlops_assets.training.backends import TrainingBackend
 
@@ -30,6 +31,7 @@ def candidate_model(
     trainer: TrainingBackend,
     project: ModelProjectResource,
     storage: StorageResource,
+    stage_lock: StageLock,  # held for the whole run: one run of this stage at a time
 ) -> dg.Output[dict]:
     model_project = project.get()
     spec = model_project.spec

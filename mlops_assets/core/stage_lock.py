@@ -1,0 +1,96 @@
+"""One run of a serial stage (training, release) at a time, whoever started it.
+
+The run queue's tag limits see only the runs it launches; a CLI ``promote`` runs in its own
+process. So the runs hold a file lock per stage themselves, through the ``stage_lock`` resource
+every asset of those stages requires (set up once per run with the in-process executor): a
+daemon, UI or CLI run waits for the one in progress. The CLI takes the same lock around its
+decision and its run; its in-process run re-enters it instead of waiting for itself.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from mlops_assets.core.instance import SERIAL_STAGES, STAGE_TAG
+from mlops_assets.core.keys import STAGE_OF
+
+# Lock files this process holds, with how many times it entered each: its own runs re-enter them.
+_HELD: dict[Path, int] = {}
+
+
+@contextmanager
+def hold_stage(
+    lock_dir: Path, stage: str, holder: str, waiting: Callable[[str], None] | None = None
+) -> Iterator[None]:
+    """Hold ``stage``'s lock; ``waiting`` hears who holds it, if someone else does."""
+    path = Path(lock_dir) / f"{stage}.lock"
+    if _HELD.get(path):
+        _HELD[path] += 1
+        try:
+            yield
+        finally:
+            _HELD[path] -= 1
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting is not None:
+                handle.seek(0)
+                waiting(handle.read().strip() or "another process")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{holder} (pid {os.getpid()}, since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC)\n")
+        handle.flush()
+        _HELD[path] = 1
+        try:
+            yield
+        finally:
+            del _HELD[path]
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def command_line() -> str:
+    return " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))[:200]
+
+
+def serial_stages(run: dg.DagsterRun) -> list[str]:
+    """The serial stages a run touches: its stage tag's, and those of the assets it selected (a
+    run launched from the UI's asset graph may span stages). Sorted: locks are always taken in
+    the same order, so two runs never wait on each other."""
+    stages = {run.tags.get(STAGE_TAG)} | {STAGE_OF.get(key) for key in run.asset_selection or ()}
+    return sorted(stage for stage in stages if stage in SERIAL_STAGES)
+
+
+class StageLock(dg.ConfigurableResource):
+    """Held for the whole run (see the module's doc); assets of the serial stages require it."""
+
+    lock_dir: str
+    _held: ExitStack | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        run = context.run
+        if run is None:
+            return
+        self._held = ExitStack()
+        for stage in serial_stages(run):
+
+            def say(holder: str, stage: str = stage) -> None:
+                context.log.warning(f"waiting for the {stage} stage: held by {holder}")
+
+            self._held.enter_context(hold_stage(Path(self.lock_dir), stage, f"run {run.run_id}", say))
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._held is not None:
+            self._held.close()
