@@ -4,7 +4,8 @@ The run queue's tag limits see only the runs it launches; a CLI ``promote`` runs
 process. So the runs hold a file lock per stage themselves, through the ``stage_lock`` resource
 every asset of those stages requires (set up once per run with the in-process executor): a
 daemon, UI or CLI run waits for the one in progress. The CLI takes the same lock around its
-decision and its run; its in-process run re-enters it instead of waiting for itself.
+decision and its run; the in-process run it starts (in the same thread) re-enters it instead of
+waiting for itself.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
@@ -23,8 +25,15 @@ from pydantic import PrivateAttr
 from mlops_assets.core.instance import SERIAL_STAGES, STAGE_TAG
 from mlops_assets.core.keys import STAGE_OF
 
-# Lock files this process holds, with how many times it entered each: its own runs re-enter them.
-_HELD: dict[Path, int] = {}
+# Lock files this thread holds, with how many times it entered each: the in-process run it starts
+# (executed in the same thread) re-enters them; another thread waits, as another process does.
+_THIS_THREAD = threading.local()
+
+
+def _held() -> dict[Path, int]:
+    if not hasattr(_THIS_THREAD, "held"):
+        _THIS_THREAD.held = {}
+    return _THIS_THREAD.held
 
 
 @contextmanager
@@ -32,13 +41,14 @@ def hold_stage(
     lock_dir: Path, stage: str, holder: str, waiting: Callable[[str], None] | None = None
 ) -> Iterator[None]:
     """Hold ``stage``'s lock; ``waiting`` hears who holds it, if someone else does."""
-    path = Path(lock_dir) / f"{stage}.lock"
-    if _HELD.get(path):
-        _HELD[path] += 1
+    path = Path(lock_dir).resolve() / f"{stage}.lock"
+    held = _held()
+    if held.get(path):
+        held[path] += 1
         try:
             yield
         finally:
-            _HELD[path] -= 1
+            held[path] -= 1
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
@@ -53,11 +63,11 @@ def hold_stage(
         handle.truncate()
         handle.write(f"{holder} (pid {os.getpid()}, since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC)\n")
         handle.flush()
-        _HELD[path] = 1
+        held[path] = 1
         try:
             yield
         finally:
-            del _HELD[path]
+            del held[path]
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
