@@ -15,7 +15,8 @@ PYTEST := $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile
 # Where runs write: MLOPS_HOME if set, else .mlops/<model project name> (mlops-assets project home).
 HOME_DIR = $$($(VENV)/bin/mlops-assets project home)
 
-.PHONY: install demo dev test test-ci data-test validate lint format bench bench-scoring lock clean postgres-server
+.PHONY: install demo dev test test-ci data-test validate lint format bench bench-scoring lock clean postgres-server \
+	container-engine container-base
 
 # uv lives in its own venv: `uv sync` removes from .venv whatever the lock does not list.
 $(UV):
@@ -47,6 +48,28 @@ postgres-server:
 		fi; \
 	fi
 
+# Images: podman (runc; configured by deploy/podman/, never /etc) and a Python base built from
+# Debian packages when the engine has no python:3.11 slim image (no container registry is reached).
+PODMAN := CONTAINERS_CONF=$(CURDIR)/deploy/podman/containers.conf \
+	CONTAINERS_STORAGE_CONF=$(CURDIR)/deploy/podman/storage.conf podman
+PYTHON_BASE_IMAGE := localhost/mlops-python-base:3.11-bookworm
+PYTHON_SLIM_IMAGE := docker.io/library/python:3.11.11-slim-bookworm  # the Dockerfile's default
+
+container-engine:
+	@if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v debootstrap >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap >/dev/null; \
+		else \
+			echo "The image tests need podman: sudo apt-get install -y podman runc debootstrap" >&2; exit 1; \
+		fi; \
+	fi
+
+container-base: container-engine
+	@$(PODMAN) image exists $(PYTHON_BASE_IMAGE) || $(PODMAN) image exists $(PYTHON_SLIM_IMAGE) || \
+		CONTAINERS_CONF=$(CURDIR)/deploy/podman/containers.conf \
+		CONTAINERS_STORAGE_CONF=$(CURDIR)/deploy/podman/storage.conf \
+		deploy/docker/python-base.sh $(PYTHON_BASE_IMAGE)
+
 install: $(SYNCED)
 
 demo: install
@@ -65,12 +88,12 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: lint $(NODE_SYNCED) $(CHROMIUM) postgres-server
+test: lint $(NODE_SYNCED) $(CHROMIUM) postgres-server container-base
 	$(PYTEST)
 
 # What the build pipelines run (deploy/azure-pipelines/ci.yml, .github/workflows/ci.yml): the
 # same suite as `make test`, with JUnit results and Cobertura coverage for the pipeline to publish.
-test-ci: lint $(NODE_SYNCED) $(CHROMIUM) postgres-server
+test-ci: lint $(NODE_SYNCED) $(CHROMIUM) postgres-server container-base
 	$(PYTEST) --junitxml=test-results/junit.xml --cov=mlops_assets --cov-report=xml:test-results/coverage.xml
 
 # The data tests: validation rules and training on the shipped model projects' seed data.

@@ -125,7 +125,10 @@ def release_resources(settings: Settings) -> dict[str, Any]:
         from mlops_assets.release.local_target import LocalDeploymentTarget
 
         return {
-            "image_builder": LocalImageBuilder(),
+            "image_builder": LocalImageBuilder(
+                engines=[name.strip() for name in settings.image_engines.split(",") if name.strip()],
+                python_base=settings.python_base_image,
+            ),
             "deploy_target": LocalDeploymentTarget(
                 home=str(settings.home_dir),
                 qa_port=settings.qa_port,

@@ -74,6 +74,15 @@ def child_environment(*names: str, **values: str) -> dict[str, str]:
     return {name: os.environ[name] for name in (*CHILD_BASE_ENV, *names) if name in os.environ} | values
 
 
+def host_ca_bundle() -> str | None:
+    """The CA bundle this machine's own pip trusts, if it names one (an inspecting proxy's root)."""
+    for name in ("PIP_CERT", "SSL_CERT_FILE"):
+        path = os.environ.get(name)
+        if path and Path(path).is_file():
+            return path
+    return None
+
+
 class Settings(BaseSettings):
     """Every knob of the system, read from ``MLOPS_*`` environment variables.
 
@@ -154,6 +163,17 @@ class Settings(BaseSettings):
         "(a copy still in progress under its final name waits).",
     )
     retrain_cron: str = Field(default="0 3 * * 1", description="retraining_schedule (UTC): Mondays 03:00.")
+
+    # Local images: built with the first engine that answers; none: the build context is the deliverable.
+    image_engines: str = Field(
+        default="podman,docker",
+        description="Container engines tried in order to build the scoring image (empty: build none).",
+    )
+    python_base_image: str = Field(
+        default="",
+        description="Base of the local images (PYTHON_BASE); empty: the Debian-built base when the engine "
+        "has it (make container-base), else python:3.11 slim.",
+    )
 
     # Where releases go: local processes, or ACR Tasks + ACI (QA) + AKS (production).
     release_target: Literal["local", "azure"] = Field(

@@ -52,6 +52,8 @@ def settings(tmp_path, monkeypatch) -> Settings:
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
     # A test's sensor looks at files the test has just written; the settle test sets its own.
     monkeypatch.setenv("MLOPS_LANDING_SETTLE_SECONDS", "0")
+    # Tests pick their image builder explicitly: the container tests build images, the rest none.
+    monkeypatch.setenv("MLOPS_IMAGE_ENGINES", "")
     get_settings.cache_clear()
     yield get_settings()
     get_settings.cache_clear()
@@ -79,7 +81,7 @@ def defs(settings):
 
 def subprocess_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "DAGSTER_"))}
-    env |= {"MLOPS_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    env |= {"MLOPS_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), "MLOPS_IMAGE_ENGINES": ""}
     return env
 
 

@@ -1,6 +1,7 @@
 """Release assets: the scoring image's build context, its digest, the Dockerfile, the release trigger."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,8 @@ def test_dockerfile_passes_hadolint():
     text = (REPO / "deploy" / "docker" / "scoring.Dockerfile").read_text()
     assert "USER 10001" in text and "HEALTHCHECK" in text and "/health/ready" in text
     assert '"mlops-assets", "serve"' in text
+    uv_pin = re.search(r"^UV_VERSION := (\S+)", (REPO / "Makefile").read_text(), re.M).group(1)
+    assert f"ARG UV_VERSION={uv_pin}\n" in text and "FROM ${PYTHON_BASE}" in text and "--from=" not in text
 
 
 def test_scoring_image_context_is_content_addressed(settings, instance, defs):

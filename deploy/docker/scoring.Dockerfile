@@ -1,11 +1,19 @@
 # The scoring image: the model, its manifest and the serving code on the locked `serving` deps.
 # Built from the context `scoring_image` assembles (requirements.txt, project/, model/).
-FROM python:3.11.11-slim-bookworm
+# Every external image is a build argument: Python's slim image, or, where no registry answers,
+# the base deploy/docker/python-base.sh builds from Debian packages (python3 only, no pip, an
+# externally managed system Python). Both work: everything goes into a venv of its own.
+ARG PYTHON_BASE=python:3.11.11-slim-bookworm
+FROM ${PYTHON_BASE}
+
+ARG UV_VERSION=0.13.9
+# The host's CA bundle, given (and mounted for the build alone) where TLS goes through an
+# inspecting proxy; empty elsewhere. Never copied into the image.
+ARG CA_BUNDLE=""
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH=/opt/venv/bin:$PATH \
     MLOPS_HOME=/tmp/mlops
 
 RUN groupadd --system --gid 10001 scoring \
@@ -14,11 +22,19 @@ RUN groupadd --system --gid 10001 scoring \
 WORKDIR /app
 
 # Dependencies first: this layer is reused for every model that ships with the same lock.
+# uv comes from PyPI at its pinned version, in a throwaway venv of the build.
 COPY requirements.txt /app/requirements.txt
-RUN pip install --no-cache-dir --requirement /app/requirements.txt
+RUN if [ -n "$CA_BUNDLE" ]; then export PIP_CERT="$CA_BUNDLE" SSL_CERT_FILE="$CA_BUNDLE"; fi \
+    && python3 -m venv /opt/venv \
+    && python3 -m venv /tmp/uv \
+    && /tmp/uv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check "uv==${UV_VERSION}" \
+    && /tmp/uv/bin/uv pip install --quiet --no-cache --python /opt/venv/bin/python --requirement /app/requirements.txt \
+    && rm -rf /tmp/uv
 
 COPY project/ /app/project/
-RUN pip install --no-cache-dir --no-deps /app/project && rm -rf /app/project
+RUN if [ -n "$CA_BUNDLE" ]; then export PIP_CERT="$CA_BUNDLE"; fi \
+    && /opt/venv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check --no-deps /app/project \
+    && rm -rf /app/project
 
 COPY --chown=scoring:scoring model/ /app/model/
 

@@ -82,6 +82,15 @@ def scoring_image(
             "code_digest": build_context.code_digest,
             "built": build.built,
             "detail": build.detail,
+            **(
+                {
+                    "image_id": build.image_id,
+                    "size_mb": round(build.size_bytes / 1e6, 1),
+                    "build_seconds": round(build.build_seconds, 1),
+                }
+                if build.image_id
+                else {}
+            ),
             "context": dg.MetadataValue.path(str(build_context.path)),
             "files": build_context.files,
         },

@@ -1,7 +1,7 @@
 """Image builders behind one interface: local (context + digest, docker when an engine answers)."""
 
-import shutil
 import subprocess
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -9,6 +9,14 @@ import dagster as dg
 from pydantic import Field
 
 from mlops_assets.release.build_context import BuildContext
+from mlops_assets.release.engines import ENGINES, Engine, find_engine
+from mlops_assets.settings import host_ca_bundle
+
+# Built by deploy/docker/python-base.sh (make container-base) where no registry serves Python's image.
+LOCAL_PYTHON_BASE = "localhost/mlops-python-base:3.11-bookworm"
+PYTHON_SLIM = "docker.io/library/python:3.11.11-slim-bookworm"  # the Dockerfile's default
+AUTO_BASES = (LOCAL_PYTHON_BASE, PYTHON_SLIM)
+BUILD_CA_PATH = "/run/build-ca-bundle.crt"
 
 
 @dataclass(frozen=True)
@@ -17,10 +25,15 @@ class ImageBuild:
     built: bool
     detail: str
     digest: str = ""  # sha256:… of the pushed manifest, when a registry reported it
+    image_id: str = ""  # the local engine's image ID, when one built or holds it
+    size_bytes: int = 0
+    build_seconds: float = 0.0
 
     @property
     def reference(self) -> str:
-        """What a deployment pulls: pinned to the digest when there is one."""
+        """What a deployment runs: the local image ID, else pinned to the pushed digest, else the tag."""
+        if self.image_id:
+            return self.image_id
         return f"{self.image.rsplit(':', 1)[0]}@{self.digest}" if self.digest else self.image
 
 
@@ -34,39 +47,75 @@ class ImageBuilder(dg.ConfigurableResource, ABC):
 
 
 class LocalImageBuilder(ImageBuilder):
-    """`docker build` when a Docker engine answers; otherwise the context is the deliverable."""
+    """Builds with the first container engine that answers (podman, then docker); with none, the
+    build context is the deliverable and the step says so."""
 
-    docker: str = Field(default="docker", description="Docker CLI to call.")
-    engine_timeout_seconds: float = 5.0
+    engines: list[str] = Field(
+        default_factory=lambda: list(ENGINES), description="Engines tried in order (MLOPS_IMAGE_ENGINES)."
+    )
+    python_base: str = Field(
+        default="",
+        description="The PYTHON_BASE build argument; empty: the first of AUTO_BASES the engine has "
+        "(none: not built, never pulled unasked).",
+    )
+    build_timeout_seconds: float = Field(default=1800, gt=0)
 
     @property
     def backend_name(self) -> str:
         return "local"
 
-    def _engine_reachable(self) -> str | None:
-        if shutil.which(self.docker) is None:
-            return f"{self.docker} CLI not found"
-        try:
-            probe = subprocess.run(
-                [self.docker, "info", "--format", "{{.ServerVersion}}"],
-                capture_output=True,
-                text=True,
-                timeout=self.engine_timeout_seconds,
-            )
-        except subprocess.TimeoutExpired:
-            return "Docker engine did not answer"
-        return None if probe.returncode == 0 else "no Docker engine reachable"
-
     def build(self, context: BuildContext, repository: str) -> ImageBuild:
         image = f"{repository}:{context.tag}"
-        unreachable = self._engine_reachable()
-        if unreachable:
+        engine = find_engine(tuple(self.engines)) if self.engines else None
+        if engine is None:
+            tried = ", ".join(self.engines) or "none configured"
             return ImageBuild(
-                image, False, f"not built: {unreachable}; the build context is ready at {context.path}"
+                image,
+                False,
+                f"not built: no container engine answered (tried: {tried}); the build context is ready "
+                f"at {context.path}",
             )
-        result = subprocess.run(
-            [self.docker, "build", "--tag", image, str(context.path)], capture_output=True, text=True
-        )
+        if engine.has_image(image):  # the tag is the context's digest: this exact image exists
+            return self._described(engine, image, False, "already built (same build context)", 0.0)
+        base = self.python_base or next((b for b in AUTO_BASES if engine.has_image(b)), None)
+        if base is None:  # never pulled unasked: this machine may reach no registry
+            return ImageBuild(
+                image,
+                False,
+                f"not built: {engine.name} has no Python base image ({' or '.join(AUTO_BASES)}): "
+                f"`make container-base` builds one from Debian packages, or set MLOPS_PYTHON_BASE_IMAGE; "
+                f"the build context is ready at {context.path}",
+            )
+        started = time.monotonic()
+        try:
+            result = engine.run(
+                *self._build_args(engine, image, base, context), timeout=self.build_timeout_seconds
+            )
+        except subprocess.TimeoutExpired:
+            raise dg.Failure(
+                f"{engine.name} build of {image} still running after {self.build_timeout_seconds:.0f} s; stopped"
+            ) from None
         if result.returncode != 0:
-            raise dg.Failure(f"docker build of {image} failed: {result.stderr.strip()[-2000:]}")
-        return ImageBuild(image, True, "built with docker")
+            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-30:])
+            raise dg.Failure(f"{engine.name} build of {image} failed (exit {result.returncode}):\n{tail}")
+        seconds = time.monotonic() - started
+        return self._described(engine, image, True, f"built with {engine.name} in {seconds:.0f} s", seconds)
+
+    @staticmethod
+    def _build_args(engine: Engine, image: str, base: str, context: BuildContext) -> list[str]:
+        args = ["build", "--tag", image, "--network", "host", "--build-arg", f"PYTHON_BASE={base}"]
+        if engine.name == "podman":  # the OCI format podman defaults to drops the HEALTHCHECK
+            args += ["--format", "docker"]
+        bundle = host_ca_bundle()
+        if bundle and engine.name == "podman":  # mounted for the build alone, never copied in
+            args += ["--volume", f"{bundle}:{BUILD_CA_PATH}:ro", "--build-arg", f"CA_BUNDLE={BUILD_CA_PATH}"]
+        return [*args, str(context.path)]
+
+    @staticmethod
+    def _described(engine: Engine, image: str, built: bool, how: str, seconds: float) -> ImageBuild:
+        found = engine.run("image", "inspect", "--format", "{{.Id}} {{.Size}}", image, timeout=30)
+        image_id, size = found.stdout.split() if found.returncode == 0 else ("", "0")
+        detail = f"{how}: image {image_id[:12]}, {int(size) / 1e6:.0f} MB"
+        return ImageBuild(
+            image, built, detail, image_id=image_id, size_bytes=int(size), build_seconds=seconds
+        )
