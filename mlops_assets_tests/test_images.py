@@ -145,3 +145,41 @@ def test_a_dockerfile_that_fails_to_build_fails_scoring_image_with_its_last_line
     assert "podman build of mlops-assets/scoring:sha256-" in message and "failed (exit" in message
     assert "step that breaks" in message
     assert instance.get_materialized_partitions(scoring_image.key) == set()
+
+
+# Runs inside the code-location container: what the webserver asks its code server first.
+LIST_REPOSITORIES = """
+from dagster._grpc.client import DagsterGrpcClient
+from dagster._serdes import deserialize_value
+answer = deserialize_value(DagsterGrpcClient(port=4000, host="127.0.0.1").list_repositories())
+print(type(answer).__name__, [r.repository_name for r in getattr(answer, "repository_symbols", [])])
+print(getattr(answer, "message", ""))
+"""
+
+
+def test_the_code_location_image_builds_and_its_container_serves_the_definitions(podman):
+    from mlops_assets.release.engines import REPO
+
+    tag = "localhost/mlops-assets-dagster:test"
+    base = podman.python_base()
+    assert base is not None, "no Python base: make container-base"
+    dockerfile = REPO / "deploy" / "docker" / "dagster.Dockerfile"
+    built = podman.run(*podman.build_args(tag, base, REPO, dockerfile), timeout=1200)
+    assert built.returncode == 0, (built.stdout + built.stderr)[-3000:]
+    container = f"mlops-test-{uuid.uuid4().hex[:8]}"
+    started = podman.run(
+        "run", "--detach", "--name", container,
+        "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+        "--network", "none", "--env", "MLOPS_HOME=/tmp/mlops", "--env", "DAGSTER_HOME=/tmp/dagster",
+        tag,
+        timeout=60,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    try:
+        _wait_healthy(podman, container, timeout=180)  # the image's own HEALTHCHECK
+        assert podman.run("exec", container, "id", "-u").stdout.strip() == "10001"
+        # Healthy says the server is up, not that the definitions loaded: ask for them.
+        answer = podman.run("exec", container, "python", "-c", LIST_REPOSITORIES, timeout=120)
+        assert answer.stdout.startswith("ListRepositoriesResponse ['__repository__']"), answer.stdout[-3000:]
+    finally:
+        podman.run("rm", "--force", "--time", "5", container, timeout=60)

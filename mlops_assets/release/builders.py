@@ -1,4 +1,4 @@
-"""Image builders behind one interface: local (context + digest, docker when an engine answers)."""
+"""Image builders behind one interface: local (the first container engine that answers), ACR Tasks."""
 
 import subprocess
 import time
@@ -9,14 +9,7 @@ import dagster as dg
 from pydantic import Field
 
 from mlops_assets.release.build_context import BuildContext
-from mlops_assets.release.engines import ENGINES, Engine, find_engine
-from mlops_assets.settings import host_ca_bundle
-
-# Built by deploy/docker/python-base.sh (make container-base) where no registry serves Python's image.
-LOCAL_PYTHON_BASE = "localhost/mlops-python-base:3.11-bookworm"
-PYTHON_SLIM = "docker.io/library/python:3.11.11-slim-bookworm"  # the Dockerfile's default
-AUTO_BASES = (LOCAL_PYTHON_BASE, PYTHON_SLIM)
-BUILD_CA_PATH = "/run/build-ca-bundle.crt"
+from mlops_assets.release.engines import ENGINES, PYTHON_BASES, Engine, find_engine
 
 
 @dataclass(frozen=True)
@@ -55,7 +48,7 @@ class LocalImageBuilder(ImageBuilder):
     )
     python_base: str = Field(
         default="",
-        description="The PYTHON_BASE build argument; empty: the first of AUTO_BASES the engine has "
+        description="The PYTHON_BASE build argument; empty: the first of PYTHON_BASES the engine has "
         "(none: not built, never pulled unasked).",
     )
     build_timeout_seconds: float = Field(default=1800, gt=0)
@@ -77,19 +70,19 @@ class LocalImageBuilder(ImageBuilder):
             )
         if engine.has_image(image):  # the tag is the context's digest: this exact image exists
             return self._described(engine, image, False, "already built (same build context)", 0.0)
-        base = self.python_base or next((b for b in AUTO_BASES if engine.has_image(b)), None)
+        base = engine.python_base(self.python_base)
         if base is None:  # never pulled unasked: this machine may reach no registry
             return ImageBuild(
                 image,
                 False,
-                f"not built: {engine.name} has no Python base image ({' or '.join(AUTO_BASES)}): "
+                f"not built: {engine.name} has no Python base image ({' or '.join(PYTHON_BASES)}): "
                 f"`make container-base` builds one from Debian packages, or set MLOPS_PYTHON_BASE_IMAGE; "
                 f"the build context is ready at {context.path}",
             )
         started = time.monotonic()
         try:
             result = engine.run(
-                *self._build_args(engine, image, base, context), timeout=self.build_timeout_seconds
+                *engine.build_args(image, base, context.path), timeout=self.build_timeout_seconds
             )
         except subprocess.TimeoutExpired:
             raise dg.Failure(
@@ -100,16 +93,6 @@ class LocalImageBuilder(ImageBuilder):
             raise dg.Failure(f"{engine.name} build of {image} failed (exit {result.returncode}):\n{tail}")
         seconds = time.monotonic() - started
         return self._described(engine, image, True, f"built with {engine.name} in {seconds:.0f} s", seconds)
-
-    @staticmethod
-    def _build_args(engine: Engine, image: str, base: str, context: BuildContext) -> list[str]:
-        args = ["build", "--tag", image, "--network", "host", "--build-arg", f"PYTHON_BASE={base}"]
-        if engine.name == "podman":  # the OCI format podman defaults to drops the HEALTHCHECK
-            args += ["--format", "docker"]
-        bundle = host_ca_bundle()
-        if bundle and engine.name == "podman":  # mounted for the build alone, never copied in
-            args += ["--volume", f"{bundle}:{BUILD_CA_PATH}:ro", "--build-arg", f"CA_BUNDLE={BUILD_CA_PATH}"]
-        return [*args, str(context.path)]
 
     @staticmethod
     def _described(engine: Engine, image: str, built: bool, how: str, seconds: float) -> ImageBuild:

@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlops_assets.settings import child_environment
+from mlops_assets.settings import child_environment, host_ca_bundle
 
 REPO = Path(__file__).resolve().parents[2]
 PODMAN_CONFIG = REPO / "deploy" / "podman"
@@ -27,6 +27,11 @@ ENGINE_ENVIRONMENT = (
     "XDG_RUNTIME_DIR",
 )
 ENGINES = ("podman", "docker")
+BUILD_CA_PATH = "/run/build-ca-bundle.crt"
+# The bases taken without being named: the one deploy/docker/python-base.sh builds from Debian
+# packages (make container-base), then the Dockerfiles' default. Never pulled unasked.
+LOCAL_PYTHON_BASE = "localhost/mlops-python-base:3.11-bookworm"
+PYTHON_BASES = (LOCAL_PYTHON_BASE, "docker.io/library/python:3.11.11-slim-bookworm")
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,23 @@ class Engine:
             timeout=timeout,
             stdin=subprocess.DEVNULL,
         )
+
+    def build_args(self, tag: str, base: str, context: Path, dockerfile: Path | None = None) -> list[str]:
+        """``build`` of ``context`` as every image here is built: the base as PYTHON_BASE, host
+        network (builds install from PyPI), the host's CA bundle for the build alone."""
+        args = ["build", "--tag", tag, "--network", "host", "--build-arg", f"PYTHON_BASE={base}"]
+        if dockerfile is not None:
+            args += ["--file", str(dockerfile)]
+        if self.name == "podman":  # the OCI format podman defaults to drops the HEALTHCHECK
+            args += ["--format", "docker"]
+        bundle = host_ca_bundle()
+        if bundle and self.name == "podman":  # docker build has no volumes: mounted for the build alone
+            args += ["--volume", f"{bundle}:{BUILD_CA_PATH}:ro", "--build-arg", f"CA_BUNDLE={BUILD_CA_PATH}"]
+        return [*args, str(context)]
+
+    def python_base(self, configured: str = "") -> str | None:
+        """``configured``, else the first of PYTHON_BASES this engine has, else None."""
+        return configured or next((base for base in PYTHON_BASES if self.has_image(base)), None)
 
     def has_image(self, reference: str) -> bool:
         return self.run("image", "inspect", "--format", "{{.Id}}", reference, timeout=30).returncode == 0
