@@ -138,7 +138,10 @@ def test_a_dockerfile_that_fails_to_build_fails_scoring_image_with_its_last_line
     )
     monkeypatch.setattr(build_context, "DOCKERFILE", broken)
     version = register(defs, 0.7)
+    before = set(podman.run("ps", "--all", "--quiet", "--external").stdout.split())
     result = _build(defs, instance, version, LocalImageBuilder(engines=["podman"]))
+    # Nothing of the failed build is left: no intermediate (build) container.
+    assert set(podman.run("ps", "--all", "--quiet", "--external").stdout.split()) == before
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     message = failure.step_failure_data.user_failure_data.description

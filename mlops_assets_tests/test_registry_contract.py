@@ -114,3 +114,30 @@ def test_an_interrupted_alias_move_reads_as_done_is_detected_and_repaired(aml, c
     assert registry.interrupted_alias_moves() == {}
     assert ALIAS_PREFIX + "production" not in aml.models.get("test-model", "1").tags
     assert registry.get_alias("production").version == 2
+
+
+def test_the_version_index_follows_every_change_made_through_the_registry(registry, tmp_path):
+    from mlops_assets.core.fsstore import Storage
+    from mlops_assets.registry.index import IndexedRegistry, VersionIndex
+
+    index = VersionIndex(Storage((tmp_path / "storage").as_uri()), registry.model_name)
+    models = IndexedRegistry(registry, index)
+    judged = {"primary_metric": "mse", "holdout_hash": "aaaaaaaa11", "release_state": "registered"}
+    models.register(b"m", "model.skops", tags("fp", b"m") | judged, {"mse": 1.5})
+    models.register(
+        b"n", "model.skops", tags("fp2", b"n") | judged | {"holdout_hash": "bbbbbbbb22"}, {"mse": 1.2}
+    )
+    index.record_evaluation("bbbbbbbb22", "mse", {1: 1.61234})
+    models.set_alias("production", 1)
+    models.set_alias("qa", 2)
+    models.set_tag(2, "release_state", "qa")
+    versions, current = index.read()
+    assert current == "bbbbbbbb22"
+    assert [v.line(registry.model_name, current) for v in versions] == [
+        "test-model v1 [production]: mse 1.5 on holdout aaaaaaaa, 1.612 on the current bbbbbbbb; registered",
+        "test-model v2 [qa]: mse 1.5 on holdout bbbbbbbb (the current one); qa",
+    ]
+    models.remove_alias("qa")  # QA torn down
+    assert [v.aliases for v in index.read()[0]] == [("production",), ()]
+    index.record_evaluation("cccccccc33", "mse", {2: 1.3})  # a new holdout: older figures no longer hold
+    assert [v.current for v in index.read()[0]] == [None, 1.3]

@@ -40,9 +40,10 @@ class IndexedVersion:
         judged = (
             f"{metric} {rounded(self.tags.get(metric))} on holdout {self.tags.get('holdout_hash', '?')[:8]}"
         )
-        now = (
-            "" if self.current is None else f", {rounded(self.current)} on the current {current_holdout[:8]}"
-        )
+        if self.current is not None:
+            now = f", {rounded(self.current)} on the current {current_holdout[:8]}"
+        else:  # not scored since; if it was judged on the current holdout, that is its figure there
+            now = " (the current one)" if self.tags.get("holdout_hash") == current_holdout else ""
         state = self.tags.get("release_state", "registered")
         return f"{model_name} v{self.version}{marks}: {judged}{now}; {state}"
 
