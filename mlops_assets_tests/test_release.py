@@ -277,19 +277,25 @@ def test_production_swaps_models_without_failing_a_request_and_rolls_back_a_bad_
 
 
 @pytest.mark.slow
-def test_two_releases_started_together_run_one_at_a_time_in_order(settings, instance, monkeypatch):
-    import threading
-    import time
-
+def _defs_on_free_ports(monkeypatch):
+    """Settings and definitions whose QA and production ports no other test uses."""
     from mlops_assets.definitions import build_definitions
-    from mlops_assets.ops import runner
     from mlops_assets.settings import get_settings
 
     monkeypatch.setenv("MLOPS_QA_PORT", str(free_port()))
     monkeypatch.setenv("MLOPS_PRODUCTION_PORT", str(free_port()))
     get_settings.cache_clear()
     ported = get_settings()
-    defs = build_definitions(ported)
+    return ported, build_definitions(ported)
+
+
+def test_two_releases_started_together_run_one_at_a_time_in_order(settings, instance, monkeypatch):
+    import threading
+    import time
+
+    from mlops_assets.ops import runner
+
+    ported, defs = _defs_on_free_ports(monkeypatch)
     one, two = register(defs, 0.5), register(defs, 50.0)
     outcomes = {}
 
@@ -443,17 +449,12 @@ def test_rollback_returns_to_what_served_before_the_last_change_and_every_change
 ):
     """promote 1 after 2 was released, then rollback: back to 2 (what served before the promote),
     not refused for want of a version numbered below 1. Every change is in the event log."""
-    from mlops_assets.definitions import build_definitions
     from mlops_assets.ops.runner import release, rollback
     from mlops_assets.release.events import history
     from mlops_assets.release.local_processes import LocalTarget
     from mlops_assets.settings import get_settings
 
-    monkeypatch.setenv("MLOPS_PRODUCTION_PORT", str(free_port()))
-    monkeypatch.setenv("MLOPS_QA_PORT", str(free_port()))
-    get_settings.cache_clear()
-    settings = get_settings()
-    defs = build_definitions(settings)
+    settings, defs = _defs_on_free_ports(monkeypatch)
     one, two = register(defs, 0.5), register(defs, 50.0)
     try:
         assert release(defs, instance, settings.lock_dir, one, {"mlops/by": "ci"}).success

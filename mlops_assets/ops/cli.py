@@ -238,6 +238,7 @@ def _say(outcome) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     from mlops_assets.ops.runner import release
+    from mlops_assets.release.events import BY_TAG
 
     defs, instance, settings = _in_process()
     with instance:
@@ -245,7 +246,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
             print(f"version {args.version} is not registered", file=sys.stderr)
             return 2
         tags = {"mlops/trigger": "manual-promote", "mlops/reason": args.reason}
-        tags |= {"mlops/by": args.by} if args.by else {}
+        tags |= {BY_TAG: args.by} if args.by else {}
         return _say(release(defs, instance, settings.lock_dir, args.version, tags))
 
 

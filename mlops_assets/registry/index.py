@@ -81,9 +81,6 @@ class VersionIndex:
         self.record_aliases(registry)
         return len(versions)
 
-    def exists(self) -> bool:
-        return self.storage.exists(self.root)
-
     def _read(self, name: str, default: Any) -> Any:
         path = self._path(name)
         return self.storage.read_json(path) if self.storage.exists(path) else default

@@ -219,16 +219,10 @@ def prod_deployment(
             # "rolled back" only if it ever served; a deploy that failed first leaves it "failed"
             # (out of the gate's bar, as a rolled-back one is).
             models.set_tag(int(version), RELEASE_STATE_TAG, "rolled_back" if exc.switched else "failed")
-        if not exc.restore_failed and exc.switched:
-            serving = deploy_target.production()
-            _log_event(
-                context,
-                storage,
-                "automatic_rollback",
-                version,
-                serving.version if serving else None,
-                str(exc),
-            )
+            if exc.switched:
+                serving = deploy_target.production()
+                restored = serving.version if serving else None
+                _log_event(context, storage, "automatic_rollback", version, restored, str(exc))
         raise dg.Failure(str(exc), metadata={"rollback": exc.outcome}) from exc
     yield _smoke_check(rollout.smoke, keys.PROD_DEPLOYMENT)
     endpoint, previous = rollout.endpoint, rollout.previous

@@ -59,7 +59,7 @@ class LocalImageBuilder(ImageBuilder):
 
     def build(self, context: BuildContext, repository: str) -> ImageBuild:
         image = f"{repository}:{context.tag}"
-        engine = find_engine(tuple(self.engines)) if self.engines else None
+        engine = find_engine(tuple(self.engines))
         if engine is None:
             tried = ", ".join(self.engines) or "none configured"
             return ImageBuild(
