@@ -1,13 +1,16 @@
 """Requests failed while production is replaced under load: ours against a stop-then-start peer.
 
-Run: .venv/bin/python bench/swap_under_load.py [--duration 20] [--connections 32]
+Run: .venv/bin/python bench/swap_under_load.py [--duration 20] [--connections 32] [--runtime container]
 
-Production runs on the local target (one `mlops-assets serve` from the context's venv). wrk keeps
-posting 1-row requests on keep-alive connections for the whole run while the release replaces
-production every few seconds, alternating the two ways the target uses:
-  model swap       — same serving code, new model: the running process swaps it in;
-  process handover — new serving code: the successor takes over the listening socket, the old one drains.
-The peer does what a plain restart does (stop, then start the new process on the port). Prints
+Production runs on the local target under its supervisor: one `mlops-assets serve` from the
+context's venv (--runtime process), or a podman container of the release's image (--runtime
+container; needs `make container-base`). wrk keeps posting 1-row requests on keep-alive
+connections for the whole run while the release replaces production every few seconds:
+  model swap         — processes, same serving code, new model: the running service swaps it in;
+  process handover   — processes, new serving code: a new supervisor takes over the listening
+                       socket, the old service drains;
+  container handover — containers, another image: the same, with the new image's container.
+The peer does what a plain restart does (stop, then start the new one on the port). Prints
 requests, non-2xx, socket errors and the seconds each replacement took. Only 127.0.0.1 is used.
 """
 
@@ -28,13 +31,18 @@ sys.path.insert(0, str(REPO))
 from bench.quick import parse_args  # noqa: E402
 from bench.scoring import free_port, post_script  # noqa: E402
 from mlops_assets.release.build_context import assemble, serving_requirements  # noqa: E402
+from mlops_assets.release.engines import Engine  # noqa: E402
 from mlops_assets.release.local_processes import LocalTarget  # noqa: E402
+from mlops_assets.release.runtimes import ContainerRuntime, ProcessRuntime  # noqa: E402
 from mlops_assets_tests.serving_support import SAMPLE, write_release  # noqa: E402
 
 KEY = "bench-key"
 
 
-def contexts(work: Path) -> dict[str, Path]:
+def contexts(work: Path, images: bool) -> dict[str, tuple[Path, str]]:
+    """Each version's build context, and its image when asked (podman builds it)."""
+    from mlops_assets.release.builders import LocalImageBuilder
+
     built = {}
     requirements = serving_requirements()
     for version, alpha in (("1", 0.5), ("2", 50.0)):
@@ -44,7 +52,13 @@ def contexts(work: Path) -> dict[str, Path]:
         context, _ = assemble(
             work / "contexts", "model.skops", (folder / "model.skops").read_bytes(), manifest, requirements
         )
-        built[version] = context.path
+        image = f"scoring:{version}"
+        if images:
+            build = LocalImageBuilder(engines=["podman"]).build(context, "mlops-assets/bench-scoring")
+            if not build.image_id:
+                raise SystemExit(f"no image for version {version}: {build.detail}")
+            image = build.image_id
+        built[version] = (context.path, image)
     return built
 
 
@@ -66,11 +80,13 @@ def wrk(url: str, connections: int, duration: int, script: Path, into: dict) -> 
     )
 
 
-def run(way: str, work: Path, built: dict[str, Path], connections: int, duration: int) -> dict:
+def run(way: str, work: Path, built: dict, connections: int, duration: int, container: bool) -> dict:
     home = work / way
     target = LocalTarget(home)
+    runtime = ContainerRuntime(Engine("podman")) if container else ProcessRuntime(home)
     port = free_port()
-    target.release("production", built["1"], "code-0", "1", "scoring:1", port)
+    context, image = built["1"]
+    target.release("production", context, "code-0", "1", image, port, runtime=runtime)
     body = work / "body.json"
     body.write_text(json.dumps(SAMPLE))
     script = post_script(work, body, {"Authorization": f"Bearer {KEY}"})
@@ -87,11 +103,12 @@ def run(way: str, work: Path, built: dict[str, Path], connections: int, duration
         # Alternating: code-0 again (a model swap), then code-1 (a handover), code-1 (swap), ...
         version, code = ("2" if step % 2 else "1"), f"code-{step // 2}"
         started = time.monotonic()
+        context, image = built[version]
         if way == "ours":
-            _, mode = target.release("production", built[version], code, version, f"scoring:{version}", port)
+            _, mode = target.release("production", context, code, version, image, port, runtime=runtime)
         else:
             target.stop("production")
-            target.deploy("production", built[version], version, f"scoring:{version}", port)
+            target.deploy("production", context, version, image, port, runtime=runtime)
             mode = "stop, then start"
         figures["replacements"].append((mode, round(time.monotonic() - started, 2)))
         time.sleep(2.5)
@@ -106,12 +123,16 @@ def main() -> int:
     )
     parser.add_argument("--duration", type=int, default=20)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--runtime", choices=("process", "container"), default="process")
     args = parse_args(parser, duration=4, connections=8)
     work = Path(tempfile.mkdtemp(prefix="mlops-swap-"))
     os.environ["MLOPS_SCORING_KEYS"] = KEY
-    built = contexts(work)
+    os.environ["MLOPS_HOME"] = str(work / "home")  # the containers' request log lands under it
+    container = args.runtime == "container"
+    built = contexts(work, images=container)
+    print(f"runtime: {args.runtime}")
     for way in ("ours", "restart-peer"):
-        figures = run(way, work, built, args.connections, args.duration)
+        figures = run(way, work, built, args.connections, args.duration, container)
         failed = figures["non2xx"] + sum(figures["socket_errors"].values())
         print(
             f"{way:13s} requests {figures['requests']:>8,}  failed {failed:>6,}  "

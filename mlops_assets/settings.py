@@ -62,6 +62,7 @@ SERVICE_ENVIRONMENT = (
     "MLOPS_SCORING_MAX_INFLIGHT",
     "MLOPS_SCORING_LOG_MAX_BACKLOG",
     "MLOPS_SCORING_LOG_FLUSH_SECONDS",
+    "MLOPS_SCORING_SPILL_DIR",
     "MLOPS_MODEL_POLL_SECONDS",
     "MLOPS_SCORING_DRAIN_SECONDS",
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
@@ -127,6 +128,11 @@ class Settings(BaseSettings):
         default=None, description="fsspec root for scoring-logs/; default the storage root."
     )
     scoring_log_flush_seconds: float = Field(default=1.0, gt=0)
+    scoring_spill_dir: Path | None = Field(
+        default=None,
+        description="Where the request log keeps what storage refuses; default MLOPS_HOME/spill/scoring-logs "
+        "(a local deployment is given a folder of its own).",
+    )
     scoring_log_max_backlog: int = Field(
         default=200_000, gt=0, description="Unwritten records per worker before scoring sheds (503)."
     )
@@ -168,6 +174,11 @@ class Settings(BaseSettings):
     image_engines: str = Field(
         default="podman,docker",
         description="Container engines tried in order to build the scoring image (empty: build none).",
+    )
+    local_runtime: Literal["auto", "container", "process"] = Field(
+        default="auto",
+        description="How the local target runs QA and production: auto (a container when an engine "
+        "holds the release's image, else a process), container or process.",
     )
     python_base_image: str = Field(
         default="",
@@ -273,6 +284,10 @@ class Settings(BaseSettings):
     @property
     def spill_dir(self) -> Path:
         return self.home_dir / "spill"
+
+    @property
+    def scoring_spill(self) -> Path:
+        return self.scoring_spill_dir or self.spill_dir / "scoring-logs"
 
     @property
     def keys_file(self) -> Path:

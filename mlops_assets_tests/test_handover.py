@@ -12,7 +12,7 @@ from mlops_assets.release.build_context import assemble, serving_requirements
 from mlops_assets.release.deployments import DeploymentError
 from mlops_assets.release.local_processes import LocalTarget
 from mlops_assets.serving.keys import ensure_key_file, read_keys
-from mlops_assets_tests.serving_support import Hammer, free_port, write_release
+from mlops_assets_tests.serving_support import SAMPLE, Hammer, free_port, write_release
 
 pytestmark = pytest.mark.slow
 
@@ -101,3 +101,63 @@ def test_a_successor_that_never_becomes_ready_leaves_the_old_process_serving(set
         for link in (target.state_dir / "production").glob("*/model")
     )
     assert httpx.get(f"{first.url}/health/ready").json()["version"] == "1"
+
+
+def test_a_successor_delivers_the_records_its_predecessor_could_not(settings, target, tmp_path, monkeypatch):
+    one, two = _context(tmp_path, 1, 0.5), _context(tmp_path, 2, 50.0)
+    ensure_key_file(settings.keys_file)
+    key = read_keys(settings.keys_file)[0]
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the log root should be: every write fails")
+    monkeypatch.setenv("MLOPS_SCORING_LOG_URL", str(blocked))
+    monkeypatch.setenv("MLOPS_SCORING_LOG_FLUSH_SECONDS", "0.2")
+    port = free_port()
+    first, _ = target.release("production", one, "code-a", "1", "scoring:one", port)
+    for _ in range(7):
+        answer = httpx.post(f"{first.url}/score", json=SAMPLE, headers={"Authorization": f"Bearer {key}"})
+        assert answer.status_code == 200
+    spill = Path(first.folder) / "spill"
+    _until(lambda: _lines(spill) == 7, "the predecessor spilled its 7 records")
+
+    logs = tmp_path / "logs"
+    monkeypatch.setenv("MLOPS_SCORING_LOG_URL", str(logs))  # storage is back, for the successor
+    second, mode = target.release("production", two, "code-b", "2", "scoring:two", port)
+    assert mode == "process handover (the serving code changed)"
+    _until(lambda: _lines(logs / "scoring-logs") == 7, "the successor delivered them")
+    assert not Path(first.folder).exists()  # nothing left of the predecessor
+    assert _lines(Path(second.folder) / "spill") == 0
+
+
+def _lines(folder: Path) -> int:
+    return sum(p.read_bytes().count(b"\n") for p in folder.rglob("*.jsonl")) if folder.exists() else 0
+
+
+def _until(predicate, what: str, timeout: float = 20) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def test_a_killed_service_is_restarted_on_the_same_socket_and_no_connection_is_refused(
+    settings, target, tmp_path
+):
+    import signal
+
+    ensure_key_file(settings.keys_file)
+    key = read_keys(settings.keys_file)[0]
+    deployment, _ = target.release(
+        "production", _context(tmp_path, 1, 0.5), "code-a", "1", "scoring:one", free_port()
+    )
+    killed = deployment.status["service_pid"]
+    os.kill(killed, signal.SIGKILL)
+    # Sent at once, while no service runs: it waits in the supervisor's accept queue, not refused.
+    answer = httpx.post(
+        f"{deployment.url}/score", json=SAMPLE, headers={"Authorization": f"Bearer {key}"}, timeout=60
+    )
+    assert answer.status_code == 200 and answer.headers["x-model-version"] == "1"
+    status = target.get("production").status
+    assert status["starts"] == 2 and status["exits"] == [-signal.SIGKILL] and status["service_pid"] != killed
+    assert target.get("production").pid == deployment.pid  # the same supervisor

@@ -148,6 +148,10 @@ def _release(defs, instance, version: int, port: int) -> dg.ExecuteInProcessResu
     )
 
 
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def _cli(settings, *args: str) -> str:
     from mlops_assets_tests.conftest import subprocess_env
 
@@ -177,15 +181,21 @@ def test_qa_deploys_from_the_context_s_own_venv_smoke_tests_and_moves_the_alias(
     assert check.check_name == "smoke_test" and check.passed
     deployment = result.output_for_node("qa_deployment")
     assert deployment["url"] == f"http://127.0.0.1:{port}" and deployment["version"] == str(version)
-    # The service runs from the context's venv, which has no dagster.
-    pid = deployment["details"]["pid"]
+    # The service runs from the context's venv, which has no dagster, under its supervisor.
+    assert deployment["details"]["runtime"] == "process"
+    pid = deployment["details"]["service_pid"]
+    assert _parent(pid) == deployment["details"]["pid"]
     given = dict(
         item.split(b"=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in item
     )
     assert not {name.encode() for name in secrets} & set(given)  # an allow-listed environment
     assert given[b"MLOPS_SCORING_MAX_ROWS"] == b"77" and given[b"MLOPS_DEPLOYMENT_ID"]
-    executable = Path(f"/proc/{pid}/exe").resolve()
-    venv_python = executable.parent / "python"
+    arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    python, serve = Path(arguments[0].decode()), Path(arguments[1].decode())
+    assert serve.name == "mlops-assets" and serve.parent == python.parent  # the venv's own script
+    assert python.parent.parent.parent == settings.home_dir / "release" / "venvs"
+    venv_python = python
+    assert subprocess.run([str(venv_python), "-c", "import sklearn"], capture_output=True).returncode == 0
     assert subprocess.run([str(venv_python), "-c", "import dagster"], capture_output=True).returncode != 0
     models = defs.resources["registry"].get_registry()
     assert models.get_alias("qa").version == version and models.get_version(version).release_state == "qa"

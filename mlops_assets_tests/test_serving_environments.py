@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from mlops_assets.release.build_context import assemble, serving_requirements
-from mlops_assets.release.local_processes import ensure_venv
+from mlops_assets.release.runtimes import ensure_venv
 from mlops_assets_tests.conftest import REPO
 from mlops_assets_tests.serving_support import SAMPLE, Service, free_port, predictions, write_release
 

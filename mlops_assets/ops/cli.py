@@ -145,8 +145,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             args.port,
             args.workers,
             settings.scoring_max_inflight,
-            share_at=args.share_listener,
-            take_from=args.take_listener,
+            listen_fd=args.listen_fd,
         )
     except ListenerError as exc:
         print(f"mlops-assets serve: {exc}", file=sys.stderr)
@@ -198,7 +197,7 @@ def cmd_deployments(_: argparse.Namespace) -> int:
     if not deployments:
         print("no local deployments running")
     for d in deployments:
-        print(f"{d.name}: version {d.version} at {d.url} (pid {d.pid}, image {d.image})")
+        print(f"{d.name}: version {d.version} at {d.url}: {d.describe()}; supervisor pid {d.pid}")
     return 0
 
 
@@ -321,14 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument(
-        "--share-listener",
-        metavar="SOCKET",
-        help="offer the listening socket to a successor at this unix socket (@name: abstract)",
-    )
-    serve.add_argument(
-        "--take-listener",
-        metavar="SOCKET",
-        help="take over the listening socket of the process sharing it at this unix socket (a handover)",
+        "--listen-fd",
+        type=int,
+        metavar="FD",
+        help="accept on this inherited listening socket instead of binding --host/--port "
+        "(how mlops-assets-supervise starts the service)",
     )
     serve.set_defaults(func=cmd_serve)
     commands.add_parser("deployments", help="list local deployments").set_defaults(func=cmd_deployments)

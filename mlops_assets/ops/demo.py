@@ -252,6 +252,7 @@ def run_demo(settings: Settings) -> int:
     print(
         f"\nProduction URL: {production.url}/score (version {production.version}); key in {settings.keys_file}"
     )
+    print(f"  target: local, {production.describe()}")
     body = json.dumps({"data": _client_rows(defs)[:1]})
     print(f"  curl -X POST {production.url}/score -H \"Authorization: Bearer <key>\" -d '{body}'")
     print(f"\nDone in {time.monotonic() - started:.0f} s. See the lineage and rerun any step: make dev, then")

@@ -1,7 +1,10 @@
-"""Local deployments as processes on 127.0.0.1: start, swap, hand over, stop, list.
+"""Local deployments on 127.0.0.1: start, swap, hand over, stop, list.
 
-Each deployment has a state file (pid, url, version, image) under MLOPS_HOME/deployments. No
-Dagster here: `mlops-assets deployments` and `down` read and stop them without importing it.
+Each deployment is a supervisor (``supervisor.py``) that owns the listening socket and runs the
+service on it, as a process or a container (``runtimes.py``). Its state file (supervisor pid, url,
+version, image) is MLOPS_HOME/deployments/NAME.json, its folder (status, spill, model link, keys)
+MLOPS_HOME/deployments/NAME/ID/. No Dagster here: `mlops-assets deployments` and `down` read and
+stop them without importing it.
 """
 
 import hashlib
@@ -20,9 +23,15 @@ from pathlib import Path
 import httpx
 
 from mlops_assets.release.deployments import DeploymentError
-from mlops_assets.settings import SERVICE_ENVIRONMENT, child_environment
+from mlops_assets.release.runtimes import (
+    ContainerRuntime,
+    ProcessRuntime,
+    give_tree_to_service_user,
+    runtime_of,
+)
 
-SERVE_MARKER = "mlops-assets"
+SERVE_MARKER = "mlops-assets"  # in the supervisor's command line (mlops-assets-supervise) too
+SUPERVISE = "mlops-assets-supervise"
 
 
 @dataclass(frozen=True)
@@ -40,34 +49,27 @@ class Deployment:
     deployment_id: str = ""
     listener: str = ""  # unix socket offering the listening socket to a successor (a handover)
     model_link: str = ""  # the symlink it serves from, moved by a model swap ("" = model_dir itself)
+    runtime: str = "process"  # or "container"
+    engine: str = ""  # the container engine
+    container: str = ""  # the container's name
+    folder: str = ""  # MLOPS_HOME/deployments/NAME/ID
+
+    def describe(self) -> str:
+        """How it runs, in words (the demo and `deployments` say it)."""
+        if self.runtime == "container":
+            return f"a supervised {self.engine} container ({self.container}) of image {self.image[:12]}"
+        return "a supervised process from the release's venv (no container: see scoring_image)"
+
+    @property
+    def status(self) -> dict:
+        """The supervisor's status.json: the service's pid, its starts and exit codes."""
+        try:
+            return json.loads((Path(self.folder) / "status.json").read_text())
+        except (OSError, ValueError):
+            return {}
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _uv() -> str:
-    return str(Path(sys.executable).parent / "uv")
-
-
-def ensure_venv(venvs_dir: Path, context: Path) -> Path:
-    """A venv with exactly the context's requirements and project, shared by identical contexts."""
-    key = hashlib.sha256((context / "requirements.txt").read_bytes())
-    for path in sorted((context / "project").rglob("*.py")):
-        key.update(path.read_bytes())
-    venv = venvs_dir / key.hexdigest()[:16]
-    if (venv / ".complete").exists():
-        return venv
-    run = {"check": True, "capture_output": True, "stdin": subprocess.DEVNULL}
-    subprocess.run([_uv(), "venv", "-q", "--python", sys.executable, str(venv)], **run)
-    python = str(venv / "bin" / "python")
-    subprocess.run(
-        [_uv(), "pip", "install", "-q", "--python", python, "-r", str(context / "requirements.txt")], **run
-    )
-    subprocess.run(
-        [_uv(), "pip", "install", "-q", "--python", python, "--no-deps", str(context / "project")], **run
-    )
-    (venv / ".complete").write_text("")
-    return venv
 
 
 def _alive(pid: int) -> bool:
@@ -79,7 +81,7 @@ def _alive(pid: int) -> bool:
 
 
 def _kill(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGKILL)
+    os.killpg(process.pid, signal.SIGKILL)  # the supervisor and a service process alike
     process.wait()
 
 
@@ -111,6 +113,7 @@ class LocalTarget:
         deployment = Deployment(**json.loads(path.read_text()))
         if not _alive(deployment.pid):
             path.unlink()
+            self._runtime(deployment).remove(deployment.container)  # a supervisor SIGKILLed
             return None
         return deployment
 
@@ -126,18 +129,47 @@ class LocalTarget:
         self._terminate(deployment, timeout)
         return True
 
+    def _runtime(self, deployment: Deployment) -> ProcessRuntime | ContainerRuntime:
+        return runtime_of(deployment.runtime, self.home, deployment.engine)
+
     def _terminate(self, deployment: Deployment, timeout: float = 30) -> None:
-        os.killpg(deployment.pid, signal.SIGTERM)  # graceful: drains, then flushes the request log
+        """SIGTERM to the supervisor: the service drains and flushes its request log, then both exit."""
+        os.kill(deployment.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while _alive(deployment.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         if _alive(deployment.pid):
             os.killpg(deployment.pid, signal.SIGKILL)
-        self._remove_link(deployment.name, deployment.model_link)
+        self._runtime(deployment).remove(deployment.container)
+        self._clear_folder(Path(deployment.folder) if deployment.folder else None)
 
-    def _remove_link(self, name: str, model_link: str) -> None:
-        if model_link and Path(model_link).parent.parent == self.state_dir / name:
-            shutil.rmtree(Path(model_link).parent, ignore_errors=True)
+    def _clear_folder(self, folder: Path | None) -> None:
+        """All but undelivered scoring-log records, which the next deployment of the name delivers."""
+        if folder is None or folder.parent.parent != self.state_dir:
+            return
+        spill = folder / "spill"
+        if spill.exists() and any(p.is_file() for p in spill.rglob("*")):
+            for child in folder.iterdir():
+                if child != spill:
+                    shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _adopt_spill(self, name: str, folder: Path, runtime: ProcessRuntime | ContainerRuntime) -> int:
+        """Move what earlier deployments of ``name`` could not deliver into ``folder``'s spill."""
+        moved = 0
+        for earlier in sorted((self.state_dir / name).iterdir()):
+            if earlier == folder or not (earlier / "spill").is_dir():
+                continue
+            for spilled in sorted(p for p in (earlier / "spill").rglob("*.jsonl") if p.is_file()):
+                target = folder / "spill" / spilled.relative_to(earlier / "spill")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(spilled, target)  # same file system: atomic, a writer sees it whole
+                moved += 1
+            shutil.rmtree(earlier, ignore_errors=True)
+        if moved and isinstance(runtime, ContainerRuntime):
+            give_tree_to_service_user(folder / "spill")
+        return moved
 
     def _listener_address(self, name: str, deployment_id: str) -> str:
         """An abstract unix socket, unique to this MLOPS_HOME and deployment."""
@@ -155,50 +187,44 @@ class LocalTarget:
         code_digest: str = "",
         linked: bool = False,
         replacing: Deployment | None = None,
+        runtime: ProcessRuntime | ContainerRuntime | None = None,
     ) -> Deployment:
-        """Start this context's service as deployment ``name``; fail (and clean up) unless ready.
+        """Start a supervisor running this release's service as deployment ``name``; fail (and
+        clean up) unless ready.
 
         Without ``replacing``, whatever ran as ``name`` is stopped first and the port must be free.
-        With it, the new process takes over ``replacing``'s listening socket, and ``replacing`` is
-        drained and stopped only once the new one is ready: a failed start leaves it serving.
-        ``linked`` serves through a symlink of this deployment's own, so later model swaps move it.
+        With it, the new supervisor takes over ``replacing``'s listening socket, and ``replacing``
+        is drained and stopped only once the new service is ready: a failed start leaves it serving.
+        ``linked`` (processes) serves through a symlink of this deployment's own, so later model
+        swaps move it. A container serves the model inside ``image``.
         """
-        venv = ensure_venv(self.venvs_dir, context)
+        runtime = runtime or ProcessRuntime(self.home)
         if replacing is None:
             self.stop(name)
             _require_free_port(self.host, port, name)
         deployment_id = uuid.uuid4().hex
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        folder = self.state_dir / name / deployment_id
+        folder.mkdir(parents=True)
         serve_from, model_link = context / "model", ""
-        if linked:
-            link = self.state_dir / name / deployment_id / "model"
+        if linked and isinstance(runtime, ProcessRuntime):
+            link = folder / "model"
             point_link(link, context / "model")
             serve_from, model_link = link, str(link)
         listener = self._listener_address(name, deployment_id)
         log = self.state_dir / f"{name}.log"
-        env = child_environment(
-            *SERVICE_ENVIRONMENT, MLOPS_HOME=str(self.home), MLOPS_DEPLOYMENT_ID=deployment_id
-        )
-        command = [
-            str(venv / "bin" / SERVE_MARKER),
-            "serve",
-            "--model-dir",
-            str(serve_from),
-            "--host",
-            self.host,
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--share-listener",
-            listener,
-        ]
+        try:
+            service = runtime.service(folder, deployment_id, context, image, serve_from)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise DeploymentError(f"{name}: could not prepare the service: {exc}") from None
+        command = [str(Path(sys.executable).parent / SUPERVISE), "--listen", f"{self.host}:{port}"]
+        command += ["--share-at", listener, "--status", str(folder / "status.json")]
         if replacing is not None and replacing.listener:
-            command += ["--take-listener", replacing.listener]
+            command += ["--take-from", replacing.listener]
         with open(log, "a") as handle:
             process = subprocess.Popen(
-                command,
-                env=env,
+                [*command, "--", *service.command],
+                env=service.environment,
                 stdout=handle,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -206,12 +232,15 @@ class LocalTarget:
             )
         url = f"http://{self.host}:{port}"
         try:
-            self._wait_ready(name, process, url, deployment_id, version, log, ready_timeout)
+            self._wait_ready(name, process, folder, url, deployment_id, version, log, ready_timeout)
         except DeploymentError:
-            self._remove_link(name, model_link)
+            _kill(process)
+            runtime.remove(service.container)
+            shutil.rmtree(folder, ignore_errors=True)
             raise
         if replacing is not None:
             self._terminate(replacing)
+        self._adopt_spill(name, folder, runtime)
         deployment = Deployment(
             name,
             process.pid,
@@ -226,6 +255,10 @@ class LocalTarget:
             deployment_id,
             listener,
             model_link,
+            runtime.name,
+            getattr(getattr(runtime, "engine", None), "name", ""),
+            service.container,
+            str(folder),
         )
         self._state_path(name).write_text(json.dumps(deployment.to_dict(), indent=2))
         return deployment
@@ -234,25 +267,37 @@ class LocalTarget:
     def _wait_ready(
         name: str,
         process: subprocess.Popen,
+        folder: Path,
         url: str,
         deployment_id: str,
         version: str,
         log: Path,
         timeout: float,
     ) -> None:
-        """Until this very process answers ready; during a handover the old one answers too."""
+        """Until this very service answers ready; during a handover the old one answers too.
+
+        A service that exits before it is ready (a wrong entry point, a crash on start) fails at
+        once, though its supervisor would restart it."""
         deadline = time.monotonic() + timeout
+        status_path = folder / "status.json"
         while True:
             if process.poll() is not None:
                 raise DeploymentError(
-                    f"{name}: the service exited with {process.returncode}: {log.read_text()[-1500:]}"
+                    f"{name}: the supervisor exited with {process.returncode}: {_tail(log)}"
+                )
+            try:
+                exits = json.loads(status_path.read_text()).get("exits")
+            except (OSError, ValueError):
+                exits = None
+            if exits:
+                raise DeploymentError(
+                    f"{name}: the service exited with {exits[0]} before it was ready: {_tail(log)}"
                 )
             try:
                 ready = httpx.get(f"{url}/health/ready", timeout=1)
                 answer = ready.json()
                 if ready.status_code == 200 and answer.get("deployment") == deployment_id:
                     if answer.get("version") != version:
-                        _kill(process)
                         raise DeploymentError(
                             f"{name}: serving version {answer.get('version')}, expected {version}"
                         )
@@ -260,9 +305,8 @@ class LocalTarget:
             except (httpx.HTTPError, ValueError):
                 pass
             if time.monotonic() > deadline:
-                _kill(process)
                 raise DeploymentError(
-                    f"{name}: not ready with version {version} within {timeout:.0f} s: {log.read_text()[-1500:]}"
+                    f"{name}: not ready with version {version} within {timeout:.0f} s: {_tail(log)}"
                 )
             time.sleep(0.05)
 
@@ -320,15 +364,20 @@ class LocalTarget:
         image: str,
         port: int,
         ready_timeout: float = 90,
+        runtime: ProcessRuntime | ContainerRuntime | None = None,
     ) -> tuple[Deployment, str]:
         """Replace what serves on ``port`` without failing a request.
 
-        Only the model changed: the running process swaps it in. The serving code changed: a new
-        process from the new context takes over the listening socket, then the old one drains.
+        Processes: only the model changed, the running service swaps it in; the serving code
+        changed, a new supervisor takes over the listening socket, then the old service drains.
+        Containers: a new image always hands over (the model is inside the image).
         """
+        runtime = runtime or ProcessRuntime(self.home)
         current = self.get(name)
-        if current is not None and current.port == port:
-            if current.code_digest == code_digest and current.model_link:
+        if current is not None and current.port == port and current.runtime == runtime.name:
+            if runtime.name == "container" and current.image == image:
+                return current, "unchanged (this image already serves)"
+            if runtime.name == "process" and current.code_digest == code_digest and current.model_link:
                 return self.swap_model(name, context, version, image), "model swap"
             if current.listener:
                 deployment = self.deploy(
@@ -341,11 +390,19 @@ class LocalTarget:
                     code_digest,
                     linked=True,
                     replacing=current,
+                    runtime=runtime,
                 )
-                return deployment, "process handover (the serving code changed)"
-        mode = "new process" if current is None else "restart (moved to another port)"
-        deployment = self.deploy(name, context, version, image, port, ready_timeout, code_digest, linked=True)
+                how = "another image" if runtime.name == "container" else "the serving code changed"
+                return deployment, f"{runtime.name} handover ({how})"
+        mode = "new " + runtime.name if current is None else "restart (another port or runtime)"
+        deployment = self.deploy(
+            name, context, version, image, port, ready_timeout, code_digest, linked=True, runtime=runtime
+        )
         return deployment, mode
+
+
+def _tail(log: Path, size: int = 1500) -> str:
+    return log.read_text(errors="replace")[-size:]
 
 
 def point_link(link: Path, target: Path) -> None:

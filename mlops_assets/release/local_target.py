@@ -1,23 +1,35 @@
-"""The local deployment target: the scoring service as a process on 127.0.0.1, from the build
-context's own locked `serving` requirements in a fresh venv (the image's dependency set, without
-Docker). The processes themselves are managed by `local_processes`.
+"""The local deployment target: the scoring service on 127.0.0.1, supervised, as a container of
+the release's image when an engine holds it, else as a process from the build context's own
+locked `serving` requirements in a venv (the image's dependency set, without an engine). The
+supervisors are managed by `local_processes`.
 """
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
-from mlops_assets.release.deployments import Endpoint, Release
+from mlops_assets.release.deployments import DeploymentError, Endpoint, Release
+from mlops_assets.release.engines import ENGINES, find_engine
 from mlops_assets.release.local_processes import LocalTarget
+from mlops_assets.release.runtimes import ContainerRuntime, ProcessRuntime
 from mlops_assets.release.targets import DeploymentTarget, keys_from_settings
 
 
 class LocalDeploymentTarget(DeploymentTarget):
-    """Deployments as processes on 127.0.0.1 under MLOPS_HOME (QA on one port, production another)."""
+    """Deployments on 127.0.0.1 under MLOPS_HOME (QA on one port, production another)."""
 
     home: str
     qa_port: int = Field(default=8101, description="Port of the QA deployment.")
     production_port: int = Field(default=8100, description="Stable port of the production deployment.")
+    runtime: Literal["auto", "container", "process"] = Field(
+        default="auto",
+        description="auto: a container when an engine holds the release's image (the image QA "
+        "tested is the one production runs), else a process (MLOPS_LOCAL_RUNTIME).",
+    )
+    engines: list[str] = Field(
+        default_factory=lambda: list(ENGINES), description="Engines tried in order (MLOPS_IMAGE_ENGINES)."
+    )
 
     @property
     def backend_name(self) -> str:
@@ -25,6 +37,24 @@ class LocalDeploymentTarget(DeploymentTarget):
 
     def target(self) -> LocalTarget:
         return LocalTarget(Path(self.home))
+
+    def runtime_for(self, release: Release) -> ProcessRuntime | ContainerRuntime:
+        if self.runtime == "process":
+            return ProcessRuntime(Path(self.home))
+        engine = find_engine(tuple(self.engines))
+        if engine is not None and engine.has_image(release.image):
+            return ContainerRuntime(engine)
+        if self.runtime == "container":
+            raise DeploymentError(
+                "the container runtime was asked for, but "
+                + (
+                    f"{engine.name} has no image {release.image}"
+                    if engine
+                    else "no container engine answered"
+                )
+                + " (scoring_image says why it built none)"
+            )
+        return ProcessRuntime(Path(self.home))
 
     def scoring_keys(self) -> list[str]:
         return keys_from_settings()
@@ -38,12 +68,25 @@ class LocalDeploymentTarget(DeploymentTarget):
             deployment.image,
             deployment.code_digest,
             str(Path(deployment.model_dir).parent),
-            {"pid": deployment.pid, "port": deployment.port, "log": deployment.log},
+            {
+                "runtime": deployment.runtime,
+                "container": deployment.container,
+                "pid": deployment.pid,  # the supervisor's
+                "service_pid": deployment.status.get("service_pid"),
+                "port": deployment.port,
+                "log": deployment.log,
+            },
         )
 
     def deploy_qa(self, release: Release) -> Endpoint:
         deployment = self.target().deploy(
-            "qa", release.context, release.version, release.image, self.qa_port, self.ready_timeout_seconds
+            "qa",
+            release.context,
+            release.version,
+            release.image,
+            self.qa_port,
+            self.ready_timeout_seconds,
+            runtime=self.runtime_for(release),
         )
         return self._endpoint(deployment)
 
@@ -63,6 +106,7 @@ class LocalDeploymentTarget(DeploymentTarget):
             release.image,
             self.production_port,
             self.ready_timeout_seconds,
+            runtime=self.runtime_for(release),
         )
         return self._endpoint(deployment), mode
 

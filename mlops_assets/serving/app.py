@@ -321,7 +321,7 @@ def config_from_settings() -> ServiceConfig:
         keys_file=settings.keys_file,
         env_keys=tuple(k.strip() for k in env_keys.split(",") if k.strip()),
         log_storage_url=settings.scoring_log_root,
-        spill_dir=settings.spill_dir / "scoring-logs",
+        spill_dir=settings.scoring_spill,
         max_body_bytes=settings.scoring_max_body_bytes,
         max_rows=settings.scoring_max_rows,
         max_log_backlog=settings.scoring_log_max_backlog,

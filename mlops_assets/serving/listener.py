@@ -1,11 +1,12 @@
-"""The listening socket of a long-lived deployment, handed from one process to the next.
+"""The listening socket of a long-lived deployment, handed from one holder to the next.
 
-A process handover (the serving code changed) must not refuse or reset a connection. Two
+A handover (the serving code or image changed) must not refuse or reset a connection. Two
 processes bound separately with SO_REUSEPORT each get their own accept queue, and whatever is
-queued on the old one is reset when it closes. So the new process receives the old one's
+queued on the old one is reset when it closes. So the successor receives its predecessor's
 listening socket itself, as SCM_RIGHTS over a unix socket (the way HAProxy's seamless reload and
-Envoy's hot restart do it): one socket and one queue, accepted from by both processes until the
-old one has drained away (``drain.py``).
+Envoy's hot restart do it): one socket and one queue, accepted from by both services until the
+old one has drained away (``drain.py``). The holders are the deployments' supervisors
+(``release/supervisor.py``); the service inherits the socket as a file descriptor.
 """
 
 import logging
@@ -33,6 +34,18 @@ def bind_listener(host: str, port: int, backlog: int = 2048) -> socket.socket:
         raise ListenerError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     sock.listen(backlog)
     sock.set_inheritable(True)
+    return sock
+
+
+def inherited_listener(fd: int) -> socket.socket:
+    """The listening socket a supervisor passed down as ``fd``."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise ListenerError(f"file descriptor {fd} is not a socket: {exc.strerror}") from None
+    if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        sock.detach()
+        raise ListenerError(f"file descriptor {fd} is not a listening socket")
     return sock
 
 

@@ -137,18 +137,24 @@ class RequestLogWriter:
         return sorted(p for p in self.spill_dir.rglob("*.jsonl") if p.is_file())
 
     def _deliver_spilled(self) -> None:
+        """Oldest first; files a predecessor left (moved here by its successor's target) included."""
         for spilled in self._spilled_files():
             relative = spilled.relative_to(self.spill_dir).as_posix()
-            data = spilled.read_bytes()
+            try:
+                data = spilled.read_bytes()
+            except FileNotFoundError:
+                continue  # delivered by another writer of this folder meanwhile
             try:
                 self.storage.write_bytes(relative, data)
             except Exception:
-                return  # storage still down: try again next time, oldest first
-            spilled.unlink()
+                # storage still down: try again next time; count what waits, adopted files too
+                self.spilled = sum(_count_lines(p) for p in self._spilled_files())
+                return
+            spilled.unlink(missing_ok=True)
             lines = data.count(b"\n")
-            self.spilled -= lines
             self.written += lines
             log.info("delivered %d spilled scoring log records (%s)", lines, relative)
+        self.spilled = 0
 
 
 def _count_lines(path: Path) -> int:

@@ -1,6 +1,5 @@
 """`mlops-assets serve`: uvicorn workers running the scoring app, configured through the environment."""
 
-import logging
 import os
 import shutil
 import tempfile
@@ -31,34 +30,23 @@ def serve(
     port: int,
     workers: int,
     limit_concurrency: int,
-    share_at: str | None = None,
-    take_from: str | None = None,
+    listen_fd: int | None = None,
 ) -> None:
     """Run until SIGTERM/SIGINT; each worker drains, then flushes its request log on the way out.
 
-    ``take_from``: receive the listening socket from the process being replaced (falling back to
-    binding the port when no process shares one there); ``share_at``: offer this process's
-    listening socket to its successor.
+    ``listen_fd``: accept on this inherited listening socket (the supervisor's, see
+    ``release/supervisor.py``) instead of binding ``host:port``.
     """
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from mlops_assets.serving.listener import ListenerError, bind_listener, receive_listener, share_listener
+    from mlops_assets.serving.listener import bind_listener, inherited_listener
 
     # Workers import the app afresh: they read their configuration from the environment.
     os.environ["MLOPS_SERVE_MODEL_DIR"] = str(
         model_dir.absolute()
     )  # not resolve(): a symlink is how releases swap
-    sock = None
-    if take_from is not None:
-        try:
-            sock = receive_listener(take_from)
-        except ListenerError as exc:
-            logging.getLogger("mlops_assets.serving").warning("%s; binding %s:%d instead", exc, host, port)
-    if sock is None:
-        sock = bind_listener(host, port)
-    if share_at is not None:
-        share_listener(sock, share_at)
+    sock = bind_listener(host, port) if listen_fd is None else inherited_listener(listen_fd)
     multiproc_dir = None
     if workers > 1:
         multiproc_dir = tempfile.mkdtemp(prefix="mlops-metrics-")
@@ -86,7 +74,5 @@ def serve(
             if not server.started:
                 raise SystemExit(3)  # uvicorn's STARTUP_FAILURE: the app did not start
     finally:
-        if share_at is not None and not share_at.startswith("@"):
-            Path(share_at).unlink(missing_ok=True)
         if multiproc_dir:
             shutil.rmtree(multiproc_dir, ignore_errors=True)

@@ -1,0 +1,194 @@
+"""What a local deployment's supervisor runs: the service as a process or as a container.
+
+Both accept on the supervisor's listening socket (file descriptor 3) and keep what the request
+log cannot deliver in the deployment's own spill folder. No Dagster here.
+"""
+
+import hashlib
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from fsspec.utils import get_protocol
+
+from mlops_assets.release.engines import Engine
+from mlops_assets.release.supervisor import LISTEN_FD
+from mlops_assets.settings import SERVICE_ENVIRONMENT, child_environment, get_settings
+
+SERVE = "mlops-assets"
+# The Kubernetes manifest's security context (deploy/k8s/deployment.yaml), as engine flags.
+SERVICE_UID = 10001
+CONTAINER_SECURITY = (
+    "--user", f"{SERVICE_UID}:{SERVICE_UID}",
+    "--read-only",
+    "--cap-drop", "all",
+    "--security-opt", "no-new-privileges",
+)  # fmt: skip
+# The manifest's limits; podman with runc and cgroupfs enforces all three here (DESIGN.md).
+CONTAINER_LIMITS = ("--memory", "1g", "--pids-limit", "256", "--cpus", "1")
+# Settings the container is given by value (never the operator's whole environment).
+CONTAINER_TUNING = tuple(
+    name
+    for name in SERVICE_ENVIRONMENT
+    if name.startswith(("MLOPS_SCORING_MAX", "MLOPS_SCORING_LOG_MAX", "MLOPS_SCORING_LOG_FLUSH"))
+    or name in ("MLOPS_MODEL_POLL_SECONDS", "MLOPS_SCORING_DRAIN_SECONDS", "MLOPS_MODEL_PROJECT")
+)
+SPILL_IN_CONTAINER = "/srv/spill"
+LOG_ROOT_IN_CONTAINER = "/srv/log-root"
+SECRETS_IN_CONTAINER = "/run/secrets/mlops"
+
+
+def _uv() -> str:
+    return str(Path(sys.executable).parent / "uv")
+
+
+def ensure_venv(venvs_dir: Path, context: Path) -> Path:
+    """A venv with exactly the context's requirements and project, shared by identical contexts."""
+    key = hashlib.sha256((context / "requirements.txt").read_bytes())
+    for path in sorted((context / "project").rglob("*.py")):
+        key.update(path.read_bytes())
+    venv = venvs_dir / key.hexdigest()[:16]
+    if (venv / ".complete").exists():
+        return venv
+    run = {"check": True, "capture_output": True, "stdin": subprocess.DEVNULL}
+    subprocess.run([_uv(), "venv", "-q", "--python", sys.executable, str(venv)], **run)
+    python = str(venv / "bin" / "python")
+    subprocess.run(
+        [_uv(), "pip", "install", "-q", "--python", python, "-r", str(context / "requirements.txt")], **run
+    )
+    subprocess.run(
+        [_uv(), "pip", "install", "-q", "--python", python, "--no-deps", str(context / "project")], **run
+    )
+    (venv / ".complete").write_text("")
+    return venv
+
+
+@dataclass(frozen=True)
+class Service:
+    """The service's command line and the supervisor's environment (the process inherits it)."""
+
+    command: list[str]
+    environment: dict[str, str]
+    container: str = ""  # the container's name, removed if the supervisor could not
+
+
+@dataclass(frozen=True)
+class ProcessRuntime:
+    """The service from the build context's own locked `serving` requirements, in a venv."""
+
+    home: Path  # MLOPS_HOME: the venvs live under it, and the service is given it
+    name: str = "process"
+
+    def service(
+        self, folder: Path, deployment_id: str, context: Path, image: str, serve_from: Path
+    ) -> Service:
+        venv = ensure_venv(self.home / "release" / "venvs", context)
+        command = [str(venv / "bin" / SERVE), "serve", "--model-dir", str(serve_from)]
+        command += ["--listen-fd", str(LISTEN_FD), "--workers", "1"]
+        environment = child_environment(
+            *SERVICE_ENVIRONMENT,
+            MLOPS_HOME=str(self.home),
+            MLOPS_DEPLOYMENT_ID=deployment_id,
+            MLOPS_SCORING_SPILL_DIR=str(folder / "spill"),
+        )
+        return Service(command, environment)
+
+    def remove(self, container: str) -> None:
+        """Nothing outlives the supervisor's process group."""
+
+
+@dataclass(frozen=True)
+class ContainerRuntime:
+    """The release's image, run with the manifest's security settings on the inherited socket.
+
+    Writable: the deployment's spill folder and, for a local log root, its scoring-logs/ folder
+    (given to the service's uid on a rootful engine). No network unless the request log or
+    telemetry goes to a remote service. Keys reach it as a read-only mounted file, never as an
+    environment variable (which `inspect` shows).
+    """
+
+    engine: Engine
+    name: str = "container"
+
+    def service(
+        self, folder: Path, deployment_id: str, context: Path, image: str, serve_from: Path
+    ) -> Service:
+        settings = get_settings()
+        container = f"mlops-{folder.parent.name}-{deployment_id[:12]}"
+        spill = folder / "spill"
+        secrets = folder / "secrets"
+        for made in (spill, secrets):
+            made.mkdir(parents=True, exist_ok=True)
+        self._write_keys(secrets / "scoring-keys", settings)
+        env = {
+            "MLOPS_DEPLOYMENT_ID": deployment_id,
+            "MLOPS_SCORING_SPILL_DIR": SPILL_IN_CONTAINER,
+            "MLOPS_SCORING_KEYS_FILE": f"{SECRETS_IN_CONTAINER}/scoring-keys",
+        }
+        env |= {name: os.environ[name] for name in CONTAINER_TUNING if name in os.environ}
+        mounts = [f"{spill}:{SPILL_IN_CONTAINER}:rw", f"{secrets}:{SECRETS_IN_CONTAINER}:ro"]
+        writable = [spill]
+        log_root = settings.scoring_log_root
+        remote = get_protocol(log_root) not in ("file", "local")
+        if remote:
+            env["MLOPS_SCORING_LOG_URL"] = log_root
+        else:
+            logs = Path(log_root.removeprefix("file://")) / "scoring-logs"
+            logs.mkdir(parents=True, exist_ok=True)
+            mounts.append(f"{logs}:{LOG_ROOT_IN_CONTAINER}/scoring-logs:rw")
+            env["MLOPS_SCORING_LOG_URL"] = LOG_ROOT_IN_CONTAINER
+            writable += [logs, *(p for p in logs.iterdir() if p.is_dir())]
+        telemetry = settings.applicationinsights_connection_string
+        if telemetry:
+            env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = telemetry.get_secret_value()
+        self._give_to_service_user([*writable, secrets, secrets / "scoring-keys"])
+        command = [self.engine.name, "run", "--rm", "--replace", "--name", container]
+        command += ["--preserve-fds", "1", "--network", "host" if remote or telemetry else "none"]
+        command += [*CONTAINER_SECURITY, *CONTAINER_LIMITS, "--no-healthcheck"]
+        if os.geteuid() != 0 and self.engine.name == "podman":  # host user = the service's uid
+            command += ["--userns", f"keep-id:uid={SERVICE_UID},gid={SERVICE_UID}"]
+        for mount in mounts:
+            command += ["--volume", mount]
+        for name, value in env.items():
+            command += ["--env", f"{name}={value}"]
+        command += [image, "--listen-fd", str(LISTEN_FD), "--workers", "1"]
+        return Service(command, self.engine.environment(), container)
+
+    @staticmethod
+    def _write_keys(path: Path, settings) -> None:
+        if settings.scoring_keys:
+            keys = settings.scoring_keys.get_secret_value().replace(",", "\n")
+        else:
+            keys = settings.keys_file.read_text() if settings.keys_file.exists() else ""
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(keys)
+        os.chmod(tmp, 0o400)
+        os.replace(tmp, path)
+
+    @staticmethod
+    def _give_to_service_user(paths: list[Path]) -> None:
+        """On a rootful engine the container's uid is the host's; a rootless one maps it (keep-id)."""
+        if os.geteuid() == 0:
+            for path in paths:
+                os.chown(path, SERVICE_UID, SERVICE_UID)
+
+    def remove(self, container: str) -> None:
+        if container:
+            self.engine.run("rm", "--force", "--time", "0", container, timeout=60)
+
+
+def runtime_of(name: str, home: Path, engine_name: str = "") -> ProcessRuntime | ContainerRuntime:
+    if name == "container":
+        return ContainerRuntime(Engine(engine_name or "podman"))
+    return ProcessRuntime(home)
+
+
+def give_tree_to_service_user(path: Path) -> None:
+    """Spill adopted from a process deployment (root's) stays deliverable by a container."""
+    if os.geteuid() == 0 and path.exists():
+        for dirpath, _, filenames in os.walk(path):
+            os.chown(dirpath, SERVICE_UID, SERVICE_UID)
+            for filename in filenames:
+                os.chown(Path(dirpath) / filename, SERVICE_UID, SERVICE_UID)

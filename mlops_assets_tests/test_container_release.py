@@ -1,0 +1,185 @@
+"""QA and production as supervised containers of the image `scoring_image` built: the release as
+`mlops-assets promote` runs it, with podman, on 127.0.0.1.
+
+Needs podman and a Python base (`make container-base`). Each container runs with the Kubernetes
+manifest's security settings and no network of its own: it accepts on the supervisor's socket.
+"""
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import dagster as dg
+import httpx
+import pytest
+
+from mlops_assets.release import build_context
+from mlops_assets.release.engines import Engine, find_engine
+from mlops_assets.release.local_processes import LocalTarget
+from mlops_assets.serving.keys import read_keys
+from mlops_assets.settings import get_settings
+from mlops_assets_tests.release_support import register
+from mlops_assets_tests.serving_support import Hammer, free_port
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def podman() -> Engine:
+    engine = find_engine(("podman",))
+    assert engine is not None, "podman does not answer: make container-base installs it and the base image"
+    return engine
+
+
+@pytest.fixture
+def on_containers(settings, monkeypatch, podman):
+    """Definitions as the local profile makes them when podman answers, on free ports."""
+    from mlops_assets.definitions import build_definitions
+
+    monkeypatch.setenv("MLOPS_IMAGE_ENGINES", "podman")
+    monkeypatch.setenv("MLOPS_LOCAL_RUNTIME", "auto")
+    monkeypatch.setenv("MLOPS_QA_PORT", str(free_port()))
+    monkeypatch.setenv("MLOPS_PRODUCTION_PORT", str(free_port()))
+    get_settings.cache_clear()
+    ported = get_settings()
+    yield ported, build_definitions(ported)
+    local = LocalTarget(ported.home_dir)
+    for deployment in local.list():
+        local.stop(deployment.name)
+    get_settings.cache_clear()
+
+
+def _ours(podman: Engine, home: Path) -> list[str]:
+    """Every container of this MLOPS_HOME's deployments, running or not."""
+    listed = podman.run("ps", "--all", "--format", "{{.Names}}", "--filter", "name=^mlops-", timeout=60)
+    folders = (
+        {p.name for p in (home / "deployments").glob("*/*")} if (home / "deployments").exists() else set()
+    )
+    return [n for n in listed.stdout.split() if any(n.endswith(f[:12]) for f in folders)]
+
+
+def _supervisors(home: Path) -> set[int]:
+    marker = str(home / "deployments").encode()
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                command = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"mlops-assets-supervise" in command and marker in command:
+                found.add(int(proc.name))
+    return found
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if answer := predicate():
+            return answer
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+def test_qa_and_production_run_the_tested_image_as_supervised_containers(on_containers, instance, podman):
+    from mlops_assets.ops.runner import release
+
+    settings, defs = on_containers
+    one, two = register(defs, 0.5), register(defs, 50.0)
+    first = release(defs, instance, settings.lock_dir, one)
+    assert first.success, first.errors
+    production = first.production
+    assert production["mode"] == "new container", production
+    details = production["details"]
+    assert details["runtime"] == "container" and details["container"].startswith("mlops-production-")
+    config = json.loads(podman.run("inspect", details["container"], timeout=60).stdout)[0]
+    assert config["Config"]["User"] == "10001:10001"
+    assert config["HostConfig"]["ReadonlyRootfs"] and config["HostConfig"]["NetworkMode"] == "none"
+    assert config["HostConfig"]["CapDrop"] and config["HostConfig"]["Memory"] == 1 << 30
+    env = "\n".join(config["Config"]["Env"])
+    key = read_keys(settings.keys_file)[0]
+    assert key not in env and "MLOPS_SCORING_KEYS=" not in env  # a mounted file, not the environment
+    # It runs the image QA tested: the one scoring_image built for this version.
+    built = (
+        instance.get_latest_materialization_event(dg.AssetKey("scoring_image"))
+        .asset_materialization.metadata["image_id"]
+        .value
+    )
+    assert config["Image"] == built and production["image"] == built
+
+    url = production["url"]
+    answer = httpx.post(f"{url}/score", json=_sample(), headers={"Authorization": f"Bearer {key}"})
+    assert answer.status_code == 200 and answer.headers["x-model-version"] == str(one)
+    assert httpx.post(f"{url}/score", json=_sample()).status_code == 401
+    storage = defs.resources["storage"].get()
+    _wait(lambda: list(storage.list_files("scoring-logs")), 15, "the request log in storage")  # from inside
+
+    # The service dies (the container is killed): its supervisor starts it again on the same socket.
+    local = LocalTarget(settings.home_dir)
+    podman.run("kill", details["container"], timeout=60)
+    _wait(lambda: local.get("production").status.get("starts") == 2, 30, "a restart")
+    _wait(lambda: _ready(url) == str(one), 60, "serving again after the kill")
+
+    # Version 2 under load: another image, so a container handover on the supervisor's socket.
+    with Hammer(url, key, clients=4) as hammer:
+        _wait(lambda: len(hammer.statuses) > 100, 30, "traffic")
+        second = release(defs, instance, settings.lock_dir, two)
+        after = len(hammer.statuses)
+        _wait(lambda: len(hammer.statuses) > after + 100, 30, "traffic after the handover")
+    assert second.success, second.errors
+    assert second.production["mode"] == "container handover (another image)"
+    assert hammer.statuses and not hammer.failures(), hammer.failures()
+    assert hammer.versions[-1] == str(two)
+    running = local.get("production")
+    assert _supervisors(settings.home_dir) == {running.pid}  # the old supervisor drained and exited
+    assert _ours(podman, settings.home_dir) == [running.container]  # QA and the old container: gone
+
+    # The supervisor itself killed outright (and the engine's client with it), not the container:
+    # the next look at the deployment removes the container, nothing is left running.
+    os.killpg(running.pid, signal.SIGKILL)
+    _wait(lambda: not _supervisors(settings.home_dir), 10, "the supervisor gone")
+    assert local.get("production") is None
+    assert _ours(podman, settings.home_dir) == []
+
+
+def test_a_container_that_never_becomes_ready_fails_qa_and_production_keeps_its_image(
+    on_containers, instance, podman, tmp_path, monkeypatch
+):
+    from mlops_assets.ops.runner import release
+
+    settings, defs = on_containers
+    one = register(defs, 0.5)
+    assert release(defs, instance, settings.lock_dir, one).success
+    serving = LocalTarget(settings.home_dir).get("production")
+
+    broken = tmp_path / "Dockerfile"  # a wrong entry point: the container exits at once
+    broken.write_text(
+        build_context.DOCKERFILE.read_text().replace(
+            'ENTRYPOINT ["mlops-assets", "serve"', 'ENTRYPOINT ["mlops-assets", "no-such-command"', 1
+        )
+    )
+    monkeypatch.setattr(build_context, "DOCKERFILE", broken)
+    two = register(defs, 50.0)
+    outcome = release(defs, instance, settings.lock_dir, two)
+    assert not outcome.success and not outcome.qa_passed
+    assert any("the service exited with 2 before it was ready" in e for e in outcome.errors), outcome.errors
+    now = LocalTarget(settings.home_dir).get("production")
+    assert now is not None and (now.image, now.pid, now.version) == (serving.image, serving.pid, str(one))
+    assert _ready(now.url) == str(one)
+    assert _supervisors(settings.home_dir) == {serving.pid}
+    assert _ours(podman, settings.home_dir) == [serving.container]  # no QA container left behind
+
+
+def _ready(url: str) -> str | None:
+    try:
+        return httpx.get(f"{url}/health/ready", timeout=2).json().get("version")
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def _sample() -> dict:
+    from mlops_assets_tests.serving_support import SAMPLE
+
+    return SAMPLE
