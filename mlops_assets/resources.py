@@ -114,7 +114,10 @@ def _shared_resources(settings: Settings, storage: Any) -> dict[str, Any]:
         "project": ModelProjectResource(folder=str(settings.project_dir)),
         "stage_lock": StageLock(lock_dir=str(settings.lock_dir)),
         **release_resources(settings),
-        "release": ReleaseSettings(contexts_dir=str(settings.home_dir / "release" / "contexts")),
+        "release": ReleaseSettings(
+            contexts_dir=str(settings.home_dir / "release" / "contexts"),
+            azure_serving=settings.image_serves_azure,
+        ),
     }
 
 
@@ -153,6 +156,12 @@ def release_resources(settings: Settings) -> dict[str, Any]:
             location=settings.azure_location,
             registry_server=f"{settings.acr_name}.azurecr.io",
             acr_pull_identity_id=settings.acr_pull_identity_id,
+            scoring_log_url=settings.scoring_log_root
+            if settings.scoring_log_root.startswith("az://")
+            else "",
+            storage_account=settings.azure_storage_account or "",
+            aci_identity_client_id=settings.aci_identity_client_id,
+            aks_workload_client_id=settings.aks_workload_client_id,
             aci_dns_label=settings.aci_dns_label,
             aks_namespace=settings.aks_namespace,
             kube_context=settings.kube_context,

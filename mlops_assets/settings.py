@@ -66,6 +66,15 @@ SERVICE_ENVIRONMENT = (
     "MLOPS_MODEL_POLL_SECONDS",
     "MLOPS_SCORING_DRAIN_SECONDS",
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "MLOPS_SECRETS_DIR",
+    # The request log on an az:// root: a connection string (Azurite), else the account with
+    # DefaultAzureCredential (a managed identity on ACI, workload identity on AKS).
+    "MLOPS_AZURE_STORAGE_CONNECTION_STRING",
+    "MLOPS_AZURE_STORAGE_ACCOUNT",
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_AUTHORITY_HOST",
 )
 
 
@@ -175,6 +184,12 @@ class Settings(BaseSettings):
         default="podman,docker",
         description="Container engines tried in order to build the scoring image (empty: build none).",
     )
+    image_azure_serving: bool | None = Field(
+        default=None,
+        description="Put the serving-azure group (adlfs, azure-identity, azure-monitor-opentelemetry) in "
+        "the scoring image; unset: when the release target is azure, the request log goes to az:// "
+        "or Application Insights is configured.",
+    )
     local_runtime: Literal["auto", "container", "process"] = Field(
         default="auto",
         description="How the local target runs QA and production: auto (a container when an engine "
@@ -196,6 +211,16 @@ class Settings(BaseSettings):
     acr_name: str | None = Field(default=None, description="Container registry name (no .azurecr.io).")
     acr_pull_identity_id: str = Field(
         default="", description="Resource id of the user-assigned identity ACI pulls images with."
+    )
+    aci_identity_client_id: str = Field(
+        default="",
+        description="Client id of that identity: the QA service's request log writes to storage as it "
+        "(give it Storage Blob Data Contributor).",
+    )
+    aks_workload_client_id: str = Field(
+        default="",
+        description="Client id of the scoring pods' workload identity (Storage Blob Data Contributor): "
+        "their request log writes to storage as it.",
     )
     aci_dns_label: str | None = Field(default=None, description="DNS label of the QA container group.")
     aks_namespace: str = "mlops"
@@ -297,7 +322,19 @@ class Settings(BaseSettings):
     def scoring_log_root(self) -> str:
         return self.scoring_log_url or self.storage_root
 
+    @property
+    def image_serves_azure(self) -> bool:
+        if self.image_azure_serving is not None:
+            return self.image_azure_serving
+        return (
+            self.release_target == "azure"
+            or self.scoring_log_root.startswith(("az://", "abfs://", "abfss://"))
+            or self.applicationinsights_connection_string is not None
+        )
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    # A container's secrets arrive as files named like their variables (never in its environment).
+    secrets = os.environ.get("MLOPS_SECRETS_DIR")
+    return Settings(_secrets_dir=secrets) if secrets else Settings()

@@ -208,6 +208,7 @@ class RecordingAciClient:
 # method suffix -> (kind, API group), as the kubernetes client names them
 KUBERNETES_KINDS = {
     "secret": ("Secret", "core"),
+    "service_account": ("ServiceAccount", "core"),
     "service": ("Service", "core"),
     "deployment": ("Deployment", "apps"),
     "horizontal_pod_autoscaler": ("HorizontalPodAutoscaler", "autoscaling"),
@@ -285,7 +286,9 @@ class RecordingKubernetes:
         for variable in container["env"]:
             ref = variable.get("valueFrom", {}).get("secretKeyRef")
             if ref:
-                secret = self.objects[("Secret", namespace, ref["name"])]
+                secret = self.objects.get(("Secret", namespace, ref["name"]))
+                if secret is None and ref.get("optional"):
+                    continue  # as the kubelet does: an optional secret that is missing sets nothing
                 env[variable["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
             elif "value" in variable:
                 env[variable["name"]] = variable["value"]

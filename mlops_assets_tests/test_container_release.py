@@ -183,3 +183,68 @@ def _sample() -> dict:
     from mlops_assets_tests.serving_support import SAMPLE
 
     return SAMPLE
+
+
+def test_the_image_serves_the_azure_profile_request_log_on_blob_storage_telemetry_to_app_insights(
+    on_containers, instance, podman, azurite, monkeypatch
+):
+    """The image with the serving-azure group, run as the local target runs it: host network on
+    127.0.0.1 (its peers are remote services), the request log on Azurite's az://, App Insights
+    pointed at a receiver; both credentials reach it as files, not in its environment."""
+    import uuid
+
+    from azure.storage.blob import BlobServiceClient
+
+    from mlops_assets.definitions import build_definitions
+    from mlops_assets.ops.runner import release
+    from mlops_assets_tests.webhook import TelemetryReceiver
+
+    container = f"logs-{uuid.uuid4().hex[:12]}"
+    blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
+    blobs.create_container(container)
+    with TelemetryReceiver() as insights:
+        monkeypatch.setenv("MLOPS_SCORING_LOG_URL", f"az://{container}")
+        monkeypatch.setenv("MLOPS_AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
+        monkeypatch.setenv("APPLICATIONINSIGHTS_CONNECTION_STRING", insights.connection_string)
+        get_settings.cache_clear()
+        settings = get_settings()
+        assert settings.image_serves_azure  # chosen by the settings: a log on az://, telemetry on
+        defs = build_definitions(settings)
+        one = register(defs, 0.5)
+        outcome = release(defs, instance, settings.lock_dir, one)
+        assert outcome.success, outcome.errors
+        details = outcome.production["details"]
+        config = json.loads(podman.run("inspect", details["container"], timeout=60).stdout)[0]
+        assert config["HostConfig"]["NetworkMode"] == "host" and config["Config"]["User"] == "10001:10001"
+        env = "\n".join(config["Config"]["Env"])
+        assert "AccountKey" not in env and "InstrumentationKey" not in env  # files, not variables
+        key = read_keys(settings.keys_file)[0]
+        url = outcome.production["url"]
+        ids = set()
+        for _ in range(5):
+            answer = httpx.post(f"{url}/score", json=_sample(), headers={"Authorization": f"Bearer {key}"})
+            assert answer.status_code == 200
+            ids.add(answer.headers["x-request-id"])
+
+        def logged() -> set[str]:
+            found = set()
+            for blob in blobs.get_container_client(container).list_blobs(
+                name_starts_with="scoring-logs/date="
+            ):
+                data = blobs.get_blob_client(container, blob.name).download_blob().readall()
+                found |= {json.loads(line)["request_id"] for line in data.splitlines()}
+            return found
+
+        _wait(lambda: ids <= logged(), 30, "the request log on Azurite")
+        _wait(
+            lambda: [
+                r
+                for r in insights.of_type("RequestData")
+                if r["data"]["baseData"]["name"] == "POST /score"
+                and r["data"]["baseData"]["responseCode"] == "200"
+            ],
+            60,
+            "requests in Application Insights",
+        )
+        # QA ran the same image the same way, and is gone.
+        assert _ours(podman, settings.home_dir) == [details["container"]]

@@ -60,7 +60,13 @@ def test_scoring_image_context_is_content_addressed(settings, instance, defs):
         and image["tag"] == f"sha256-{image['digest'][:16]}"
     )
     assert image["reused"] is False
-    assert {p.name for p in context.iterdir()} == {"Dockerfile", "requirements.txt", "project", "model"}
+    assert {p.name for p in context.iterdir()} == {
+        "Dockerfile",
+        "requirements.txt",
+        "requirements-azure.txt",
+        "project",
+        "model",
+    }
     manifest = json.loads((context / "model" / "manifest.json").read_text())
     assert (
         manifest["version"] == one
@@ -69,6 +75,7 @@ def test_scoring_image_context_is_content_addressed(settings, instance, defs):
     requirements = (context / "requirements.txt").read_text()
     assert "starlette==" in requirements and "skops==" in requirements
     assert "dagster" not in requirements and "mlflow" not in requirements
+    assert (context / "requirements-azure.txt").read_bytes() == b""  # the local profile: no Azure layer
     assert (context / "project" / "mlops_assets" / "serving" / "app.py").is_file()
     if not image["built"]:
         assert (

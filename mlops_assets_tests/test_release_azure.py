@@ -308,6 +308,7 @@ def test_azure_release_goes_through_aci_qa_and_an_aks_rolling_update_and_undoes_
     created = [name for name in cloud.kube.recorder.names() if name.startswith("create")]
     assert created == [
         "create Secret",
+        "create ServiceAccount",
         "create Service",
         "create PodDisruptionBudget",
         "create HorizontalPodAutoscaler",
@@ -488,3 +489,63 @@ def test_the_azure_release_target_is_chosen_by_settings_and_names_what_is_missin
         "https://scoring.example.org",
     )
     get_settings.cache_clear()
+
+
+def test_aci_and_aks_give_the_service_its_request_log_destination_identity_and_telemetry():
+    """What the control planes are sent so that production traffic reaches scoring-logs/ (as the
+    group's user-assigned identity on ACI, the pods' workload identity on AKS) and App Insights."""
+    from mlops_assets.release.aci_target import AciSpec, container_group
+    from mlops_assets.release.aks_target import (
+        ServingIdentity,
+        load_manifests,
+        release_deployment,
+        service_account,
+        telemetry_secret,
+    )
+
+    telemetry = (
+        "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://in.example/"
+    )
+    identity = (
+        "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/qa"
+    )
+    spec = AciSpec(
+        "rg", "westeurope", "qa", "mlops-qa", registry_server="r.azurecr.io", identity_id=identity,
+        identity_client_id="aci-client-id", scoring_log_url="az://mlops", storage_account="mlopsdata",
+    )  # fmt: skip
+    sent = container_group(spec, "r.azurecr.io/scoring@sha256:ab", "3", ["k1"], telemetry).serialize()
+    env = {v["name"]: v for v in sent["properties"]["containers"][0]["properties"]["environmentVariables"]}
+    assert env["MLOPS_SCORING_LOG_URL"]["value"] == "az://mlops"
+    assert env["MLOPS_AZURE_STORAGE_ACCOUNT"]["value"] == "mlopsdata"
+    assert env["AZURE_CLIENT_ID"]["value"] == "aci-client-id"  # DefaultAzureCredential picks this identity
+    assert env["APPLICATIONINSIGHTS_CONNECTION_STRING"] == {
+        "name": "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        "secureValue": telemetry,
+    }
+    assert list(sent["identity"]["userAssignedIdentities"]) == [identity]
+    # Without a destination nothing is set: the image's defaults apply.
+    bare = container_group(AciSpec("rg", "westeurope", "qa", "mlops-qa"), "img", "3", ["k1"]).serialize()
+    names = {v["name"] for v in bare["properties"]["containers"][0]["properties"]["environmentVariables"]}
+    assert names == {"MLOPS_SCORING_KEYS", "MLOPS_DEPLOYMENT_ID"}
+
+    manifests = load_manifests()
+    serving = ServingIdentity("az://mlops", "mlopsdata", "aks-client-id")
+    deployment = release_deployment(manifests["Deployment"], "img@sha256:ab", "3", "code", serving)
+    pod = deployment["spec"]["template"]
+    env = {v["name"]: v for v in pod["spec"]["containers"][0]["env"]}
+    assert env["MLOPS_SCORING_LOG_URL"]["value"] == "az://mlops"
+    assert env["MLOPS_AZURE_STORAGE_ACCOUNT"]["value"] == "mlopsdata"
+    assert env["APPLICATIONINSIGHTS_CONNECTION_STRING"]["valueFrom"]["secretKeyRef"] == {
+        "name": "scoring-telemetry",
+        "key": "connection-string",
+        "optional": True,
+    }
+    assert pod["spec"]["serviceAccountName"] == "scoring"
+    assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    account = service_account(manifests["ServiceAccount"], serving)
+    assert account["metadata"]["annotations"]["azure.workload.identity/client-id"] == "aks-client-id"
+    assert base64.b64decode(telemetry_secret(telemetry)["data"]["connection-string"]).decode() == telemetry
+    # Applying the release twice does not repeat a variable.
+    again = release_deployment(deployment, "img@sha256:cd", "4", "code", serving)
+    names = [v["name"] for v in again["spec"]["template"]["spec"]["containers"][0]["env"]]
+    assert len(names) == len(set(names))

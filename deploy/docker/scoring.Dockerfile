@@ -31,6 +31,17 @@ RUN if [ -n "$CA_BUNDLE" ]; then export PIP_CERT="$CA_BUNDLE" SSL_CERT_FILE="$CA
     && /tmp/uv/bin/uv pip install --quiet --no-cache --python /opt/venv/bin/python --requirement /app/requirements.txt \
     && rm -rf /tmp/uv
 
+# The Azure profile's additions (Blob Storage request log, App Insights), a layer of their own so the
+# one above is shared; empty for an image that serves the local profile.
+COPY requirements-azure.txt /app/requirements-azure.txt
+RUN if [ -s /app/requirements-azure.txt ]; then \
+        if [ -n "$CA_BUNDLE" ]; then export PIP_CERT="$CA_BUNDLE" SSL_CERT_FILE="$CA_BUNDLE"; fi \
+        && python3 -m venv /tmp/uv \
+        && /tmp/uv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check "uv==${UV_VERSION}" \
+        && /tmp/uv/bin/uv pip install --quiet --no-cache --python /opt/venv/bin/python --requirement /app/requirements-azure.txt \
+        && rm -rf /tmp/uv; \
+    fi
+
 COPY project/ /app/project/
 RUN if [ -n "$CA_BUNDLE" ]; then export PIP_CERT="$CA_BUNDLE"; fi \
     && /opt/venv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check --no-deps /app/project \

@@ -2,7 +2,9 @@
 
 The group pulls the image with a user-assigned managed identity that has AcrPull on the registry
 (no registry password anywhere), gets the scoring keys as secure environment variables (never
-shown by the ACI API), and exposes the service on a public DNS label for the smoke test.
+shown by the ACI API), and exposes the service on a public DNS label for the smoke test. Its
+request log goes to the storage account's ``scoring-logs/`` as that same identity (AZURE_CLIENT_ID
+picks it for DefaultAzureCredential), and telemetry to Application Insights (a secure variable).
 """
 
 import time
@@ -24,11 +26,31 @@ class AciSpec:
     cpu: float = 1.0
     memory_gb: float = 1.5
     registry_server: str = ""
-    identity_id: str = ""  # user-assigned identity with AcrPull
+    identity_id: str = ""  # user-assigned identity with AcrPull (and Storage Blob Data Contributor)
+    identity_client_id: str = ""  # its client id: the identity the service's request log writes as
+    scoring_log_url: str = ""  # az://container: the request log's root
+    storage_account: str = ""
 
 
-def container_group(spec: AciSpec, image: str, version: str, keys: list[str]) -> Any:
+def container_group(
+    spec: AciSpec, image: str, version: str, keys: list[str], telemetry: str | None = None
+) -> Any:
     from azure.mgmt.containerinstance import models as m
+
+    environment = [
+        m.EnvironmentVariable(name="MLOPS_SCORING_KEYS", secure_value=",".join(keys)),
+        m.EnvironmentVariable(name="MLOPS_DEPLOYMENT_ID", value=f"{spec.group_name}-v{version}"),
+    ]
+    plain = {
+        "MLOPS_SCORING_LOG_URL": spec.scoring_log_url,
+        "MLOPS_AZURE_STORAGE_ACCOUNT": spec.storage_account,
+        "AZURE_CLIENT_ID": spec.identity_client_id,
+    }
+    environment += [m.EnvironmentVariable(name=name, value=value) for name, value in plain.items() if value]
+    if telemetry:
+        environment.append(
+            m.EnvironmentVariable(name="APPLICATIONINSIGHTS_CONNECTION_STRING", secure_value=telemetry)
+        )
 
     probe_get = {"port": spec.port, "scheme": "http"}
     container = m.Container(
@@ -47,10 +69,7 @@ def container_group(spec: AciSpec, image: str, version: str, keys: list[str]) ->
             "2",
         ],
         ports=[m.ContainerPort(port=spec.port, protocol="TCP")],
-        environment_variables=[
-            m.EnvironmentVariable(name="MLOPS_SCORING_KEYS", secure_value=",".join(keys)),
-            m.EnvironmentVariable(name="MLOPS_DEPLOYMENT_ID", value=f"{spec.group_name}-v{version}"),
-        ],
+        environment_variables=environment,
         resources=m.ResourceRequirements(
             requests=m.ResourceRequests(cpu=spec.cpu, memory_in_gb=spec.memory_gb),
             limits=m.ResourceLimits(cpu=spec.cpu, memory_in_gb=spec.memory_gb),
@@ -102,12 +121,12 @@ class AciQa:
         self.ready_timeout = ready_timeout
         self.poll_seconds = poll_seconds
 
-    def deploy(self, image: str, version: str, keys: list[str]) -> str:
+    def deploy(self, image: str, version: str, keys: list[str], telemetry: str | None = None) -> str:
         """Create or replace the QA group and wait until its container runs; the service URL."""
         groups = self.client.container_groups
         spec = self.spec
         groups.begin_create_or_update(
-            spec.resource_group, spec.group_name, container_group(spec, image, version, keys)
+            spec.resource_group, spec.group_name, container_group(spec, image, version, keys, telemetry)
         ).result()
         deadline = time.monotonic() + self.ready_timeout
         while True:

@@ -1,7 +1,9 @@
 """Production on AKS: `deploy/k8s` applied with the kubernetes client, a rolling update, undone on failure.
 
 The manifests are the source of truth; a release only sets the Deployment's image (pinned by
-digest) and version annotations, and writes the keys Secret. Every object is created or patched
+digest), version annotations and request-log destination, annotates the pods' ServiceAccount
+with their workload identity (which the request log writes as), and writes the keys Secret (and
+the telemetry Secret when Application Insights is configured). Every object is created or patched
 (what `kubectl apply` does for objects this pipeline owns). The rollout is watched until all
 replicas are updated and available; past the timeout, or when the new pods never become ready,
 the previous pod template is put back (`kubectl rollout undo`) and the release fails.
@@ -23,6 +25,24 @@ VERSION_ANNOTATION = "mlops-assets/model-version"
 IMAGE_ANNOTATION = "mlops-assets/image"
 CODE_ANNOTATION = "mlops-assets/code-digest"
 KEYS_SECRET = "scoring-keys"
+TELEMETRY_SECRET = "scoring-telemetry"
+WORKLOAD_CLIENT_ID = "azure.workload.identity/client-id"
+
+
+@dataclass(frozen=True)
+class ServingIdentity:
+    """Where the pods' request log goes and who they are there (workload identity)."""
+
+    scoring_log_url: str = ""  # az://container
+    storage_account: str = ""
+    workload_client_id: str = ""
+
+    def environment(self) -> dict[str, str]:
+        values = {
+            "MLOPS_SCORING_LOG_URL": self.scoring_log_url,
+            "MLOPS_AZURE_STORAGE_ACCOUNT": self.storage_account,
+        }
+        return {name: value for name, value in values.items() if value}
 
 
 @dataclass(frozen=True)
@@ -57,8 +77,11 @@ def load_manifests(folder: Path = MANIFESTS) -> dict[str, dict]:
     return objects
 
 
-def release_deployment(manifest: dict, image: str, version: str, code_digest: str) -> dict:
-    """The Deployment manifest for this release: image and annotations set, nothing else changed."""
+def release_deployment(
+    manifest: dict, image: str, version: str, code_digest: str, serving: ServingIdentity = ServingIdentity()
+) -> dict:
+    """The Deployment manifest for this release: image, annotations and the request log's
+    destination set, nothing else changed."""
     deployment = yaml.safe_load(yaml.safe_dump(manifest))  # a deep copy
     template = deployment["spec"]["template"]
     annotations = template["metadata"].setdefault("annotations", {})
@@ -66,16 +89,35 @@ def release_deployment(manifest: dict, image: str, version: str, code_digest: st
     deployment["metadata"].setdefault("annotations", {})[VERSION_ANNOTATION] = version
     (container,) = [c for c in template["spec"]["containers"] if c["name"] == "scoring"]
     container["image"] = image
+    env = container.setdefault("env", [])
+    for name, value in serving.environment().items():
+        env[:] = [variable for variable in env if variable["name"] != name]
+        env.append({"name": name, "value": value})
     return deployment
 
 
+def service_account(manifest: dict, serving: ServingIdentity) -> dict:
+    account = yaml.safe_load(yaml.safe_dump(manifest))
+    if serving.workload_client_id:
+        account["metadata"].setdefault("annotations", {})[WORKLOAD_CLIENT_ID] = serving.workload_client_id
+    return account
+
+
 def keys_secret(keys: list[str]) -> dict:
+    return _secret(KEYS_SECRET, "keys", ",".join(keys))
+
+
+def telemetry_secret(connection_string: str) -> dict:
+    return _secret(TELEMETRY_SECRET, "connection-string", connection_string)
+
+
+def _secret(name: str, key: str, value: str) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": KEYS_SECRET, "labels": {"app.kubernetes.io/part-of": "mlops-assets"}},
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "mlops-assets"}},
         "type": "Opaque",
-        "data": {"keys": base64.b64encode(",".join(keys).encode()).decode()},
+        "data": {key: base64.b64encode(value.encode()).decode()},
     }
 
 
@@ -102,8 +144,10 @@ class AksProduction:
         rollout_timeout: float = 600,
         poll_seconds: float = 2.0,
         manifests: Path = MANIFESTS,
+        serving: ServingIdentity = ServingIdentity(),
     ) -> None:
         self.apis = apis
+        self.serving = serving
         self.namespace = namespace
         self.rollout_timeout = rollout_timeout
         self.poll_seconds = poll_seconds
@@ -127,16 +171,29 @@ class AksProduction:
             "code_digest": annotations.get(CODE_ANNOTATION, ""),
         }
 
-    def apply(self, image: str, version: str, code_digest: str, keys: list[str]) -> dict:
+    def apply(
+        self, image: str, version: str, code_digest: str, keys: list[str], telemetry: str | None = None
+    ) -> dict:
         """Roll the release out; on failure put the previous template back and raise DeploymentError."""
         ns, core, apps = self.namespace, self.apis.core, self.apis.apps
+        secrets = [keys_secret(keys), *([telemetry_secret(telemetry)] if telemetry else [])]
+        for secret in secrets:
+            _apply(
+                core.read_namespaced_secret,
+                core.create_namespaced_secret,
+                core.patch_namespaced_secret,
+                secret["metadata"]["name"],
+                ns,
+                secret,
+            )
+        account = service_account(self.objects["ServiceAccount"], self.serving)
         _apply(
-            core.read_namespaced_secret,
-            core.create_namespaced_secret,
-            core.patch_namespaced_secret,
-            KEYS_SECRET,
+            core.read_namespaced_service_account,
+            core.create_namespaced_service_account,
+            core.patch_namespaced_service_account,
+            account["metadata"]["name"],
             ns,
-            keys_secret(keys),
+            account,
         )
         for kind, (read, create, patch) in {
             "Service": (
@@ -158,7 +215,7 @@ class AksProduction:
             body = self.objects[kind]
             _apply(read, create, patch, body["metadata"]["name"], ns, body)
         previous = self.current()
-        body = release_deployment(self.objects["Deployment"], image, version, code_digest)
+        body = release_deployment(self.objects["Deployment"], image, version, code_digest, self.serving)
         _apply(
             apps.read_namespaced_deployment,
             apps.create_namespaced_deployment,
@@ -173,7 +230,11 @@ class AksProduction:
         if previous is None:
             raise DeploymentError(f"AKS rollout of version {version} failed ({failure}); nothing to undo")
         undo = release_deployment(
-            self.objects["Deployment"], previous["image"], previous["version"], previous["code_digest"]
+            self.objects["Deployment"],
+            previous["image"],
+            previous["version"],
+            previous["code_digest"],
+            self.serving,
         )
         apps.patch_namespaced_deployment(self.name, ns, undo)
         raise DeploymentError(

@@ -32,6 +32,11 @@ model_versions = dg.DynamicPartitionsDefinition(name="model_versions")
 class ReleaseSettings(dg.ConfigurableResource):
     contexts_dir: str = Field(description="Local folder where build contexts are assembled.")
     image_repository: str = Field(default="mlops-assets/scoring", description="Image name without tag.")
+    azure_serving: bool = Field(
+        default=False,
+        description="Add the serving-azure group to the image: a request log on Blob Storage, "
+        "telemetry to Application Insights (MLOPS_IMAGE_AZURE_SERVING).",
+    )
 
 
 @dg.asset(
@@ -55,7 +60,9 @@ def scoring_image(
     models = registry.get_registry()
     # Verified against the registry before it is packaged: a tampered artifact never reaches an image.
     try:
-        build_context, new = assemble_version(models, version, Path(release.contexts_dir))
+        build_context, new = assemble_version(
+            models, version, Path(release.contexts_dir), release.azure_serving
+        )
     except ReleaseInputError as exc:
         raise dg.Failure(f"{exc} (scoring_image refuses to package it)") from exc
     if build_context.repaired:
@@ -199,7 +206,7 @@ def prod_deployment(
     sample = _sample(models, version)
 
     def restorable(previous):
-        return restorable_release(models, previous, Path(release.contexts_dir))
+        return restorable_release(models, previous, Path(release.contexts_dir), release.azure_serving)
 
     def alert(message: str) -> None:
         alerts.send(f"mlops-assets: {message}", run_id=context.run.run_id, job=context.run.job_name)
@@ -289,7 +296,9 @@ def _verified_release(
     a context edited since (a promote or rollback reuses old ones) is assembled again from the
     registry, and one the registry no longer gives (its files changed) is refused."""
     try:
-        verified, _ = assemble_version(models, int(version), Path(release.contexts_dir))
+        verified, _ = assemble_version(
+            models, int(version), Path(release.contexts_dir), release.azure_serving
+        )
     except ReleaseInputError as exc:
         raise dg.Failure(f"{exc} (not deployed)") from exc
     if verified.digest != scoring_image["digest"]:

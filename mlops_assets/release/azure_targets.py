@@ -8,9 +8,10 @@ from typing import Any
 from pydantic import Field
 
 from mlops_assets.release.aci_target import AciQa, AciSpec
-from mlops_assets.release.aks_target import AksProduction, KubernetesApis
+from mlops_assets.release.aks_target import AksProduction, KubernetesApis, ServingIdentity
 from mlops_assets.release.deployments import Endpoint, Release
 from mlops_assets.release.targets import DeploymentTarget, keys_from_settings
+from mlops_assets.settings import get_settings
 
 
 def keys_from_key_vault(secret_client: Any, secret_name: str) -> list[str]:
@@ -34,6 +35,18 @@ class AzureDeploymentTarget(DeploymentTarget):
     kube_context: str | None = Field(default=None, description="kubeconfig context of the AKS cluster.")
     public_url: str | None = Field(
         default=None, description="Production URL when an ingress/DNS name fronts the Service."
+    )
+    scoring_log_url: str = Field(
+        default="", description="az:// root of the service's request log (scoring-logs/ under it)."
+    )
+    storage_account: str = Field(default="", description="Storage account of that root.")
+    aci_identity_client_id: str = Field(
+        default="",
+        description="Client id of the ACI group's user-assigned identity: the request log writes as it.",
+    )
+    aks_workload_client_id: str = Field(
+        default="",
+        description="Client id of the scoring pods' workload identity (annotated on their ServiceAccount).",
     )
     rollout_timeout_seconds: float = 600
     poll_seconds: float = 5.0
@@ -76,16 +89,23 @@ class AzureDeploymentTarget(DeploymentTarget):
             self.aci_port,
             registry_server=self.registry_server,
             identity_id=self.acr_pull_identity_id,
+            identity_client_id=self.aci_identity_client_id,
+            scoring_log_url=self.scoring_log_url,
+            storage_account=self.storage_account,
         )
         return AciQa(self.aci_client(), spec, self.ready_timeout_seconds, self.poll_seconds)
 
     def _production(self) -> AksProduction:
         return AksProduction(
-            self.kubernetes_apis(), self.aks_namespace, self.rollout_timeout_seconds, self.poll_seconds
+            self.kubernetes_apis(),
+            self.aks_namespace,
+            self.rollout_timeout_seconds,
+            self.poll_seconds,
+            serving=ServingIdentity(self.scoring_log_url, self.storage_account, self.aks_workload_client_id),
         )
 
     def deploy_qa(self, release: Release) -> Endpoint:
-        url = self._qa().deploy(release.image, release.version, self.scoring_keys())
+        url = self._qa().deploy(release.image, release.version, self.scoring_keys(), _telemetry())
         return Endpoint("qa", url, release.version, release.image, release.code_digest)
 
     def teardown_qa(self) -> None:
@@ -106,7 +126,9 @@ class AzureDeploymentTarget(DeploymentTarget):
 
     def release_production(self, release: Release) -> tuple[Endpoint, str]:
         aks = self._production()
-        details = aks.apply(release.image, release.version, release.code_digest, self.scoring_keys())
+        details = aks.apply(
+            release.image, release.version, release.code_digest, self.scoring_keys(), _telemetry()
+        )
         url = aks.service_url(self.public_url)
         return Endpoint(
             "production", url, release.version, release.image, release.code_digest, details=details
@@ -119,3 +141,10 @@ class AzureDeploymentTarget(DeploymentTarget):
     def stop_production(self) -> None:
         aks = self._production()
         aks.apis.apps.delete_namespaced_deployment(aks.name, aks.namespace)
+
+
+def _telemetry() -> str | None:
+    """The scoring service's Application Insights connection string: read when deploying, never
+    kept in the resource's configuration (which the UI shows)."""
+    secret = get_settings().applicationinsights_connection_string
+    return secret.get_secret_value() if secret else None

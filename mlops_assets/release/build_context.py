@@ -1,7 +1,8 @@
 """The scoring image's build context, assembled from a registered version and named by its content.
 
-Layout: ``Dockerfile``, ``requirements.txt`` (the locked `serving` group), ``project/`` (the
-package, installed with --no-deps), ``model/`` (artifact + manifest). The digest covers every
+Layout: ``Dockerfile``, ``requirements.txt`` (the locked `serving` group),
+``requirements-azure.txt`` (`serving` and `serving-azure`, or empty), ``project/`` (the package,
+installed with --no-deps), ``model/`` (artifact + manifest). The digest covers every
 file, so the same inputs give the same tag and nothing is rebuilt; ``code_digest`` leaves out
 ``model/``, so a release target can tell "only the model changed" (swap the model in place)
 from "the code changed" (hand over to a new process).
@@ -18,6 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "deploy" / "docker" / "scoring.Dockerfile"
 PROJECT_FILES = ("pyproject.toml", "README.md")
+AZURE_REQUIREMENTS = "requirements-azure.txt"  # its own layer: the serving layer stays shared
 MODEL_DIR = "model"
 
 
@@ -37,20 +39,13 @@ class BuildContext:
         return {**asdict(self), "path": str(self.path), "tag": self.tag}
 
 
-def serving_requirements(repo: Path = REPO) -> bytes:
-    """The `serving` group exactly as locked, without the project (installed with --no-deps)."""
+def serving_requirements(azure: bool = False, repo: Path = REPO) -> bytes:
+    """The `serving` group exactly as locked, without the project (installed with --no-deps);
+    with ``azure``, the `serving-azure` group too (Blob Storage request log, App Insights)."""
     uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
+    groups = ["--only-group", "serving", *(["--only-group", "serving-azure"] if azure else [])]
     result = subprocess.run(
-        [
-            uv,
-            "export",
-            "--frozen",
-            "--only-group",
-            "serving",
-            "--no-hashes",
-            "--no-emit-project",
-            "--no-header",
-        ],
+        [uv, "export", "--frozen", *groups, "--no-hashes", "--no-emit-project", "--no-header"],
         cwd=repo,
         check=True,
         capture_output=True,
@@ -69,12 +64,15 @@ def _tree_digest(root: Path, exclude: str | None = None) -> tuple[str, int]:
     return digest.hexdigest(), count
 
 
-def _write_tree(root: Path, artifact_name: str, artifact: bytes, manifest: dict, requirements: bytes) -> None:
+def _write_tree(
+    root: Path, artifact_name: str, artifact: bytes, manifest: dict, requirements: bytes, azure: bytes
+) -> None:
     (root / MODEL_DIR).mkdir(parents=True)
     (root / MODEL_DIR / artifact_name).write_bytes(artifact)
     (root / MODEL_DIR / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     shutil.copy(DOCKERFILE, root / "Dockerfile")
     (root / "requirements.txt").write_bytes(requirements)
+    (root / AZURE_REQUIREMENTS).write_bytes(azure)
     project = root / "project"
     project.mkdir()
     for name in PROJECT_FILES:
@@ -91,13 +89,20 @@ def intact(path: Path) -> bool:
 
 
 def assemble(
-    contexts_dir: Path, artifact_name: str, artifact: bytes, manifest: dict, requirements: bytes
+    contexts_dir: Path,
+    artifact_name: str,
+    artifact: bytes,
+    manifest: dict,
+    requirements: bytes,
+    azure_requirements: bytes = b"",
 ) -> tuple[BuildContext, bool]:
-    """The context for these inputs, and whether it was new (False: an identical one existed)."""
+    """The context for these inputs, and whether it was new (False: an identical one existed).
+    ``azure_requirements``: the `serving` and `serving-azure` groups, for an image that serves the
+    Azure profile (empty: none)."""
     contexts_dir.mkdir(parents=True, exist_ok=True)
     staging = contexts_dir / f".staging-{hashlib.sha256(artifact).hexdigest()[:12]}"
     shutil.rmtree(staging, ignore_errors=True)
-    _write_tree(staging, artifact_name, artifact, manifest, requirements)
+    _write_tree(staging, artifact_name, artifact, manifest, requirements, azure_requirements)
     digest, files = _tree_digest(staging)
     code_digest, _ = _tree_digest(staging, exclude=MODEL_DIR)
     final = contexts_dir / digest[:16]

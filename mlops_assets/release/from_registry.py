@@ -38,10 +38,13 @@ def verified_files(models: ModelRegistry, version: int) -> tuple[bytes, dict, ob
     return artifact, manifest, model
 
 
-def assemble_version(models: ModelRegistry, version: int, contexts_dir: Path) -> tuple[BuildContext, bool]:
+def assemble_version(
+    models: ModelRegistry, version: int, contexts_dir: Path, azure_serving: bool = False
+) -> tuple[BuildContext, bool]:
     """The version's build context (assembled if it is not there yet) and whether it was new."""
     artifact, manifest, _ = verified_files(models, version)
-    return assemble(contexts_dir, ARTIFACT_NAME, artifact, manifest, serving_requirements())
+    azure = serving_requirements(azure=True) if azure_serving else b""
+    return assemble(contexts_dir, ARTIFACT_NAME, artifact, manifest, serving_requirements(), azure)
 
 
 def smoke_sample(models: ModelRegistry, version: int) -> SmokeSample:
@@ -57,11 +60,13 @@ def smoke_sample(models: ModelRegistry, version: int) -> SmokeSample:
     return SmokeSample(block["rows"], block["predictions"], "manifest")
 
 
-def restorable_release(models: ModelRegistry, previous: Endpoint, contexts_dir: Path) -> Release:
+def restorable_release(
+    models: ModelRegistry, previous: Endpoint, contexts_dir: Path, azure_serving: bool = False
+) -> Release:
     """What served before, as a release again: its image reference, and (for a target that serves
     from a build context) that context if it is intact, else assembled anew from the registry
     (missing on this machine, or edited since)."""
     context = Path(previous.context) if previous.context else None
     if context is not None and not intact(context):
-        context = assemble_version(models, int(previous.version), contexts_dir)[0].path
+        context = assemble_version(models, int(previous.version), contexts_dir, azure_serving)[0].path
     return Release(previous.version, previous.image, context, previous.code_digest)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from fsspec.utils import get_protocol
 
+from mlops_assets.release.build_context import AZURE_REQUIREMENTS
 from mlops_assets.release.engines import Engine
 from mlops_assets.release.supervisor import LISTEN_FD
 from mlops_assets.settings import SERVICE_ENVIRONMENT, child_environment, get_settings
@@ -35,6 +36,8 @@ CONTAINER_TUNING = tuple(
     if name.startswith(("MLOPS_SCORING_MAX", "MLOPS_SCORING_LOG_MAX", "MLOPS_SCORING_LOG_FLUSH"))
     or name in ("MLOPS_MODEL_POLL_SECONDS", "MLOPS_SCORING_DRAIN_SECONDS", "MLOPS_MODEL_PROJECT")
 )
+# What DefaultAzureCredential reads to pick an identity (never a secret: no AZURE_CLIENT_SECRET).
+AZURE_IDENTITY = ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_AUTHORITY_HOST")
 SPILL_IN_CONTAINER = "/srv/spill"
 LOG_ROOT_IN_CONTAINER = "/srv/log-root"
 SECRETS_IN_CONTAINER = "/run/secrets/mlops"
@@ -46,7 +49,9 @@ def _uv() -> str:
 
 def ensure_venv(venvs_dir: Path, context: Path) -> Path:
     """A venv with exactly the context's requirements and project, shared by identical contexts."""
+    azure = context / AZURE_REQUIREMENTS
     key = hashlib.sha256((context / "requirements.txt").read_bytes())
+    key.update(azure.read_bytes() if azure.exists() else b"")
     for path in sorted((context / "project").rglob("*.py")):
         key.update(path.read_bytes())
     venv = venvs_dir / key.hexdigest()[:16]
@@ -58,6 +63,8 @@ def ensure_venv(venvs_dir: Path, context: Path) -> Path:
     subprocess.run(
         [_uv(), "pip", "install", "-q", "--python", python, "-r", str(context / "requirements.txt")], **run
     )
+    if azure.exists() and azure.stat().st_size:
+        subprocess.run([_uv(), "pip", "install", "-q", "--python", python, "-r", str(azure)], **run)
     subprocess.run(
         [_uv(), "pip", "install", "-q", "--python", python, "--no-deps", str(context / "project")], **run
     )
@@ -105,8 +112,8 @@ class ContainerRuntime:
 
     Writable: the deployment's spill folder and, for a local log root, its scoring-logs/ folder
     (given to the service's uid on a rootful engine). No network unless the request log or
-    telemetry goes to a remote service. Keys reach it as a read-only mounted file, never as an
-    environment variable (which `inspect` shows).
+    telemetry goes to a remote service. Keys and credentials reach it as read-only mounted files
+    (``MLOPS_SECRETS_DIR``), never as environment variables (which `inspect` shows).
     """
 
     engine: Engine
@@ -121,11 +128,12 @@ class ContainerRuntime:
         secrets = folder / "secrets"
         for made in (spill, secrets):
             made.mkdir(parents=True, exist_ok=True)
-        self._write_keys(secrets / "scoring-keys", settings)
+        secret_files = {"scoring-keys": self._keys(settings)}
         env = {
             "MLOPS_DEPLOYMENT_ID": deployment_id,
             "MLOPS_SCORING_SPILL_DIR": SPILL_IN_CONTAINER,
             "MLOPS_SCORING_KEYS_FILE": f"{SECRETS_IN_CONTAINER}/scoring-keys",
+            "MLOPS_SECRETS_DIR": SECRETS_IN_CONTAINER,  # credentials as files, read by the settings
         }
         env |= {name: os.environ[name] for name in CONTAINER_TUNING if name in os.environ}
         mounts = [f"{spill}:{SPILL_IN_CONTAINER}:rw", f"{secrets}:{SECRETS_IN_CONTAINER}:ro"]
@@ -134,6 +142,13 @@ class ContainerRuntime:
         remote = get_protocol(log_root) not in ("file", "local")
         if remote:
             env["MLOPS_SCORING_LOG_URL"] = log_root
+            env |= {name: os.environ[name] for name in AZURE_IDENTITY if name in os.environ}
+            if settings.azure_storage_account:
+                env["MLOPS_AZURE_STORAGE_ACCOUNT"] = settings.azure_storage_account
+            if settings.azure_storage_connection_string:
+                secret_files["MLOPS_AZURE_STORAGE_CONNECTION_STRING"] = (
+                    settings.azure_storage_connection_string.get_secret_value()
+                )
         else:
             logs = Path(log_root.removeprefix("file://")) / "scoring-logs"
             logs.mkdir(parents=True, exist_ok=True)
@@ -142,8 +157,10 @@ class ContainerRuntime:
             writable += [logs, *(p for p in logs.iterdir() if p.is_dir())]
         telemetry = settings.applicationinsights_connection_string
         if telemetry:
-            env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = telemetry.get_secret_value()
-        self._give_to_service_user([*writable, secrets, secrets / "scoring-keys"])
+            secret_files["APPLICATIONINSIGHTS_CONNECTION_STRING"] = telemetry.get_secret_value()
+        for name, value in secret_files.items():
+            self._write_secret(secrets / name, value)
+        self._give_to_service_user([*writable, secrets, *(secrets / name for name in secret_files)])
         command = [self.engine.name, "run", "--rm", "--replace", "--name", container]
         command += ["--preserve-fds", "1", "--network", "host" if remote or telemetry else "none"]
         command += [*CONTAINER_SECURITY, *CONTAINER_LIMITS, "--no-healthcheck"]
@@ -157,14 +174,17 @@ class ContainerRuntime:
         return Service(command, self.engine.environment(), container)
 
     @staticmethod
-    def _write_keys(path: Path, settings) -> None:
+    def _keys(settings) -> str:
         if settings.scoring_keys:
-            keys = settings.scoring_keys.get_secret_value().replace(",", "\n")
-        else:
-            keys = settings.keys_file.read_text() if settings.keys_file.exists() else ""
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(keys)
-        os.chmod(tmp, 0o400)
+            return settings.scoring_keys.get_secret_value().replace(",", "\n")
+        return settings.keys_file.read_text() if settings.keys_file.exists() else ""
+
+    @staticmethod
+    def _write_secret(path: Path, value: str) -> None:
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o400)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value)
         os.replace(tmp, path)
 
     @staticmethod

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mlops_assets.core.fsstore import Storage
+from mlops_assets.core.fsstore import Storage, credential_options
 from mlops_assets.serving import metrics
 from mlops_assets.serving.artifact import (
     MANIFEST_NAME,
@@ -65,6 +65,7 @@ class ServiceConfig:
     deployment_id: str | None = None  # lets a deployer tell its own process from another on the port
     drain_seconds: float = 5.0  # longest SIGTERM drain before uvicorn's shutdown (0: none)
     telemetry_connection_string: str | None = None  # Application Insights; None: no telemetry at all
+    log_storage_options: tuple[tuple[str, object], ...] = ()  # credentials for an az:// log root
 
 
 def _release_signature(folder: Path) -> tuple:
@@ -106,7 +107,9 @@ class ScoringService:
         self._keys: tuple[bytes, ...] = ()
         self._keys_mtime: int | None = None
         self.writer = RequestLogWriter(
-            Storage(config.log_storage_url), config.spill_dir, config.flush_seconds
+            Storage(config.log_storage_url, **dict(config.log_storage_options)),
+            config.spill_dir,
+            config.flush_seconds,
         )
         self._openapi = b"{}"
         self.tally = metrics.RequestTally()
@@ -321,6 +324,7 @@ def config_from_settings() -> ServiceConfig:
         keys_file=settings.keys_file,
         env_keys=tuple(k.strip() for k in env_keys.split(",") if k.strip()),
         log_storage_url=settings.scoring_log_root,
+        log_storage_options=_log_storage_options(settings),
         spill_dir=settings.scoring_spill,
         max_body_bytes=settings.scoring_max_body_bytes,
         max_rows=settings.scoring_max_rows,
@@ -335,6 +339,16 @@ def config_from_settings() -> ServiceConfig:
             else None
         ),
     )
+
+
+def _log_storage_options(settings) -> tuple[tuple[str, object], ...]:
+    if not settings.scoring_log_root.startswith(("az://", "abfs://", "abfss://")):
+        return ()
+    secret = settings.azure_storage_connection_string
+    options = credential_options(
+        secret.get_secret_value() if secret else None, settings.azure_storage_account
+    )
+    return tuple(options.items())
 
 
 def app_from_settings() -> Starlette:
