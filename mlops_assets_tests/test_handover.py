@@ -161,3 +161,30 @@ def test_a_killed_service_is_restarted_on_the_same_socket_and_no_connection_is_r
     status = target.get("production").status
     assert status["starts"] == 2 and status["exits"] == [-signal.SIGKILL] and status["service_pid"] != killed
     assert target.get("production").pid == deployment.pid  # the same supervisor
+
+
+def test_deployments_says_what_answers_not_what_was_recorded(settings, target, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from mlops_assets_tests.conftest import subprocess_env
+
+    deployment, _ = target.release(
+        "production", _context(tmp_path, 1, 0.5), "code-a", "1", "scoring:one", free_port()
+    )
+
+    def listed() -> str:
+        command = [str(Path(sys.executable).parent / "mlops-assets"), "deployments"]
+        return subprocess.run(
+            command, env=subprocess_env(settings.home_dir), capture_output=True, text=True
+        ).stdout
+
+    assert listed().rstrip().endswith("answering ready")
+    service = deployment.status["service_pid"]
+    os.kill(service, signal.SIGSTOP)  # hung: alive, recorded, supervised, and answering nothing
+    try:
+        assert "production: version 1" in listed() and "NOT answering (ReadTimeout)" in listed()
+    finally:
+        os.kill(service, signal.SIGCONT)
+    assert listed().rstrip().endswith("answering ready")

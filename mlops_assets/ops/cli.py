@@ -197,7 +197,9 @@ def cmd_deployments(_: argparse.Namespace) -> int:
     if not deployments:
         print("no local deployments running")
     for d in deployments:
-        print(f"{d.name}: version {d.version} at {d.url}: {d.describe()}; supervisor pid {d.pid}")
+        print(
+            f"{d.name}: version {d.version} at {d.url}: {d.describe()}; supervisor pid {d.pid}; {d.health()}"
+        )
     return 0
 
 

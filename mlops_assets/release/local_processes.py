@@ -60,6 +60,19 @@ class Deployment:
             return f"a supervised {self.engine} container ({self.container}) of image {self.image[:12]}"
         return "a supervised process from the release's venv (no container: see scoring_image)"
 
+    def health(self, timeout: float = 2.0) -> str:
+        """What it answers now: recorded state is not taken for health."""
+        try:
+            answer = httpx.get(f"{self.url}/health/ready", timeout=timeout)
+            said = answer.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            return f"NOT answering ({type(exc).__name__})"
+        if answer.status_code != 200:
+            return f"NOT ready ({said.get('reason') or said.get('status')})"
+        if said.get("version") != self.version:
+            return f"answering with version {said.get('version')}, not {self.version}"
+        return "answering ready"
+
     @property
     def status(self) -> dict:
         """The supervisor's status.json: the service's pid, its starts and exit codes."""
@@ -85,15 +98,22 @@ def _kill(process: subprocess.Popen) -> None:
     process.wait()
 
 
-def _require_free_port(host: str, port: int, name: str) -> None:
-    with socket.socket() as probe:
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise DeploymentError(
-                f"{name}: port {port} on {host} is already in use ({exc.strerror}); stop what holds it "
-                f"or set MLOPS_{name.upper()}_PORT to a free port"
-            ) from None
+def _require_free_port(host: str, port: int, name: str, wait: float = 0.0) -> None:
+    """``wait``: what was just stopped may hold the port a moment longer (a container's conmon
+    closes its copy of the socket only once the engine has cleaned the container up)."""
+    deadline = time.monotonic() + wait
+    while True:
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, port))
+                return
+            except OSError as exc:
+                if time.monotonic() >= deadline:
+                    raise DeploymentError(
+                        f"{name}: port {port} on {host} is already in use ({exc.strerror}); stop what "
+                        f"holds it or set MLOPS_{name.upper()}_PORT to a free port"
+                    ) from None
+        time.sleep(0.1)
 
 
 class LocalTarget:
@@ -200,8 +220,8 @@ class LocalTarget:
         """
         runtime = runtime or ProcessRuntime(self.home)
         if replacing is None:
-            self.stop(name)
-            _require_free_port(self.host, port, name)
+            stopped = self.stop(name)
+            _require_free_port(self.host, port, name, wait=15.0 if stopped else 0.0)
         deployment_id = uuid.uuid4().hex
         folder = self.state_dir / name / deployment_id
         folder.mkdir(parents=True)

@@ -4,6 +4,7 @@ locked `serving` requirements in a venv (the image's dependency set, without an 
 supervisors are managed by `local_processes`.
 """
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -14,6 +15,8 @@ from mlops_assets.release.engines import ENGINES, find_engine
 from mlops_assets.release.local_processes import LocalTarget
 from mlops_assets.release.runtimes import ContainerRuntime, ProcessRuntime
 from mlops_assets.release.targets import DeploymentTarget, keys_from_settings
+
+IMAGE_ID = re.compile(r"(sha256:)?[0-9a-f]{64}")  # what LocalImageBuilder reports for an image it built
 
 
 class LocalDeploymentTarget(DeploymentTarget):
@@ -39,22 +42,25 @@ class LocalDeploymentTarget(DeploymentTarget):
         return LocalTarget(Path(self.home))
 
     def runtime_for(self, release: Release) -> ProcessRuntime | ContainerRuntime:
-        if self.runtime == "process":
+        """A container when scoring_image built one (its reference is then the local image ID):
+        decided by the release, not by how fast the engine answers now, so a release whose image
+        exists never falls back to a process it was not tested as."""
+        built = IMAGE_ID.fullmatch(release.image) is not None
+        if self.runtime == "process" or (self.runtime == "auto" and not built):
             return ProcessRuntime(Path(self.home))
-        engine = find_engine(tuple(self.engines))
-        if engine is not None and engine.has_image(release.image):
-            return ContainerRuntime(engine)
-        if self.runtime == "container":
+        if not built:
             raise DeploymentError(
-                "the container runtime was asked for, but "
-                + (
-                    f"{engine.name} has no image {release.image}"
-                    if engine
-                    else "no container engine answered"
-                )
-                + " (scoring_image says why it built none)"
+                f"the container runtime was asked for, but version {release.version} has no local image "
+                f"({release.image}): scoring_image says why it built none"
             )
-        return ProcessRuntime(Path(self.home))
+        engine = find_engine(tuple(self.engines), timeout=60)
+        if engine is None:
+            tried = ", ".join(self.engines) or "none configured"
+            raise DeploymentError(
+                f"version {release.version} is the image {release.image[:12]}, but no container engine "
+                f"answered (tried: {tried})"
+            )
+        return ContainerRuntime(engine)
 
     def scoring_keys(self) -> list[str]:
         return keys_from_settings()

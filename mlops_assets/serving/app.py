@@ -175,6 +175,8 @@ class ScoringService:
                 self.tally.flush()
                 metrics.LOG_BACKLOG.set(self.writer.backlog)
                 metrics.LOG_SPILLED.set(self.writer.spilled)
+                metrics.LOG_STUCK.set(1 if self.writer.stuck else 0)
+                metrics.LOG_FAILURES.set(self.writer.failures)
             except Exception:  # the watcher must outlive any single failure
                 log.exception("model/key watcher failed; retrying")
 
@@ -209,6 +211,14 @@ class ScoringService:
             if model is None:
                 status = "503"
                 return _error(503, "no verified model loaded yet", request_id, **{"retry-after": "1"})
+            if self.writer.stuck:
+                status = "503"  # its record could be kept nowhere: shed before doing the work
+                return _error(
+                    503,
+                    "the request log can keep no record now; retry shortly",
+                    request_id,
+                    **{"retry-after": "5"},
+                )
             if self.writer.backlog > self.config.max_log_backlog:
                 status = "503"  # shed rather than lose request log records
                 return _error(
@@ -272,6 +282,12 @@ class ScoringService:
         if model is None:
             return Response(
                 b'{"status":"not ready","reason":"no verified model loaded"}',
+                status_code=503,
+                media_type=JSON,
+            )
+        if self.writer.stuck or not self.writer.alive:
+            return Response(
+                b'{"status":"not ready","reason":"the request log can keep no record (storage and spill folder failed)"}',
                 status_code=503,
                 media_type=JSON,
             )

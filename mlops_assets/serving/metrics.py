@@ -35,6 +35,16 @@ LOG_BACKLOG = Gauge(
 LOG_SPILLED = Gauge(
     "scoring_log_spilled_records",
     "Request log records on local disk awaiting storage.",
+    multiprocess_mode="livemax",  # the workers share the spill folder: each sees all of it
+)
+LOG_STUCK = Gauge(
+    "scoring_log_stuck",
+    "1 while a worker can keep request log records nowhere (storage and spill folder failed): it sheds.",
+    multiprocess_mode="livemax",
+)
+LOG_FAILURES = Gauge(
+    "scoring_log_write_failures",
+    "Flushes whose batch could be kept nowhere (retried with backoff), since the worker started.",
     multiprocess_mode="livesum",
 )
 

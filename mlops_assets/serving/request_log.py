@@ -5,10 +5,19 @@ values, no I/O (DESIGN.md's spike: re-serialising records on the loop cost 40% o
 requests). A thread writes a batch every ``flush_seconds`` as one JSON-lines file under
 ``scoring-logs/date=YYYY-MM-DD/`` in storage. When storage fails, the batch is spilled to local
 disk and delivered later, oldest first; ``close()`` flushes what is left (graceful shutdown).
+
+The writer thread never dies: any failure is logged, counted and retried with backoff. When
+neither storage nor the spill folder takes a batch (a full disk does that), the batch stays in
+memory and ``stuck`` is set: the service then answers 503 (readiness and /score) rather than take
+requests whose records it could keep nowhere, until a retry succeeds. Writers sharing a spill
+folder (a service's workers) claim a spilled file by renaming it before delivering it, so each
+file is delivered once; a claim or temporary file left by a dead writer is taken back at start.
 """
 
+import contextlib
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -51,30 +60,47 @@ def record_line(
     )  # fmt: skip
 
 
+CLAIM = re.compile(r"\.(claim|tmp)-(\d+)-[0-9a-f]+$")  # a spilled file taken, or being written
+
+
 class RequestLogWriter:
     def __init__(
-        self, storage: Storage, spill_dir: Path, flush_seconds: float = 1.0, batch_records: int = 2000
+        self,
+        storage: Storage,
+        spill_dir: Path,
+        flush_seconds: float = 1.0,
+        batch_records: int = 2000,
+        max_retry_seconds: float = 30.0,
     ) -> None:
         self.storage = storage
         self.batch_records = batch_records
         self.spill_dir = spill_dir
         self.flush_seconds = flush_seconds
+        self.max_retry_seconds = max_retry_seconds
         # deque.append and popleft are atomic: the loop appends, the writer thread pops, no lock.
         self._pending: deque[bytes] = deque()
         self._flush_lock = threading.Lock()  # the thread and close() never flush at once
         self._wake = threading.Event()
         self._stopping = False
         self._sequence = 0
-        self._writer_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._suffix = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._writer_id = f"{socket.gethostname()}-{self._suffix}"
         self.written = 0  # records delivered to storage
         self.spilled = 0  # records written to local disk and not yet delivered
+        self.failures = 0  # flushes that kept a batch nowhere (neither storage nor the spill folder)
+        self.stuck = False  # the last batch could be kept nowhere: it waits in memory
         self._thread = threading.Thread(target=self._run, name="request-log-writer", daemon=True)
 
     def start(self) -> "RequestLogWriter":
         self.spill_dir.mkdir(parents=True, exist_ok=True)
-        self.spilled = sum(_count_lines(p) for p in self._spilled_files())
+        self._release_dead_claims()
+        self.spilled = self._count_spilled()
         self._thread.start()
         return self
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     @property
     def backlog(self) -> int:
@@ -90,13 +116,29 @@ class RequestLogWriter:
         self._stopping = True
         self._wake.set()
         self._thread.join(timeout)
-        self._flush()
+        try:
+            self._flush()
+        except Exception as exc:
+            log.error("request log: %d records could be kept nowhere at shutdown (%s)", self.backlog, exc)
 
     def _run(self) -> None:
+        delay = self.flush_seconds
         while not self._stopping:
-            self._wake.wait(self.flush_seconds)
+            self._wake.wait(delay)
             self._wake.clear()
-            self._flush()
+            try:
+                self._flush()
+                delay = self.flush_seconds
+            except Exception as exc:  # never dies: the records wait in memory, the next try comes
+                self.failures += 1
+                delay = min(max(delay, self.flush_seconds) * 2, self.max_retry_seconds)
+                log.error(
+                    "request log: %d records kept nowhere (storage and spill folder failed: %s); "
+                    "retrying in %.1f s",
+                    self.backlog,
+                    exc,
+                    delay,
+                )
 
     def _take(self) -> list[bytes]:
         pending = self._pending
@@ -107,6 +149,7 @@ class RequestLogWriter:
             self._deliver_spilled()
             batch = self._take()
             if not batch:
+                self.stuck = False
                 return
             self._sequence += 1
             day = datetime.now(UTC).strftime("%Y-%m-%d")
@@ -116,6 +159,8 @@ class RequestLogWriter:
             try:
                 self.storage.write_bytes(path, data)
                 self.written += len(batch)
+                self.stuck = False
+                return
             except Exception as exc:  # any storage failure: keep the records on local disk
                 log.warning(
                     "scoring log storage failed (%s); spilling %d records to %s",
@@ -123,38 +168,83 @@ class RequestLogWriter:
                     len(batch),
                     self.spill_dir,
                 )
+            try:
                 self._spill(path, data)
-                self.spilled += len(batch)
+            except Exception:
+                self._pending.extendleft(reversed(batch))  # first in line again, in their order
+                self.stuck = True
+                raise
+            self.spilled += len(batch)
+            self.stuck = False
 
     def _spill(self, path: str, data: bytes) -> None:
         target = self.spill_dir / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        tmp = target.with_name(f"{target.name}.tmp-{self._suffix}")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # no partial file left behind (a full disk)
+            raise
 
     def _spilled_files(self) -> list[Path]:
         return sorted(p for p in self.spill_dir.rglob("*.jsonl") if p.is_file())
 
+    def _count_spilled(self) -> int:
+        total = 0
+        for path in self._spilled_files():
+            try:
+                total += _count_lines(path)
+            except FileNotFoundError:
+                continue
+        return total
+
+    def _release_dead_claims(self) -> None:
+        """A claimed file of a writer that died goes back to the queue; its temp files go."""
+        for path in self.spill_dir.rglob("*"):
+            found = CLAIM.search(path.name)
+            if not found or _running(int(found.group(2))):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if found.group(1) == "claim":
+                    os.replace(path, path.with_name(path.name[: found.start()]))
+                else:
+                    path.unlink()
+
     def _deliver_spilled(self) -> None:
-        """Oldest first; files a predecessor left (moved here by its successor's target) included."""
+        """Oldest first, each file claimed (renamed) before it is sent: two writers of one folder
+        never send one file twice. Files a predecessor left (moved here by the target) included."""
         for spilled in self._spilled_files():
             relative = spilled.relative_to(self.spill_dir).as_posix()
+            claimed = spilled.with_name(f"{spilled.name}.claim-{self._suffix}")
             try:
-                data = spilled.read_bytes()
+                os.replace(spilled, claimed)
             except FileNotFoundError:
-                continue  # delivered by another writer of this folder meanwhile
+                continue  # another writer of this folder claimed it first
             try:
+                data = claimed.read_bytes()
                 self.storage.write_bytes(relative, data)
             except Exception:
-                # storage still down: try again next time; count what waits, adopted files too
-                self.spilled = sum(_count_lines(p) for p in self._spilled_files())
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(claimed, spilled)  # back in the queue: storage is still down
+                self.spilled = self._count_spilled()
                 return
-            spilled.unlink(missing_ok=True)
+            claimed.unlink(missing_ok=True)
             lines = data.count(b"\n")
             self.written += lines
             log.info("delivered %d spilled scoring log records (%s)", lines, relative)
         self.spilled = 0
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _count_lines(path: Path) -> int:

@@ -1,0 +1,151 @@
+"""The request log loses nothing: storage and the spill folder failing together, two writers of one
+spill folder, a writer that died mid-delivery. Real files, real threads; faults injected by
+turning folders into files (root ignores permissions, a file where a folder must be stops it)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mlops_assets.core.fsstore import Storage
+from mlops_assets.serving.request_log import RequestLogWriter
+from mlops_assets_tests.serving_support import SAMPLE, Service, write_release
+
+
+def _record(n: int) -> bytes:
+    return json.dumps({"request_id": f"r{n:06d}"}).encode() + b"\n"
+
+
+def _stored_ids(root: Path) -> list[str]:
+    return [
+        json.loads(line)["request_id"]
+        for path in sorted(root.rglob("*.jsonl"))
+        for line in path.read_bytes().splitlines()
+    ]
+
+
+def _until(predicate, what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def _break(folder: Path) -> None:
+    """A file where the folder was: every write under it fails, as on a full disk."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.write_text("not a folder")
+
+
+def _repair(folder: Path) -> None:
+    folder.unlink()
+    folder.mkdir()
+
+
+def test_storage_and_spill_failing_together_keep_the_records_in_memory_and_deliver_them_later(tmp_path):
+    logs, spill = tmp_path / "logs", tmp_path / "spill"
+    logs.mkdir()
+    writer = RequestLogWriter(Storage(str(logs)), spill, flush_seconds=0.05, max_retry_seconds=0.2).start()
+    try:
+        _break(logs)
+        _break(spill)
+        for n in range(50):
+            writer.append(_record(n))
+        _until(lambda: writer.stuck and writer.failures >= 2, "the writer says it can keep them nowhere")
+        assert writer.alive and writer.backlog == 50  # it did not die, and it dropped nothing
+        assert not list(tmp_path.rglob("*.tmp-*"))  # no partial spill file left
+        writer.append(_record(50))
+
+        _repair(spill)  # the disk has room again; storage still fails
+        _until(lambda: not writer.stuck and writer.spilled == 51, "spilled once the disk had room")
+        _repair(logs)  # storage is back
+        _until(lambda: writer.spilled == 0 and writer.written == 51, "delivered without a restart")
+    finally:
+        writer.close()
+    assert sorted(_stored_ids(logs)) == [f"r{n:06d}" for n in range(51)]  # each record, once
+
+
+def test_two_writers_of_one_spill_folder_deliver_each_spilled_file_once(tmp_path):
+    logs, spill = tmp_path / "logs", tmp_path / "spill"
+    day = spill / "scoring-logs" / "date=2026-11-30"
+    day.mkdir(parents=True)
+    for n in range(300):  # what a storage outage left behind
+        (day / f"{n:06d}-earlier-writer.jsonl").write_bytes(_record(n))
+    writers = [
+        RequestLogWriter(Storage(str(logs)), spill, flush_seconds=0.01).start(),
+        RequestLogWriter(Storage(str(logs)), spill, flush_seconds=0.01).start(),
+    ]
+    try:
+        _until(lambda: not list(spill.rglob("*.jsonl")), "every spilled file delivered")
+        assert all(w.alive for w in writers)
+        assert sum(w.written for w in writers) == 300
+    finally:
+        for writer in writers:
+            writer.close()
+    ids = _stored_ids(logs)
+    assert len(ids) == 300 and len(set(ids)) == 300
+
+
+def test_a_dead_writers_claim_goes_back_to_the_queue_and_its_temp_file_goes(tmp_path):
+    logs, spill = tmp_path / "logs", tmp_path / "spill"
+    day = spill / "scoring-logs" / "date=2026-11-30"
+    day.mkdir(parents=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    pid = int(dead.stdout)  # a process that has exited
+    (day / f"a.jsonl.claim-{pid}-0123abcd").write_bytes(_record(1))  # it died while delivering
+    (day / f"b.jsonl.tmp-{pid}-0123abcd").write_bytes(b'{"request_id": "r0000')  # and while spilling
+    writer = RequestLogWriter(Storage(str(logs)), spill, flush_seconds=0.05).start()
+    try:
+        _until(lambda: writer.written == 1, "the claimed file delivered")
+    finally:
+        writer.close()
+    assert _stored_ids(logs) == ["r000001"] and not any(p.is_file() for p in spill.rglob("*"))
+
+
+@pytest.mark.slow
+def test_a_service_that_can_keep_no_record_sheds_and_says_so_then_recovers_by_itself(tmp_path):
+    home = tmp_path / "mlops"
+    write_release(home / "release", version=1)
+    logs, spill = tmp_path / "logs", tmp_path / "spill"
+    logs.mkdir()
+    service = Service(
+        home,
+        home / "release",
+        env={"MLOPS_SCORING_LOG_URL": str(logs), "MLOPS_SCORING_SPILL_DIR": str(spill)},
+    ).wait_live()
+    try:
+        service.wait_version("1")
+        assert service.score().status_code == 200
+        _break(logs)
+        _break(spill)
+        answered = service.score()  # accepted before the writer found out: its record waits in memory
+        assert answered.status_code == 200
+
+        def refused() -> bool:
+            return httpx.get(f"{service.url}/health/ready").status_code == 503
+
+        _until(refused, "readiness says the request log can keep nothing")
+        assert "keep no record" in httpx.get(f"{service.url}/health/ready").json()["reason"]
+        shed = httpx.post(f"{service.url}/score", json=SAMPLE, headers={"authorization": "Bearer key-one"})
+        assert shed.status_code == 503 and shed.headers["retry-after"]
+        metrics = httpx.get(f"{service.url}/metrics").text
+        assert "scoring_log_stuck 1.0" in metrics
+
+        _repair(spill)
+        _repair(logs)
+        _until(lambda: httpx.get(f"{service.url}/health/ready").status_code == 200, "ready again, no restart")
+        _until(lambda: len(_stored_ids(logs)) == 2, "both answered requests' records stored")
+        assert service.score().status_code == 200
+    finally:
+        service.stop()
+    ids = _stored_ids(logs)
+    assert answered.headers["x-request-id"] in ids and len(ids) == len(set(ids)) == 3
+    assert os.listdir(spill) == [] or not list(spill.rglob("*.jsonl"))
