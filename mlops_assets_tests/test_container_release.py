@@ -18,7 +18,7 @@ import pytest
 from mlops_assets.release import build_context
 from mlops_assets.release.engines import Engine, find_engine
 from mlops_assets.release.local_processes import LocalTarget
-from mlops_assets.serving.keys import read_keys
+from mlops_assets.serving.keys import add_key, read_keys
 from mlops_assets.settings import get_settings
 from mlops_assets_tests.release_support import register
 from mlops_assets_tests.serving_support import Hammer, free_port
@@ -113,6 +113,18 @@ def test_qa_and_production_run_the_tested_image_as_supervised_containers(on_cont
     answer = httpx.post(f"{url}/score", json=_sample(), headers={"Authorization": f"Bearer {key}"})
     assert answer.status_code == 200 and answer.headers["x-model-version"] == str(one)
     assert httpx.post(f"{url}/score", json=_sample()).status_code == 401
+    # A key added to the keys file (rotation) reaches the container, as it reaches a process.
+    rotated = add_key(settings.keys_file)
+    _wait(
+        lambda: (
+            httpx.post(
+                f"{url}/score", json=_sample(), headers={"Authorization": f"Bearer {rotated}"}
+            ).status_code
+            == 200
+        ),
+        15,
+        "the rotated key accepted",
+    )
     storage = defs.resources["storage"].get()
     _wait(lambda: list(storage.list_files("scoring-logs")), 15, "the request log in storage")  # from inside
 

@@ -238,7 +238,7 @@ class LocalTarget:
             shutil.rmtree(folder, ignore_errors=True)
             raise DeploymentError(f"{name}: could not prepare the service: {exc}") from None
         command = [str(Path(sys.executable).parent / SUPERVISE), "--listen", f"{self.host}:{port}"]
-        command += ["--share-at", listener, "--status", str(folder / "status.json")]
+        command += ["--share-at", listener, "--status", str(folder / "status.json"), *service.supervisor_args]
         if replacing is not None and replacing.listener:
             command += ["--take-from", replacing.listener]
         with open(log, "a") as handle:

@@ -79,6 +79,7 @@ class Service:
     command: list[str]
     environment: dict[str, str]
     container: str = ""  # the container's name, removed if the supervisor could not
+    supervisor_args: tuple[str, ...] = ()  # what the supervisor keeps current for it
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,11 @@ class ContainerRuntime:
         for made in (spill, secrets):
             made.mkdir(parents=True, exist_ok=True)
         secret_files = {"scoring-keys": self._keys(settings)}
+        supervisor_args: tuple[str, ...] = ()
+        if not settings.scoring_keys:  # the keys file: the supervisor mirrors every edit (rotation)
+            supervisor_args = ("--mirror", f"{settings.keys_file}:{secrets / 'scoring-keys'}")
+            if os.geteuid() == 0:
+                supervisor_args += ("--mirror-owner", str(SERVICE_UID))
         env = {
             "MLOPS_DEPLOYMENT_ID": deployment_id,
             "MLOPS_SCORING_SPILL_DIR": SPILL_IN_CONTAINER,
@@ -171,7 +177,7 @@ class ContainerRuntime:
         for name, value in env.items():
             command += ["--env", f"{name}={value}"]
         command += [image, "--listen-fd", str(LISTEN_FD), "--workers", "1"]
-        return Service(command, self.engine.environment(), container)
+        return Service(command, self.engine.environment(), container, supervisor_args)
 
     @staticmethod
     def _keys(settings) -> str:

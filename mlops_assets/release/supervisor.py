@@ -7,7 +7,9 @@ socket from this one (``serving/listener.py``), so a replacement never closes th
 engine's own restart policy cannot do this: it would restart a container without the socket.
 
 SIGTERM (or SIGINT) stops it: the service is sent SIGTERM, drains, exits, then so does this.
-It writes ``status.json`` (its pid, the service's pid, starts and exit codes) for the target.
+It writes ``status.json`` (its pid, the service's pid, starts and exit codes) for the target, and
+keeps mirrored files current (``--mirror``: the scoring keys, copied for a container's uid each
+time the operator edits them, so a key rotation reaches it as it reaches a process).
 No Dagster and no service code here: it starts in a fraction of a second.
 """
 
@@ -48,8 +50,13 @@ class Supervisor:
         first_delay: float = 0.2,
         max_delay: float = 10.0,
         stable_seconds: float = 30.0,
+        mirrors: list[tuple[Path, Path]] | None = None,
+        mirror_owner: int | None = None,
     ) -> None:
         self.command = command
+        self.mirrors = mirrors or []
+        self.mirror_owner = mirror_owner
+        self._mirrored: dict[Path, tuple[int, int]] = {}
         self.status_path = status_path
         self.first_delay = first_delay
         self.max_delay = max_delay
@@ -77,7 +84,35 @@ class Supervisor:
         tmp.write_text(json.dumps(status))
         os.replace(tmp, self.status_path)
 
+    def _wait_mirroring(self, service: subprocess.Popen) -> int:
+        while True:
+            try:
+                return service.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                self.mirror()
+
+    def mirror(self) -> None:
+        """Copy each source whose size or mtime changed, atomically (a reader sees old or new)."""
+        for source, target in self.mirrors:
+            try:
+                found = source.stat()
+                signature = (found.st_mtime_ns, found.st_size)
+                if self._mirrored.get(source) == signature:
+                    continue
+                tmp = target.with_name(f".{target.name}.mirror")
+                tmp.unlink(missing_ok=True)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(source.read_bytes())
+                if self.mirror_owner is not None:
+                    os.chown(tmp, self.mirror_owner, self.mirror_owner)
+                os.replace(tmp, target)
+                self._mirrored[source] = signature
+            except OSError as exc:
+                log.warning("could not mirror %s to %s: %s", source, target, exc)
+
     def run(self) -> int:
+        self.mirror()
         delay = self.first_delay
         while not self.stopping.is_set():
             started = time.monotonic()
@@ -86,7 +121,7 @@ class Supervisor:
             self._write_status()
             if self.stopping.is_set():  # SIGTERM arrived while it was being started
                 self.service.send_signal(signal.SIGTERM)
-            code = self.service.wait()
+            code = self._wait_mirroring(self.service)
             if self.stopping.is_set():
                 break
             self.exits.append(code)
@@ -115,6 +150,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--share-at", metavar="SOCKET", required=True, help="offer the socket to a successor here"
     )
     parser.add_argument("--status", type=Path, required=True, help="status.json to write")
+    parser.add_argument(
+        "--mirror", action="append", default=[], metavar="SOURCE:TARGET", help="keep TARGET a copy of SOURCE"
+    )
+    parser.add_argument("--mirror-owner", type=int, help="uid and gid of the mirrored copies")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the service's command line")
     args = parser.parse_args(argv)
     if args.command[:1] == ["--"]:
@@ -131,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         format='{"time":"%(asctime)s","level":"%(levelname)s","pid":%(process)d,'
         '"logger":"%(name)s","message":"%(message)s"}',
     )
-    supervisor = Supervisor(args.command, args.status)
+    mirrors = [tuple(Path(part) for part in pair.split(":", 1)) for pair in args.mirror]
+    supervisor = Supervisor(args.command, args.status, mirrors=mirrors, mirror_owner=args.mirror_owner)
     signal.signal(signal.SIGTERM, supervisor.stop)
     signal.signal(signal.SIGINT, supervisor.stop)
     host, _, port = args.listen.rpartition(":")
