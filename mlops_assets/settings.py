@@ -60,6 +60,8 @@ SERVICE_ENVIRONMENT = (
     "MLOPS_SCORING_MAX_BODY_BYTES",
     "MLOPS_SCORING_MAX_ROWS",
     "MLOPS_SCORING_MAX_INFLIGHT",
+    "MLOPS_SCORING_MAX_HEADER_BYTES",
+    "MLOPS_SCORING_MAX_HEADERS",
     "MLOPS_SCORING_LOG_MAX_BACKLOG",
     "MLOPS_SCORING_LOG_FLUSH_SECONDS",
     "MLOPS_SCORING_SPILL_DIR",
@@ -133,6 +135,10 @@ class Settings(BaseSettings):
     scoring_max_body_bytes: int = Field(default=1_048_576, gt=0)
     scoring_max_rows: int = Field(default=10_000, gt=0)
     scoring_max_inflight: int = Field(default=256, gt=0, description="Per worker; beyond it: 503.")
+    scoring_max_header_bytes: int = Field(
+        default=32_768, gt=0, description="Request line and headers together; beyond: 431, connection closed."
+    )
+    scoring_max_headers: int = Field(default=100, gt=0, description="Headers a request; beyond: 431.")
     scoring_log_url: str | None = Field(
         default=None, description="fsspec root for scoring-logs/; default the storage root."
     )

@@ -201,7 +201,11 @@ def test_down_stops_the_demo_s_deployments_and_a_new_demo_brings_production_back
     home, _, _ = demo_home
     listed = run([str(BIN / "mlops-assets"), "deployments"], home).stdout
     assert listed.startswith("production: version") and "qa:" not in listed
+    assert "production here: version" in run([str(BIN / "mlops-assets"), "versions"], home).stdout
+    assert "answering ready" in run([str(BIN / "mlops-assets"), "versions"], home).stdout
     assert "stopped production" in run([str(BIN / "mlops-assets"), "down"], home).stdout
+    stopped = run([str(BIN / "mlops-assets"), "versions"], home).stdout
+    assert "production here: nothing serves version" in stopped and "answering" not in stopped
     again = run([str(BIN / "mlops-assets"), "demo"], home)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "is the champion but not running here; releasing it again" in again.stdout

@@ -151,6 +151,7 @@ NAMES_THE_INSTANCE_KNOWS = {
         "feedback_sensor",
         "retrain_after_ingest_sensor",
         "release_sensor",
+        "production_health_sensor",
         "scoring_logs_sensor",
         "drift_retrain_sensor",
         "alert_on_run_failure",

@@ -184,7 +184,11 @@ def test_deployments_says_what_answers_not_what_was_recorded(settings, target, t
     service = deployment.status["service_pid"]
     os.kill(service, signal.SIGSTOP)  # hung: alive, recorded, supervised, and answering nothing
     try:
-        assert "production: version 1" in listed() and "NOT answering (ReadTimeout)" in listed()
+        assert (
+            "production: version 1" in listed()
+            and "not answering at http://127.0.0.1:" in listed()
+            and "(ReadTimeout)" in listed()
+        )
     finally:
         os.kill(service, signal.SIGCONT)
     assert listed().rstrip().endswith("answering ready")

@@ -82,8 +82,10 @@ def test_health_metrics_and_openapi_need_no_key(served):
 
 BAD_REQUESTS = [
     (b"not json", 400, "body is not valid JSON"),
-    (b'{"data": [[1,2,3,4,5,6,7,8,9,NaN]]}', 400, "body is not valid JSON"),
-    (b'{"data": [[1,2,3,4,5,6,7,8,9,1e999]]}', 400, "body is not valid JSON"),
+    (b'{"data": [[1,2,3,4,5,6,7,8,9,NaN]]}', 422, "values must be finite numbers"),
+    (b'{"data": [[1,2,3,4,5,6,7,8,9,-Infinity]]}', 422, "values must be finite numbers"),
+    (b'{"data": [[1,2,3,4,5,6,7,8,9,1e999]]}', 422, "values must be finite numbers"),
+    (b'{"data": [[1,2,3,4,5,6,7,8,9,NaNa]]}', 400, "body is not valid JSON"),
     (b"[]", 422, 'body must be a JSON object {"data"'),
     (b'{"rows": []}', 422, 'body must be a JSON object {"data"'),
     (b'{"data": {}}', 422, '"data" must be a list of rows, got dict'),

@@ -121,7 +121,22 @@ def cmd_versions(args: argparse.Namespace) -> int:
         print("no registered versions yet")
     for version in versions:
         print(version.line(index.model_name, current_holdout))
+    if versions and settings.release_target == "local":
+        _say_what_serves(versions)
     return 0
+
+
+def _say_what_serves(versions) -> None:
+    """The production alias names the champion; whether anything serves it is asked, not assumed."""
+    champion = next((v for v in versions if "production" in v.aliases), None)
+    running = _local_target().get("production")
+    if running is not None:
+        print(f"production here: version {running.version} at {running.url}: {running.health()}")
+    elif champion is not None:
+        print(
+            f"production here: nothing serves version {champion.version} (the alias names it; "
+            "`mlops-assets promote` releases it again)"
+        )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

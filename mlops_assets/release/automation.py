@@ -1,10 +1,17 @@
 """Release automation: each registered version becomes a model_versions partition and one release run."""
 
+import json
+
 import dagster as dg
 
 from mlops_assets.core import keys
+from mlops_assets.core.alerts import AlertWebhook
 from mlops_assets.core.instance import STAGE_TAG
+from mlops_assets.registry.protocol import PRODUCTION_ALIAS
+from mlops_assets.registry.resource import RegistryResource
 from mlops_assets.release.assets import model_versions, prod_deployment, qa_deployment, scoring_image
+from mlops_assets.release.deployments import unreadiness
+from mlops_assets.release.targets import DeploymentTarget
 
 RELEASE_SENSOR = "release_sensor"
 
@@ -49,3 +56,66 @@ def build_release_sensor(default_status: dg.DefaultSensorStatus, interval: int =
         )
 
     return release_sensor
+
+
+HEALTH_SENSOR = "production_health_sensor"
+
+
+def build_health_sensor(default_status: dg.DefaultSensorStatus, interval: int = 30) -> dg.SensorDefinition:
+    """Production is asked, not assumed, to be up. A change of state is alerted from here (the
+    serving side holds no webhook). When what served is lost outright (its supervisor died, so
+    nothing will restart it) the champion is released again, once per loss; a deployment stopped
+    on purpose (`mlops-assets down`) is left stopped."""
+
+    @dg.sensor(
+        name=HEALTH_SENSOR,
+        job=release_job,
+        default_status=default_status,
+        minimum_interval_seconds=interval,
+        description="Asks production whether it answers ready; alerts on a change, and releases the "
+        "champion again when production was lost outright (not stopped on purpose).",
+    )
+    def production_health_sensor(
+        context: dg.SensorEvaluationContext,
+        deploy_target: DeploymentTarget,
+        registry: RegistryResource,
+        alerts: AlertWebhook,
+    ) -> dg.SensorResult | dg.SkipReason:
+        before = json.loads(context.cursor) if context.cursor else {"state": "serving", "problem": None}
+        endpoint = deploy_target.production()
+        requests, lost = [], None
+        if endpoint is not None:
+            problem = unreadiness(endpoint.url, endpoint.version)
+            state = "serving" if problem is None else "unhealthy"
+        else:
+            lost = deploy_target.production_lost()
+            state = "lost" if lost is not None else "stopped"
+            problem = (
+                None
+                if lost is None
+                else f"version {lost.version} at {lost.url} is gone (its supervisor died)"
+            )
+        if state == "lost":
+            champion = registry.get_registry().get_alias(PRODUCTION_ALIAS)
+            if champion is not None:
+                loss = f"{lost.details.get('pid')}-{lost.version}"  # one release per loss
+                requests.append(
+                    dg.RunRequest(
+                        partition_key=str(champion.version),
+                        run_key=f"restore-{loss}",
+                        tags={"mlops/trigger": "health-restore", "mlops/reason": problem},
+                    )
+                )
+                problem += f"; releasing the champion, version {champion.version}, again"
+        if state != before["state"] or problem != before.get("problem"):
+            if problem:
+                alerts.send(f"mlops-assets: production {problem}", sensor=HEALTH_SENSOR)
+                context.log.warning(f"production {problem}")
+            elif before["state"] in ("unhealthy", "lost"):
+                alerts.send(f"mlops-assets: production answers again ({endpoint.url})", sensor=HEALTH_SENSOR)
+        cursor = json.dumps({"state": state, "problem": problem})
+        if not requests and state in ("serving", "stopped"):
+            return dg.SensorResult(skip_reason=f"production {state}", cursor=cursor)
+        return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+    return production_health_sensor

@@ -9,7 +9,7 @@ import dagster as dg
 from pydantic import Field
 
 from mlops_assets.release.build_context import BuildContext
-from mlops_assets.release.engines import ENGINES, PYTHON_BASES, Engine, find_engine
+from mlops_assets.release.engines import ENGINES, PROBE_TIMEOUT, PYTHON_BASES, Engine, find_engine
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class LocalImageBuilder(ImageBuilder):
 
     @staticmethod
     def _described(engine: Engine, image: str, built: bool, how: str, seconds: float) -> ImageBuild:
-        found = engine.run("image", "inspect", "--format", "{{.Id}} {{.Size}}", image, timeout=30)
+        found = engine.run("image", "inspect", "--format", "{{.Id}} {{.Size}}", image, timeout=PROBE_TIMEOUT)
         image_id, size = found.stdout.split() if found.returncode == 0 else ("", "0")
         detail = f"{how}: image {image_id[:12]}, {int(size) / 1e6:.0f} MB"
         return ImageBuild(

@@ -28,6 +28,11 @@ ENGINE_ENVIRONMENT = (
 )
 ENGINES = ("podman", "docker")
 BUILD_CA_PATH = "/run/build-ca-bundle.crt"
+# How long an engine's quick answers (version, inspect, rm) may take. Not seconds: while another
+# build writes a large image, podman's commands wait on its storage (measured here: `podman
+# version` took up to 10.8 s beside the 2.3 GB code-location build, and at a 10 s limit the
+# release took the engine for absent). A missing daemon still fails at once.
+PROBE_TIMEOUT = 300.0
 # The bases taken without being named: the one deploy/docker/python-base.sh builds from Debian
 # packages (make container-base), then the Dockerfiles' default. Never pulled unasked.
 LOCAL_PYTHON_BASE = "localhost/mlops-python-base:3.11-bookworm"
@@ -75,10 +80,13 @@ class Engine:
         return configured or next((base for base in PYTHON_BASES if self.has_image(base)), None)
 
     def has_image(self, reference: str) -> bool:
-        return self.run("image", "inspect", "--format", "{{.Id}}", reference, timeout=30).returncode == 0
+        return (
+            self.run("image", "inspect", "--format", "{{.Id}}", reference, timeout=PROBE_TIMEOUT).returncode
+            == 0
+        )
 
 
-def find_engine(names: tuple[str, ...] = ENGINES, timeout: float = 10.0) -> Engine | None:
+def find_engine(names: tuple[str, ...] = ENGINES, timeout: float = PROBE_TIMEOUT) -> Engine | None:
     """The first engine that answers, or None."""
     for name in names:
         if shutil.which(name) is None:

@@ -7,6 +7,7 @@ MLOPS_HOME/deployments/NAME/ID/. No Dagster here: `mlops-assets deployments` and
 stop them without importing it.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from mlops_assets.release.deployments import DeploymentError
+from mlops_assets.release.deployments import DeploymentError, unreadiness
 from mlops_assets.release.runtimes import (
     ContainerRuntime,
     ProcessRuntime,
@@ -62,16 +63,7 @@ class Deployment:
 
     def health(self, timeout: float = 2.0) -> str:
         """What it answers now: recorded state is not taken for health."""
-        try:
-            answer = httpx.get(f"{self.url}/health/ready", timeout=timeout)
-            said = answer.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            return f"NOT answering ({type(exc).__name__})"
-        if answer.status_code != 200:
-            return f"NOT ready ({said.get('reason') or said.get('status')})"
-        if said.get("version") != self.version:
-            return f"answering with version {said.get('version')}, not {self.version}"
-        return "answering ready"
+        return unreadiness(self.url, self.version, timeout) or "answering ready"
 
     @property
     def status(self) -> dict:
@@ -130,12 +122,27 @@ class LocalTarget:
         path = self._state_path(name)
         if not path.exists():
             return None
-        deployment = Deployment(**json.loads(path.read_text()))
-        if not _alive(deployment.pid):
-            path.unlink()
-            self._runtime(deployment).remove(deployment.container)  # a supervisor SIGKILLed
+        try:
+            deployment = Deployment(**json.loads(path.read_text()))
+        except FileNotFoundError:
+            return None
+        if not _alive(deployment.pid):  # its supervisor died without being stopped: lost
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(path, self._lost_path(name))
+            self._runtime(deployment).remove(deployment.container)
             return None
         return deployment
+
+    def _lost_path(self, name: str) -> Path:
+        return self.state_dir / f"{name}.lost"
+
+    def lost(self, name: str) -> Deployment | None:
+        """What served as ``name`` until its supervisor died, if nobody stopped or replaced it since."""
+        self.get(name)  # a supervisor that died since the last look is recorded now
+        try:
+            return Deployment(**json.loads(self._lost_path(name).read_text()))
+        except FileNotFoundError:
+            return None
 
     def list(self) -> list[Deployment]:
         found = (self.get(p.stem) for p in sorted(self.state_dir.glob("*.json")))
@@ -144,6 +151,7 @@ class LocalTarget:
     def stop(self, name: str, timeout: float = 30) -> bool:
         deployment = self.get(name)
         self._state_path(name).unlink(missing_ok=True)
+        self._lost_path(name).unlink(missing_ok=True)  # stopped on purpose: nothing to bring back
         if deployment is None:
             return False
         self._terminate(deployment, timeout)
@@ -281,6 +289,7 @@ class LocalTarget:
             str(folder),
         )
         self._state_path(name).write_text(json.dumps(deployment.to_dict(), indent=2))
+        self._lost_path(name).unlink(missing_ok=True)
         return deployment
 
     @staticmethod

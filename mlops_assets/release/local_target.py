@@ -53,7 +53,7 @@ class LocalDeploymentTarget(DeploymentTarget):
                 f"the container runtime was asked for, but version {release.version} has no local image "
                 f"({release.image}): scoring_image says why it built none"
             )
-        engine = find_engine(tuple(self.engines), timeout=60)
+        engine = find_engine(tuple(self.engines))
         if engine is None:
             tried = ", ".join(self.engines) or "none configured"
             raise DeploymentError(
@@ -119,6 +119,10 @@ class LocalDeploymentTarget(DeploymentTarget):
     def restore_production(self, release: Release) -> Endpoint:
         restored, _ = self.release_production(release)
         return restored
+
+    def production_lost(self) -> Endpoint | None:
+        lost = self.target().lost("production")
+        return None if lost is None else self._endpoint(lost)
 
     def stop_production(self) -> None:
         self.target().stop("production")

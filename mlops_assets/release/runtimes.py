@@ -14,7 +14,7 @@ from pathlib import Path
 from fsspec.utils import get_protocol
 
 from mlops_assets.release.build_context import AZURE_REQUIREMENTS
-from mlops_assets.release.engines import Engine
+from mlops_assets.release.engines import PROBE_TIMEOUT, Engine
 from mlops_assets.release.supervisor import LISTEN_FD
 from mlops_assets.settings import SERVICE_ENVIRONMENT, child_environment, get_settings
 
@@ -202,7 +202,7 @@ class ContainerRuntime:
 
     def remove(self, container: str) -> None:
         if container:
-            self.engine.run("rm", "--force", "--time", "0", container, timeout=60)
+            self.engine.run("rm", "--force", "--time", "0", container, timeout=PROBE_TIMEOUT)
 
 
 def runtime_of(name: str, home: Path, engine_name: str = "") -> ProcessRuntime | ContainerRuntime:

@@ -14,6 +14,7 @@ No Dagster and no service code here: it starts in a fraction of a second.
 """
 
 import argparse
+import ctypes
 import json
 import logging
 import os
@@ -116,7 +117,9 @@ class Supervisor:
         delay = self.first_delay
         while not self.stopping.is_set():
             started = time.monotonic()
-            self.service = subprocess.Popen(self.command, pass_fds=(LISTEN_FD,), stdin=subprocess.DEVNULL)
+            self.service = subprocess.Popen(
+                self.command, pass_fds=(LISTEN_FD,), stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+            )
             self.starts += 1
             self._write_status()
             if self.stopping.is_set():  # SIGTERM arrived while it was being started
@@ -133,6 +136,16 @@ class Supervisor:
         self.service = None
         self._write_status()
         return 0
+
+
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl  # loaded before any fork: the child only calls it
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM it when the supervisor dies, however (a SIGKILL included), so no
+    service outlives its supervisor holding the socket."""
+    _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -54,3 +54,8 @@ class DeploymentTarget(dg.ConfigurableResource, ABC):
 
     @abstractmethod
     def stop_production(self) -> None: ...
+
+    def production_lost(self) -> Endpoint | None:
+        """What served production until it died with nothing left to restart it (not stopped on
+        purpose); None where the platform restarts it itself (AKS) or nothing was lost."""
+        return None

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import orjson
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
@@ -90,6 +91,16 @@ class ScoredResponse(Response):
             (b"x-model-version", model_version),
             (b"x-request-id", request_id.encode()),
         ]
+
+
+NON_FINITE = re.compile(rb"(?<![\w\"])-?(NaN|Infinity)(?![\w\"])")
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    """404 and 405 in the service's own error shape, not Starlette's plain text."""
+    request_id = os.urandom(16).hex()
+    extra = {name.lower(): value for name, value in (exc.headers or {}).items() if name.lower() == "allow"}
+    return _error(exc.status_code, exc.detail, request_id, **extra)
 
 
 def _error(status: int, message: str, request_id: str, **headers: str) -> Response:
@@ -228,6 +239,11 @@ class ScoringService:
             try:
                 payload = orjson.loads(body)
             except orjson.JSONDecodeError as exc:
+                # JSON has no NaN or Infinity, and 1e999 overflows: the value is wrong, not the syntax.
+                if "infinity when parsed" in str(exc) or NON_FINITE.search(body):
+                    raise PayloadError(
+                        422, "values must be finite numbers: NaN and Infinity are not"
+                    ) from None
                 raise PayloadError(400, f"body is not valid JSON: {exc}") from None
             rows = rows_from_payload(payload, len(model.features), self.config.max_rows)
             predictions = predict_checked(model, rows)
@@ -317,6 +333,7 @@ def create_app(config: ServiceConfig) -> Starlette:
         ],
         lifespan=service.lifespan,
         middleware=[Middleware(CloseWhileDraining, drain=service.drain)],
+        exception_handlers={404: _http_error, 405: _http_error},
     )
     app.state.service = service
     if config.telemetry_connection_string:

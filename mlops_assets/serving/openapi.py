@@ -26,6 +26,18 @@ def openapi_document(n_features: int, feature_names: list[str], max_rows: int) -
         },
     }
     plain = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
+    not_ready = {
+        "description": "Not ready: no verified model, draining, or the request log can keep nothing",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["status"],
+                    "properties": {"status": {"type": "string"}, "reason": {"type": "string"}},
+                }
+            }
+        },
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "mlops-assets scoring service", "version": "1"},
@@ -90,15 +102,18 @@ def openapi_document(n_features: int, feature_names: list[str], max_rows: int) -
                         "400": error,
                         "401": error,
                         "413": error,
-                        "415": error,
                         "422": error,
+                        "431": error,
                         "503": error,
                     },
                 }
             },
             "/health/live": {"get": {"summary": "The process is up", "responses": {"200": plain}}},
             "/health/ready": {
-                "get": {"summary": "A verified model is loaded", "responses": {"200": plain, "503": error}}
+                "get": {
+                    "summary": "A verified model is loaded",
+                    "responses": {"200": plain, "503": not_ready},
+                }
             },
             "/metrics": {
                 "get": {

@@ -1,5 +1,7 @@
 """`mlops-assets serve`: uvicorn workers running the scoring app, configured through the environment."""
 
+import json
+import logging
 import os
 import shutil
 import tempfile
@@ -7,16 +9,29 @@ from pathlib import Path
 
 from mlops_assets.settings import get_settings
 
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line, every field escaped: a header or a path a client sent cannot
+    forge a field or a line of the log (a format string would paste it in raw)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "pid": record.process,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=True, default=str)
+
+
 # Applied by uvicorn in the parent and in every worker process (workers are spawned, not forked).
 LOGGING_CONFIG = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "json": {
-            "format": '{"time":"%(asctime)s","level":"%(levelname)s","pid":%(process)d,'
-            '"logger":"%(name)s","message":"%(message)s"}'
-        }
-    },
+    "formatters": {"json": {"()": "mlops_assets.serving.server.JsonFormatter"}},
     "handlers": {
         "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
     },
@@ -41,6 +56,7 @@ def serve(
     from uvicorn.supervisors import Multiprocess
 
     from mlops_assets.serving.listener import bind_listener, inherited_listener
+    from mlops_assets.serving.protocol import BoundedHttpToolsProtocol
 
     # Workers import the app afresh: they read their configuration from the environment.
     os.environ["MLOPS_SERVE_MODEL_DIR"] = str(
@@ -59,7 +75,7 @@ def serve(
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        http=BoundedHttpToolsProtocol,  # httptools, with the request head bounded
         access_log=False,
         limit_concurrency=limit_concurrency,  # beyond it uvicorn answers 503 instead of queueing
         timeout_graceful_shutdown=30,

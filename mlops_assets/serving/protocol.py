@@ -1,0 +1,85 @@
+"""uvicorn's httptools protocol with the request head bounded before any work is done.
+
+httptools parses at C speed but sets no limit on header size or count, and builds each header by
+concatenating the pieces it is fed: a client that sends a header of many megabytes costs the
+worker memory and quadratic CPU, and slows every other client of that worker. Here the bytes of
+the request line and headers are counted as they arrive (one addition per read) and a head over
+``MLOPS_SCORING_MAX_HEADER_BYTES`` or with more than ``MLOPS_SCORING_MAX_HEADERS`` headers is cut
+off with 431 and the connection closed. Everything else is uvicorn's own code path.
+"""
+
+import os
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from mlops_assets.settings import get_settings
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        settings = get_settings()
+        self.max_head_bytes = settings.scoring_max_header_bytes
+        self.max_headers = settings.scoring_max_headers
+        self._in_head = True  # between a message's first byte and its last header
+        self._head_bytes = 0  # received while in the head (a head that never ends)
+        self._parsed_bytes = 0  # URL and headers as parsed (a head that arrived in one read)
+        self._header_count = 0
+        self._refused = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._in_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self._in_head and not self._refused and self._over():
+            self._refuse_head()
+
+    def _over(self) -> bool:
+        return (
+            max(self._head_bytes, self._parsed_bytes) > self.max_head_bytes
+            or self._header_count > self.max_headers
+        )
+
+    def on_url(self, url: bytes) -> None:
+        self._parsed_bytes += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        self._parsed_bytes += len(name) + len(value) + 4
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        if self._over():
+            self._refuse_head()  # before any request task exists: the app never sees it
+            return
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._refused:
+            return
+        self._in_head, self._head_bytes, self._parsed_bytes, self._header_count = True, 0, 0, 0
+        super().on_message_complete()
+
+    def _refuse_head(self) -> None:
+        self._refused = True
+        what = (
+            f"more than {self.max_headers} headers"
+            if self._header_count > self.max_headers
+            else f"request head over {self.max_head_bytes} bytes"
+        )
+        self.logger.warning("refused a request: %s", what)
+        body = orjson.dumps({"error": what, "request_id": os.urandom(16).hex()})
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+            b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        self.transport.close()
