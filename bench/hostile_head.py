@@ -10,7 +10,6 @@ side by side, how many heads were cut off, and the seconds a cut-off took. Only 
 
 import argparse
 import json
-import re
 import socket
 import statistics
 import subprocess
@@ -24,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.quick import parse_args  # noqa: E402
-from bench.scoring import _ms, post_script  # noqa: E402
+from bench.scoring import post_script, wrk_figures  # noqa: E402
 from mlops_assets_tests.serving_support import SAMPLE, Service, write_release  # noqa: E402
 
 HEAD_BYTES = 64 << 20
@@ -54,14 +53,7 @@ def wrk(url: str, script: Path, connections: int, duration: int) -> dict:
         text=True,
         check=True,
     ).stdout
-    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.MULTILINE))
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50": _ms(latency["50"]),
-        "p99": _ms(latency["99"]),
-        "non2xx": int(errors.group(1)) if errors else 0,
-    }
+    return wrk_figures(out)
 
 
 def main() -> int:

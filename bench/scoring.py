@@ -341,6 +341,14 @@ def run_wrk(server: Server, body: bytes, connections: int, duration: int, work: 
         check=True,
     ).stdout
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        **wrk_figures(out),
+        "wrk_cpu": (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / duration,
+    }
+
+
+def wrk_figures(out: str) -> dict:
+    """Requests/s, p50 and p99 (ms), non-2xx and socket errors from the output of `wrk --latency`."""
     latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
@@ -350,7 +358,6 @@ def run_wrk(server: Server, body: bytes, connections: int, duration: int, work: 
         "p99": _ms(latency["99"]),
         "non2xx": int(non_2xx.group(1)) if non_2xx else 0,
         "socket_errors": sum(int(g) for g in errors.groups()) if errors else 0,
-        "wrk_cpu": (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / duration,
     }
 
 

@@ -329,12 +329,16 @@ class Settings(BaseSettings):
         return self.scoring_log_url or self.storage_root
 
     @property
+    def scoring_log_on_azure(self) -> bool:
+        return self.scoring_log_root.startswith(("az://", "abfs://", "abfss://"))
+
+    @property
     def image_serves_azure(self) -> bool:
         if self.image_azure_serving is not None:
             return self.image_azure_serving
         return (
             self.release_target == "azure"
-            or self.scoring_log_root.startswith(("az://", "abfs://", "abfss://"))
+            or self.scoring_log_on_azure
             or self.applicationinsights_connection_string is not None
         )
 

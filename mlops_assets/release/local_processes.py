@@ -67,14 +67,18 @@ class Deployment:
 
     @property
     def status(self) -> dict:
-        """The supervisor's status.json: the service's pid, its starts and exit codes."""
-        try:
-            return json.loads((Path(self.folder) / "status.json").read_text())
-        except (OSError, ValueError):
-            return {}
+        return read_status(Path(self.folder))
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def read_status(folder: Path) -> dict:
+    """A supervisor's status.json: the service's pid, its starts and exit codes ({} before any)."""
+    try:
+        return json.loads((folder / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _alive(pid: int) -> bool:
@@ -113,7 +117,6 @@ class LocalTarget:
         self.home = home
         self.host = host
         self.state_dir = home / "deployments"
-        self.venvs_dir = home / "release" / "venvs"
 
     def _state_path(self, name: str) -> Path:
         return self.state_dir / f"{name}.json"
@@ -183,7 +186,7 @@ class LocalTarget:
         else:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def _adopt_spill(self, name: str, folder: Path, runtime: ProcessRuntime | ContainerRuntime) -> int:
+    def _adopt_spill(self, name: str, folder: Path, runtime: ProcessRuntime | ContainerRuntime) -> None:
         """Move what earlier deployments of ``name`` could not deliver into ``folder``'s spill."""
         moved = 0
         for earlier in sorted((self.state_dir / name).iterdir()):
@@ -197,7 +200,6 @@ class LocalTarget:
             shutil.rmtree(earlier, ignore_errors=True)
         if moved and isinstance(runtime, ContainerRuntime):
             give_tree_to_service_user(folder / "spill")
-        return moved
 
     def _listener_address(self, name: str, deployment_id: str) -> str:
         """An abstract unix socket, unique to this MLOPS_HOME and deployment."""
@@ -284,7 +286,7 @@ class LocalTarget:
             listener,
             model_link,
             runtime.name,
-            getattr(getattr(runtime, "engine", None), "name", ""),
+            runtime.engine_name,
             service.container,
             str(folder),
         )
@@ -308,16 +310,12 @@ class LocalTarget:
         A service that exits before it is ready (a wrong entry point, a crash on start) fails at
         once, though its supervisor would restart it."""
         deadline = time.monotonic() + timeout
-        status_path = folder / "status.json"
         while True:
             if process.poll() is not None:
                 raise DeploymentError(
                     f"{name}: the supervisor exited with {process.returncode}: {_tail(log)}"
                 )
-            try:
-                exits = json.loads(status_path.read_text()).get("exits")
-            except (OSError, ValueError):
-                exits = None
+            exits = read_status(folder).get("exits")
             if exits:
                 raise DeploymentError(
                     f"{name}: the service exited with {exits[0]} before it was ready: {_tail(log)}"

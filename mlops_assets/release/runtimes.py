@@ -15,7 +15,7 @@ from fsspec.utils import get_protocol
 
 from mlops_assets.release.build_context import AZURE_REQUIREMENTS
 from mlops_assets.release.engines import PROBE_TIMEOUT, Engine
-from mlops_assets.release.supervisor import LISTEN_FD
+from mlops_assets.release.supervisor import LISTEN_FD, write_read_only
 from mlops_assets.settings import SERVICE_ENVIRONMENT, child_environment, get_settings
 
 SERVE = "mlops-assets"
@@ -88,6 +88,7 @@ class ProcessRuntime:
 
     home: Path  # MLOPS_HOME: the venvs live under it, and the service is given it
     name: str = "process"
+    engine_name: str = ""
 
     def service(
         self, folder: Path, deployment_id: str, context: Path, image: str, serve_from: Path
@@ -120,6 +121,10 @@ class ContainerRuntime:
     engine: Engine
     name: str = "container"
 
+    @property
+    def engine_name(self) -> str:
+        return self.engine.name
+
     def service(
         self, folder: Path, deployment_id: str, context: Path, image: str, serve_from: Path
     ) -> Service:
@@ -129,12 +134,14 @@ class ContainerRuntime:
         secrets = folder / "secrets"
         for made in (spill, secrets):
             made.mkdir(parents=True, exist_ok=True)
-        secret_files = {"scoring-keys": self._keys(settings)}
-        supervisor_args: tuple[str, ...] = ()
-        if not settings.scoring_keys:  # the keys file: the supervisor mirrors every edit (rotation)
+        owner = SERVICE_UID if os.geteuid() == 0 else None  # rootless: keep-id maps the host user
+        secret_files: dict[str, str] = {}
+        if settings.scoring_keys:
+            secret_files["scoring-keys"] = settings.scoring_keys.get_secret_value().replace(",", "\n")
+            supervisor_args: tuple[str, ...] = ()
+        else:  # the keys file: the supervisor copies it before the start and at every edit (rotation)
             supervisor_args = ("--mirror", f"{settings.keys_file}:{secrets / 'scoring-keys'}")
-            if os.geteuid() == 0:
-                supervisor_args += ("--mirror-owner", str(SERVICE_UID))
+            supervisor_args += ("--mirror-owner", str(owner)) if owner is not None else ()
         env = {
             "MLOPS_DEPLOYMENT_ID": deployment_id,
             "MLOPS_SCORING_SPILL_DIR": SPILL_IN_CONTAINER,
@@ -165,8 +172,8 @@ class ContainerRuntime:
         if telemetry:
             secret_files["APPLICATIONINSIGHTS_CONNECTION_STRING"] = telemetry.get_secret_value()
         for name, value in secret_files.items():
-            self._write_secret(secrets / name, value)
-        self._give_to_service_user([*writable, secrets, *(secrets / name for name in secret_files)])
+            write_read_only(secrets / name, value.encode(), owner)
+        self._give_to_service_user([*writable, secrets])
         command = [self.engine.name, "run", "--rm", "--replace", "--name", container]
         command += ["--preserve-fds", "1", "--network", "host" if remote or telemetry else "none"]
         command += [*CONTAINER_SECURITY, *CONTAINER_LIMITS, "--no-healthcheck"]
@@ -178,20 +185,6 @@ class ContainerRuntime:
             command += ["--env", f"{name}={value}"]
         command += [image, "--listen-fd", str(LISTEN_FD), "--workers", "1"]
         return Service(command, self.engine.environment(), container, supervisor_args)
-
-    @staticmethod
-    def _keys(settings) -> str:
-        if settings.scoring_keys:
-            return settings.scoring_keys.get_secret_value().replace(",", "\n")
-        return settings.keys_file.read_text() if settings.keys_file.exists() else ""
-
-    @staticmethod
-    def _write_secret(path: Path, value: str) -> None:
-        tmp = path.with_name(f".{path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o400)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(value)
-        os.replace(tmp, path)
 
     @staticmethod
     def _give_to_service_user(paths: list[Path]) -> None:

@@ -100,15 +100,10 @@ class Supervisor:
                 signature = (found.st_mtime_ns, found.st_size)
                 if self._mirrored.get(source) == signature:
                     continue
-                tmp = target.with_name(f".{target.name}.mirror")
-                tmp.unlink(missing_ok=True)
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(source.read_bytes())
-                if self.mirror_owner is not None:
-                    os.chown(tmp, self.mirror_owner, self.mirror_owner)
-                os.replace(tmp, target)
+                write_read_only(target, source.read_bytes(), self.mirror_owner)
                 self._mirrored[source] = signature
+            except FileNotFoundError:
+                continue  # not written yet (the first key is made on first use): copied once it is
             except OSError as exc:
                 log.warning("could not mirror %s to %s: %s", source, target, exc)
 
@@ -136,6 +131,19 @@ class Supervisor:
         self.service = None
         self._write_status()
         return 0
+
+
+def write_read_only(path: Path, data: bytes, owner: int | None = None) -> None:
+    """``data`` as ``path``, mode 0400 (and owned by uid and gid ``owner``), replaced atomically:
+    a reader sees the old file or the new one, never a part."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    if owner is not None:
+        os.chown(tmp, owner, owner)
+    os.replace(tmp, path)
 
 
 _PRCTL = ctypes.CDLL(None, use_errno=True).prctl  # loaded before any fork: the child only calls it

@@ -375,7 +375,7 @@ def config_from_settings() -> ServiceConfig:
 
 
 def _log_storage_options(settings) -> tuple[tuple[str, object], ...]:
-    if not settings.scoring_log_root.startswith(("az://", "abfs://", "abfss://")):
+    if not settings.scoring_log_on_azure:
         return ()
     secret = settings.azure_storage_connection_string
     options = credential_options(

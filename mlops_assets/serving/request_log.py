@@ -89,6 +89,7 @@ class RequestLogWriter:
         self.spilled = 0  # records written to local disk and not yet delivered
         self.failures = 0  # flushes that kept a batch nowhere (neither storage nor the spill folder)
         self.stuck = False  # the last batch could be kept nowhere: it waits in memory
+        self._line_counts: dict[Path, int] = {}  # spilled file -> records (read once)
         self._thread = threading.Thread(target=self._run, name="request-log-writer", daemon=True)
 
     def start(self) -> "RequestLogWriter":
@@ -192,13 +193,16 @@ class RequestLogWriter:
         return sorted(p for p in self.spill_dir.rglob("*.jsonl") if p.is_file())
 
     def _count_spilled(self) -> int:
-        total = 0
+        """Records waiting on disk. Called at every failed delivery while storage is down: a
+        spilled file never changes, so each is read once, not at every flush."""
+        counts = {}
         for path in self._spilled_files():
             try:
-                total += _count_lines(path)
+                counts[path] = self._line_counts.get(path) or _count_lines(path)
             except FileNotFoundError:
                 continue
-        return total
+        self._line_counts = counts
+        return sum(counts.values())
 
     def _release_dead_claims(self) -> None:
         """A claimed file of a writer that died goes back to the queue; its temp files go."""
