@@ -15,7 +15,7 @@ PYTEST := $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile
 # Where runs write: MLOPS_HOME if set, else .mlops/<model project name> (mlops-assets project home).
 HOME_DIR = $$($(VENV)/bin/mlops-assets project home)
 
-.PHONY: install demo dev test test-ci data-test validate lint format bench bench-scoring lock clean postgres-server \
+.PHONY: install demo dev test test-ci data-test validate lint format bench bench-scoring lock clean postgres-server prometheus-tools \
 	container-engine container-base
 
 # uv lives in its own venv: `uv sync` removes from .venv whatever the lock does not list.
@@ -45,6 +45,16 @@ postgres-server:
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 		else \
 			echo "The team-instance test needs PostgreSQL: sudo apt-get install -y postgresql" >&2; exit 1; \
+		fi; \
+	fi
+
+# Prometheus and promtool for the alert rules' tests (deploy/prometheus/alerts.yml): Debian's.
+prometheus-tools:
+	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+		else \
+			echo "The alert rule tests need Prometheus: sudo apt-get install -y --no-install-recommends prometheus" >&2; exit 1; \
 		fi; \
 	fi
 
@@ -88,12 +98,12 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: lint $(NODE_SYNCED) $(CHROMIUM) postgres-server container-base
+test: lint $(NODE_SYNCED) $(CHROMIUM) postgres-server prometheus-tools container-base
 	$(PYTEST)
 
 # What the build pipelines run (deploy/azure-pipelines/ci.yml, .github/workflows/ci.yml): the
 # same suite as `make test`, with JUnit results and Cobertura coverage for the pipeline to publish.
-test-ci: lint $(NODE_SYNCED) $(CHROMIUM) postgres-server container-base
+test-ci: lint $(NODE_SYNCED) $(CHROMIUM) postgres-server prometheus-tools container-base
 	$(PYTEST) --junitxml=test-results/junit.xml --cov=mlops_assets --cov-report=xml:test-results/coverage.xml
 
 # The data tests: validation rules and training on the shipped model projects' seed data.

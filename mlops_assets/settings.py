@@ -174,6 +174,15 @@ class Settings(BaseSettings):
     alert_webhook_url: SecretStr | None = Field(
         default=None, description='Where run failures and drift are posted ({"text": ...}); unset: nowhere.'
     )
+    # What the alert rules (deploy/prometheus/alerts.yml) and production_health_sensor alert beyond.
+    alert_p99_seconds: float = Field(default=0.25, gt=0, description="p99 of /score over 5 minutes.")
+    alert_error_ratio: float = Field(default=0.01, ge=0, lt=1, description="Share of /score answered 5xx.")
+    alert_log_backlog_records: int = Field(
+        default=100_000, gt=0, description="Request log records unwritten."
+    )
+    alert_ingest_days: float = Field(default=7.0, gt=0, description="Days without new data validated.")
+    alert_retrain_days: float = Field(default=8.0, gt=0, description="Days without a model trained.")
+    alert_failed_ticks: int = Field(default=3, gt=0, description="A sensor's failed ticks in a row.")
     sensor_interval_seconds: int = Field(
         default=30, ge=5, description="How often landing_sensor and retrain_after_ingest_sensor look."
     )

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -38,6 +39,28 @@ def write_release(folder: Path, version: int, alpha: float = 0.5, tamper: bool =
     }
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return model
+
+
+def break_folder(folder: Path) -> None:
+    """A file where the folder was: every write under it fails, as on a full disk."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.write_text("not a folder")
+
+
+def repair_folder(folder: Path) -> None:
+    folder.unlink()
+    folder.mkdir()
+
+
+def service_with_own_log(tmp_path: Path) -> tuple["Service", Path, Path]:
+    """A live service (version 1) whose request log writes under ``tmp_path/logs`` and spills to
+    ``tmp_path/spill``: the two folders a test breaks to fill the disk."""
+    home = tmp_path / "mlops"
+    write_release(home / "release", version=1)
+    logs, spill = tmp_path / "logs", tmp_path / "spill"
+    logs.mkdir()
+    env = {"MLOPS_SCORING_LOG_URL": str(logs), "MLOPS_SCORING_SPILL_DIR": str(spill)}
+    return Service(home, home / "release", env=env).wait_live(), logs, spill
 
 
 def free_port() -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mlops_assets.ops.cli import build_parser
 from mlops_assets_tests.conftest import REPO, subprocess_env
 
 DOCKERFILE = REPO / "deploy" / "docker" / "dagster.Dockerfile"
@@ -145,13 +146,53 @@ def test_the_helm_values_reference_only_what_deploy_defines():
     assert values["telemetry"] == {"enabled": False}
 
 
-def test_the_settings_config_map_is_a_valid_manifest():
+def test_the_settings_config_map_and_the_pipeline_exporter_are_valid_manifests():
     result = subprocess.run(
-        [str(BIN / "kubernetes-validate"), "--strict", str(K8S_DAGSTER / "mlops-settings.yaml")],
+        [
+            str(BIN / "kubernetes-validate"),
+            "--strict",
+            str(K8S_DAGSTER / "mlops-settings.yaml"),
+            str(K8S_DAGSTER / "pipeline-metrics.yaml"),
+        ],
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_pipeline_exporter_runs_the_command_on_the_chart_s_instance_with_synced_secrets():
+    objects = _k8s_objects()
+    values = yaml.safe_load(VALUES.read_text())
+    (exporter,) = [
+        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "pipeline-metrics"
+    ]
+    pod = exporter["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    command = container["command"]
+    parsed = build_parser().parse_args(command[1:])
+    assert command[0] == "mlops-assets" and parsed.func.__name__ == "cmd_pipeline_metrics"
+    assert parsed.listen.endswith(f":{container['ports'][0]['containerPort']}")
+    assert (
+        container["image"].split(":")[0]
+        == values["dagster-user-deployments"]["deployments"][0]["image"]["repository"]
+    )
+    (password,) = [e for e in container["env"] if e["name"] == "DAGSTER_PG_PASSWORD"]
+    synced = {
+        s["secretName"]: [d["key"] for d in s["data"]]
+        for o in objects
+        if o["kind"] == "SecretProviderClass"
+        for s in o["spec"]["secretObjects"]
+    }
+    ref = password["valueFrom"]["secretKeyRef"]
+    assert ref["name"] == values["global"]["postgresqlSecretName"] and ref["key"] in synced[ref["name"]]
+    assert {e["configMapRef"]["name"] for e in container["envFrom"]} <= {
+        o["metadata"]["name"] for o in objects if o["kind"] == "ConfigMap"
+    }
+    assert pod["serviceAccountName"] == values["global"]["serviceAccountName"]
+    home = next(e["value"] for e in container["env"] if e["name"] == "DAGSTER_HOME")
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == home]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume["configMap"]["name"] == "dagster-instance"  # the chart's, for its release "dagster"
 
 
 def _commands(pipeline: Path) -> list[str]:

@@ -4,7 +4,6 @@ turning folders into files (root ignores permissions, a file where a folder must
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import pytest
 
 from mlops_assets.core.fsstore import Storage
 from mlops_assets.serving.request_log import RequestLogWriter
-from mlops_assets_tests.serving_support import SAMPLE, Service, write_release
+from mlops_assets_tests.serving_support import SAMPLE, break_folder, repair_folder, service_with_own_log
 
 
 def _record(n: int) -> bytes:
@@ -37,24 +36,13 @@ def _until(predicate, what: str, timeout: float = 20) -> None:
         time.sleep(0.05)
 
 
-def _break(folder: Path) -> None:
-    """A file where the folder was: every write under it fails, as on a full disk."""
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.write_text("not a folder")
-
-
-def _repair(folder: Path) -> None:
-    folder.unlink()
-    folder.mkdir()
-
-
 def test_storage_and_spill_failing_together_keep_the_records_in_memory_and_deliver_them_later(tmp_path):
     logs, spill = tmp_path / "logs", tmp_path / "spill"
     logs.mkdir()
     writer = RequestLogWriter(Storage(str(logs)), spill, flush_seconds=0.05, max_retry_seconds=0.2).start()
     try:
-        _break(logs)
-        _break(spill)
+        break_folder(logs)
+        break_folder(spill)
         for n in range(50):
             writer.append(_record(n))
         _until(lambda: writer.stuck and writer.failures >= 2, "the writer says it can keep them nowhere")
@@ -62,9 +50,9 @@ def test_storage_and_spill_failing_together_keep_the_records_in_memory_and_deliv
         assert not list(tmp_path.rglob("*.tmp-*"))  # no partial spill file left
         writer.append(_record(50))
 
-        _repair(spill)  # the disk has room again; storage still fails
+        repair_folder(spill)  # the disk has room again; storage still fails
         _until(lambda: not writer.stuck and writer.spilled == 51, "spilled once the disk had room")
-        _repair(logs)  # storage is back
+        repair_folder(logs)  # storage is back
         _until(lambda: writer.spilled == 0 and writer.written == 51, "delivered without a restart")
     finally:
         writer.close()
@@ -112,23 +100,15 @@ def test_a_dead_writers_claim_goes_back_to_the_queue_and_its_temp_file_goes(tmp_
 
 @pytest.mark.slow
 def test_a_service_that_can_keep_no_record_sheds_and_says_so_then_recovers_by_itself(tmp_path):
-    home = tmp_path / "mlops"
-    write_release(home / "release", version=1)
-    logs, spill = tmp_path / "logs", tmp_path / "spill"
-    logs.mkdir()
-    service = Service(
-        home,
-        home / "release",
-        env={"MLOPS_SCORING_LOG_URL": str(logs), "MLOPS_SCORING_SPILL_DIR": str(spill)},
-    ).wait_live()
+    service, logs, spill = service_with_own_log(tmp_path)
     try:
         service.wait_version("1")
         assert service.score().status_code == 200
         _until(lambda: len(_stored_ids(logs)) == 1, "the first record stored")  # nothing pending now
         stored = logs / "scoring-logs"
         stored.rename(logs / "kept")  # what was stored stays; the log's own folder becomes a file
-        _break(stored)
-        _break(spill)
+        break_folder(stored)
+        break_folder(spill)
         answered = service.score()  # accepted before the writer found out: its record waits in memory
         assert answered.status_code == 200
 
@@ -142,7 +122,7 @@ def test_a_service_that_can_keep_no_record_sheds_and_says_so_then_recovers_by_it
         metrics = httpx.get(f"{service.url}/metrics").text
         assert "scoring_log_stuck 1.0" in metrics
 
-        _repair(spill)
+        repair_folder(spill)
         stored.unlink()
         (logs / "kept").rename(stored)
         _until(lambda: httpx.get(f"{service.url}/health/ready").status_code == 200, "ready again, no restart")

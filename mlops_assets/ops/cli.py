@@ -290,6 +290,41 @@ def cmd_history(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alert_rules(_: argparse.Namespace) -> int:
+    from mlops_assets.core.alert_rules import AlertThresholds, prometheus_rules_yaml
+
+    sys.stdout.write(prometheus_rules_yaml(AlertThresholds.from_settings(get_settings())))
+    return 0
+
+
+def cmd_pipeline_metrics(args: argparse.Namespace) -> int:
+    """Until SIGTERM or SIGINT. DAGSTER_HOME names the instance when set (a team's, on AKS);
+    otherwise the local profile's."""
+    import os
+    import signal
+    import threading
+
+    import dagster as dg
+
+    from mlops_assets.core.instance import write_instance_config
+    from mlops_assets.core.pipeline_health import serve_pipeline_metrics
+
+    if "DAGSTER_HOME" not in os.environ:
+        settings = get_settings()
+        write_instance_config(settings.dagster_home)
+        os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+    host, _, port = args.listen.rpartition(":")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    with dg.DagsterInstance.get() as instance:
+        server = serve_pipeline_metrics(instance, host or "127.0.0.1", int(port))
+        print(f"pipeline metrics at http://{host or '127.0.0.1'}:{port}/metrics", flush=True)
+        stop.wait()
+        server.shutdown()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlops-assets", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -363,6 +398,16 @@ def build_parser() -> argparse.ArgumentParser:
         "history",
         help="the production event log: release, promote, rollback, automatic rollback, QA teardown",
     ).set_defaults(func=cmd_history)
+    commands.add_parser(
+        "alert-rules",
+        help="print the Prometheus alert rules (deploy/prometheus/alerts.yml) for the MLOPS_ALERT_* thresholds",
+    ).set_defaults(func=cmd_alert_rules)
+    pipeline = commands.add_parser(
+        "pipeline-metrics",
+        help="serve the pipeline's freshness and failing sensor ticks to Prometheus (/metrics)",
+    )
+    pipeline.add_argument("--listen", default="127.0.0.1:9464", metavar="HOST:PORT")
+    pipeline.set_defaults(func=cmd_pipeline_metrics)
     return parser
 
 

@@ -1,12 +1,16 @@
 """Release automation: each registered version becomes a model_versions partition and one release run."""
 
 import json
+import time
+from dataclasses import asdict
 
 import dagster as dg
 
 from mlops_assets.core import keys
+from mlops_assets.core.alert_rules import AlertState, AlertThresholds, Observation, Scrape, alert_rules, step
 from mlops_assets.core.alerts import AlertWebhook
 from mlops_assets.core.instance import STAGE_TAG
+from mlops_assets.core.pipeline_health import pipeline_figures
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS
 from mlops_assets.registry.resource import RegistryResource
 from mlops_assets.release.assets import model_versions, prod_deployment, qa_deployment, scoring_image
@@ -61,11 +65,27 @@ def build_release_sensor(default_status: dg.DefaultSensorStatus, interval: int =
 HEALTH_SENSOR = "production_health_sensor"
 
 
-def build_health_sensor(default_status: dg.DefaultSensorStatus, interval: int = 30) -> dg.SensorDefinition:
+def read_metrics(url: str, timeout: float = 3.0) -> Scrape | None:
+    import httpx
+
+    try:
+        answer = httpx.get(f"{url}/metrics", timeout=timeout)
+        answer.raise_for_status()
+        return Scrape.parse(answer.text)
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def build_health_sensor(
+    default_status: dg.DefaultSensorStatus, thresholds: AlertThresholds, interval: int = 30
+) -> dg.SensorDefinition:
     """Production is asked, not assumed, to be up. A change of state is alerted from here (the
     serving side holds no webhook). When what served is lost outright (its supervisor died, so
     nothing will restart it) the champion is released again, once per loss; a deployment stopped
-    on purpose (`mlops-assets down`) is left stopped."""
+    on purpose (`mlops-assets down`) is left stopped. Each tick also evaluates the alert rules'
+    local twins (core/alert_rules.py) over production's /metrics since the last tick and the
+    pipeline's freshness, and posts each alert when it starts firing and when it clears."""
+    rules = alert_rules(thresholds)
 
     @dg.sensor(
         name=HEALTH_SENSOR,
@@ -73,7 +93,8 @@ def build_health_sensor(default_status: dg.DefaultSensorStatus, interval: int = 
         default_status=default_status,
         minimum_interval_seconds=interval,
         description="Asks production whether it answers ready; alerts on a change, and releases the "
-        "champion again when production was lost outright (not stopped on purpose).",
+        "champion again when production was lost outright (not stopped on purpose). Posts the alert "
+        "rules' conditions (p99, 5xx, request log, refused model, pipeline freshness, failing sensors).",
     )
     def production_health_sensor(
         context: dg.SensorEvaluationContext,
@@ -113,9 +134,34 @@ def build_health_sensor(default_status: dg.DefaultSensorStatus, interval: int = 
                 context.log.warning(f"production {problem}")
             elif before["state"] in ("unhealthy", "lost"):
                 alerts.send(f"mlops-assets: production answers again ({endpoint.url})", sensor=HEALTH_SENSOR)
-        cursor = json.dumps({"state": state, "problem": problem})
+
+        scrape = read_metrics(endpoint.url) if endpoint is not None else None
+        previous = Scrape(**before["scrape"]) if before.get("scrape") else None
+        seen = Observation(
+            now=time.time(),
+            increase=scrape.increase_since(previous) if scrape and previous else None,
+            gauges=scrape.gauges if scrape else None,
+            pipeline=pipeline_figures(context.instance),
+        )
+        was = AlertState(**before["alerts"]) if "alerts" in before else AlertState.empty()
+        now = step(rules, seen, was)
+        for name in sorted(now.firing.keys() - was.firing.keys()):
+            alerts.send(f"mlops-assets: {name}: {now.firing[name]}", sensor=HEALTH_SENSOR, alert=name)
+            context.log.warning(f"{name}: {now.firing[name]}")
+        for name in sorted(was.firing.keys() - now.firing.keys()):
+            alerts.send(f"mlops-assets: {name} resolved", sensor=HEALTH_SENSOR, alert=name)
+
+        cursor = json.dumps(
+            {
+                "state": state,
+                "problem": problem,
+                "alerts": asdict(now),
+                "scrape": asdict(scrape or previous) if (scrape or previous) else None,
+            }
+        )
         if not requests and state in ("serving", "stopped"):
-            return dg.SensorResult(skip_reason=f"production {state}", cursor=cursor)
+            firing = f"; firing: {', '.join(sorted(now.firing))}" if now.firing else ""
+            return dg.SensorResult(skip_reason=f"production {state}{firing}", cursor=cursor)
         return dg.SensorResult(run_requests=requests, cursor=cursor)
 
     return production_health_sensor
