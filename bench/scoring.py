@@ -348,16 +348,19 @@ def run_wrk(server: Server, body: bytes, connections: int, duration: int, work: 
 
 
 def wrk_figures(out: str) -> dict:
-    """Requests/s, p50 and p99 (ms), non-2xx and socket errors from the output of `wrk --latency`."""
+    """Requests answered and per second, p50 and p99 (ms), non-2xx and socket errors from the
+    output of `wrk --latency`."""
     latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return {
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p50": _ms(latency["50"]),
         "p99": _ms(latency["99"]),
         "non2xx": int(non_2xx.group(1)) if non_2xx else 0,
         "socket_errors": sum(int(g) for g in errors.groups()) if errors else 0,
+        "refused": int(errors.group(1)) if errors else 0,  # connect errors: nobody accepted
     }
 
 

@@ -262,16 +262,16 @@ def alert_rules(t: AlertThresholds) -> list[AlertRule]:
         ),
         *(
             AlertRule(
-                f"Pipeline{stage.capitalize()}Stale",
+                name,
                 f'time() - mlops_pipeline_last_success_timestamp_seconds{{stage="{stage}"}} > {days * DAY:g}',
                 0,
                 "warning",
-                f"No {stage} ({asset}) for more than {days:g} days.",
+                f"No {stage} ({FRESHNESS_STAGES[stage].to_user_string()}) for more than {days:g} days.",
                 stale(stage, days),
             )
-            for stage, asset, days in (
-                ("ingest", FRESHNESS_STAGES["ingest"].to_user_string(), t.ingest_days),
-                ("retrain", FRESHNESS_STAGES["retrain"].to_user_string(), t.retrain_days),
+            for name, stage, days in (
+                ("PipelineIngestStale", "ingest", t.ingest_days),
+                ("PipelineRetrainStale", "retrain", t.retrain_days),
             )
         ),
         AlertRule(

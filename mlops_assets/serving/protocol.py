@@ -37,11 +37,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_head and not self._refused and self._over():
             self._refuse_head()
 
-    def _over(self) -> bool:
-        return (
-            max(self._head_bytes, self._parsed_bytes) > self.max_head_bytes
-            or self._header_count > self.max_headers
-        )
+    def _over(self, head_ended: bool = False) -> bool:
+        # Once the head has ended, the bytes parsed are its exact size: the read that ended it may
+        # also hold much of the body, which is no part of the head.
+        head = self._parsed_bytes if head_ended else max(self._head_bytes, self._parsed_bytes)
+        return head > self.max_head_bytes or self._header_count > self.max_headers
 
     def on_url(self, url: bytes) -> None:
         self._parsed_bytes += len(url)
@@ -54,7 +54,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        if self._over():
+        if self._over(head_ended=True):
             self._refuse_head()  # before any request task exists: the app never sees it
             return
         super().on_headers_complete()
