@@ -117,6 +117,7 @@ def _shared_resources(settings: Settings, storage: Any) -> dict[str, Any]:
         "release": ReleaseSettings(
             contexts_dir=str(settings.home_dir / "release" / "contexts"),
             azure_serving=settings.image_serves_azure,
+            project_folder=str(settings.project_dir),
         ),
     }
 

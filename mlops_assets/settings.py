@@ -161,6 +161,11 @@ class Settings(BaseSettings):
         ge=0,
         description="On SIGTERM, longest time to stop accepting and close keep-alive clients first (0: none).",
     )
+    serving_spec: Path | None = Field(
+        default=None,
+        description="serving-spec.json of the model project; unset: the one a release packages beside "
+        "serving/features.py, else every feature is a number, as the manifest lists them.",
+    )
     serve_model_dir: Path | None = Field(
         default=None, description="Set by `mlops-assets serve` for its workers: the model folder."
     )

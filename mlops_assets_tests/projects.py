@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import skops.io as sio
 
 from mlops_assets.ingest.seed import split_seed
+from mlops_assets.ingest.validation import parse_batch, typed_frame
 from mlops_assets.project.loader import ModelProject, load_project
 from mlops_assets.project.locate import MODELS_DIR
+from mlops_assets.serving.artifact import sha256_hex
 
-__all__ = ["DIABETES", "FEATURES", "TARGET", "diabetes_frame", "fit_diabetes", "split_seed"]
+__all__ = [
+    "CHURN",
+    "CHURN_ROWS",
+    "DIABETES",
+    "FEATURES",
+    "TARGET",
+    "diabetes_frame",
+    "fit_diabetes",
+    "fit_project",
+    "split_seed",
+    "typed_rows",
+    "typed_seed",
+    "write_project_release",
+]
 
 DIABETES: ModelProject = load_project(MODELS_DIR / "diabetes")
 FEATURES: list[str] = list(DIABETES.spec.feature_names)
@@ -25,3 +44,64 @@ def fit_diabetes(rows: pd.DataFrame, alpha: float = 0.5) -> Any:
     """The diabetes project's estimator fitted as the trainer fits it (named columns)."""
     module = DIABETES.model_module()
     return module.build_model({"alpha": alpha}).fit(rows[FEATURES], rows[TARGET].to_numpy())
+
+
+CHURN: ModelProject = load_project(MODELS_DIR / "churn")
+# Two churn requests by name: every feature kind, a null in the nullable one.
+CHURN_ROWS = [
+    {
+        "plan": "basic",
+        "region": "north",
+        "tenure_months": 3,
+        "monthly_charge": 21.5,
+        "support_calls": 4,
+        "paperless": True,
+    },
+    {
+        "plan": "premium",
+        "region": "west",
+        "tenure_months": 100,
+        "monthly_charge": 80.0,
+        "support_calls": None,
+        "paperless": False,
+    },
+]
+
+
+def typed_seed(project: ModelProject) -> pd.DataFrame:
+    """The project's seed rows as training sees them: written to CSV, validated and typed."""
+    raw = project.seed_frame().to_csv(index=False).encode()
+    return typed_frame(parse_batch("seed.csv", raw), project.spec)
+
+
+def fit_project(project: ModelProject, frame: pd.DataFrame) -> Any:
+    features = list(project.spec.feature_names)
+    model = project.model_module().build_model(dict(project.spec.params))
+    return model.fit(frame[features], frame[project.spec.target.name].to_numpy())
+
+
+def write_project_release(
+    folder: Path, project: ModelProject, model: Any, version: int = 1
+) -> tuple[bytes, dict]:
+    """The release folder the pipeline writes (artifact + manifest); returns both."""
+    artifact = sio.dumps(model)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.skops").write_bytes(artifact)
+    manifest = {
+        "model_name": project.spec.name,
+        "version": version,
+        "artifact": "model.skops",
+        "sha256": sha256_hex(artifact),
+        "features": list(project.spec.feature_names),
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return artifact, manifest
+
+
+def typed_rows(project: ModelProject, rows_by_name: list[dict]) -> pd.DataFrame:
+    """Request rows (by name, JSON values) as the typed frame the model was fitted on."""
+    frame = pd.DataFrame(rows_by_name, columns=list(project.spec.feature_names))
+    for name, column in project.spec.features.items():
+        if column.kind != "categorical":
+            frame[name] = frame[name].map(lambda v: np.nan if v is None else float(v)).astype(np.float64)
+    return frame

@@ -5,11 +5,14 @@ import json
 import shutil
 from pathlib import Path
 
+import httpx
 import pytest
 
 from mlops_assets.project.loader import load_project
 from mlops_assets.project.locate import MODELS_DIR
 from mlops_assets.project.spec import ProjectError
+from mlops_assets_tests.projects import CHURN_ROWS
+from mlops_assets_tests.serving_support import free_port
 
 SHIPPED = sorted(p.name for p in MODELS_DIR.iterdir() if (p / "project.toml").is_file())
 
@@ -139,8 +142,15 @@ def churn_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("MLOPS_MODEL_PROJECT", str(MODELS_DIR / "churn"))
     monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "mlops"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "mlops" / "dagster"))
+    monkeypatch.setenv("MLOPS_QA_PORT", str(free_port()))
+    monkeypatch.setenv("MLOPS_PRODUCTION_PORT", str(free_port()))
     get_settings.cache_clear()
     yield get_settings()
+    from mlops_assets.release.local_processes import LocalTarget
+
+    local = LocalTarget(get_settings().home_dir)
+    for deployment in local.list():
+        local.stop(deployment.name)
     get_settings.cache_clear()
 
 
@@ -165,7 +175,8 @@ def test_the_churn_project_goes_from_landing_to_a_registered_version_and_a_bad_f
     from mlops_assets.core.instance import write_instance_config
     from mlops_assets.definitions import build_definitions
     from mlops_assets.ingest.seed import seed, seed_parts
-    from mlops_assets.ops.runner import ingest_new_files, retrain
+    from mlops_assets.ops.runner import ingest_new_files, release, retrain
+    from mlops_assets.serving.keys import read_keys
 
     settings = churn_settings
     defs = build_definitions(settings)
@@ -215,6 +226,20 @@ def test_the_churn_project_goes_from_landing_to_a_registered_version_and_a_bad_f
         assert (
             again.success and not again.registered and "identical to version 1" in again.evaluation["reason"]
         )
+
+        # Released as the diabetes model is: the spec packaged with the code, QA smoke-tested on
+        # the manifest's rows (text, booleans, a null), then production scores by name and by position.
+        released = release(defs, instance, settings.lock_dir, 1)
+        assert released.success, released.errors
+        url = released.production["url"]
+        key = {"Authorization": f"Bearer {read_keys(settings.keys_file)[0]}"}
+        by_name = httpx.post(f"{url}/score", json={"data": CHURN_ROWS}, headers=key)
+        assert by_name.status_code == 200, by_name.text
+        by_position = [[row[f] for f in project.spec.feature_names] for row in CHURN_ROWS]
+        assert httpx.post(f"{url}/score", json={"data": by_position}, headers=key).json() == by_name.json()
+        assert all(isinstance(label, bool) for label in by_name.json()["result"])
+        refused = httpx.post(f"{url}/score", json={"data": [{**CHURN_ROWS[0], "plan": "gold"}]}, headers=key)
+        assert refused.status_code == 422 and "feature plan: 'gold' is outside" in refused.json()["error"]
 
 
 @pytest.mark.slow

@@ -13,7 +13,16 @@ import pytest
 
 from mlops_assets.release.build_context import assemble, serving_requirements
 from mlops_assets.release.runtimes import ensure_venv
+from mlops_assets.serving.features import SPEC_NAME
 from mlops_assets_tests.conftest import REPO
+from mlops_assets_tests.projects import (
+    CHURN,
+    CHURN_ROWS,
+    fit_project,
+    typed_rows,
+    typed_seed,
+    write_project_release,
+)
 from mlops_assets_tests.serving_support import SAMPLE, Service, free_port, predictions, write_release
 
 pytestmark = pytest.mark.slow
@@ -48,7 +57,7 @@ def serving_venv(tmp_path_factory) -> Path:
 
 def test_serving_group_has_no_dagster_or_mlflow(serving_venv):
     python = str(serving_venv / "bin" / "python")
-    for module in ("dagster", "mlflow", "pandas"):
+    for module in ("dagster", "mlflow"):
         probe = subprocess.run([python, "-c", f"import {module}"], capture_output=True, text=True)
         assert probe.returncode != 0 and "ModuleNotFoundError" in probe.stderr, module
     imported = subprocess.run(
@@ -77,7 +86,43 @@ def test_the_service_runs_from_the_serving_group_alone(serving_venv, tmp_path):
         service.stop()
 
 
-def test_score_py_runs_unchanged_in_azure_ml_s_inference_server(tmp_path):
+def _azmlinfsrv(venv: Path, code: Path, models: Path):
+    """Azure ML's inference server on ``code`` (score.py and what sits beside it), live."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "PYTHON"))}
+    env |= {"AZUREML_MODEL_DIR": str(models), "PATH": f"{venv / 'bin'}:{env['PATH']}"}
+    server = subprocess.Popen(
+        [str(venv / "bin" / "azmlinfsrv"), "--entry_script", "score.py", "--port", str(port)],
+        cwd=code,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        assert server.poll() is None, server.stdout.read().decode()[-3000:]
+        try:
+            if httpx.get(f"{url}/", timeout=1).status_code == 200:
+                return server, url
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "azmlinfsrv did not start"
+        time.sleep(0.25)
+
+
+def _code_folder(folder: Path, spec: dict | None = None) -> Path:
+    folder.mkdir()
+    for name in ("score.py", "artifact.py", "features.py"):
+        shutil.copy(REPO / "mlops_assets" / "serving" / name, folder / name)
+    if spec is not None:
+        (folder / SPEC_NAME).write_text(json.dumps(spec))
+    return folder
+
+
+def test_score_py_runs_unchanged_in_azure_ml_s_inference_server_for_each_project(tmp_path):
     venv = tmp_path / "azureml"
     _uv("venv", "--python", sys.executable, str(venv))
     # The model's own library versions, as the AML environment (deploy/environments) pins them.
@@ -90,36 +135,11 @@ def test_score_py_runs_unchanged_in_azure_ml_s_inference_server(tmp_path):
         "scikit-learn==1.9.1",
         "skops==0.16.0",
         "numpy",
+        "pandas",
     )
-    code = tmp_path / "code"
-    code.mkdir()
-    for name in ("score.py", "artifact.py"):
-        shutil.copy(REPO / "mlops_assets" / "serving" / name, code / name)
     model = write_release(tmp_path / "models" / "diabetes" / "2", version=2)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "PYTHON"))}
-    env |= {"AZUREML_MODEL_DIR": str(tmp_path / "models"), "PATH": f"{venv / 'bin'}:{env['PATH']}"}
-    server = subprocess.Popen(
-        [str(venv / "bin" / "azmlinfsrv"), "--entry_script", "score.py", "--port", str(port)],
-        cwd=code,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        stdin=subprocess.DEVNULL,
-    )
+    server, url = _azmlinfsrv(venv, _code_folder(tmp_path / "code"), tmp_path / "models")
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            assert server.poll() is None, server.stdout.read().decode()[-3000:]
-            try:
-                if httpx.get(f"{url}/", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "azmlinfsrv did not start"
-            time.sleep(0.25)
         response = httpx.post(
             f"{url}/score",
             content=json.dumps(SAMPLE),
@@ -131,7 +151,25 @@ def test_score_py_runs_unchanged_in_azure_ml_s_inference_server(tmp_path):
         bad = httpx.post(
             f"{url}/score", content='{"data": [[1, 2]]}', headers={"Content-Type": "application/json"}
         )
-        assert "the model expects 10 numbers" in bad.json()["error"]
+        assert "row 0 has 2 values; the model expects 10 (age" in bad.json()["error"]
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(30)
+
+    # The churn classifier, its spec beside score.py as the release packages it: rows by name.
+
+    churn_models = tmp_path / "churn-models"
+    fitted = fit_project(CHURN, typed_seed(CHURN))
+    write_project_release(churn_models / "churn" / "1", CHURN, fitted)
+    code = _code_folder(tmp_path / "churn-code", CHURN.spec.serving_dict())
+    server, url = _azmlinfsrv(venv, code, churn_models)
+    try:
+        answer = httpx.post(f"{url}/score", json={"data": CHURN_ROWS}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["result"] == [bool(v) for v in fitted.predict(typed_rows(CHURN, CHURN_ROWS))]
+        assert set(answer.json()["probabilities"][0]) == {"false", "true"}
+        wrong = httpx.post(f"{url}/score", json={"data": [{**CHURN_ROWS[0], "plan": "gold"}]}, timeout=10)
+        assert "feature plan: 'gold' is outside one of basic, standard, premium" in wrong.json()["error"]
     finally:
         os.killpg(server.pid, 15)
         server.wait(30)

@@ -76,7 +76,7 @@ def test_health_metrics_and_openapi_need_no_key(served):
     document = httpx.get(f"{service.url}/openapi.json").json()
     row = document["paths"]["/score"]["post"]["requestBody"]["content"]["application/json"]["schema"][
         "properties"
-    ]["data"]["items"]
+    ]["data"]["items"]["oneOf"][0]
     assert row["minItems"] == row["maxItems"] == 10
 
 
@@ -90,14 +90,18 @@ BAD_REQUESTS = [
     (b'{"rows": []}', 422, 'body must be a JSON object {"data"'),
     (b'{"data": {}}', 422, '"data" must be a list of rows, got dict'),
     (b'{"data": []}', 422, '"data" is empty'),
-    (b'{"data": [1,2,3]}', 422, "row 0 has a int; the model expects 10 numbers"),
-    (b'{"data": [[1,2,3]]}', 422, "row 0 has 3 values; the model expects 10 numbers"),
+    (b'{"data": [1,2,3]}', 422, "row 0 is a int; a row is a list of values or an object by feature name"),
+    (b'{"data": [[1,2,3]]}', 422, "row 0 has 3 values; the model expects 10 (age, sex"),
     (b'{"data": [[1,2,3,4,5,6,7,8,9,10],[1,2]]}', 422, "row 1 has 2 values"),
-    (b'{"data": [[1,2,3,4,5,6,7,8,9,"10"]]}', 422, "row 0, column 9: '10' is not a number"),
-    (b'{"data": [[1,2,3,4,5,6,7,8,9,true]]}', 422, "row 0, column 9: True is not a number"),
-    (b'{"data": [[1,2,3,4,5,6,7,8,9,null]]}', 422, "row 0, column 9: None is not a number"),
+    (b'{"data": [[1,2,3,4,5,6,7,8,9,"10"]]}', 422, "row 0, feature s6: '10' is not a number"),
+    (b'{"data": [[1,2,3,4,5,6,7,8,9,true]]}', 422, "row 0, feature s6: True is not a number"),
+    (b'{"data": [[1,2,3,4,5,6,7,8,9,null]]}', 422, "row 0, feature s6: None is not a number"),
     (b'{"data": [[1,2,3,4,5,6,7,8,9,[1]]]}', 422, "is not a number"),
-    (b'{"data": [[1,2,3,4,5,6,7,8,9,1e300]]}', 422, "row 0, column 9: 1e+300 is beyond"),
+    (
+        b'{"data": [[1,2,3,4,5,6,7,8,9,1e300]]}',
+        422,
+        "row 0, feature s6: 1e+300 is outside a number in [-1e+09, 1e+09]",
+    ),
     (json.dumps({"data": [[1] * 10] * 10_001}).encode(), 413, "at most 10000 per request"),
     (b'{"data": [[' + b"1," * 600_000 + b"1]]}", 413, "over the 1048576-byte limit"),
 ]

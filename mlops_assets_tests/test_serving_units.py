@@ -8,13 +8,8 @@ import pytest
 
 from mlops_assets.core.fsstore import Storage
 from mlops_assets.serving import score
-from mlops_assets.serving.artifact import (
-    ArtifactError,
-    PayloadError,
-    find_manifest,
-    load_release,
-    rows_from_payload,
-)
+from mlops_assets.serving.artifact import ArtifactError, find_manifest, load_release
+from mlops_assets.serving.features import PayloadError, ServingSpec, rows_from_payload
 from mlops_assets.serving.request_log import RequestLogWriter, record_line
 from mlops_assets_tests.projects import FEATURES
 from mlops_assets_tests.serving_support import SAMPLE, predictions, write_release
@@ -91,18 +86,26 @@ def test_only_a_model_that_is_affine_gets_the_collapsed_predictor(tmp_path, kind
         ({"data": "x"}, 422, "got str"),
         ({"data": [[1] * 9]}, 422, "row 0 has 9 values"),
         ({"data": [[1] * 10, None]}, 422, "row 1 has a NoneType"),
-        ({"data": [[float("nan")] + [1] * 9]}, 422, "row 0, column 0: nan is not a finite number"),
-        ({"data": [[1] * 9 + [float("-inf")]]}, 422, "row 0, column 9: -inf is not a finite number"),
+        ({"data": [[float("nan")] + [1] * 9]}, 422, "row 0, feature age: nan is not a finite number"),
+        ({"data": [[1] * 9 + [float("-inf")]]}, 422, "row 0, feature s6: -inf is not a finite number"),
         ({"data": [[1] * 10] * 4}, 413, "at most 3 per request"),
-        ({"data": [[False] + [1] * 9]}, 422, "row 0, column 0: False is not a number"),
+        ({"data": [[False] + [1] * 9]}, 422, "row 0, feature age: False is not a number"),
+        (
+            {"data": [[1] * 9 + [2e9]]},
+            422,
+            r"row 0, feature s6: 2e\+09 is outside a number in \[-1e\+09, 1e\+09\]",
+        ),
+        ({"data": [dict(zip(FEATURES, [1] * 10, strict=True))]}, None, None),
+        ({"data": [dict(zip(FEATURES[1:], [1] * 9, strict=True))]}, 422, "row 0: feature age missing"),
     ],
 )
 def test_payload_rules(payload, status, message):
+    spec = ServingSpec.numbers_only(tuple(FEATURES))
     if status is None:
-        assert rows_from_payload(payload, 10, 3).dtype == np.float64
+        assert rows_from_payload(payload, spec, 3).values.dtype == np.float64
         return
     with pytest.raises(PayloadError, match=message) as raised:
-        rows_from_payload(payload, 10, 3)
+        rows_from_payload(payload, spec, 3)
     assert raised.value.status == status
 
 
@@ -112,7 +115,7 @@ def test_score_py_keeps_azure_ml_s_contract(tmp_path, monkeypatch):
     score.init()
     assert score.run(json.dumps(SAMPLE)) == {"result": pytest.approx(predictions(model), rel=1e-12)}
     assert score.run(json.dumps({"data": [[1, 2]]})) == {
-        "error": "row 0 has 2 values; the model expects 10 numbers"
+        "error": "row 0 has 2 values; the model expects 10 (age, sex, bmi, bp, s1, s2, s3, s4, s5, s6)"
     }
     assert "not valid JSON" in score.run("{oops")["error"]
     assert "not a finite number" in score.run('{"data": [[NaN, 1, 1, 1, 1, 1, 1, 1, 1, 1]]}')["error"]

@@ -142,6 +142,30 @@ class ProjectSpec(_Strict):
         """Every column a data file holds, features first, the target last."""
         return {**self.features, self.target.name: self.target}
 
+    def serving_dict(self) -> dict[str, Any]:
+        """What the scoring service needs of the spec, as plain JSON (serving/features.py reads it
+        with the standard library: the service and Azure ML's server need no pydantic for it)."""
+
+        def column(name: str, spec: ColumnSpec) -> dict[str, Any]:
+            return {
+                "name": name,
+                "kind": spec.kind,
+                "min": spec.min,
+                "max": spec.max,
+                "categories": list(spec.categories) if spec.categories else None,
+                "nullable": spec.nullable,
+                "out_of_range": spec.out_of_range,
+            }
+
+        return {
+            "name": self.name,
+            "spec_version": self.version,
+            "task": self.task,
+            "features": [column(name, spec) for name, spec in self.features.items()],
+            "target": column(self.target.name, self.target),
+            "trusted_types": list(self.artifact.trusted_types),
+        }
+
 
 def _key(location: tuple) -> str:
     return ".".join(str(part) for part in location) or "project"

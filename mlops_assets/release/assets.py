@@ -37,6 +37,23 @@ class ReleaseSettings(dg.ConfigurableResource):
         description="Add the serving-azure group to the image: a request log on Blob Storage, "
         "telemetry to Application Insights (MLOPS_IMAGE_AZURE_SERVING).",
     )
+    project_folder: str = Field(
+        default="",
+        description="The model project whose spec the image serves by (its features, their rules, the "
+        "artifact's trusted types); empty: every feature a number.",
+    )
+
+    def serving_spec(self) -> dict | None:
+        if not self.project_folder:
+            return None
+        from mlops_assets.project.spec import read_spec
+
+        return read_spec(Path(self.project_folder)).serving_dict()
+
+    @property
+    def trusted_types(self) -> tuple[str, ...]:
+        spec = self.serving_spec()
+        return tuple(spec["trusted_types"]) if spec else ()
 
 
 @dg.asset(
@@ -61,7 +78,7 @@ def scoring_image(
     # Verified against the registry before it is packaged: a tampered artifact never reaches an image.
     try:
         build_context, new = assemble_version(
-            models, version, Path(release.contexts_dir), release.azure_serving
+            models, version, Path(release.contexts_dir), release.azure_serving, release.serving_spec()
         )
     except ReleaseInputError as exc:
         raise dg.Failure(f"{exc} (scoring_image refuses to package it)") from exc
@@ -144,7 +161,7 @@ def qa_deployment(
 ):
     version = context.partition_key
     models = registry.get_registry()
-    sample = _sample(models, version)
+    sample = _sample(models, version, release)
     to_release = _verified_release(context, models, version, scoring_image, release)
     try:
         rollout = roll_out_qa(deploy_target, to_release, sample)
@@ -203,10 +220,12 @@ def prod_deployment(
 ):
     version = context.partition_key
     models = registry.get_registry()
-    sample = _sample(models, version)
+    sample = _sample(models, version, release)
 
     def restorable(previous):
-        return restorable_release(models, previous, Path(release.contexts_dir), release.azure_serving)
+        return restorable_release(
+            models, previous, Path(release.contexts_dir), release.azure_serving, release.serving_spec()
+        )
 
     def alert(message: str) -> None:
         alerts.send(f"mlops-assets: {message}", run_id=context.run.run_id, job=context.run.job_name)
@@ -281,10 +300,10 @@ def _log_event(context, storage: StorageResource, action: str, from_version, to_
     context.log.info(record(storage.get(), event).line())
 
 
-def _sample(models, version: str) -> SmokeSample:
+def _sample(models, version: str, release: ReleaseSettings) -> SmokeSample:
     """What the smoke test expects, from the registry (never from the deployed copy), before any switch."""
     try:
-        return smoke_sample(models, int(version))
+        return smoke_sample(models, int(version), release.trusted_types)
     except ReleaseInputError as exc:
         raise dg.Failure(f"{exc} (not deployed)") from exc
 
@@ -297,7 +316,7 @@ def _verified_release(
     registry, and one the registry no longer gives (its files changed) is refused."""
     try:
         verified, _ = assemble_version(
-            models, int(version), Path(release.contexts_dir), release.azure_serving
+            models, int(version), Path(release.contexts_dir), release.azure_serving, release.serving_spec()
         )
     except ReleaseInputError as exc:
         raise dg.Failure(f"{exc} (not deployed)") from exc

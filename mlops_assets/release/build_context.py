@@ -2,7 +2,9 @@
 
 Layout: ``Dockerfile``, ``requirements.txt`` (the locked `serving` group),
 ``requirements-azure.txt`` (`serving` and `serving-azure`, or empty), ``project/`` (the package,
-installed with --no-deps), ``model/`` (artifact + manifest). The digest covers every
+installed with --no-deps, with the model project's ``serving-spec.json`` beside
+``serving/features.py``: what requests may hold and the types the artifact may hold is the
+code's, not the manifest's), ``model/`` (artifact + manifest). The digest covers every
 file, so the same inputs give the same tag and nothing is rebuilt; ``code_digest`` leaves out
 ``model/``, so a release target can tell "only the model changed" (swap the model in place)
 from "the code changed" (hand over to a new process).
@@ -15,6 +17,8 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from mlops_assets.serving.features import SPEC_NAME
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "deploy" / "docker" / "scoring.Dockerfile"
@@ -65,7 +69,13 @@ def _tree_digest(root: Path, exclude: str | None = None) -> tuple[str, int]:
 
 
 def _write_tree(
-    root: Path, artifact_name: str, artifact: bytes, manifest: dict, requirements: bytes, azure: bytes
+    root: Path,
+    artifact_name: str,
+    artifact: bytes,
+    manifest: dict,
+    requirements: bytes,
+    azure: bytes,
+    serving_spec: dict | None,
 ) -> None:
     (root / MODEL_DIR).mkdir(parents=True)
     (root / MODEL_DIR / artifact_name).write_bytes(artifact)
@@ -78,8 +88,13 @@ def _write_tree(
     for name in PROJECT_FILES:
         shutil.copy(REPO / name, project / name)
     shutil.copytree(
-        REPO / "mlops_assets", project / "mlops_assets", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        REPO / "mlops_assets",
+        project / "mlops_assets",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", SPEC_NAME),
     )
+    if serving_spec is not None:
+        spec = json.dumps(serving_spec, indent=2, sort_keys=True)
+        (project / "mlops_assets" / "serving" / SPEC_NAME).write_text(spec)
 
 
 def intact(path: Path) -> bool:
@@ -95,14 +110,16 @@ def assemble(
     manifest: dict,
     requirements: bytes,
     azure_requirements: bytes = b"",
+    serving_spec: dict | None = None,
 ) -> tuple[BuildContext, bool]:
     """The context for these inputs, and whether it was new (False: an identical one existed).
     ``azure_requirements``: the `serving` and `serving-azure` groups, for an image that serves the
-    Azure profile (empty: none)."""
+    Azure profile (empty: none). ``serving_spec``: the model project's (ProjectSpec.serving_dict);
+    None: the service takes every feature for a number."""
     contexts_dir.mkdir(parents=True, exist_ok=True)
     staging = contexts_dir / f".staging-{hashlib.sha256(artifact).hexdigest()[:12]}"
     shutil.rmtree(staging, ignore_errors=True)
-    _write_tree(staging, artifact_name, artifact, manifest, requirements, azure_requirements)
+    _write_tree(staging, artifact_name, artifact, manifest, requirements, azure_requirements, serving_spec)
     digest, files = _tree_digest(staging)
     code_digest, _ = _tree_digest(staging, exclude=MODEL_DIR)
     final = contexts_dir / digest[:16]

@@ -22,12 +22,17 @@ class ReleaseInputError(ValueError):
     """A registered version whose files do not verify: it must not be packaged or deployed."""
 
 
-def verified_files(models: ModelRegistry, version: int) -> tuple[bytes, dict, object]:
-    """The version's artifact, its manifest and the loaded model, each checked against the registry."""
+def verified_files(
+    models: ModelRegistry, version: int, trusted_types: tuple[str, ...] = ()
+) -> tuple[bytes, dict, object]:
+    """The version's artifact, its manifest and the loaded model, each checked against the registry
+    (the artifact may hold, beyond skops' defaults, only the model project's ``trusted_types``)."""
     registered = models.get_version(version)
     artifact = models.read_file(version, ARTIFACT_NAME)
     try:
-        model = load_verified_model(artifact, registered.tags["artifact_sha256"], f"version {version}")
+        model = load_verified_model(
+            artifact, registered.tags["artifact_sha256"], f"version {version}", trusted_types
+        )
     except ArtifactError as exc:
         raise ReleaseInputError(str(exc)) from exc
     manifest = json.loads(models.read_file(version, MANIFEST_NAME))
@@ -39,18 +44,30 @@ def verified_files(models: ModelRegistry, version: int) -> tuple[bytes, dict, ob
 
 
 def assemble_version(
-    models: ModelRegistry, version: int, contexts_dir: Path, azure_serving: bool = False
+    models: ModelRegistry,
+    version: int,
+    contexts_dir: Path,
+    azure_serving: bool = False,
+    serving_spec: dict | None = None,
 ) -> tuple[BuildContext, bool]:
     """The version's build context (assembled if it is not there yet) and whether it was new."""
-    artifact, manifest, _ = verified_files(models, version)
+    trusted = tuple(serving_spec["trusted_types"]) if serving_spec else ()
+    artifact, manifest, _ = verified_files(models, version, trusted)
+    if serving_spec is not None and [f["name"] for f in serving_spec["features"]] != manifest["features"]:
+        raise ReleaseInputError(
+            f"version {version}: trained on features {manifest['features']}, the model project now "
+            f"lists {[f['name'] for f in serving_spec['features']]}; it cannot be served by this project"
+        )
     azure = serving_requirements(azure=True) if azure_serving else b""
-    return assemble(contexts_dir, ARTIFACT_NAME, artifact, manifest, serving_requirements(), azure)
+    return assemble(
+        contexts_dir, ARTIFACT_NAME, artifact, manifest, serving_requirements(), azure, serving_spec
+    )
 
 
-def smoke_sample(models: ModelRegistry, version: int) -> SmokeSample:
+def smoke_sample(models: ModelRegistry, version: int, trusted_types: tuple[str, ...] = ()) -> SmokeSample:
     """The manifest's smoke block: the model project's holdout rows and the registered model's own
     predictions for them. A version without one cannot be checked, so it is not released."""
-    _, manifest, _ = verified_files(models, version)
+    _, manifest, _ = verified_files(models, version, trusted_types)
     block = manifest.get("smoke")
     if not block:
         raise ReleaseInputError(
@@ -61,12 +78,18 @@ def smoke_sample(models: ModelRegistry, version: int) -> SmokeSample:
 
 
 def restorable_release(
-    models: ModelRegistry, previous: Endpoint, contexts_dir: Path, azure_serving: bool = False
+    models: ModelRegistry,
+    previous: Endpoint,
+    contexts_dir: Path,
+    azure_serving: bool = False,
+    serving_spec: dict | None = None,
 ) -> Release:
     """What served before, as a release again: its image reference, and (for a target that serves
     from a build context) that context if it is intact, else assembled anew from the registry
     (missing on this machine, or edited since)."""
     context = Path(previous.context) if previous.context else None
     if context is not None and not intact(context):
-        context = assemble_version(models, int(previous.version), contexts_dir, azure_serving)[0].path
+        context = assemble_version(models, int(previous.version), contexts_dir, azure_serving, serving_spec)[
+            0
+        ].path
     return Release(previous.version, previous.image, context, previous.code_digest)

@@ -32,6 +32,16 @@ class SmokeResult:
         return not self.failures
 
 
+def _same_predictions(served: list, expected: list) -> bool:
+    """Numbers (and a classifier's true/false against the 1.0/0.0 it was trained on) within
+    rounding; text labels exactly."""
+    if len(served) != len(expected):
+        return False
+    if all(isinstance(v, int | float) for v in [*served, *expected]):
+        return bool(np.allclose(served, expected, rtol=1e-9, atol=1e-9))
+    return [str(v) for v in served] == [str(v) for v in expected]
+
+
 def smoke_test(url: str, key: str, sample: SmokeSample, version: str, timeout: float = 10.0) -> SmokeResult:
     """POST the sample with the key: the same numbers as the model, the right version header, and
     401 without a key. Never raises: whatever goes wrong is a failure in the result."""
@@ -47,9 +57,7 @@ def smoke_test(url: str, key: str, sample: SmokeSample, version: str, timeout: f
                 )
             else:
                 result.predictions = response.json().get("result", [])
-                if len(result.predictions) != len(sample.predictions) or not np.allclose(
-                    result.predictions, sample.predictions, rtol=1e-9, atol=1e-9
-                ):
+                if not _same_predictions(result.predictions, sample.predictions):
                     result.failures.append(
                         f"predictions {result.predictions} differ from the model's {sample.predictions}"
                     )

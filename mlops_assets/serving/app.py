@@ -32,15 +32,9 @@ from starlette.routing import Route
 
 from mlops_assets.core.fsstore import Storage, credential_options
 from mlops_assets.serving import metrics
-from mlops_assets.serving.artifact import (
-    MANIFEST_NAME,
-    LoadedModel,
-    PayloadError,
-    load_release,
-    predict_checked,
-    rows_from_payload,
-)
+from mlops_assets.serving.artifact import MANIFEST_NAME, LoadedModel, load_release, score_rows
 from mlops_assets.serving.drain import CloseWhileDraining, Drain
+from mlops_assets.serving.features import PayloadError, ServingSpec, packaged_spec_path, rows_from_payload
 from mlops_assets.serving.keys import read_keys
 from mlops_assets.serving.openapi import openapi_document
 from mlops_assets.serving.request_log import RequestLogWriter, record_line
@@ -67,6 +61,7 @@ class ServiceConfig:
     drain_seconds: float = 5.0  # longest SIGTERM drain before uvicorn's shutdown (0: none)
     telemetry_connection_string: str | None = None  # Application Insights; None: no telemetry at all
     log_storage_options: tuple[tuple[str, object], ...] = ()  # credentials for an az:// log root
+    spec_path: Path | None = None  # serving-spec.json from the release's code; None: numbers only
 
 
 def _release_signature(folder: Path) -> tuple:
@@ -123,6 +118,7 @@ class ScoringService:
             config.flush_seconds,
         )
         self._openapi = b"{}"
+        self.spec: ServingSpec | None = None
         self.tally = metrics.RequestTally()
         self.drain = Drain()
 
@@ -157,7 +153,9 @@ class ScoringService:
             return
         self._signature = signature
         try:
-            loaded = load_release(folder)
+            if self.config.spec_path is not None and self.spec is None:
+                self.spec = ServingSpec.load(self.config.spec_path)  # the code's: read once
+            loaded = load_release(folder, self.spec)
         except Exception as exc:  # refuse and keep serving whatever was verified before
             metrics.MODEL_LOAD_FAILURES.inc()
             kept = f"keeping version {self.model.version}" if self.model else "not ready"
@@ -167,9 +165,7 @@ class ScoringService:
         if previous is not None:
             metrics.MODEL_INFO.labels(previous.name, previous.version).set(0)
         metrics.MODEL_INFO.labels(loaded.name, loaded.version).set(1)
-        self._openapi = orjson.dumps(
-            openapi_document(len(loaded.features), list(loaded.features), self.config.max_rows)
-        )
+        self._openapi = orjson.dumps(openapi_document(loaded.serving_spec, self.config.max_rows))
         log.info(
             "serving %s version %s (%s)",
             loaded.name,
@@ -245,9 +241,8 @@ class ScoringService:
                         422, "values must be finite numbers: NaN and Infinity are not"
                     ) from None
                 raise PayloadError(400, f"body is not valid JSON: {exc}") from None
-            rows = rows_from_payload(payload, len(model.features), self.config.max_rows)
-            predictions = predict_checked(model, rows)
-            out = orjson.dumps({"result": predictions}, option=orjson.OPT_SERIALIZE_NUMPY)
+            rows = rows_from_payload(payload, model.serving_spec, self.config.max_rows)
+            out = orjson.dumps(score_rows(model, rows), option=orjson.OPT_SERIALIZE_NUMPY)
             latency = time.perf_counter() - started
             traceparent = headers.get("traceparent")
             self.writer.append(
@@ -260,9 +255,10 @@ class ScoringService:
                     latency * 1000,
                     headers.get(SYNTHETIC_HEADER, "").lower() in ("1", "true", "yes"),
                     traceparent if traceparent and TRACEPARENT.match(traceparent) else None,
+                    orjson.dumps(rows.flags) if rows.flags else b"",
                 )
             )
-            rows_scored = len(rows)
+            rows_scored = rows.count
             return ScoredResponse(out, model.version.encode(), request_id)
         except PayloadError as exc:
             status = str(exc.status)
@@ -366,6 +362,7 @@ def config_from_settings() -> ServiceConfig:
         poll_seconds=settings.model_poll_seconds,
         deployment_id=settings.deployment_id,
         drain_seconds=settings.scoring_drain_seconds,
+        spec_path=settings.serving_spec or packaged_spec_path(),
         telemetry_connection_string=(
             settings.applicationinsights_connection_string.get_secret_value()
             if settings.applicationinsights_connection_string

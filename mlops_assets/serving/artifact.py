@@ -1,7 +1,8 @@
-"""A released model as the scoring code sees it: found, verified, loaded safely, and its input checked.
+"""A released model as the scoring code sees it: found, verified, loaded safely, and scored.
 
-Standard library, numpy and skops only: the project's service, ``score.py`` in Azure ML's own
-server and the release smoke tests all use it, and none of them talks to the registry.
+Standard library, numpy, skops (and pandas for a model that takes named columns): the project's
+service, ``score.py`` in Azure ML's own server and the release smoke tests all use it, and none
+of them talks to the registry. What a request may hold is ``features.py``'s.
 """
 
 import hashlib
@@ -15,23 +16,17 @@ from typing import Any
 
 import numpy as np
 
+try:
+    from mlops_assets.serving.features import MAX_ABS_VALUE, PayloadError, Rows, ServingSpec
+except ImportError:  # deployed as a folder (Azure ML code configuration): features.py sits beside
+    from features import MAX_ABS_VALUE, PayloadError, Rows, ServingSpec
+
 MANIFEST_NAME = "manifest.json"
 MANIFEST_KEYS = ("model_name", "version", "artifact", "sha256", "features")
-_NUMBER_TYPES = frozenset({int, float})
-# Far beyond any measurement, and small enough that a linear model's output stays finite.
-MAX_ABS_VALUE = 1e9
 
 
 class ArtifactError(ValueError):
     """The artifact is not the one the manifest names, or holds types we do not trust."""
-
-
-class PayloadError(ValueError):
-    """A request the model cannot score; ``status`` is the HTTP status it deserves."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def sha256_hex(data: bytes) -> str:
@@ -81,6 +76,12 @@ class LoadedModel:
     predict: Callable[[np.ndarray], np.ndarray]
     fast_path: bool  # True when predict is the collapsed affine map, verified against the model
     bounded: bool = False  # True when no input within ±MAX_ABS_VALUE can make a prediction overflow
+    spec: ServingSpec | None = None  # None: numbers only (a model folder without its project's spec)
+    classes: tuple = ()  # a classifier's labels, in predict_proba's column order
+
+    @property
+    def serving_spec(self) -> ServingSpec:
+        return self.spec or ServingSpec.numbers_only(self.features)
 
 
 def affine_predictor(model: Any, n_features: int) -> Callable[[np.ndarray], np.ndarray] | None:
@@ -117,8 +118,9 @@ def affine_predictor(model: Any, n_features: int) -> Callable[[np.ndarray], np.n
     return predict
 
 
-def load_release(model_dir: str | os.PathLike) -> LoadedModel:
-    """Find the manifest, verify the artifact's sha256 against it, then load it with skops."""
+def load_release(model_dir: str | os.PathLike, spec: ServingSpec | None = None) -> LoadedModel:
+    """Find the manifest, verify the artifact's sha256 against it, then load it with skops,
+    trusting beyond skops' defaults only the types the project's ``spec`` lists."""
     manifest_path = find_manifest(model_dir)
     try:
         manifest = json.loads(manifest_path.read_text())
@@ -130,20 +132,28 @@ def load_release(model_dir: str | os.PathLike) -> LoadedModel:
     artifact_path = manifest_path.parent / manifest["artifact"]
     if not artifact_path.is_file():
         raise ArtifactError(f"{artifact_path}: the artifact the manifest names is missing")
-    return loaded_model(manifest, artifact_path.read_bytes(), str(artifact_path))
+    return loaded_model(manifest, artifact_path.read_bytes(), str(artifact_path), spec)
 
 
-def loaded_model(manifest: dict[str, Any], artifact: bytes, source: str) -> LoadedModel:
+def loaded_model(
+    manifest: dict[str, Any], artifact: bytes, source: str, spec: ServingSpec | None = None
+) -> LoadedModel:
     """The artifact verified against its manifest and loaded, with the fastest equal predictor."""
-    model = load_verified_model(artifact, manifest["sha256"], source)
     features = tuple(manifest["features"])
+    if spec is not None and spec.names != features:
+        raise ArtifactError(
+            f"{source}: the manifest's features {list(features)} are not the spec's {list(spec.names)}"
+        )
+    trusted = spec.trusted_types if spec is not None else ()
+    model = load_verified_model(artifact, manifest["sha256"], source, trusted)
     names = getattr(model, "feature_names_in_", None)
     if names is not None and tuple(names) != features:
         raise ArtifactError(f"{source}: fitted on columns {list(names)}, the manifest says {list(features)}")
     # Rows arrive in the manifest's order, which is the order the model was fitted on (checked
     # above): scikit-learn's per-call warning about unnamed columns says nothing here.
     warnings.filterwarnings("ignore", message="X does not have valid feature names")
-    fast = affine_predictor(model, len(features))
+    numbers = spec is None or (spec.all_numbers and spec.task == "regression")
+    fast = affine_predictor(model, len(features)) if numbers else None
     return LoadedModel(
         name=str(manifest["model_name"]),
         version=str(manifest["version"]),
@@ -154,49 +164,15 @@ def loaded_model(manifest: dict[str, Any], artifact: bytes, source: str) -> Load
         predict=fast or model.predict,
         fast_path=fast is not None,
         bounded=bool(getattr(fast, "bounded", False)),
+        spec=spec,
+        classes=tuple(getattr(model, "classes_", ())) if hasattr(model, "predict_proba") else (),
     )
-
-
-def rows_from_payload(payload: Any, n_features: int, max_rows: int) -> np.ndarray:
-    """``{"data": [[n numbers], ...]}`` as a float64 matrix, or a PayloadError naming the problem."""
-    if not isinstance(payload, dict) or "data" not in payload:
-        raise PayloadError(422, f'body must be a JSON object {{"data": [[{n_features} numbers], ...]}}')
-    data = payload["data"]
-    if not isinstance(data, list):
-        raise PayloadError(422, f'"data" must be a list of rows, got {type(data).__name__}')
-    if not data:
-        raise PayloadError(422, '"data" is empty: send at least one row')
-    if len(data) > max_rows:
-        raise PayloadError(413, f'"data" has {len(data)} rows; at most {max_rows} per request')
-    for index, row in enumerate(data):
-        if type(row) is not list or len(row) != n_features:
-            got = f"{len(row)} values" if type(row) is list else f"a {type(row).__name__}"
-            raise PayloadError(422, f"row {index} has {got}; the model expects {n_features} numbers")
-    # bool is an int subclass, and numpy would turn "1.5" into 1.5: only real JSON numbers pass.
-    if not {type(value) for row in data for value in row} <= _NUMBER_TYPES:
-        for index, row in enumerate(data):
-            for column, value in enumerate(row):
-                if type(value) not in _NUMBER_TYPES:
-                    raise PayloadError(422, f"row {index}, column {column}: {value!r} is not a number")
-    try:
-        rows = np.array(data, dtype=np.float64)
-    except OverflowError:
-        raise PayloadError(422, "a value is too large for a 64-bit float") from None
-    # One vectorised pass: NaN fails every comparison, so this catches NaN and inf as well.
-    within = np.abs(rows) <= MAX_ABS_VALUE
-    if not within.all():
-        index, column = (int(i) for i in np.argwhere(~within)[0])
-        value = rows[index, column]
-        if not np.isfinite(value):
-            raise PayloadError(422, f"row {index}, column {column}: {value} is not a finite number")
-        raise PayloadError(422, f"row {index}, column {column}: {value:g} is beyond ±{MAX_ABS_VALUE:g}")
-    return rows
 
 
 def predict_checked(model: LoadedModel, rows: np.ndarray) -> np.ndarray:
     """Predictions, all finite: extreme (if finite) inputs can overflow a linear model's output."""
     predictions = model.predict(rows)
-    if model.bounded:
+    if model.bounded or predictions.dtype.kind not in "fc":
         return predictions
     finite = np.isfinite(predictions)
     if not finite.all():
@@ -205,3 +181,34 @@ def predict_checked(model: LoadedModel, rows: np.ndarray) -> np.ndarray:
             422, f"row {index}: the values are too extreme to score (the prediction overflows)"
         )
     return predictions
+
+
+def _label(value: Any, target_kind: str) -> Any:
+    if target_kind == "boolean":
+        return bool(value)
+    if target_kind == "integer":
+        return int(value)
+    if target_kind == "categorical":
+        return str(value)
+    return float(value)
+
+
+def json_key(label: Any) -> str:
+    """A class label as a JSON object key: booleans as JSON writes them."""
+    return ("true" if label else "false") if isinstance(label, bool) else str(label)
+
+
+def score_rows(model: LoadedModel, rows: Rows) -> dict[str, Any]:
+    """``{"result": [...]}``: a regressor's numbers, a classifier's labels (as the target's kind:
+    true/false, whole numbers, text) and, when the model has them, ``"probabilities"``: one
+    object per row, class label to probability."""
+    predictions = predict_checked(model, rows.values)
+    spec = model.serving_spec
+    if spec.task == "regression":
+        return {"result": predictions}
+    result: dict[str, Any] = {"result": [_label(v, spec.target_kind) for v in predictions.tolist()]}
+    if model.classes:
+        keys = [json_key(_label(c, spec.target_kind)) for c in model.classes]
+        probabilities = model.model.predict_proba(rows.values)
+        result["probabilities"] = [dict(zip(keys, row, strict=True)) for row in probabilities.tolist()]
+    return result

@@ -1,18 +1,60 @@
-"""The OpenAPI document of the scoring service, written out (no per-request schema machinery)."""
+"""The OpenAPI document of the scoring service, from the model project's spec (written out once
+per model: no per-request schema machinery)."""
 
 from typing import Any
 
-from mlops_assets.serving.artifact import MAX_ABS_VALUE
+from mlops_assets.serving.features import MAX_ABS_VALUE, Feature, ServingSpec
+
+_LABEL_TYPES = {"boolean": "boolean", "integer": "integer", "categorical": "string", "numeric": "number"}
 
 
-def openapi_document(n_features: int, feature_names: list[str], max_rows: int) -> dict[str, Any]:
-    row = {
+def feature_schema(feature: Feature) -> dict[str, Any]:
+    """What the service accepts for one feature (a flagged range or category is scored, reported)."""
+    if feature.kind == "categorical":
+        schema: dict[str, Any] = {"type": "string"}
+        if not feature.flag:
+            schema["enum"] = list(feature.categories)
+    elif feature.kind == "boolean":
+        schema = {"type": "boolean"}
+    else:
+        schema = {"type": "integer" if feature.kind == "integer" else "number"}
+        low, high = (-MAX_ABS_VALUE, MAX_ABS_VALUE) if feature.flag else (feature.low, feature.high)
+        schema |= {"minimum": low, "maximum": high}
+    if feature.nullable:
+        schema["type"] = [schema["type"], "null"]
+        if "enum" in schema:
+            schema["enum"] = [*schema["enum"], None]
+    schema["description"] = f"{feature.name}: {feature.describe()}" + (
+        " (outside it: scored and reported)" if feature.flag else ""
+    )
+    return schema
+
+
+def openapi_document(spec: ServingSpec, max_rows: int) -> dict[str, Any]:
+    n = len(spec.features)
+    by_position = {
         "type": "array",
-        "items": {"type": "number", "minimum": -MAX_ABS_VALUE, "maximum": MAX_ABS_VALUE},
-        "minItems": n_features,
-        "maxItems": n_features,
-        "description": f"One row: {', '.join(feature_names)}",
+        "prefixItems": [feature_schema(f) for f in spec.features],
+        "items": False,
+        "minItems": n,
+        "maxItems": n,
+        "description": f"One row, in this order: {', '.join(spec.names)}",
     }
+    by_name = {
+        "type": "object",
+        "properties": {f.name: feature_schema(f) for f in spec.features},
+        "required": list(spec.names),
+        "additionalProperties": False,
+        "description": "One row, by feature name",
+    }
+    row = {"oneOf": [by_position, by_name]}
+    result: dict[str, Any] = {"result": {"type": "array", "items": {"type": _LABEL_TYPES[spec.target_kind]}}}
+    if spec.task != "regression":
+        result["probabilities"] = {
+            "type": "array",
+            "items": {"type": "object", "additionalProperties": {"type": "number"}},
+            "description": "Per row, each class label's probability (when the model has predict_proba)",
+        }
     error = {
         "description": "A JSON message naming the problem",
         "content": {
@@ -82,7 +124,8 @@ def openapi_document(n_features: int, feature_names: list[str], max_rows: int) -
                     },
                     "responses": {
                         "200": {
-                            "description": "One prediction per row",
+                            "description": "One prediction per row"
+                            + ("" if spec.task == "regression" else ": the class label"),
                             "headers": {
                                 "x-model-version": {"schema": {"type": "string"}},
                                 "x-request-id": {"schema": {"type": "string"}},
@@ -92,9 +135,7 @@ def openapi_document(n_features: int, feature_names: list[str], max_rows: int) -
                                     "schema": {
                                         "type": "object",
                                         "required": ["result"],
-                                        "properties": {
-                                            "result": {"type": "array", "items": {"type": "number"}}
-                                        },
+                                        "properties": result,
                                     }
                                 }
                             },

@@ -41,8 +41,10 @@ def record_line(
     latency_ms: float,
     synthetic: bool,
     traceparent: str | None,
+    flags: bytes = b"",
 ) -> bytes:
-    """One JSON line; the request and response bodies are embedded as the JSON they already are."""
+    """One JSON line; the request and response bodies are embedded as the JSON they already are.
+    ``flags``: the JSON list of values scored though out of range (the spec's "flag" policy)."""
     # In valid JSON a raw newline can only be whitespace, so replacing it keeps the document intact.
     body = body.replace(b"\n", b" ").replace(b"\r", b" ")
     trace = (
@@ -55,7 +57,8 @@ def record_line(
             b'{"request_id":"', request_id.encode(), b'","time":', repr(received).encode(),
             b',"model_version":"', model_version.encode(), b'","latency_ms":', f"{latency_ms:.3f}".encode(),
             b',"synthetic":', b"true" if synthetic else b"false", b',"traceparent":', trace,
-            b',"request":', body, b',"response":', response, b"}\n",
+            b',"request":', body, b',"response":', response,
+            *((b',"flags":', flags) if flags else ()), b"}\n",
         )
     )  # fmt: skip
 
