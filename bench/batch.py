@@ -46,19 +46,18 @@ def run_ours(input_path: str, output_dir: str) -> dict:
     import fsspec
 
     from mlops_assets.batch.scoring import score_file
-    from mlops_assets.serving.artifact import affine_predictor
+    from mlops_assets.serving.artifact import LoadedModel, affine_predictor
     from mlops_assets_tests.projects import diabetes_frame, fit_diabetes
 
     predict = affine_predictor(fit_diabetes(diabetes_frame()), len(FEATURES))
+    model = LoadedModel("diabetes", "1", tuple(FEATURES), "", "bench", None, predict, fast_path=True)
     started = time.perf_counter()
     result = score_file(
         fsspec.filesystem("file"),
         input_path,
         f"{output_dir}/ours.parquet",
         f"{output_dir}/ours.refused.parquet",
-        predict,
-        FEATURES,
-        "1",
+        model,
     )
     return {"rows": result.rows, "seconds": time.perf_counter() - started, "refused": result.refused}
 
@@ -68,7 +67,15 @@ def run_floor(input_path: str, output_dir: str) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mlops_assets.batch.scoring import CHUNK_ROWS, OUTPUT_SCHEMA, PARQUET_READ
+    from mlops_assets.batch.scoring import CHUNK_ROWS, PARQUET_READ
+
+    OUTPUT_SCHEMA = pa.schema(
+        [
+            ("row_id", pa.int64()),
+            ("prediction", pa.float64()),
+            ("model_version", pa.dictionary(pa.int8(), pa.string())),
+        ]
+    )
 
     started, rows = time.perf_counter(), 0
     version = pa.array(["1"])

@@ -12,6 +12,7 @@ from mlops_assets.batch.scoring import BatchInputError, score_file
 from mlops_assets.ingest.seed import seed
 from mlops_assets.ops.runner import ingest_new_files, retrain, sensor_tags
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS
+from mlops_assets.serving.artifact import LoadedModel
 from mlops_assets_tests import data_files
 from mlops_assets_tests.projects import DIABETES, TARGET
 
@@ -22,14 +23,13 @@ WEIGHTS = np.arange(1.0, 11.0)
 def _score(tmp_path, name: str, **kwargs):
     import fsspec
 
+    model = LoadedModel("t", "7", FEATURES, "", "test", None, lambda rows: rows @ WEIGHTS, fast_path=True)
     return score_file(
         fsspec.filesystem("file"),
         str(tmp_path / name),
         str(tmp_path / "out" / "scored.parquet"),
         str(tmp_path / "out" / "scored.refused.parquet"),
-        lambda rows: rows @ WEIGHTS,
-        FEATURES,
-        "7",
+        model,
         **kwargs,
     )
 
@@ -176,3 +176,85 @@ def test_no_production_model_or_a_tampered_one_fails_clearly(settings, storage, 
     failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.user_failure_data
     assert "does not match the expected" in failure.description
     assert not storage.exists("scoring-output/c.parquet")
+
+
+def test_a_classifier_s_file_is_read_by_its_spec_and_scored_with_labels_and_probabilities(tmp_path):
+    """The churn project's columns as a CSV gives them (text): categories, booleans in words, an
+    empty nullable cell; an unknown plan, a fraction of a month and a word for a boolean are refused,
+    an unknown region (flag) is scored and counted."""
+    import fsspec
+    import pandas as pd
+
+    from mlops_assets.serving.artifact import loaded_model
+    from mlops_assets.serving.features import ServingSpec
+    from mlops_assets_tests.projects import CHURN, fit_project, typed_rows, typed_seed, write_project_release
+
+    fitted = fit_project(CHURN, typed_seed(CHURN))
+    artifact, manifest = write_project_release(tmp_path / "release", CHURN, fitted)
+    model = loaded_model(manifest, artifact, "churn", ServingSpec.from_dict(CHURN.spec.serving_dict()))
+    rows = pd.DataFrame(
+        [
+            ["basic", "north", "3", "21.5", "4", "yes"],
+            ["premium", "west", "100", "80", "", "false"],
+            ["gold", "north", "3", "21.5", "4", "true"],  # refused: not a plan
+            ["basic", "mars", "12", "30", "0", "0"],  # flagged region: scored
+            ["basic", "north", "3.5", "21.5", "4", "true"],  # refused: a fraction of a month
+            ["basic", "north", "3", "21.5", "4", "maybe"],  # refused: not a boolean
+        ],
+        columns=list(CHURN.spec.feature_names),
+    )
+    rows.to_csv(tmp_path / "churn.csv", index=False)
+    result = score_file(
+        fsspec.filesystem("file"),
+        str(tmp_path / "churn.csv"),
+        str(tmp_path / "out" / "churn.parquet"),
+        str(tmp_path / "out" / "churn.refused.parquet"),
+        model,
+    )
+    assert (result.rows, result.scored, result.refused, result.flagged) == (6, 3, 3, 1)
+    refused = pq.read_table(result.refused_path).to_pandas()
+    assert dict(zip(refused["row_id"], refused["reason"], strict=True)) == {
+        2: "plan: 'gold' not one of basic, standard, premium",
+        4: "tenure_months: 3.5 not a whole number",
+        5: "paperless: not true or false",
+    }
+    scored = pq.read_table(result.output_path).to_pandas()
+    assert list(scored.columns) == [
+        "row_id",
+        "prediction",
+        "probability_false",
+        "probability_true",
+        "model_version",
+    ]
+    as_sent = [
+        {
+            "plan": "basic",
+            "region": "north",
+            "tenure_months": 3,
+            "monthly_charge": 21.5,
+            "support_calls": 4,
+            "paperless": True,
+        },
+        {
+            "plan": "premium",
+            "region": "west",
+            "tenure_months": 100,
+            "monthly_charge": 80,
+            "support_calls": None,
+            "paperless": False,
+        },
+        {
+            "plan": "basic",
+            "region": "mars",
+            "tenure_months": 12,
+            "monthly_charge": 30,
+            "support_calls": 0,
+            "paperless": False,
+        },
+    ]
+    typed = typed_rows(CHURN, as_sent)
+    assert scored["row_id"].tolist() == [0, 1, 3]
+    assert scored["prediction"].tolist() == [bool(v) for v in fitted.predict(typed)]
+    np.testing.assert_allclose(
+        scored[["probability_false", "probability_true"]], fitted.predict_proba(typed), rtol=1e-12
+    )

@@ -3,6 +3,8 @@ go landing -> checks -> training -> gate -> registry on a real instance; the gat
 
 import json
 import shutil
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -170,12 +172,13 @@ def test_the_churn_project_goes_from_landing_to_a_registered_version_and_a_bad_f
     churn_settings,
 ):
     import dagster as dg
+    import pandas as pd
 
     from mlops_assets.core.fsstore import Storage
     from mlops_assets.core.instance import write_instance_config
     from mlops_assets.definitions import build_definitions
     from mlops_assets.ingest.seed import seed, seed_parts
-    from mlops_assets.ops.runner import ingest_new_files, release, retrain
+    from mlops_assets.ops.runner import ingest_new_files, monitor, release, retrain, score_new_files
     from mlops_assets.serving.keys import read_keys
 
     settings = churn_settings
@@ -240,6 +243,36 @@ def test_the_churn_project_goes_from_landing_to_a_registered_version_and_a_bad_f
         assert all(isinstance(label, bool) for label in by_name.json()["result"])
         refused = httpx.post(f"{url}/score", json={"data": [{**CHURN_ROWS[0], "plan": "gold"}]}, headers=key)
         assert refused.status_code == 422 and "feature plan: 'gold' is outside" in refused.json()["error"]
+
+        # Monitoring follows the spec: the day's log (rows by name and by position) compacts into
+        # the project's typed columns, and drift is judged per kind (chi-square for categories).
+        day = datetime.now(UTC).date().isoformat()
+        for _ in range(10):
+            assert httpx.post(f"{url}/score", json={"data": CHURN_ROWS * 3}, headers=key).status_code == 200
+        deadline = time.monotonic() + 20
+
+        def logged() -> int:  # ours: the smoke tests' records are synthetic
+            files = storage.list_files(f"scoring-logs/date={day}", versions=False)
+            return sum(storage.read_bytes(f.path).count(b'"synthetic":false') for f in files)
+
+        while logged() < 12:
+            assert time.monotonic() < deadline, "the production's log never reached storage"
+            time.sleep(0.2)
+        monitored = monitor(defs, instance, settings.lock_dir, day)
+        assert monitored.success, monitored.errors
+        assert monitored.logs["rows"] == 64  # 10 x 6 rows, and the 2 + 2 of the requests above
+        table = monitored.drift["table"]
+        assert "| plan " in table and "chi2" in table and "| tenure_months " in table and "ks" in table
+
+        # Batch scoring follows it too: the held-back rows as a CSV, scored by name, with labels
+        # and each class's probability.
+        features = list(project.spec.feature_names)
+        storage.write_bytes("scoring-input/churn-batch.csv", held_back[features].to_csv(index=False).encode())
+        ((name, batch),) = score_new_files(defs, instance, storage, settings.lock_dir)
+        assert name == "churn-batch.csv" and batch.success
+        output = pd.read_parquet(storage.uri("scoring-output/churn-batch.parquet"))
+        assert len(output) == len(held_back) and output["prediction"].dtype == bool
+        assert ((output["probability_false"] + output["probability_true"] - 1).abs() < 1e-9).all()
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ from mlops_assets.monitoring.assets import scoring_logs
 from mlops_assets.monitoring.automation import stale_days
 from mlops_assets.monitoring.scoring_logs import compact_day, source_files
 from mlops_assets.serving.request_log import record_line
-from mlops_assets_tests.projects import DIABETES, FEATURES
+from mlops_assets_tests.projects import CHURN, CHURN_ROWS, DIABETES, FEATURES
 from mlops_assets_tests.serving_support import SAMPLE, Service, write_release
 
 ROW = SAMPLE["data"][0]
@@ -61,6 +61,38 @@ def test_a_day_is_its_records_by_time_without_synthetic_or_duplicates(storage):
     assert summary.model_versions == {"1": 1, "2": 1}  # a day with two model versions
     assert (summary.synthetic_excluded, summary.duplicates_removed, summary.malformed_lines) == (1, 1, 1)
     assert summary.latency_ms == {"p50": 1.25, "p95": 1.25, "p99": 1.25}
+
+
+def test_rows_by_name_and_by_position_compact_into_the_project_s_typed_columns(storage):
+    """The churn project's requests as the service logs them: text categories, booleans, a null,
+    by name and by position; the labels of a boolean target as 1.0/0.0, as training types them."""
+    kinds = {name: column.kind for name, column in CHURN.spec.features.items()}
+    noon = datetime(2026, 11, 21, 12, tzinfo=UTC)
+    by_position = [[row[f] for f in kinds] for row in CHURN_ROWS]
+    lines = [
+        record_line(
+            rid,
+            noon.timestamp(),
+            "1",
+            json.dumps({"data": rows}).encode(),
+            b'{"result": [true, false]}',
+            2.0,
+            False,
+            None,
+        )
+        for rid, rows in (("by-name", CHURN_ROWS), ("by-position", by_position))
+    ]
+    _write(storage, noon.date(), "churn", *lines)
+    frame, summary = compact_day(storage, noon.date(), source_files(storage, noon.date()), kinds, "boolean")
+    assert summary.rows == 4 and summary.malformed_lines == 0
+    named, positional = frame[frame.request_id == "by-name"], frame[frame.request_id == "by-position"]
+    columns = list(kinds)
+    pd.testing.assert_frame_equal(
+        named[columns].reset_index(drop=True), positional[columns].reset_index(drop=True)
+    )
+    assert list(named["plan"]) == ["basic", "premium"] and frame["plan"].dtype == object
+    assert list(named["paperless"]) == [1.0, 0.0] and named["support_calls"].isna().tolist() == [False, True]
+    assert list(frame["prediction"]) == [1.0, 0.0, 1.0, 0.0]
 
 
 def test_an_empty_day_is_an_empty_table_with_the_columns(storage):
@@ -153,6 +185,31 @@ def test_psi_and_ks_tell_a_shift_from_noise():
     assert table.set_index("feature")["drifted"].to_dict() == {"a": False, "b": True}
     too_few = drift_table(reference, shifted.head(10), ["a", "b"], DriftThresholds(min_rows=30))
     assert not too_few["drifted"].any()  # ten rows are not judged
+
+
+def test_a_category_column_drifts_by_its_shares_and_unseen_categories_are_counted():
+    import numpy as np
+
+    from mlops_assets.monitoring.drift import DriftThresholds, drift_table
+
+    rng = np.random.default_rng(11)
+    plans = ["basic", "standard", "premium"]
+    reference = pd.DataFrame(
+        {"plan": rng.choice(plans, 3000, p=[0.5, 0.3, 0.2]), "x": rng.normal(0, 1, 3000)}
+    )
+    same = pd.DataFrame({"plan": rng.choice(plans, 800, p=[0.5, 0.3, 0.2]), "x": rng.normal(0, 1, 800)})
+    moved = same.assign(plan=rng.choice([*plans, "gold"], 800, p=[0.1, 0.2, 0.4, 0.3]))
+    kinds = {"plan": "categorical", "x": "numeric"}
+    quiet = drift_table(reference, same, kinds, DriftThresholds()).set_index("feature")
+    assert (
+        not quiet["drifted"].any()
+        and quiet.loc["plan", "test"] == "chi2"
+        and quiet.loc["plan", "unseen"] == 0
+    )
+    loud = drift_table(reference, moved, kinds, DriftThresholds()).set_index("feature")
+    assert loud["drifted"].to_dict() == {"plan": True, "x": False}
+    assert loud.loc["plan", "unseen"] == (moved["plan"] == "gold").sum() and loud.loc["plan", "psi"] > 0.5
+    assert (loud.loc["plan", "train"], loud.loc["plan", "prod"]) == ("basic", "premium")
 
 
 def _rows_as_log(frame: pd.DataFrame, day: date, prefix: str) -> bytes:

@@ -8,11 +8,13 @@ from mlops_assets.batch.backends import BatchJob, BatchScorer
 from mlops_assets.batch.scoring import BatchInputError, output_paths
 from mlops_assets.core import keys
 from mlops_assets.core.instance import STAGE_TAG
+from mlops_assets.core.project import ModelProjectResource
 from mlops_assets.core.storage import StorageResource
 from mlops_assets.registry.assets import RELEASE_PREFIX
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS
 from mlops_assets.registry.resource import RegistryResource
 from mlops_assets.serving.artifact import MANIFEST_NAME, ArtifactError, LoadedModel, loaded_model
+from mlops_assets.serving.features import ServingSpec
 
 INPUT_PREFIX = "scoring-input"
 OUTPUT_PREFIX = "scoring-output"
@@ -21,8 +23,9 @@ EVERY_ROW_SCORED = "every_row_scored"
 scoring_inputs = dg.DynamicPartitionsDefinition(name="scoring_inputs")
 
 
-def production_model(registry: RegistryResource) -> tuple[LoadedModel, dict]:
-    """The version holding the production alias, its artifact verified against its manifest."""
+def production_model(registry: RegistryResource, serving_spec: dict) -> tuple[LoadedModel, dict]:
+    """The version holding the production alias, its artifact verified against its manifest and
+    loaded trusting only the model project's listed types."""
     models = registry.get_registry()
     version = models.get_alias(PRODUCTION_ALIAS)
     if version is None:
@@ -32,9 +35,8 @@ def production_model(registry: RegistryResource) -> tuple[LoadedModel, dict]:
     manifest = json.loads(models.read_file(version.version, MANIFEST_NAME))
     source = f"{models.model_name} v{version.version} ({PRODUCTION_ALIAS})"
     try:
-        return loaded_model(
-            manifest, models.read_file(version.version, manifest["artifact"]), source
-        ), manifest
+        artifact = models.read_file(version.version, manifest["artifact"])
+        return loaded_model(manifest, artifact, source, ServingSpec.from_dict(serving_spec)), manifest
     except ArtifactError as exc:
         raise dg.Failure(description=str(exc)) from exc
 
@@ -51,17 +53,20 @@ def production_model(registry: RegistryResource) -> tuple[LoadedModel, dict]:
             description="Rows refused (with their reasons in the .refused.parquet beside the output).",
         )
     ],
-    description="scoring-input/<file> scored with the production model: scoring-output/<file>.parquet "
-    "(row_id, prediction, model_version); refused rows with their reason in <file>.refused.parquet.",
+    description="scoring-input/<file> scored with the production model, each column read by the model "
+    "project's spec: scoring-output/<file>.parquet (row_id, prediction, a classifier's probability_<label> "
+    "columns, model_version); refused rows with their reason in <file>.refused.parquet.",
 )
 def batch_predictions(
     context: dg.AssetExecutionContext,
     storage: StorageResource,
     registry: RegistryResource,
     batch: BatchScorer,
+    project: ModelProjectResource,
 ) -> dg.MaterializeResult:
     store, name = storage.get(), context.partition_key
-    model, manifest = production_model(registry)
+    serving_spec = project.get().spec.serving_dict()
+    model, manifest = production_model(registry, serving_spec)
     input_path = f"{INPUT_PREFIX}/{name}"
     output, refused = output_paths(input_path, INPUT_PREFIX, OUTPUT_PREFIX)
     context.log.info(f"scoring {input_path} with {model.name} v{model.version} ({batch.backend_name})")
@@ -73,6 +78,7 @@ def batch_predictions(
         model=model,
         manifest=manifest,
         artifact_path=f"{RELEASE_PREFIX}/{model.name}/{model.version}/{manifest['artifact']}",
+        serving_spec=serving_spec,
     )
     try:
         result = batch.score(context, job)
@@ -91,6 +97,7 @@ def batch_predictions(
         "rows": rows,
         "scored": scored,
         "refused": rejected,
+        "flagged_values": result.get("flagged", 0),
         "model_version": model.version,
         "model_sha256": model.sha256,
         "output": dg.MetadataValue.path(store.uri(output)),

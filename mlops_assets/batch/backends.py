@@ -19,6 +19,7 @@ JOB_FILES = (
     "mlops_assets/batch/score_job.py",
     "mlops_assets/serving/__init__.py",
     "mlops_assets/serving/artifact.py",
+    "mlops_assets/serving/features.py",
     "mlops_assets/core/__init__.py",
     "mlops_assets/core/pipes_transport.py",
 )
@@ -33,6 +34,7 @@ class BatchJob:
     model: LoadedModel
     manifest: dict[str, Any]
     artifact_path: str  # the released artifact in storage (registered_model writes it)
+    serving_spec: dict[str, Any] | None = None  # the model project's: how each column is read
 
 
 class BatchScorer(dg.ConfigurableResource, ABC):
@@ -59,9 +61,7 @@ class InProcessBatchScorer(BatchScorer):
             store.fs_path(job.input_path),
             store.fs_path(job.output_path),
             store.fs_path(job.refused_path),
-            job.model.predict,
-            job.model.features,
-            job.model.version,
+            job.model,
             progress=lambda rows: context.log.debug(f"{job.input_path}: {rows} rows read"),
         )
         return result.figures()
@@ -86,6 +86,7 @@ class AzureMLBatchScorer(AzureMLJobs, BatchScorer):
                 "refused_uri": store.uri(job.refused_path),
                 "artifact_uri": store.uri(job.artifact_path),
                 "manifest": job.manifest,
+                "serving_spec": job.serving_spec,
             },
             purpose="batch",
         )

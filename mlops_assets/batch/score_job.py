@@ -1,7 +1,8 @@
 """batch_predictions as a Dagster Pipes script (an Azure ML command job): the same ``score_file``.
 
-Extras: ``input_uri``, ``output_uri``, ``refused_uri`` (fsspec URLs), ``artifact_uri`` and the
-registry's ``manifest`` (the artifact is verified against its sha256 here too). Uploaded with
+Extras: ``input_uri``, ``output_uri``, ``refused_uri`` (fsspec URLs), ``artifact_uri``, the
+registry's ``manifest`` (the artifact is verified against its sha256 here too) and the model
+project's ``serving_spec`` (how each column is read, the artifact's trusted types). Uploaded with
 the few project modules it imports (numpy, pyarrow, fsspec, skops, dagster-pipes otherwise), so
 it needs none of the Dagster code location. A file that cannot be scored is reported as
 ``error`` (the orchestrator fails the step with it), not as a crash with a stack trace.
@@ -17,11 +18,13 @@ def main() -> int:
     from mlops_assets.batch.scoring import BatchInputError, score_file
     from mlops_assets.core.pipes_transport import pipes_transport
     from mlops_assets.serving.artifact import loaded_model
+    from mlops_assets.serving.features import ServingSpec
 
     with open_dagster_pipes(**pipes_transport()) as pipes:
         extras = pipes.extras
         with fsspec.open(extras["artifact_uri"], "rb") as handle:
-            model = loaded_model(extras["manifest"], handle.read(), extras["artifact_uri"])
+            spec = ServingSpec.from_dict(extras["serving_spec"]) if extras.get("serving_spec") else None
+            model = loaded_model(extras["manifest"], handle.read(), extras["artifact_uri"], spec)
         fs, input_path = fsspec.core.url_to_fs(extras["input_uri"])
         try:
             result = score_file(
@@ -29,15 +32,20 @@ def main() -> int:
                 input_path,
                 fsspec.core.url_to_fs(extras["output_uri"])[1],
                 fsspec.core.url_to_fs(extras["refused_uri"])[1],
-                model.predict,
-                model.features,
-                model.version,
+                model,
                 progress=lambda rows: pipes.log.info(f"{rows} rows read"),
             )
         except BatchInputError as exc:
             pipes.report_asset_materialization(metadata={"error": {"raw_value": str(exc), "type": "text"}})
             return 0
-        types = {"rows": "int", "scored": "int", "refused": "int", "seconds": "float", "reasons": "json"}
+        types = {
+            "rows": "int",
+            "scored": "int",
+            "refused": "int",
+            "seconds": "float",
+            "reasons": "json",
+            "flagged": "int",
+        }
         pipes.report_asset_materialization(
             metadata={
                 name: {"raw_value": value, "type": types[name]} for name, value in result.figures().items()

@@ -2,9 +2,12 @@
 
 Plain functions over a file system (fsspec) and a loaded model; the asset and the AML job call
 them. Every input row ends up in exactly one of two parquet files: the predictions (``row_id``,
-``prediction``, ``model_version``) or the refused rows (``row_id``, ``reason``, the raw values).
-Both are written under temporary names and moved into place only when complete, so a reader
-never sees half a file.
+``prediction``, for a classifier with ``predict_proba`` a ``probability_<label>`` column per
+class, ``model_version``) or the refused rows (``row_id``, ``reason``, the raw values). Each
+column is read by the model project's spec: numbers, booleans, categories, nulls where it allows
+them, its ranges and categories refused or, where it says ``flag``, scored and counted. Both files
+are written under temporary names and moved into place only when complete, so a reader never sees
+half a file.
 """
 
 import contextlib
@@ -21,7 +24,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mlops_assets.serving.artifact import MAX_ABS_VALUE
+from mlops_assets.serving.artifact import LoadedModel, json_key, predict_checked
+from mlops_assets.serving.features import (
+    FALSE_TOKENS,
+    MAX_ABS_VALUE,
+    NULL_TOKENS,
+    TRUE_TOKENS,
+    Feature,
+    ServingSpec,
+)
 
 CHUNK_ROWS = 262_144
 # pyarrow's pre-buffering keeps every column chunk it has read: 25 MB more per chunk here, 1.2 GB
@@ -43,6 +54,7 @@ class BatchResult:
     refused_path: str | None
     seconds: float
     reasons: dict[str, int]
+    flagged: int = 0  # values outside the spec's range or categories, scored under its "flag" policy
 
     @property
     def rows_per_second(self) -> float:
@@ -56,6 +68,7 @@ class BatchResult:
             "refused": self.refused,
             "seconds": self.seconds,
             "reasons": self.reasons,
+            "flagged": self.flagged,
         }
 
 
@@ -120,68 +133,200 @@ def _sink(fs: Any, path: str) -> Any:
     return fs.open(path, "wb")
 
 
-def _as_float(column: pa.Array) -> tuple[np.ndarray, np.ndarray | None]:
-    """The column as float64 (NaN where a value is missing or not a number), and where that was
-    so (None when nothing was)."""
-    if pa.types.is_floating(column.type) or pa.types.is_integer(column.type):
+_NUMBER_NULLS = pa.array(sorted(NULL_TOKENS - {"nan"}))  # "nan" reads as NaN: not finite, or null if allowed
+
+
+def _as_float(column: pa.Array) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The column as float64 (NaN where a value is missing or not a number), where it was missing
+    (null, empty, "n/a"...) and where it was text that is not a number (None when nowhere)."""
+    if (
+        pa.types.is_floating(column.type)
+        or pa.types.is_integer(column.type)
+        or pa.types.is_boolean(column.type)
+    ):
         values = column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-        return values, (column.is_null().to_numpy(zero_copy_only=False) if column.null_count else None)
-    text = pc.utf8_trim_whitespace(column.cast(pa.string()))
-    missing = pc.or_kleene(pc.is_null(text), pc.equal(text, "")).to_numpy(zero_copy_only=False)
-    numeric = pc.match_substring_regex(text, r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^(?i:nan|[-+]?inf)$")
+        return values, (column.is_null().to_numpy(zero_copy_only=False) if column.null_count else None), None
+    text = pc.utf8_lower(pc.utf8_trim_whitespace(column.cast(pa.string())))
+    missing = pc.fill_null(pc.is_in(text, _NUMBER_NULLS), True).to_numpy(zero_copy_only=False)
+    numeric = pc.match_substring_regex(text, r"^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$|^nan$|^[-+]?inf$")
     numeric = pc.fill_null(numeric, False).to_numpy(zero_copy_only=False)
     values = np.full(len(column), np.nan)
     if numeric.any():
         values[numeric] = pc.cast(pc.filter(text, pa.array(numeric)), pa.float64()).to_numpy()
-    return values, missing | ~numeric
+    return values, missing, ~numeric & ~missing
 
 
-def check_chunk(
-    batch: pa.RecordBatch, features: tuple[str, ...]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows as a float matrix, which rows pass, and each refused row's reason (the first rule broken).
+def _as_boolean(column: pa.Array) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    if (
+        pa.types.is_boolean(column.type)
+        or pa.types.is_integer(column.type)
+        or pa.types.is_floating(column.type)
+    ):
+        values, missing, _ = _as_float(column)
+        wrong = ~np.isin(values, (0.0, 1.0)) & ~(np.isnan(values) if missing is None else missing)
+        return values, missing, wrong
+    text = pc.utf8_lower(pc.utf8_trim_whitespace(column.cast(pa.string())))
+    missing = pc.fill_null(pc.is_in(text, pa.array(sorted(NULL_TOKENS))), True).to_numpy(zero_copy_only=False)
+    true = pc.fill_null(pc.is_in(text, pa.array(sorted(TRUE_TOKENS))), False).to_numpy(zero_copy_only=False)
+    false = pc.fill_null(pc.is_in(text, pa.array(sorted(FALSE_TOKENS))), False).to_numpy(zero_copy_only=False)
+    values = np.where(true, 1.0, np.where(false, 0.0, np.nan))
+    return values, missing, ~(true | false) & ~missing
 
-    One vectorised pass per column; reasons are worked out only for the (rare) refused rows.
-    """
-    missing_columns = [f for f in features if f not in batch.schema.names]
+
+def _as_text(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    text = pc.utf8_trim_whitespace(column.cast(pa.string()))
+    lowered = pc.utf8_lower(text)
+    missing = pc.fill_null(pc.is_in(lowered, pa.array(sorted(NULL_TOKENS))), True).to_numpy(
+        zero_copy_only=False
+    )
+    return text.to_numpy(zero_copy_only=False).astype(object), missing
+
+
+@dataclass
+class _Broken:
+    """One feature's refused rows and why, worked out only for those rows."""
+
+    feature: Feature
+    bad: np.ndarray
+    reason: Callable[[int], str]
+
+
+def _check_column(
+    feature: Feature, column: pa.Array
+) -> tuple[Any, np.ndarray, np.ndarray, Callable[[int], str]]:
+    """The column's values as the model takes them, its refused rows, its flagged rows, and the
+    reason for a refused row."""
+    name = feature.name
+    if feature.kind == "categorical":
+        values, missing = _as_text(column)
+        allowed = np.isin(values, np.array(feature.categories, dtype=object)) | missing
+        outside = ~allowed
+        refused = (missing & (not feature.nullable)) | (outside & (not feature.flag))
+        values = np.where(missing, None, values)
+
+        def reason(row: int) -> str:
+            if missing[row]:
+                return f"{name}: missing"
+            return f"{name}: {values[row]!r} not one of {', '.join(feature.categories)}"
+
+        return values, refused, outside if feature.flag else np.zeros(len(values), bool), reason
+    values, missing, wrong = (_as_boolean if feature.kind == "boolean" else _as_float)(column)
+    missing = np.zeros(len(values), bool) if missing is None else missing
+    wrong = np.zeros(len(values), bool) if wrong is None else wrong
+    if feature.nullable:  # NaN is how a nullable number is missing
+        missing = missing | (np.isnan(values) & ~wrong)
+    present = ~missing & ~wrong
+    beyond = present & ~(np.abs(values) <= MAX_ABS_VALUE)  # NaN fails the comparison: inf too
+    outside = present & ~beyond & ((values < feature.low) | (values > feature.high))
+    fraction = present & ~beyond & (values != np.round(values)) if feature.kind == "integer" else None
+    refused = wrong | beyond | (missing & (not feature.nullable)) | (outside & (not feature.flag))
+    if fraction is not None:
+        refused |= fraction
+
+    def reason(row: int) -> str:
+        if feature.kind == "boolean" and (missing[row] or wrong[row]):
+            return f"{name}: {'missing' if missing[row] else 'not true or false'}"
+        if missing[row] or wrong[row]:
+            return f"{name}: missing or not a number"
+        if not np.isfinite(values[row]):
+            return f"{name}: not a finite number"
+        if beyond[row]:
+            return f"{name}: beyond ±{MAX_ABS_VALUE:g}"
+        if fraction is not None and fraction[row]:
+            return f"{name}: {values[row]:g} not a whole number"
+        return f"{name}: {values[row]:g} outside [{feature.low:g}, {feature.high:g}]"
+
+    return values, refused, outside if feature.flag else np.zeros(len(values), bool), reason
+
+
+def check_chunk(batch: pa.RecordBatch, spec: ServingSpec) -> tuple[Any, np.ndarray, np.ndarray, int]:
+    """The rows as the model takes them (a float matrix when every feature is a number, else a
+    named frame), which rows pass, each refused row's reason (the first rule broken, in feature
+    order) and how many values were flagged. One vectorised pass per column."""
+    missing_columns = [f for f in spec.names if f not in batch.schema.names]
     if missing_columns:
         raise BatchInputError(
-            f"column(s) {', '.join(missing_columns)} missing (the model needs {', '.join(features)})"
+            f"column(s) {', '.join(missing_columns)} missing (the model needs {', '.join(spec.names)})"
         )
     rows = batch.num_rows
-    matrix = np.empty((len(features), rows)).T  # column-major: each feature is written contiguously
+    matrix = np.empty((len(spec.features), rows)).T if spec.all_numbers else None
+    columns: dict[str, Any] = {}
     refused = np.zeros(rows, dtype=bool)
-    broken: list[tuple[str, np.ndarray, np.ndarray | None, np.ndarray]] = []
-    for index, name in enumerate(features):
-        values, not_a_number = _as_float(batch.column(name))
-        matrix[:, index] = values
-        bad = ~(np.abs(values) <= MAX_ABS_VALUE)  # NaN fails the comparison: NaN and inf too
-        if not_a_number is not None:
-            bad |= not_a_number
+    flagged = 0
+    broken: list[_Broken] = []
+    for index, feature in enumerate(spec.features):
+        values, bad, flags, reason = _check_column(feature, batch.column(feature.name))
+        if matrix is not None:
+            matrix[:, index] = values
+        else:
+            columns[feature.name] = values
+        flagged += int((flags & ~bad).sum())
         if bad.any():
             refused |= bad
-            broken.append((name, bad, not_a_number, values))
+            broken.append(_Broken(feature, bad, reason))
     reasons = np.full(rows, None, dtype=object)
-    for name, bad, not_a_number, values in broken:  # in feature order: the first rule broken wins
-        for row in np.flatnonzero(bad):
-            if reasons[row] is not None:
-                continue
-            if not_a_number is not None and not_a_number[row]:
-                reasons[row] = f"{name}: missing or not a number"
-            elif not np.isfinite(values[row]):
-                reasons[row] = f"{name}: not a finite number"
-            else:
-                reasons[row] = f"{name}: beyond ±{MAX_ABS_VALUE:g}"
-    return matrix, ~refused, reasons
+    for found in broken:  # in feature order: the first rule broken wins
+        for row in np.flatnonzero(found.bad):
+            if reasons[row] is None:
+                reasons[row] = found.reason(row)
+    if matrix is not None:
+        return matrix, ~refused, reasons, flagged
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {
+            f.name: pd.Series(columns[f.name], dtype=object if f.kind == "categorical" else np.float64)
+            for f in spec.features
+        }
+    )
+    return frame, ~refused, reasons, flagged
 
 
-OUTPUT_SCHEMA = pa.schema(
-    [
+def output_schema(model: LoadedModel) -> pa.Schema:
+    """row_id, the prediction (a regressor's number, a classifier's label as the target's kind),
+    a classifier's probability per class, the model version."""
+    spec = model.serving_spec
+    label = {"boolean": pa.bool_(), "integer": pa.int64(), "categorical": pa.string()}
+    fields = [
         ("row_id", pa.int64()),
-        ("prediction", pa.float64()),
-        ("model_version", pa.dictionary(pa.int8(), pa.string())),
+        (
+            "prediction",
+            pa.float64() if spec.task == "regression" else label.get(spec.target_kind, pa.float64()),
+        ),
     ]
-)
+    fields += [(f"probability_{key}", pa.float64()) for key in class_keys(model)]
+    return pa.schema([*fields, ("model_version", pa.dictionary(pa.int8(), pa.string()))])
+
+
+def class_keys(model: LoadedModel) -> list[str]:
+    if model.serving_spec.task == "regression" or not model.classes:
+        return []
+    return [
+        json_key(_typed_labels(model, np.asarray(model.classes)).tolist()[i])
+        for i in range(len(model.classes))
+    ]
+
+
+def _typed_labels(model: LoadedModel, labels: np.ndarray) -> np.ndarray:
+    kind = model.serving_spec.target_kind
+    if kind == "boolean":
+        return labels.astype(bool)
+    if kind == "integer":
+        return labels.astype(np.int64)
+    if kind == "categorical":
+        return labels.astype(str).astype(object)
+    return labels.astype(np.float64)
+
+
+def _predict(model: LoadedModel, rows: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predictions (a classifier's as its labels) and, for a classifier that has them, the class
+    probabilities; a regressor's overflowing prediction is NaN here (its row is then refused)."""
+    if model.serving_spec.task == "regression":
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.asarray(model.predict(rows), dtype=np.float64), None
+    labels = _typed_labels(model, np.asarray(predict_checked(model, rows)))
+    probabilities = model.model.predict_proba(rows) if model.classes else None
+    return labels, probabilities
 
 
 def score_file(
@@ -189,9 +334,7 @@ def score_file(
     input_path: str,
     output_path: str,
     refused_path: str,
-    predict: Callable[[np.ndarray], np.ndarray],
-    features: tuple[str, ...],
-    model_version: str,
+    model: LoadedModel,
     chunk_rows: int = CHUNK_ROWS,
     progress: Callable[[int], None] | None = None,
 ) -> BatchResult:
@@ -200,42 +343,41 @@ def score_file(
     tmp_output = f"{output_path}.{tag}.tmp"
     tmp_refused = f"{refused_path}.{tag}.tmp"
     fs.makedirs(posixpath.dirname(output_path), exist_ok=True)
-    versions = pa.array([model_version])  # the one dictionary entry every output row points at
-    rows = scored = refused = 0
+    spec, features, schema = model.serving_spec, model.features, output_schema(model)
+    versions = pa.array([model.version])  # the one dictionary entry every output row points at
+    rows = scored = refused = flagged = 0
     reasons: Counter[str] = Counter()
     try:
         # Closed in reverse order of opening, each writer before its file, on every way out.
         with contextlib.ExitStack() as files:
-            writer = files.enter_context(
-                pq.ParquetWriter(files.enter_context(_sink(fs, tmp_output)), OUTPUT_SCHEMA)
-            )
+            writer = files.enter_context(pq.ParquetWriter(files.enter_context(_sink(fs, tmp_output)), schema))
             refused_writer = None  # opened at the first refused row
             for batch in _read_ahead(read_chunks(fs, input_path, chunk_rows)):
-                matrix, passed, why = check_chunk(batch, features)
+                values, passed, why, flags = check_chunk(batch, spec)
+                flagged += flags
                 ids = np.arange(rows, rows + batch.num_rows, dtype=np.int64)
                 if passed.all():
-                    good_ids, good = ids, matrix
+                    good_ids, good = ids, values
                 else:
-                    good_ids, good = ids[passed], matrix[passed]
-                predictions = np.asarray(predict(good), dtype=np.float64) if len(good) else np.empty(0)
-                finite = np.isfinite(predictions)
-                if not finite.all():  # extreme (if finite) inputs can overflow a linear model
-                    overflow = np.flatnonzero(passed)[~finite]
-                    why[overflow] = "the values are too extreme to score (the prediction overflows)"
-                    passed[overflow] = False
-                    good_ids, predictions = good_ids[finite], predictions[finite]
-                writer.write_batch(
-                    pa.record_batch(
-                        [
-                            pa.array(good_ids),
-                            pa.array(predictions),
-                            pa.DictionaryArray.from_arrays(
-                                pa.array(np.zeros(len(good_ids), np.int8)), versions
-                            ),
-                        ],
-                        schema=OUTPUT_SCHEMA,
+                    good_ids = ids[passed]
+                    good = values[passed] if isinstance(values, np.ndarray) else values.loc[passed]
+                predictions, probabilities = _predict(model, good) if len(good_ids) else (np.empty(0), None)
+                if spec.task == "regression":
+                    finite = np.isfinite(predictions)
+                    if not finite.all():  # extreme (if finite) inputs can overflow a linear model
+                        overflow = np.flatnonzero(passed)[~finite]
+                        why[overflow] = "the values are too extreme to score (the prediction overflows)"
+                        passed[overflow] = False
+                        good_ids, predictions = good_ids[finite], predictions[finite]
+                columns = [pa.array(good_ids), pa.array(predictions, type=schema.field("prediction").type)]
+                for index in range(len(class_keys(model))):
+                    columns.append(
+                        pa.array(probabilities[:, index] if probabilities is not None else np.empty(0))
                     )
+                columns.append(
+                    pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(good_ids), np.int8)), versions)
                 )
+                writer.write_batch(pa.record_batch(columns, schema=schema))
                 if not passed.all():
                     bad = ~passed
                     if refused_writer is None:
@@ -271,6 +413,7 @@ def score_file(
         refused_path=refused_path if refused else None,
         seconds=time.perf_counter() - started,
         reasons=dict(reasons),
+        flagged=flagged,
     )
 
 

@@ -24,10 +24,7 @@ from scipy import stats
 
 from mlops_assets.ingest.reference import ReferenceStats, category_shares
 from mlops_assets.project.spec import NUMBER_KINDS, ColumnSpec, ProjectSpec
-
-NULL_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
-TRUE_TOKENS = frozenset({"true", "1", "1.0", "yes", "y", "t"})
-FALSE_TOKENS = frozenset({"false", "0", "0.0", "no", "n", "f"})
+from mlops_assets.serving.features import FALSE_TOKENS, NULL_TOKENS, TRUE_TOKENS
 
 
 @dataclass(frozen=True)

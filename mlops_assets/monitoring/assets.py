@@ -12,7 +12,6 @@ from mlops_assets.core.project import ModelProjectResource
 from mlops_assets.core.storage import StorageResource, load_stored_value, relative_path
 from mlops_assets.monitoring.drift import DriftThresholds, drift_table, feature_plot
 from mlops_assets.monitoring.scoring_logs import compact_day, fingerprint, source_files
-from mlops_assets.project.spec import NUMBER_KINDS
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS
 from mlops_assets.registry.resource import RegistryResource
 
@@ -51,7 +50,9 @@ def scoring_logs(
 ) -> dg.Output:
     day = date.fromisoformat(context.partition_key)
     files = source_files(storage.get(), day)
-    frame, summary = compact_day(storage.get(), day, files, project.get().spec.feature_names)
+    spec = project.get().spec
+    kinds = {name: column.kind for name, column in spec.features.items()}
+    frame, summary = compact_day(storage.get(), day, files, kinds, spec.target.kind)
     context.log.info(
         f"{summary.day}: {summary.requests} requests, {summary.rows} rows from {summary.source_files} file(s)"
     )
@@ -128,8 +129,7 @@ def drift_report(
     alerts: AlertWebhook,
     project: ModelProjectResource,
 ):
-    # PSI and KS compare numbers; the category columns' drift is the monitoring half of model projects.
-    features = [n for n, c in project.get().spec.features.items() if c.kind in NUMBER_KINDS]
+    features = {name: column.kind for name, column in project.get().spec.features.items()}
     days = sorted(scoring_logs)
     current = pd.concat([scoring_logs[d] for d in days], ignore_index=True) if days else pd.DataFrame()
     reference, against = reference_frame(registry, storage)
@@ -137,8 +137,10 @@ def drift_report(
     drifted = table.loc[table["drifted"], "feature"].tolist()
     judged = len(current) >= drift.min_rows
     plots = "\n".join(
-        feature_plot(reference[f], current[f] if len(current) else pd.Series(dtype=float), f)
-        for f in features
+        feature_plot(
+            reference[f], current[f] if len(current) else pd.Series(dtype=float), f, kind == "categorical"
+        )
+        for f, kind in features.items()
     )
     summary = (
         f"drift in {', '.join(drifted)}"

@@ -6,10 +6,12 @@ an outage and delivered later, sits in a later folder: a day is read from its ow
 next one, and the records are chosen by their time. Synthetic traffic (smoke tests, benchmarks)
 is left out and a request id seen twice (a batch delivered twice after a spill retry) counts once.
 One output row per scored row, keyed by (request_id, row_index), which is what labels join on.
+Rows sent by position or by name both land in the model project's columns, typed as training
+types them: numbers and booleans as float64 (true = 1.0), categories as text, null as missing.
 """
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -73,10 +75,25 @@ def _day_bounds(day: date) -> tuple[float, float]:
     return start, start + 86_400
 
 
+def _values(row, names: Sequence[str]) -> list | None:
+    if type(row) is dict:
+        return [row.get(name) for name in names]
+    if type(row) is list and len(row) == len(names):
+        return row
+    return None
+
+
 def compact_day(
-    storage: Storage, day: date, files: list[StoredFile], feature_names: Sequence[str]
+    storage: Storage,
+    day: date,
+    files: list[StoredFile],
+    features: Sequence[str] | Mapping[str, str],
+    target_kind: str = "numeric",
 ) -> tuple[pd.DataFrame, DaySummary]:
-    """One row per scored row: the key columns, the model project's features, the prediction."""
+    """One row per scored row: the key columns, the model project's features, the prediction.
+    ``features``: name -> kind (a plain list: all numbers); ``target_kind``: the prediction's."""
+    kinds = dict(features) if isinstance(features, Mapping) else dict.fromkeys(features, "numeric")
+    feature_names = list(kinds)
     summary = DaySummary(day.isoformat(), source_files=len(files))
     start, end = _day_bounds(day)
     seen: set[str] = set()
@@ -112,13 +129,17 @@ def compact_day(
             version = str(record.get("model_version", ""))
             versions[version] = versions.get(version, 0) + 1
             latencies.append(float(record.get("latency_ms", 0.0)))
-            for index, (features, prediction) in enumerate(zip(inputs, outputs, strict=False)):
-                rows.append((request_id, index, received, version, latencies[-1], *features, prediction))
+            for index, (row, prediction) in enumerate(zip(inputs, outputs, strict=False)):
+                values = _values(row, feature_names)
+                if values is not None:
+                    rows.append((request_id, index, received, version, latencies[-1], *values, prediction))
     frame = pd.DataFrame(rows, columns=[*KEY_COLUMNS, *feature_names, "prediction"])
+    frame = frame.astype({"row_index": "int32", "time": "float64", "latency_ms": "float64"})
+    as_text = [name for name, kind in kinds.items() if kind == "categorical"]
     frame = frame.astype(
-        {"row_index": "int32", "time": "float64", "latency_ms": "float64", "prediction": "float64"}
+        {n: "float64" for n in feature_names if n not in as_text} | dict.fromkeys(as_text, object)
     )
-    frame = frame.astype(dict.fromkeys(feature_names, "float64"))
+    frame["prediction"] = frame["prediction"].astype(object if target_kind == "categorical" else "float64")
     summary.requests = len(seen)
     summary.rows = len(frame)
     summary.model_versions = dict(sorted(versions.items()))

@@ -23,6 +23,10 @@ SPEC_NAME = "serving-spec.json"
 MAX_ABS_VALUE = 1e9
 NUMBER_KINDS = ("numeric", "integer")
 _NUMBER_TYPES = frozenset({int, float})
+# What a cell of a data file means, lower-cased and trimmed (ingest and batch scoring read text).
+NULL_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
+TRUE_TOKENS = frozenset({"true", "1", "1.0", "yes", "y", "t"})
+FALSE_TOKENS = frozenset({"false", "0", "0.0", "no", "n", "f"})
 
 
 class PayloadError(ValueError):
