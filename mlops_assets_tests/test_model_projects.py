@@ -3,17 +3,13 @@ go landing -> checks -> training -> gate -> registry on a real instance; the gat
 
 import json
 import shutil
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 
 from mlops_assets.project.loader import load_project
 from mlops_assets.project.locate import MODELS_DIR
 from mlops_assets.project.spec import ProjectError
-from mlops_assets_tests.projects import CHURN_ROWS
 from mlops_assets_tests.serving_support import free_port
 
 SHIPPED = sorted(p.name for p in MODELS_DIR.iterdir() if (p / "project.toml").is_file())
@@ -138,10 +134,18 @@ def test_a_forbidden_import_never_runs(tmp_path):
 
 
 @pytest.fixture
-def churn_settings(tmp_path, monkeypatch):
+def project_settings(tmp_path, monkeypatch, request):
+    """Settings of a fresh home for the project ``request.param`` names: a shipped one, or "init"
+    (one made by `mlops-assets init --task multiclass`, as a team would start)."""
+    from mlops_assets.ops.scaffold import scaffold
     from mlops_assets.settings import get_settings
 
-    monkeypatch.setenv("MLOPS_MODEL_PROJECT", str(MODELS_DIR / "churn"))
+    if request.param == "init":
+        folder = tmp_path / "made_by_init"
+        scaffold(folder, "multiclass")
+    else:
+        folder = MODELS_DIR / request.param
+    monkeypatch.setenv("MLOPS_MODEL_PROJECT", str(folder))
     monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "mlops"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "mlops" / "dagster"))
     monkeypatch.setenv("MLOPS_QA_PORT", str(free_port()))
@@ -168,111 +172,28 @@ def test_the_default_home_is_per_project(monkeypatch):
 
 
 @pytest.mark.slow
-def test_the_churn_project_goes_from_landing_to_a_registered_version_and_a_bad_file_is_blocked(
-    churn_settings,
-):
+@pytest.mark.parametrize("project_settings", ["churn", "init"], indirect=True)
+def test_a_project_lives_from_landing_to_batch_scoring_by_its_spec(project_settings):
+    """churn (binary: categories, booleans, a nullable integer, a flagged category) and a
+    multiclass project made by `mlops-assets init`, each through the same lifecycle."""
     import dagster as dg
-    import pandas as pd
 
     from mlops_assets.core.fsstore import Storage
     from mlops_assets.core.instance import write_instance_config
     from mlops_assets.definitions import build_definitions
-    from mlops_assets.ingest.seed import seed, seed_parts
-    from mlops_assets.ops.runner import ingest_new_files, monitor, release, retrain, score_new_files
-    from mlops_assets.serving.keys import read_keys
+    from mlops_assets_tests.lifecycle import run_lifecycle
 
-    settings = churn_settings
+    settings = project_settings
     defs = build_definitions(settings)
-    project = defs.resources["project"].get()
-    assert project.name == "churn"
-    storage = Storage(settings.storage_root)
-    seed(storage, project)
-    _, held_back = seed_parts(project)
-    bad = held_back.astype(object)
-    bad.loc[4, "plan"] = "gold"  # not a plan: rejected
-    bad.loc[6, "region"] = "mars"  # flagged only
-    storage.write_bytes("landing/bad-plans.csv", bad.to_csv(index=False).encode())
     write_instance_config(settings.dagster_home)
     with dg.DagsterInstance.get() as instance:
-        outcomes = {o.partition: o for o in ingest_new_files(defs, instance, storage, settings.lock_dir)}
-        assert outcomes["churn-part-1.csv"].success
-        blocked = outcomes["bad-plans.csv"]
-        assert not blocked.success
-        assert any(
-            "landing/bad-plans.csv: column plan has 1 value(s) not one of basic, standard, premium: row 6: 'gold'"
-            in problem
-            for problem in blocked.failed_checks
-        ), blocked.failed_checks
-
-        first = retrain(defs, instance, settings.lock_dir)
-        assert first.success and first.registered["version"] == 1, first.errors
-        assert first.training_data["batches"] == ["churn-part-1.csv"]  # the blocked file never feeds it
-        candidate = first.candidate
-        assert candidate["metric_names"] == "accuracy,f1,roc_auc,log_loss"
-        assert 0.7 < candidate["roc_auc"] <= 1.0
-        registry = defs.resources["registry"].get_registry()
-        assert registry.model_name == "churn"
-        version = registry.get_version(1)
-        assert (version.tags["project"], version.tags["task"], version.tags["primary_metric"]) == (
-            "churn",
-            "binary",
-            "roc_auc",
-        )
-        manifest = json.loads(registry.read_file(1, "manifest.json"))
-        assert manifest["features"] == list(project.spec.feature_names) and manifest["target"] == "churned"
-        assert manifest["project"]["spec_digest"] == project.spec_digest
-        assert len(manifest["smoke"]["rows"]) == 3 and isinstance(manifest["smoke"]["rows"][0][0], str)
-        assert "roc_auc" in first.evaluation["reason"] or "first candidate" in first.evaluation["reason"]
-
-        # The same data, spec and code again: the same fingerprint, a clean skip.
-        again = retrain(defs, instance, settings.lock_dir)
-        assert (
-            again.success and not again.registered and "identical to version 1" in again.evaluation["reason"]
-        )
-
-        # Released as the diabetes model is: the spec packaged with the code, QA smoke-tested on
-        # the manifest's rows (text, booleans, a null), then production scores by name and by position.
-        released = release(defs, instance, settings.lock_dir, 1)
-        assert released.success, released.errors
-        url = released.production["url"]
-        key = {"Authorization": f"Bearer {read_keys(settings.keys_file)[0]}"}
-        by_name = httpx.post(f"{url}/score", json={"data": CHURN_ROWS}, headers=key)
-        assert by_name.status_code == 200, by_name.text
-        by_position = [[row[f] for f in project.spec.feature_names] for row in CHURN_ROWS]
-        assert httpx.post(f"{url}/score", json={"data": by_position}, headers=key).json() == by_name.json()
-        assert all(isinstance(label, bool) for label in by_name.json()["result"])
-        refused = httpx.post(f"{url}/score", json={"data": [{**CHURN_ROWS[0], "plan": "gold"}]}, headers=key)
-        assert refused.status_code == 422 and "feature plan: 'gold' is outside" in refused.json()["error"]
-
-        # Monitoring follows the spec: the day's log (rows by name and by position) compacts into
-        # the project's typed columns, and drift is judged per kind (chi-square for categories).
-        day = datetime.now(UTC).date().isoformat()
-        for _ in range(10):
-            assert httpx.post(f"{url}/score", json={"data": CHURN_ROWS * 3}, headers=key).status_code == 200
-        deadline = time.monotonic() + 20
-
-        def logged() -> int:  # ours: the smoke tests' records are synthetic
-            files = storage.list_files(f"scoring-logs/date={day}", versions=False)
-            return sum(storage.read_bytes(f.path).count(b'"synthetic":false') for f in files)
-
-        while logged() < 12:
-            assert time.monotonic() < deadline, "the production's log never reached storage"
-            time.sleep(0.2)
-        monitored = monitor(defs, instance, settings.lock_dir, day)
-        assert monitored.success, monitored.errors
-        assert monitored.logs["rows"] == 64  # 10 x 6 rows, and the 2 + 2 of the requests above
-        table = monitored.drift["table"]
-        assert "| plan " in table and "chi2" in table and "| tenure_months " in table and "ks" in table
-
-        # Batch scoring follows it too: the held-back rows as a CSV, scored by name, with labels
-        # and each class's probability.
-        features = list(project.spec.feature_names)
-        storage.write_bytes("scoring-input/churn-batch.csv", held_back[features].to_csv(index=False).encode())
-        ((name, batch),) = score_new_files(defs, instance, storage, settings.lock_dir)
-        assert name == "churn-batch.csv" and batch.success
-        output = pd.read_parquet(storage.uri("scoring-output/churn-batch.parquet"))
-        assert len(output) == len(held_back) and output["prediction"].dtype == bool
-        assert ((output["probability_false"] + output["probability_true"] - 1).abs() < 1e-9).all()
+        lived = run_lifecycle(defs, settings, instance, Storage(settings.storage_root))
+    spec = lived["project"].spec
+    labels = {"boolean": bool, "categorical": str}[spec.target.kind]
+    assert all(isinstance(label, labels) for label in lived["answer"]["result"])
+    if spec.target.kind == "categorical":
+        assert set(lived["answer"]["probabilities"][0]) == set(spec.target.categories)
+        assert set(lived["output"]["prediction"]) <= set(spec.target.categories)
 
 
 @pytest.mark.slow
@@ -353,3 +274,34 @@ def test_the_cli_describes_a_project_and_refuses_a_broken_one_by_file_and_key(tm
     refused = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert refused.stderr.startswith(f"error: {folder / 'project.toml'}: target.kind: Input should be")
+
+
+@pytest.mark.parametrize("task", ["regression", "binary", "multiclass"])
+def test_init_makes_a_project_that_passes_its_own_test(tmp_path, task):
+    import subprocess
+    import sys
+
+    folder = tmp_path / f"my-{task}-model"
+    made = subprocess.run(
+        [str(Path(sys.executable).parent / "mlops-assets"), "init", str(folder), "--task", task],
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 0, made.stderr
+    project = load_project(folder, run_code=True)
+    assert (project.name, project.spec.task) == (f"my_{task}_model", task)
+    own_test = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder / "test_project.py")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert own_test.returncode == 0 and "2 passed" in own_test.stdout, own_test.stdout[-2000:]
+
+    again = subprocess.run(
+        [str(Path(sys.executable).parent / "mlops-assets"), "init", str(folder), "--task", task],
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 2 and "not empty; init writes only into a new or empty folder" in again.stderr
+    assert project.spec_digest == load_project(folder).spec_digest  # nothing was overwritten

@@ -8,6 +8,7 @@ import pandas as pd
 
 from mlops_assets.core.fsstore import Storage
 from mlops_assets.ingest.reference import REFERENCE_PATH, compute_reference, write_reference
+from mlops_assets.ingest.validation import parse_batch, typed_frame
 from mlops_assets.project.loader import ModelProject
 
 FIRST_SHARE = 0.75
@@ -63,7 +64,10 @@ def seed(storage: Storage, project: ModelProject) -> SeedReport:
             storage.write_bytes(path, data)
             written.append(path)
     if not storage.exists(REFERENCE_PATH):
-        write_reference(storage, compute_reference(first, project.spec, source=files.first))
+        # Typed as a landed file is (booleans 1.0/0.0, categories as text): the drift check
+        # compares each batch's shares with these, key by key.
+        typed = typed_frame(parse_batch(files.first, _csv(first)), project.spec)
+        write_reference(storage, compute_reference(typed, project.spec, source=files.first))
         written.append(REFERENCE_PATH)
     else:
         unchanged.append(REFERENCE_PATH)

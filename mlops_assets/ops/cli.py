@@ -290,6 +290,23 @@ def cmd_history(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mlops_assets.ops.scaffold import scaffold
+
+    folder = Path(args.folder)
+    try:
+        written = scaffold(folder, args.task, args.name)
+    except (FileExistsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"a {args.task} model project in {folder}: " + ", ".join(p.name for p in written))
+    print(f"  its test:  .venv/bin/pytest {folder}/test_project.py")
+    print(f"  the loop:  MLOPS_MODEL_PROJECT={folder} make demo")
+    return 0
+
+
 def cmd_alert_rules(_: argparse.Namespace) -> int:
     from mlops_assets.core.alert_rules import AlertThresholds, prometheus_rules_yaml
 
@@ -398,6 +415,13 @@ def build_parser() -> argparse.ArgumentParser:
         "history",
         help="the production event log: release, promote, rollback, automatic rollback, QA teardown",
     ).set_defaults(func=cmd_history)
+    init = commands.add_parser(
+        "init", help="scaffold a new model project (spec, model, sample data, its test) that runs as it is"
+    )
+    init.add_argument("folder", help="a new or empty folder, e.g. models/my_model")
+    init.add_argument("--task", required=True, choices=["regression", "binary", "multiclass"])
+    init.add_argument("--name", help="the project's name (default: the folder's, letters, digits and _)")
+    init.set_defaults(func=cmd_init)
     commands.add_parser(
         "alert-rules",
         help="print the Prometheus alert rules (deploy/prometheus/alerts.yml) for the MLOPS_ALERT_* thresholds",

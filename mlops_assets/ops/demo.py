@@ -114,10 +114,30 @@ def _ensure_production(defs, instance, settings: Settings) -> None:
     _say_release(release(defs, instance, settings.lock_dir, champion.version, {"mlops/trigger": "demo"}))
 
 
-def _client_rows(defs) -> list[list]:
+def client_rows(project, frame) -> list[dict]:
+    """Rows as a client sends them, by feature name: JSON numbers, true/false, text, null."""
+    import math
+
+    import pandas as pd
+
+    kinds = {name: column.kind for name, column in project.spec.features.items()}
+    rows = []
+    for record in frame[list(kinds)].astype(object).to_dict(orient="records"):
+        row = {}
+        for name, kind in kinds.items():
+            value = record[name]
+            if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+                row[name] = None
+            else:
+                row[name] = {"categorical": str, "boolean": bool, "integer": int}.get(kind, float)(value)
+        rows.append(row)
+    return rows
+
+
+def _client_rows(defs) -> list[dict]:
     """Rows of the held-back seed data, as a client would send them."""
     project = defs.resources["project"].get()
-    return seed_parts(project)[1][list(project.spec.feature_names)].to_numpy().tolist()
+    return client_rows(project, seed_parts(project)[1])
 
 
 def _score_like_a_client(defs, url: str, key: str, requests: int = 40) -> int:
