@@ -1,6 +1,7 @@
 """One model project's whole life, in-process on a real Dagster instance and real local targets:
 seed -> ingest (a bad file blocked) -> retrain -> gate -> register -> build context -> QA ->
-production -> scoring by position and by name -> scoring logs -> drift -> batch scoring.
+production -> scoring by position and by name -> scoring logs -> drift -> feedback (labels joined,
+production's metrics) -> batch scoring.
 
 Written once for any project: what it sends and breaks is derived from the project's spec and its
 seed data, so the shipped projects and a project made by `mlops-assets init` go through the same
@@ -33,9 +34,18 @@ def breaking_value(project: ModelProject) -> tuple[str, object]:
 
 
 def run_lifecycle(defs, settings, instance, storage) -> dict:
+    from mlops_assets.ingest.feedback_batch import feedback_files
     from mlops_assets.ingest.seed import seed, seed_parts
     from mlops_assets.ops.demo import client_rows
-    from mlops_assets.ops.runner import ingest_new_files, monitor, release, retrain, score_new_files
+    from mlops_assets.ops.runner import (
+        execute,
+        failure_messages,
+        ingest_new_files,
+        monitor,
+        release,
+        retrain,
+        score_new_files,
+    )
     from mlops_assets.serving.keys import read_keys
 
     project: ModelProject = defs.resources["project"].get()
@@ -114,6 +124,33 @@ def run_lifecycle(defs, settings, instance, storage) -> dict:
     assert all(f"| {name} " in table for name in features)
     kinds = {c.kind for c in spec.features.values()}
     assert ("chi2" in table) == ("categorical" in kinds) and "ks" in table
+
+    # Labels for the first request come back: joined with its logged rows, they feed training and
+    # say how production did (the task's label metrics, in the metadata the UI plots over time).
+    target = spec.target.name
+    truth = held_back[target].head(6).tolist()
+    labels = "\n".join(
+        [
+            f"request_id,row_index,{target}",
+            *(f"{by_name.headers['x-request-id']},{i},{v}" for i, v in enumerate(truth)),
+        ]
+    )
+    storage.write_bytes("labels/first.csv", labels.encode())
+    instance.add_dynamic_partitions(feedback_files.name, ["first.csv"])
+    labelled = execute(defs, instance, "feedback_job", settings.lock_dir, partition_key="first.csv")
+    assert labelled.success, failure_messages(labelled)
+    metadata = {
+        k: v.value for k, v in labelled.asset_materializations_for_node("feedback_batch")[0].metadata.items()
+    }
+    assert metadata["matched"] == 6
+    if spec.task == "regression":
+        expected = sum(abs(p - t) for p, t in zip(answer["result"], truth, strict=True)) / 6
+        assert abs(metadata["production_mae"] - expected) < 1e-6
+    else:
+        expected = (
+            sum(str(p).lower() == str(t).lower() for p, t in zip(answer["result"], truth, strict=True)) / 6
+        )
+        assert abs(metadata["production_accuracy"] - expected) < 1e-6, (metadata, answer["result"], truth)
 
     # Batch scoring reads each column by the spec, and a classifier's output has its probabilities.
     storage.write_bytes("scoring-input/batch.csv", held_back[features].to_csv(index=False).encode())

@@ -82,3 +82,22 @@ def test_same_fingerprint_is_a_clean_no():
     decision = already_registered(scored("candidate", 1.0), version(7))
     assert not decision.promote and decision.already_registered_version == 7
     assert "identical to version 7" in decision.reason
+
+
+def test_label_metrics_score_what_production_answered_against_the_labels():
+    import numpy as np
+
+    from mlops_assets.project.metrics import label_metrics
+
+    assert label_metrics("binary", np.array([1.0, 0, 1, 1]), np.array([1.0, 0, 0, 1])) == {
+        "accuracy": 0.75,
+        "f1": 0.8,
+    }
+    assert label_metrics("binary", np.array([1.0, 1.0]), np.array([1.0, 1.0])) == {
+        "accuracy": 1.0
+    }  # no f1: one class
+    multi = label_metrics(
+        "multiclass", np.array(["a", "b", "c"], dtype=object), np.array(["a", "c", "c"], dtype=object)
+    )
+    assert set(multi) == {"accuracy", "f1_macro"} and multi["accuracy"] == 2 / 3
+    assert label_metrics("regression", np.array([1.0, 2, 3]), np.array([1.5, 2, 2]))["mae"] == 0.5

@@ -124,6 +124,10 @@ def test_labels_join_the_logs_feed_training_data_and_pending_ones_are_retried(
     metadata = labelled.asset_materializations_for_node("feedback_batch")[0].metadata
     assert (metadata["matched"].value, metadata["pending"].value, metadata["unknown"].value) == (3, 1, 1)
     assert metadata["unknown_examples"].value == "req-a#7: the request had 3 row(s)"
+    # Production answered 100.0 for each: its error on the three labelled rows, for the UI to plot.
+    expected_mae = sum(abs(100.0 - t) for t in targets[:3]) / 3
+    assert metadata["production_mae"].value == pytest.approx(expected_mae, rel=1e-6)
+    assert {"production_mse", "production_rmse", "production_r2"} <= set(metadata)
 
     plan = plan_retrain(instance, 0)
     assert plan.run_key and plan.batches == 2  # the landed batch and the feedback batch

@@ -138,10 +138,19 @@ def test_a_dockerfile_that_fails_to_build_fails_scoring_image_with_its_last_line
     )
     monkeypatch.setattr(build_context, "DOCKERFILE", broken)
     version = register(defs, 0.7)
-    before = set(podman.run("ps", "--all", "--quiet", "--external").stdout.split())
+
+    def build_containers() -> set[str]:  # buildah's, which podman's own list leaves out
+        every = set(podman.run("ps", "--all", "--quiet", "--external").stdout.split())
+        return every - set(podman.run("ps", "--all", "--quiet").stdout.split())
+
+    before = build_containers()
     result = _build(defs, instance, version, LocalImageBuilder(engines=["podman"]))
-    # Nothing of the failed build is left: no intermediate (build) container.
-    assert set(podman.run("ps", "--all", "--quiet", "--external").stdout.split()) == before
+    # Nothing of the failed build is left: no intermediate (build) container. Another test's build
+    # running beside this one has its own for a while; a leftover of ours would stay.
+    deadline = time.monotonic() + 120
+    while build_containers() - before:
+        assert time.monotonic() < deadline, f"build containers left: {build_containers() - before}"
+        time.sleep(2)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     message = failure.step_failure_data.user_failure_data.description

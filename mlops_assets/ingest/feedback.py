@@ -27,6 +27,7 @@ class LabelsError(ValueError):
 class FeedbackJoin:
     frame: pd.DataFrame  # the spec's columns (features + target) of the matched labels
     matched: int = 0
+    predictions: list = field(default_factory=list)  # production's prediction for each matched row
     pending: list[str] = field(default_factory=list)  # "request_id#row"
     unknown: list[str] = field(default_factory=list)  # "request_id#row: why"
 
@@ -66,12 +67,13 @@ def join_labels(
     """``logs``: compacted scoring_logs rows; ``still_waiting``: the file is younger than the wait."""
     scored = logs.drop_duplicates(["request_id", "row_index"]).set_index(["request_id", "row_index"])
     known_requests = set(logs["request_id"]) if len(logs) else set()
-    rows, pending, unknown = [], [], []
+    rows, pending, unknown, predictions = [], [], [], []
     for request_id, row_index, target in labels.itertuples(index=False):
         key = (request_id, int(row_index))
         if key in scored.index:
             features = scored.loc[key, list(spec.feature_names)]
             rows.append([*features.tolist(), target])
+            predictions.append(scored.loc[key, "prediction"] if "prediction" in scored.columns else None)
         elif request_id in known_requests:
             count = int((logs["request_id"] == request_id).sum())
             unknown.append(f"{request_id}#{row_index}: the request had {count} row(s)")
@@ -80,4 +82,4 @@ def join_labels(
         else:
             unknown.append(f"{request_id}#{row_index}: no such request in the compacted scoring logs")
     frame = pd.DataFrame(rows, columns=list(spec.columns))
-    return FeedbackJoin(frame, len(rows), pending, unknown)
+    return FeedbackJoin(frame, len(rows), predictions, pending, unknown)

@@ -74,6 +74,7 @@ def feedback_batch(
                 metadata={"failed_rules": ", ".join(o.rule for o in failures)},
             )
         frame = typed_frame(checked, spec)
+    production = _production_metrics(spec, frame, joined.predictions)
     context.log.info(
         f"{path}: {joined.matched} matched, {len(joined.pending)} pending, {len(joined.unknown)} unknown"
     )
@@ -87,5 +88,23 @@ def feedback_batch(
             "unknown_examples": "; ".join(joined.unknown[:5]) or "none",
             "pending_examples": ", ".join(joined.pending[:5]) or "none",
             "days_searched": f"{days[0]} .. {days[-1]} ({len(days)})" if days else "none compacted yet",
+            **production,
         },
     )
+
+
+def _production_metrics(spec, frame: pd.DataFrame, predictions: list) -> dict[str, float]:
+    """The task's label metrics of what production answered for the rows labelled here, as
+    ``production_<metric>`` (numbers in the metadata: the UI plots them across labels files)."""
+    if not len(frame) or any(p is None for p in predictions):
+        return {}
+    import numpy as np
+
+    from mlops_assets.project.metrics import label_metrics
+
+    actual = frame[spec.target.name].to_numpy()
+    predicted = np.asarray(predictions, dtype=actual.dtype)
+    return {
+        f"production_{name}": round(value, 6)
+        for name, value in label_metrics(spec.task, actual, predicted).items()
+    }

@@ -93,3 +93,17 @@ def evaluate(task: str, model: Any, features: Any, actual: np.ndarray) -> dict[s
         for name, metric in metrics.items()
         if probabilities is not None or not metric.needs_probabilities
     }
+
+
+def label_metrics(task: str, actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """The task's metrics that need only labels, for predictions already made (production's,
+    joined with the labels that came back): how the served model does, over time."""
+    classes = None if task == "regression" else np.unique(np.concatenate([actual, predicted]))
+    found = {}
+    for name, metric in task_metrics(task).items():
+        if metric.needs_probabilities:
+            continue
+        if task == "binary" and len(classes) != 2 and name == "f1":
+            continue  # one class seen: no positive class to score
+        found[name] = float(metric.compute(actual, predicted, None, classes))
+    return found

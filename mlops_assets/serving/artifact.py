@@ -10,7 +10,7 @@ import json
 import os
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,10 +78,10 @@ class LoadedModel:
     bounded: bool = False  # True when no input within ±MAX_ABS_VALUE can make a prediction overflow
     spec: ServingSpec | None = None  # None: numbers only (a model folder without its project's spec)
     classes: tuple = ()  # a classifier's labels, in predict_proba's column order
+    serving_spec: ServingSpec = field(init=False, repr=False)  # the spec, or numbers only: built once
 
-    @property
-    def serving_spec(self) -> ServingSpec:
-        return self.spec or ServingSpec.numbers_only(self.features)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "serving_spec", self.spec or ServingSpec.numbers_only(self.features))
 
 
 def affine_predictor(model: Any, n_features: int) -> Callable[[np.ndarray], np.ndarray] | None:
