@@ -172,10 +172,11 @@ def test_the_default_home_is_per_project(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("project_settings", ["churn", "init"], indirect=True)
+@pytest.mark.parametrize("project_settings", ["diabetes", "churn", "init"], indirect=True)
 def test_a_project_lives_from_landing_to_batch_scoring_by_its_spec(project_settings):
-    """churn (binary: categories, booleans, a nullable integer, a flagged category) and a
-    multiclass project made by `mlops-assets init`, each through the same lifecycle."""
+    """diabetes (regression, numbers only), churn (binary: categories, booleans, a nullable
+    integer, a flagged category) and a multiclass project made by `mlops-assets init`, each
+    through the same lifecycle."""
     import dagster as dg
 
     from mlops_assets.core.fsstore import Storage
@@ -189,7 +190,7 @@ def test_a_project_lives_from_landing_to_batch_scoring_by_its_spec(project_setti
     with dg.DagsterInstance.get() as instance:
         lived = run_lifecycle(defs, settings, instance, Storage(settings.storage_root))
     spec = lived["project"].spec
-    labels = {"boolean": bool, "categorical": str}[spec.target.kind]
+    labels = {"boolean": bool, "categorical": str, "numeric": float}[spec.target.kind]
     assert all(isinstance(label, labels) for label in lived["answer"]["result"])
     if spec.target.kind == "categorical":
         assert set(lived["answer"]["probabilities"][0]) == set(spec.target.categories)
