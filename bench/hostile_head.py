@@ -12,7 +12,6 @@ import argparse
 import json
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -23,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.quick import parse_args  # noqa: E402
-from bench.scoring import post_script, wrk_figures  # noqa: E402
+from bench.scoring import post_script, wrk_post  # noqa: E402
 from mlops_assets_tests.serving_support import SAMPLE, Service, write_release  # noqa: E402
 
 HEAD_BYTES = 64 << 20
@@ -46,16 +45,6 @@ def attack(url: str, stop: threading.Event, cut_seconds: list[float]) -> None:
         cut_seconds.append(time.monotonic() - started)
 
 
-def wrk(url: str, script: Path, connections: int, duration: int) -> dict:
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), f"{url}/score"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return wrk_figures(out)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -73,7 +62,7 @@ def main() -> int:
     body.write_text(json.dumps(SAMPLE))
     script = post_script(work, body, {"Authorization": "Bearer key-one"})
     try:
-        quiet = wrk(service.url, script, args.connections, args.duration)
+        quiet = wrk_post(service.url, script, args.connections, args.duration)
         stop, cut_seconds = threading.Event(), []
         attackers = [
             threading.Thread(target=attack, args=(service.url, stop, cut_seconds))
@@ -81,7 +70,7 @@ def main() -> int:
         ]
         for thread in attackers:
             thread.start()
-        attacked = wrk(service.url, script, args.connections, args.duration)
+        attacked = wrk_post(service.url, script, args.connections, args.duration)
         stop.set()
         for thread in attackers:
             thread.join()

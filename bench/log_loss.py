@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.quick import parse_args  # noqa: E402
-from bench.scoring import post_script, wrk_figures  # noqa: E402
+from bench.scoring import post_script, wrk_post  # noqa: E402
 from mlops_assets_tests.serving_support import (  # noqa: E402
     SAMPLE,
     break_folder,
@@ -118,16 +118,6 @@ class Production:
         return ids
 
 
-def wrk(url: str, script: Path, connections: int, duration: int) -> dict:
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), f"{url}/score"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return wrk_figures(out)
-
-
 def run(work: Path, fault: str, connections: int, duration: int) -> dict:
     production = Production(work)
     body = work / "body.json"
@@ -154,7 +144,7 @@ def run(work: Path, fault: str, connections: int, duration: int) -> dict:
     injector = threading.Thread(target=disk_full if fault == "disk-full" else sigkill)
     try:
         injector.start()
-        figures |= wrk(production.url, script, connections, duration)
+        figures |= wrk_post(production.url, script, connections, duration)
         injector.join()
         if fault == "disk-full":
             production.wait_ready(60)  # delivered and ready again, no restart

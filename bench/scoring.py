@@ -347,6 +347,17 @@ def run_wrk(server: Server, body: bytes, connections: int, duration: int, work: 
     }
 
 
+def wrk_post(url: str, script: Path, connections: int, duration: int) -> dict:
+    """`wrk -t2 --latency` POSTing with ``script`` to ``url``/score: its figures."""
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), f"{url}/score"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return wrk_figures(out)
+
+
 def wrk_figures(out: str) -> dict:
     """Requests answered and per second, p50 and p99 (ms), non-2xx and socket errors from the
     output of `wrk --latency`."""

@@ -187,7 +187,14 @@ def test_a_classifier_s_file_is_read_by_its_spec_and_scored_with_labels_and_prob
 
     from mlops_assets.serving.artifact import loaded_model
     from mlops_assets.serving.features import ServingSpec
-    from mlops_assets_tests.projects import CHURN, fit_project, typed_rows, typed_seed, write_project_release
+    from mlops_assets_tests.projects import (
+        CHURN,
+        CHURN_ROWS,
+        fit_project,
+        typed_rows,
+        typed_seed,
+        write_project_release,
+    )
 
     fitted = fit_project(CHURN, typed_seed(CHURN))
     artifact, manifest = write_project_release(tmp_path / "release", CHURN, fitted)
@@ -226,23 +233,8 @@ def test_a_classifier_s_file_is_read_by_its_spec_and_scored_with_labels_and_prob
         "probability_true",
         "model_version",
     ]
-    as_sent = [
-        {
-            "plan": "basic",
-            "region": "north",
-            "tenure_months": 3,
-            "monthly_charge": 21.5,
-            "support_calls": 4,
-            "paperless": True,
-        },
-        {
-            "plan": "premium",
-            "region": "west",
-            "tenure_months": 100,
-            "monthly_charge": 80,
-            "support_calls": None,
-            "paperless": False,
-        },
+    as_sent = [  # rows 0 and 1 are CHURN_ROWS as the CSV gives them; row 3 has the flagged region
+        *CHURN_ROWS,
         {
             "plan": "basic",
             "region": "mars",

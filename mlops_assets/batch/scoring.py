@@ -344,6 +344,7 @@ def score_file(
     tmp_refused = f"{refused_path}.{tag}.tmp"
     fs.makedirs(posixpath.dirname(output_path), exist_ok=True)
     spec, features, schema = model.serving_spec, model.features, output_schema(model)
+    n_classes = len(class_keys(model))
     versions = pa.array([model.version])  # the one dictionary entry every output row points at
     rows = scored = refused = flagged = 0
     reasons: Counter[str] = Counter()
@@ -370,7 +371,7 @@ def score_file(
                         passed[overflow] = False
                         good_ids, predictions = good_ids[finite], predictions[finite]
                 columns = [pa.array(good_ids), pa.array(predictions, type=schema.field("prediction").type)]
-                for index in range(len(class_keys(model))):
+                for index in range(n_classes):
                     columns.append(
                         pa.array(probabilities[:, index] if probabilities is not None else np.empty(0))
                     )

@@ -70,6 +70,7 @@ class ServingSpec:
     all_numbers: bool = field(init=False)  # a float matrix carries every row: the fast path
     low: np.ndarray = field(init=False)  # per column, for the vectorised range check
     high: np.ndarray = field(init=False)
+    integer_columns: list[int] = field(init=False)  # checked for whole numbers
 
     def __post_init__(self) -> None:
         numbers = all(f.kind in NUMBER_KINDS and not f.nullable for f in self.features)
@@ -78,6 +79,7 @@ class ServingSpec:
             ("all_numbers", numbers),
             ("low", np.array([f.low for f in self.features])),
             ("high", np.array([f.high for f in self.features])),
+            ("integer_columns", [i for i, f in enumerate(self.features) if f.kind == "integer"]),
         ):
             object.__setattr__(self, name, value)
 
@@ -184,7 +186,7 @@ def _number_matrix(data: list, spec: ServingSpec) -> Rows:
             if abs(value) > MAX_ABS_VALUE or not feature.flag:
                 raise PayloadError(422, _out_of_range(index, feature, f"{value:g}"))
             flags.append(_out_of_range(index, feature, f"{value:g}"))
-    integers = [i for i, f in enumerate(spec.features) if f.kind == "integer"]
+    integers = spec.integer_columns
     if integers:
         whole = rows[:, integers] == np.round(rows[:, integers])
         if not whole.all():
