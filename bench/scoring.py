@@ -1,11 +1,18 @@
 """Scoring throughput: our service against the servers a user would pick instead, in one run.
 
-Run: make bench-scoring   (or .venv/bin/python bench/scoring.py [--duration 10] [--rounds 3] [--only ours,bare-starlette])
+Run: make bench-scoring   (or .venv/bin/python bench/scoring.py [--duration 10] [--rounds 3]
+[--only ours,bare-starlette] [--projects diabetes,churn])
 
-Every server gets the same fitted StandardScaler+Ridge model and 2 workers, on 127.0.0.1 only.
-Its predictions are checked against the model's before it is timed. Load comes from wrk
-(Debian package `wrk`), bounded runs: 1-row and 100-row payloads at 16 and 64 connections.
-Peers live in their own venvs under bench/.venvs (their pins conflict with our lock).
+Both shipped model projects are served: diabetes (StandardScaler+Ridge, ten numbers, rows as
+arrays) and churn (a ColumnTransformer into a logistic regression, every feature kind, rows by
+name). Every server gets the same fitted model and 2 workers, on 127.0.0.1 only; ours runs with
+every feature on (bearer auth, the project's spec, metrics, request log). The reference is
+``bench/bare_starlette.py``: one Starlette route, orjson in and out, the diabetes model folded
+into one affine map, the churn model's ``predict_proba``. Product peers (Azure ML's inference
+server, MLflow, MLServer) serve the diabetes project. Each server's predictions are checked
+against the model's before it is timed. Load comes from wrk (Debian package `wrk`), bounded
+runs: 1-row and 100-row payloads at 16 and 64 connections. Peers live in their own venvs under
+bench/.venvs (their pins conflict with our lock).
 """
 
 import argparse
@@ -31,6 +38,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.projects import BenchProject, bench_projects  # noqa: E402
 from bench.quick import parse_args  # noqa: E402
 from mlops_assets_tests.webhook import TelemetryReceiver  # noqa: E402
 
@@ -44,7 +52,6 @@ SERVER_ORDER = [
     "ours",
     "ours+appinsights",
     "bare-starlette",
-    "bare-starlette-affine",
     "azureml-inference-server",
     "mlflow-serve",
     "mlflow-serve+uvloop",
@@ -88,41 +95,51 @@ class Server:
     up_on_any_answer: bool = False  # bare Starlette has no health route: a 404 means it is up
 
 
+def result(answer: dict) -> list:
+    return answer["result"]
+
+
+def probabilities_by_label(answer: dict) -> list[list[float]]:
+    """Ours answers one object per row, label to probability, in the model's class order."""
+    return [list(row.values()) for row in answer["probabilities"]]
+
+
+def probability_matrix(answer: dict) -> list[list[float]]:
+    return answer["probabilities"]
+
+
 def plain_body(rows):
     return json.dumps({"data": rows}).encode()
 
 
-def build_servers(work: Path, model, names: set[str]) -> list[Server]:
+def build_servers(work: Path, bench: BenchProject, names: set[str]) -> list[Server]:
     import joblib
-    import skops.io as sio
 
-    from mlops_assets.serving.artifact import sha256_hex
+    from mlops_assets.serving.features import SPEC_NAME
+    from mlops_assets_tests.projects import write_project_release
 
+    work = work / bench.name
     release = work / "release"
-    release.mkdir()
-    artifact = sio.dumps(model)
-    (release / "model.skops").write_bytes(artifact)
-    from mlops_assets_tests.projects import FEATURES
-
-    features = FEATURES
-    manifest = {
-        "model_name": "diabetes",
-        "version": 1,
-        "artifact": "model.skops",
-        "sha256": sha256_hex(artifact),
-        "features": features,
-    }
-    (release / "manifest.json").write_text(json.dumps(manifest))
-    joblib.dump(model, work / "model.joblib")
+    write_project_release(release, bench.project, bench.model)
+    spec = work / SPEC_NAME
+    spec.write_text(json.dumps(bench.project.spec.serving_dict()))
+    joblib.dump(bench.model, work / "model.joblib")
     sklearn_pins = ("scikit-learn==1.9.1", "numpy<2.5")
     servers: list[Server] = []
     port = free_port
+    ours_result, bare_result = (
+        (probabilities_by_label, probability_matrix) if bench.classifier else (result, result)
+    )
 
     for name in ("ours", "ours+appinsights"):
         if name not in names:
             continue
         p = port()
-        env = {"MLOPS_HOME": str(work / "home"), "MLOPS_SCORING_KEYS": KEY}
+        env = {
+            "MLOPS_HOME": str(work / "home"),
+            "MLOPS_SCORING_KEYS": KEY,
+            "MLOPS_SERVING_SPEC": str(spec),
+        }
         if name == "ours+appinsights":
             # Telemetry on, with the distro's defaults (5 traces/s sampled, metrics every 60 s),
             # exported to an Application Insights ingestion endpoint on 127.0.0.1.
@@ -142,38 +159,34 @@ def build_servers(work: Path, model, names: set[str]) -> list[Server]:
                 ],
                 f"http://127.0.0.1:{p}/score",
                 plain_body,
-                lambda r: r["result"],
+                ours_result,
                 env=env,
                 headers={"Authorization": f"Bearer {KEY}", "x-mlops-synthetic": "true"},
                 health="/health/ready",
             )
         )
-    # The same bare endpoint twice: with the model's predict, and with our affine fast path.
-    for name, model_env in (
-        ("bare-starlette", {"BENCH_MODEL": str(work / "model.joblib")}),
-        ("bare-starlette-affine", {"BENCH_RELEASE": str(release)}),
-    ):
-        if name not in names:
-            continue
+    if "bare-starlette" in names:
         p = port()
         uvicorn = [str(OUR_BIN / "uvicorn"), "bench.bare_starlette:app", "--port", str(p), "--workers", "2"]
         servers.append(
             Server(
-                name,
+                "bare-starlette",
                 [*uvicorn, "--no-access-log", "--loop", "uvloop", "--http", "httptools"],
                 f"http://127.0.0.1:{p}/score",
                 plain_body,
-                lambda r: r["result"],
-                env=model_env,
+                bare_result,
+                env={"BENCH_MODEL": str(work / "model.joblib")},
                 cwd=REPO,
                 up_on_any_answer=True,
             )
         )
+    if bench.classifier:
+        return sorted(servers, key=lambda s: SERVER_ORDER.index(s.name))  # peers serve diabetes only
     if "azureml-inference-server" in names:
         env_dir = venv("azureml", "azureml-inference-server-http==1.5.1", "skops==0.16.0", *sklearn_pins)
         code = work / "aml-code"
         code.mkdir()
-        for name in ("score.py", "artifact.py"):
+        for name in ("score.py", "artifact.py", "features.py"):
             shutil.copy(REPO / "mlops_assets" / "serving" / name, code / name)
         p = port()
         servers.append(
@@ -182,7 +195,7 @@ def build_servers(work: Path, model, names: set[str]) -> list[Server]:
                 [str(env_dir / "bin" / "azmlinfsrv"), "--entry_script", "score.py", "--port", str(p)],
                 f"http://127.0.0.1:{p}/score",
                 plain_body,
-                lambda r: r["result"],
+                result,
                 env={
                     "AZUREML_MODEL_DIR": str(release),
                     "WORKER_COUNT": "2",
@@ -195,7 +208,7 @@ def build_servers(work: Path, model, names: set[str]) -> list[Server]:
     if names & {"mlflow-serve", "mlflow-serve+uvloop"}:
         import mlflow.sklearn
 
-        mlflow.sklearn.save_model(model, str(mlflow_model))
+        mlflow.sklearn.save_model(bench.model, str(mlflow_model))
     for name, env_dir in (
         ("mlflow-serve", "mlflow-plain"),
         ("mlflow-serve+uvloop", "mlflow-uvicorn-standard"),
@@ -424,46 +437,52 @@ def main() -> int:
         default=",".join(SERVER_ORDER),
         help="comma-separated subset of: " + ", ".join(SERVER_ORDER),
     )
+    parser.add_argument(
+        "--projects", default="diabetes,churn", help="comma-separated subset of: diabetes, churn"
+    )
     args = parse_args(parser, duration=1, warmup=1, rounds=1, only="ours,bare-starlette")
     if not shutil.which("wrk"):
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
         return 2
 
-    from mlops_assets_tests.projects import FEATURES, diabetes_frame, fit_diabetes, split_seed
-
-    model = fit_diabetes(split_seed(diabetes_frame())[0], alpha=0.5)
-    rng = np.random.default_rng(0)
-    frame = diabetes_frame()[FEATURES].to_numpy()
-    payloads = {n: frame[rng.choice(len(frame), n)].tolist() for n in (1, 100)}
     work = Path(tempfile.mkdtemp(prefix="mlops-bench-scoring-"))
-    runs: dict[str, dict[tuple[int, int], list[dict]]] = {}
-    servers = build_servers(work, model, set(args.only.split(",")))
+    runs: dict[tuple[str, str], dict[tuple[int, int], list[dict]]] = {}
+    planned = [
+        (bench, server)
+        for bench in bench_projects(args.projects.split(","))
+        for server in build_servers(work, bench, set(args.only.split(",")))
+    ]
     # Rounds interleave the servers, so a slow minute of this shared machine hits them all alike.
-    for server in [s for _ in range(args.rounds) for s in servers]:
-        process = start(server, work)
+    for bench, server in [planned_one for _ in range(args.rounds) for planned_one in planned]:
+        label = f"{bench.name}/{server.name}"
+        process = start(server, work / bench.name)
         try:
             check = httpx.post(
                 server.path,
-                content=server.body(payloads[100]),
+                content=server.body(bench.payloads[100]),
                 headers={"Content-Type": "application/json", **server.headers},
                 timeout=30,
             )
             if check.status_code != 200:
                 print(
-                    f"{server.name}: prediction check failed, not timed: {check.status_code} {check.text[:300]}",
+                    f"{label}: prediction check failed, not timed: {check.status_code} {check.text[:300]}",
                     flush=True,
                 )
                 continue
-            got = np.asarray(server.result(check.json()), dtype=float).ravel()
-            np.testing.assert_allclose(got, model.predict(np.asarray(payloads[100])), rtol=1e-9)
+            got = np.asarray(server.result(check.json()), dtype=float)
+            np.testing.assert_allclose(
+                got.ravel(), bench.expected(bench.payloads[100]).ravel(), rtol=1e-9, atol=1e-12
+            )
             for rows, connections in SCENARIOS:
-                body = server.body(payloads[rows])
+                body = server.body(bench.payloads[rows])
                 run_wrk(server, body, connections, args.warmup, work)
                 figures = run_wrk(server, body, connections, args.duration, work)
                 figures["rss"] = rss_mb(process.pid)
-                runs.setdefault(server.name, {}).setdefault((rows, connections), []).append(figures)
+                runs.setdefault((bench.name, server.name), {}).setdefault((rows, connections), []).append(
+                    figures
+                )
                 print(
-                    f"{server.name:<26} {rows:>3} row(s) @{connections:<3} {figures['rps']:>9.0f} req/s  p50 {figures['p50']:.2f} ms  p99 {figures['p99']:.2f} ms  non-2xx {figures['non2xx']}  wrk cpu {figures['wrk_cpu']:.2f}",
+                    f"{label:<34} {rows:>3} row(s) @{connections:<3} {figures['rps']:>9.0f} req/s  p50 {figures['p50']:.2f} ms  p99 {figures['p99']:.2f} ms  non-2xx {figures['non2xx']}  wrk cpu {figures['wrk_cpu']:.2f}",
                     flush=True,
                 )
         finally:
@@ -471,22 +490,24 @@ def main() -> int:
 
     # The median run of each server and scenario, by throughput.
     results = {
-        name: {key: sorted(found, key=lambda f: f["rps"])[len(found) // 2] for key, found in by_key.items()}
-        for name, by_key in runs.items()
+        key: {
+            scenario: sorted(found, key=lambda f: f["rps"])[len(found) // 2] for scenario, found in by.items()
+        }
+        for key, by in runs.items()
     }
     print(f"\nmedian of {args.rounds} round(s) of {args.duration} s each")
     print(
-        f"\n{'server':<26}{'payload':>12}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'RSS MB (max proc / total)':>28}{'ours/this':>11}"
+        f"\n{'project/server':<34}{'payload':>12}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'RSS MB (max proc / total)':>28}{'ours/this':>11}"
     )
-    for name, by_scenario in results.items():
+    for (project, name), by_scenario in results.items():
         for (rows, connections), f in by_scenario.items():
-            ours = results.get("ours", {}).get((rows, connections))
+            ours = results.get((project, "ours"), {}).get((rows, connections))
             ratio = f"{ours['rps'] / f['rps']:.2f}x" if ours and name != "ours" else ""
             rss = f"{f['rss'][0]:.0f} / {sum(f['rss']):.0f}"
             print(
-                f"{name:<26}{f'{rows}r@{connections}c':>12}{f['rps']:>10.0f}{f['p50']:>9.2f}{f['p99']:>9.2f}{f['non2xx'] + f['socket_errors']:>9}{rss:>28}{ratio:>11}"
+                f"{project + '/' + name:<34}{f'{rows}r@{connections}c':>12}{f['rps']:>10.0f}{f['p50']:>9.2f}{f['p99']:>9.2f}{f['non2xx'] + f['socket_errors']:>9}{rss:>28}{ratio:>11}"
             )
-    if "ours+appinsights" in results:
+    if any(name == "ours+appinsights" for _, name in results):
         kinds = Counter(e.get("data", {}).get("baseType") for e in TELEMETRY.envelopes)
         print(f"\nApplication Insights envelopes received from ours+appinsights: {dict(kinds)}")
     print(

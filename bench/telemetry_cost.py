@@ -16,12 +16,12 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.asgi_drive import microseconds_per_request, post, post_scope, started  # noqa: E402
 from bench.quick import parse_args  # noqa: E402
 
 
@@ -45,67 +45,19 @@ def measure(way: str, requests: int) -> float:
     if way == "library":
         from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
-        from mlops_assets.serving.telemetry import RequestTelemetry
-
-        app.user_middleware = [m for m in app.user_middleware if m.cls is not RequestTelemetry]
-        app.add_middleware(OpenTelemetryMiddleware, excluded_urls="health/live,health/ready,metrics")
+        app = OpenTelemetryMiddleware(app.app, excluded_urls="health/live,health/ready,metrics")
     body = json.dumps(SAMPLE).encode()
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/score",
-        "raw_path": b"/score",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"127.0.0.1"),
-            (b"content-type", b"application/json"),
-            (b"authorization", b"Bearer k"),
-            (b"content-length", str(len(body)).encode()),
-        ],
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 8000),
-    }
-
-    async def one() -> int:
-        messages = [{"type": "http.request", "body": body, "more_body": False}]
-        sent: list[dict] = []
-
-        async def receive() -> dict:
-            return messages.pop() if messages else {"type": "http.disconnect"}
-
-        async def send(message: dict) -> None:
-            sent.append(message)
-
-        await app(scope, receive, send)
-        return sent[0]["status"]
+    scope = post_scope("/score", body, {b"authorization": b"Bearer k"})
 
     async def run() -> float:
-        startup: asyncio.Queue = asyncio.Queue()
-        await startup.put({"type": "lifespan.startup"})
-        started: list[dict] = []
+        async def ready() -> bool:
+            return (await post(app, scope, body))[0] == 200
 
-        async def lifespan_send(message: dict) -> None:
-            started.append(message)
-
-        task = asyncio.create_task(
-            app({"type": "lifespan", "asgi": {"version": "3.0"}}, startup.get, lifespan_send)
-        )
-        deadline = time.monotonic() + 30
-        while await one() != 200:  # until the model is loaded and verified
-            assert time.monotonic() < deadline, "the service never became ready"
-            await asyncio.sleep(0.1)
-        for _ in range(1000):  # warm-up
-            await one()
-        begun = time.perf_counter()
-        for _ in range(requests):
-            await one()
-        elapsed = time.perf_counter() - begun
-        task.cancel()
-        return elapsed / requests * 1e6
+        task = await started(app, ready)
+        try:
+            return await microseconds_per_request(app, scope, body, requests)
+        finally:
+            task.cancel()
 
     return asyncio.run(run())
 

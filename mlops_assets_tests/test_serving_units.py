@@ -97,15 +97,25 @@ def test_only_a_model_that_is_affine_gets_the_collapsed_predictor(tmp_path, kind
         ),
         ({"data": [dict(zip(FEATURES, [1] * 10, strict=True))]}, None, None),
         ({"data": [dict(zip(FEATURES[1:], [1] * 9, strict=True))]}, 422, "row 0: feature age missing"),
+        ({"data": [[1] * 10, [1] * 9 + ["2"]]}, 422, "row 1, feature s6: '2' is not a number"),
+        ({"data": [[1] * 10, [[1]] * 10]}, 422, r"row 1, feature age: \[1\] is not a number"),
+        ({"data": [[1] * 10, [True] * 10]}, 422, "row 1, feature age: True is not a number"),
+        ({"data": [[2**70] * 10]}, 422, "row 0, feature age: 1.18059e\\+21 is outside"),
     ],
 )
-def test_payload_rules(payload, status, message):
+@pytest.mark.parametrize("with_text", [False, True], ids=["parsed", "with its text"])
+def test_payload_rules(payload, status, message, with_text):
+    """The same rules and messages whether the rows are checked value by value or (given the
+    request's text) as one matrix first."""
     spec = ServingSpec.numbers_only(tuple(FEATURES))
+    text = json.dumps(payload).encode() if with_text else None
     if status is None:
-        assert rows_from_payload(payload, spec, 3).values.dtype == np.float64
+        rows = rows_from_payload(payload, spec, 3, text)
+        assert rows.values.dtype == np.float64
+        np.testing.assert_array_equal(rows.values, rows_from_payload(payload, spec, 3).values)
         return
     with pytest.raises(PayloadError, match=message) as raised:
-        rows_from_payload(payload, spec, 3)
+        rows_from_payload(payload, spec, 3, text)
     assert raised.value.status == status
 
 
@@ -171,3 +181,124 @@ def test_a_manifest_whose_features_are_not_the_fitted_columns_is_refused(tmp_pat
     (tmp_path / "r" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match=r"fitted on columns \['age', .*the manifest says \['s6'"):
         load_release(tmp_path / "r")
+
+
+def _loaded_service(tmp_path):
+    """The scoring service's request handling with a verified release, no server around it."""
+    from mlops_assets.serving.app import ScoringService, ServiceConfig
+
+    write_release(tmp_path / "release", version=1)
+    service = ScoringService(
+        ServiceConfig(
+            model_dir=tmp_path / "release",
+            keys_file=None,
+            env_keys=("k",),
+            log_storage_url=(tmp_path / "logs").as_uri(),
+            spill_dir=tmp_path / "spill",
+        )
+    )
+    service._refresh_keys()
+    service._load()
+    assert service.model is not None
+    return service
+
+
+def _call(service, messages: list[dict]) -> list[dict]:
+    """POST /score to the service's ASGI handler, the request arriving as ``messages``."""
+    import asyncio
+
+    body = b"".join(m.get("body", b"") for m in messages)
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/score",
+        "headers": [(b"authorization", b"Bearer k"), (b"content-length", str(len(body)).encode())],
+    }
+    pending, sent = list(messages), []
+
+    async def receive() -> dict:
+        return pending.pop(0) if pending else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(service.score(scope, receive, send))
+    return sent
+
+
+def test_a_body_in_several_messages_is_scored_and_a_client_gone_mid_body_is_counted_not_answered(tmp_path):
+    service = _loaded_service(tmp_path)
+    body = json.dumps(SAMPLE).encode()
+    parts = [{"type": "http.request", "body": body[:7], "more_body": True}]
+    sent = _call(service, [*parts, {"type": "http.request", "body": body[7:], "more_body": False}])
+    assert sent[0]["status"] == 200
+    assert json.loads(sent[1]["body"])["result"] == pytest.approx(
+        service.model.predict(np.asarray(SAMPLE["data"]))
+    )
+    assert _call(service, parts) == []  # the client left after the first part: nobody to answer
+    assert service.tally.codes == {"200": 1, "499": 1}
+    assert service.writer.backlog == 1  # only the scored request has a log record
+
+
+def test_a_failure_inside_scoring_answers_500_in_the_service_s_shape_and_is_counted(tmp_path):
+    import dataclasses
+
+    service = _loaded_service(tmp_path)
+
+    def broken(rows):
+        raise RuntimeError("the model's own bug")
+
+    service.model = dataclasses.replace(service.model, predict=broken, bounded=False)
+    sent = _call(service, [{"type": "http.request", "body": json.dumps(SAMPLE).encode()}])
+    answer = json.loads(sent[1]["body"])
+    assert sent[0]["status"] == 500 and answer["error"] == "the service failed to score this request"
+    assert dict(sent[0]["headers"])[b"x-request-id"].decode() == answer["request_id"]
+    assert service.tally.codes == {"500": 1} and service.writer.backlog == 0
+
+
+def test_a_classifier_is_asked_once_only_where_its_label_is_its_likeliest_class():
+    """LogisticRegression labels the likeliest class: one predict_proba gives both. A fixed 0.9
+    threshold does not: there both are asked, and the label is predict's."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import FixedThresholdClassifier
+
+    from mlops_assets.serving.artifact import LoadedModel, classify, labels_are_likeliest
+
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(400, 3))
+    target = rows @ [1.0, -2.0, 0.5] + rng.normal(size=400) > 0
+    spec = ServingSpec.from_dict(
+        {"name": "t", "task": "binary", "features": [{"name": n, "kind": "numeric"} for n in "abc"]}
+    )
+    plain = LogisticRegression().fit(rows, target)
+    strict = FixedThresholdClassifier(LogisticRegression(), threshold=0.9).fit(rows, target)
+    assert labels_are_likeliest(plain, spec) and not labels_are_likeliest(strict, spec)
+    for fitted in (plain, strict):
+        loaded = LoadedModel(
+            "t", "1", ("a", "b", "c"), "", "", fitted, fitted.predict, False,
+            spec=spec, classes=tuple(fitted.classes_), labels_from_proba=labels_are_likeliest(fitted, spec),
+        )  # fmt: skip
+        labels, probabilities = classify(loaded, rows)
+        np.testing.assert_array_equal(labels, fitted.predict(rows))
+        np.testing.assert_allclose(probabilities, fitted.predict_proba(rows))
+    assert (strict.predict(rows) != plain.predict(rows)).any()  # the threshold does change labels
+
+
+@pytest.mark.parametrize("by", ["position", "name"])
+def test_valid_rows_of_every_feature_kind_give_the_same_frame_a_column_at_a_time(by):
+    """The fast path (a column at a time) and the value-by-value path agree on every valid row,
+    nulls included; anything the fast path does not plainly accept goes value by value."""
+    from mlops_assets.serving.features import _frame_by_value, probe_rows
+    from mlops_assets_tests.projects import CHURN, CHURN_ROWS
+
+    spec = ServingSpec.from_dict(CHURN.spec.serving_dict())
+    rows = probe_rows(spec, 300, seed=1)
+    assert any(None in row for row in rows)
+    data = [dict(zip(spec.names, row, strict=True)) for row in rows] if by == "name" else rows
+    fast = rows_from_payload({"data": data}, spec, 1000)
+    pd.testing.assert_frame_equal(fast.values, _frame_by_value(data, spec).values)
+    assert fast.values["plan"].dtype == object and fast.values["support_calls"].dtype == np.float64
+    unseen = [*CHURN_ROWS, {**CHURN_ROWS[0], "region": "mars"}]  # flagged: scored value by value
+    assert rows_from_payload({"data": unseen}, spec, 10).flags == (
+        "row 2, feature region: 'mars' is outside one of north, south, east, west (flagged)",
+    )

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mlops_assets.serving.artifact import LoadedModel, json_key, predict_checked
+from mlops_assets.serving.artifact import LoadedModel, classify, json_key
 from mlops_assets.serving.features import (
     FALSE_TOKENS,
     MAX_ABS_VALUE,
@@ -324,9 +324,8 @@ def _predict(model: LoadedModel, rows: Any) -> tuple[np.ndarray, np.ndarray | No
     if model.serving_spec.task == "regression":
         with np.errstate(over="ignore", invalid="ignore"):
             return np.asarray(model.predict(rows), dtype=np.float64), None
-    labels = _typed_labels(model, np.asarray(predict_checked(model, rows)))
-    probabilities = model.model.predict_proba(rows) if model.classes else None
-    return labels, probabilities
+    labels, probabilities = classify(model, rows)
+    return _typed_labels(model, labels), probabilities
 
 
 def score_file(

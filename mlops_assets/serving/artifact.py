@@ -17,9 +17,16 @@ from typing import Any
 import numpy as np
 
 try:
-    from mlops_assets.serving.features import MAX_ABS_VALUE, PayloadError, Rows, ServingSpec
+    from mlops_assets.serving.features import (
+        MAX_ABS_VALUE,
+        PayloadError,
+        Rows,
+        ServingSpec,
+        probe_rows,
+        rows_from_payload,
+    )
 except ImportError:  # deployed as a folder (Azure ML code configuration): features.py sits beside
-    from features import MAX_ABS_VALUE, PayloadError, Rows, ServingSpec
+    from features import MAX_ABS_VALUE, PayloadError, Rows, ServingSpec, probe_rows, rows_from_payload
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_KEYS = ("model_name", "version", "artifact", "sha256", "features")
@@ -78,10 +85,13 @@ class LoadedModel:
     bounded: bool = False  # True when no input within ±MAX_ABS_VALUE can make a prediction overflow
     spec: ServingSpec | None = None  # None: numbers only (a model folder without its project's spec)
     classes: tuple = ()  # a classifier's labels, in predict_proba's column order
+    labels_from_proba: bool = False  # its label is always the likeliest class: one pass gives both
     serving_spec: ServingSpec = field(init=False, repr=False)  # the spec, or numbers only: built once
+    version_header: bytes = field(init=False, repr=False)  # the X-Model-Version value, encoded once
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "serving_spec", self.spec or ServingSpec.numbers_only(self.features))
+        object.__setattr__(self, "version_header", self.version.encode())
 
 
 def affine_predictor(model: Any, n_features: int) -> Callable[[np.ndarray], np.ndarray] | None:
@@ -118,6 +128,21 @@ def affine_predictor(model: Any, n_features: int) -> Callable[[np.ndarray], np.n
     return predict
 
 
+def labels_are_likeliest(model: Any, spec: ServingSpec, probes: int = 257) -> bool:
+    """True when a classifier's ``predict`` answers the class its ``predict_proba`` rates likeliest
+    (so one pass through the model gives both), checked on random rows the spec allows. Most of
+    scikit-learn's classifiers predict that way; one calibrated or thresholded apart does not."""
+    if not hasattr(model, "predict_proba") or not hasattr(model, "classes_"):
+        return False
+    rows = rows_from_payload({"data": probe_rows(spec, probes)}, spec, probes).values
+    try:
+        predicted = np.asarray(model.predict(rows))
+        likeliest = np.asarray(model.classes_)[np.asarray(model.predict_proba(rows)).argmax(axis=1)]
+    except (ValueError, TypeError):
+        return False
+    return predicted.shape == likeliest.shape and bool((predicted == likeliest).all())
+
+
 def load_release(model_dir: str | os.PathLike, spec: ServingSpec | None = None) -> LoadedModel:
     """Find the manifest, verify the artifact's sha256 against it, then load it with skops,
     trusting beyond skops' defaults only the types the project's ``spec`` lists."""
@@ -152,8 +177,9 @@ def loaded_model(
     # Rows arrive in the manifest's order, which is the order the model was fitted on (checked
     # above): scikit-learn's per-call warning about unnamed columns says nothing here.
     warnings.filterwarnings("ignore", message="X does not have valid feature names")
-    numbers = spec is None or (spec.all_numbers and spec.task == "regression")
-    fast = affine_predictor(model, len(features)) if numbers else None
+    serving_spec = spec or ServingSpec.numbers_only(features)
+    numbers_regression = serving_spec.all_numbers and serving_spec.task == "regression"
+    fast = affine_predictor(model, len(features)) if numbers_regression else None
     return LoadedModel(
         name=str(manifest["model_name"]),
         version=str(manifest["version"]),
@@ -166,6 +192,7 @@ def loaded_model(
         bounded=bool(getattr(fast, "bounded", False)),
         spec=spec,
         classes=tuple(getattr(model, "classes_", ())) if hasattr(model, "predict_proba") else (),
+        labels_from_proba=serving_spec.task != "regression" and labels_are_likeliest(model, serving_spec),
     )
 
 
@@ -202,13 +229,22 @@ def score_rows(model: LoadedModel, rows: Rows) -> dict[str, Any]:
     """``{"result": [...]}``: a regressor's numbers, a classifier's labels (as the target's kind:
     true/false, whole numbers, text) and, when the model has them, ``"probabilities"``: one
     object per row, class label to probability."""
-    predictions = predict_checked(model, rows.values)
     spec = model.serving_spec
     if spec.task == "regression":
-        return {"result": predictions}
-    result: dict[str, Any] = {"result": [_label(v, spec.target_kind) for v in predictions.tolist()]}
-    if model.classes:
+        return {"result": predict_checked(model, rows.values)}
+    labels, probabilities = classify(model, rows.values)
+    result: dict[str, Any] = {"result": [_label(v, spec.target_kind) for v in labels.tolist()]}
+    if probabilities is not None:
         keys = [json_key(_label(c, spec.target_kind)) for c in model.classes]
-        probabilities = model.model.predict_proba(rows.values)
         result["probabilities"] = [dict(zip(keys, row, strict=True)) for row in probabilities.tolist()]
     return result
+
+
+def classify(model: LoadedModel, rows: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """A classifier's labels and, when it has them, its class probabilities: one pass through the
+    model when its label is the likeliest class (``labels_are_likeliest``, checked at load)."""
+    if model.labels_from_proba:
+        probabilities = np.asarray(model.model.predict_proba(rows))
+        return np.asarray(model.model.classes_)[probabilities.argmax(axis=1)], probabilities
+    labels = np.asarray(model.model.predict(rows))
+    return labels, (np.asarray(model.model.predict_proba(rows)) if model.classes else None)

@@ -46,6 +46,10 @@ class Feature:
     categories: tuple[str, ...] = ()
     nullable: bool = False
     flag: bool = False  # out of range or categories: scored and reported instead of refused
+    category_set: frozenset = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "category_set", frozenset(self.categories))
 
     def describe(self) -> str:
         if self.kind == "categorical":
@@ -67,6 +71,7 @@ class ServingSpec:
     target_kind: str = "numeric"
     trusted_types: tuple[str, ...] = ()
     names: tuple[str, ...] = field(init=False)
+    name_set: frozenset = field(init=False)
     all_numbers: bool = field(init=False)  # a float matrix carries every row: the fast path
     low: np.ndarray = field(init=False)  # per column, for the vectorised range check
     high: np.ndarray = field(init=False)
@@ -76,6 +81,7 @@ class ServingSpec:
         numbers = all(f.kind in NUMBER_KINDS and not f.nullable for f in self.features)
         for name, value in (
             ("names", tuple(f.name for f in self.features)),
+            ("name_set", frozenset(f.name for f in self.features)),
             ("all_numbers", numbers),
             ("low", np.array([f.low for f in self.features])),
             ("high", np.array([f.high for f in self.features])),
@@ -123,6 +129,39 @@ def packaged_spec_path() -> Path | None:
     return path if path.is_file() else None
 
 
+def probe_rows(spec: ServingSpec, count: int, seed: int = 0) -> list[list]:
+    """Random rows every rule of the spec allows, by position, as JSON values (null for some rows
+    of a nullable feature): what a model may be sent, to check at load how it answers."""
+    rng = np.random.default_rng(seed)
+    columns: list[list] = []
+    for f in spec.features:
+        if f.kind == "categorical":
+            values: list = [str(c) for c in rng.choice(f.categories or ("",), count)]
+        elif f.kind == "boolean":
+            values = (rng.random(count) < 0.5).tolist()
+        else:
+            bounded = f.low > -MAX_ABS_VALUE and f.high < MAX_ABS_VALUE
+            numbers = (
+                rng.uniform(f.low, f.high, count)
+                if bounded
+                # per value, a scale from a tenth to 1e4: near a decision boundary and far from it
+                else (rng.normal(size=count) * rng.choice([0.1, 1.0, 1e2, 1e4], size=count)).clip(
+                    f.low, f.high
+                )
+            )
+            if f.kind == "integer":
+                numbers = np.clip(np.round(numbers), math.ceil(f.low), math.floor(f.high))
+                values = [int(v) for v in numbers]
+            else:
+                values = numbers.tolist()
+        if f.nullable:
+            values = [
+                None if missing else v for v, missing in zip(values, rng.random(count) < 0.1, strict=True)
+            ]
+        columns.append(values)
+    return [list(row) for row in zip(*columns, strict=True)]
+
+
 @dataclass(frozen=True)
 class Rows:
     """A request's rows as the model takes them, and the values scored though flagged."""
@@ -132,8 +171,11 @@ class Rows:
     flags: tuple[str, ...] = ()
 
 
-def rows_from_payload(payload: Any, spec: ServingSpec, max_rows: int) -> Rows:
-    """The request's rows for the model, or a PayloadError naming the row, the feature and the rule."""
+def rows_from_payload(payload: Any, spec: ServingSpec, max_rows: int, text: bytes | None = None) -> Rows:
+    """The request's rows for the model, or a PayloadError naming the row, the feature and the rule.
+
+    ``text``: the JSON the payload was parsed from, when the caller has it; numbers whose text
+    holds no ``true`` or ``false`` need no check value by value that none is a boolean."""
     n = len(spec.features)
     if not isinstance(payload, dict) or "data" not in payload:
         raise PayloadError(
@@ -148,12 +190,29 @@ def rows_from_payload(payload: Any, spec: ServingSpec, max_rows: int) -> Rows:
     if len(data) > max_rows:
         raise PayloadError(413, f'"data" has {len(data)} rows; at most {max_rows} per request')
     if spec.all_numbers and type(data[0]) is list:
-        return _number_matrix(data, spec)
+        rows = _numbers_at_once(data, n, text)
+        return _number_matrix(data, spec) if rows is None else _checked_numbers(rows, spec)
     return _checked_frame(data, spec)
 
 
+def _numbers_at_once(data: list, n: int, text: bytes | None) -> np.ndarray | None:
+    """The rows as a float matrix if they are plainly ``n`` JSON numbers each, else None (then
+    each row and value is checked, to say which is wrong). numpy finds the shape and the types
+    in one pass: ragged rows fail, and text, null or objects come out as another dtype. Only a
+    boolean would pass as a number: none can be there if the text has no true or false."""
+    if text is None or b"true" in text or b"false" in text:
+        return None
+    try:
+        rows = np.array(data)
+    except (ValueError, OverflowError):
+        return None
+    if rows.ndim != 2 or rows.shape[1] != n or rows.dtype.kind not in "fi":
+        return None
+    return rows.astype(np.float64, copy=False)
+
+
 def _number_matrix(data: list, spec: ServingSpec) -> Rows:
-    """Every feature a number, rows as arrays: checked in vectorised passes."""
+    """Every feature a number, rows as arrays: each row and value checked, then the matrix."""
     n = len(spec.features)
     for index, row in enumerate(data):
         if type(row) is dict:
@@ -173,6 +232,11 @@ def _number_matrix(data: list, spec: ServingSpec) -> Rows:
         rows = np.array(data, dtype=np.float64)
     except OverflowError:
         raise PayloadError(422, "a value is too large for a 64-bit float") from None
+    return _checked_numbers(rows, spec)
+
+
+def _checked_numbers(rows: np.ndarray, spec: ServingSpec) -> Rows:
+    """A float matrix in the spec's ranges (or flagged), whole where the spec says integer."""
     # One pass: NaN fails every comparison, so this catches NaN and inf as well.
     within = (rows >= spec.low) & (rows <= spec.high)
     flags: list[str] = []
@@ -205,8 +269,82 @@ def _out_of_range(index: int, feature: Feature, shown: str) -> str:
 
 
 def _checked_frame(data: list, spec: ServingSpec) -> Rows:
-    """Any feature kinds, rows as arrays or by name: each value checked, into a named frame of the
-    dtypes training used (numbers and booleans as float64, categories as text, null as missing)."""
+    """Any feature kinds, rows as arrays or by name, into a named frame of the dtypes training used
+    (numbers and booleans as float64, categories as text, null as missing): checked a column at a
+    time when every row is plainly valid, else value by value, to name the first thing wrong."""
+    columns = _columns_at_once(data, spec)
+    if columns is None:
+        return _frame_by_value(data, spec)
+    if spec.all_numbers:
+        return Rows(np.column_stack(columns), len(data))
+    import pandas as pd
+
+    # Categories stay object columns: pandas would infer its arrow-backed text type, which the
+    # encoders take several times slower.
+    typed = {
+        f.name: pd.Series(column, dtype=object) if f.kind == "categorical" else column
+        for f, column in zip(spec.features, columns, strict=True)
+    }
+    return Rows(pd.DataFrame(typed, copy=False), len(data))
+
+
+_NONE = type(None)
+_BOOLEAN_TYPES = frozenset({bool, int, float})
+
+
+def _columns_at_once(data: list, spec: ServingSpec) -> list | None:
+    """Each feature's values, typed (float64 arrays; categories as an object array), if every row
+    holds every feature and every value passes its feature's rules with no flag; else None."""
+    if type(data[0]) is dict:
+        names = spec.name_set
+        if not all(type(row) is dict and row.keys() == names for row in data):
+            return None
+        raw = [[row[name] for row in data] for name in spec.names]
+    else:
+        n = len(spec.features)
+        if not all(type(row) is list and len(row) == n for row in data):
+            return None
+        raw = [list(column) for column in zip(*data, strict=True)]
+    columns = []
+    for feature, values in zip(spec.features, raw, strict=True):
+        column = _column_at_once(feature, values)
+        if column is None:
+            return None
+        columns.append(column)
+    return columns
+
+
+def _column_at_once(feature: Feature, values: list) -> np.ndarray | None:
+    types = set(map(type, values))
+    nulls = _NONE in types
+    if nulls:
+        if not feature.nullable:
+            return None
+        types.discard(_NONE)
+    if feature.kind == "categorical":
+        if not types <= {str} or not set(values) - {None} <= feature.category_set:
+            return None
+        return np.array(values, dtype=object)
+    if not types <= (_BOOLEAN_TYPES if feature.kind == "boolean" else _NUMBER_TYPES):
+        return None
+    try:
+        column = np.array(
+            [math.nan if v is None else v for v in values] if nulls else values, dtype=np.float64
+        )
+    except OverflowError:
+        return None
+    known = column[~np.isnan(column)] if nulls else column
+    if feature.kind == "boolean":
+        return column if ((known == 0) | (known == 1)).all() else None
+    if not ((known >= feature.low) & (known <= feature.high)).all():
+        return None  # NaN and inf among them, or out of range: refused or flagged, value by value
+    if feature.kind == "integer" and not (known == np.round(known)).all():
+        return None
+    return column
+
+
+def _frame_by_value(data: list, spec: ServingSpec) -> Rows:
+    """Rows checked value by value: the first row, feature and rule broken is named."""
     columns: list[list] = [[] for _ in spec.features]
     flags: list[str] = []
     n = len(spec.features)

@@ -35,7 +35,8 @@ NOT_INSTRUMENTED = (
 CHATTY_LOGGERS = ("azure.core.pipeline.policies.http_logging_policy", "azure.monitor.opentelemetry.exporter")
 
 
-def instrument(app: Any, connection_string: str, service_name: str = "mlops-scoring") -> None:
+def instrument(app: Any, connection_string: str, service_name: str = "mlops-scoring") -> "RequestTelemetry":
+    """``app`` traced: every request but probes and scrapes gets a span (and the distro is set up)."""
     import logging
 
     from azure.monitor.opentelemetry import configure_azure_monitor
@@ -52,7 +53,7 @@ def instrument(app: Any, connection_string: str, service_name: str = "mlops-scor
         enable_performance_counters=False,
     )
     _observe_counts()
-    app.add_middleware(RequestTelemetry)
+    return RequestTelemetry(app)
 
 
 def _observe_counts() -> None:
