@@ -75,3 +75,78 @@ async def microseconds_per_request(
     for _ in range(requests):
         await post(app, scope, body)
     return (time.perf_counter() - begun) / requests * 1e6
+
+
+class LoopbackTransport(asyncio.Transport):
+    """What uvicorn's protocol writes to, kept in memory: no socket, no kernel, no client."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+        self.closed = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def raw_post(path: str, body: bytes, headers: dict[bytes, bytes]) -> bytes:
+    """A POST's bytes on the wire, as wrk sends it."""
+    head = b"".join(name + b": " + value + b"\r\n" for name, value in headers.items())
+    return (
+        b"POST " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        + head + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )  # fmt: skip
+
+
+async def http_microseconds_per_request(
+    protocol_class: type, app: Any, request: bytes, requests: int, warmup: int = 1000
+) -> tuple[float, bytes]:
+    """uvicorn's HTTP protocol and ``app`` on one keep-alive connection, fed ``request``'s bytes
+    over and over: the microseconds per request (parse, app, response written) and the last
+    response. Everything but the socket and the client is the server's real code path."""
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    class Answered(protocol_class):
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.answered.done():
+                self.answered.set_result(None)
+
+    config = uvicorn.Config(app, http=Answered, lifespan="off", access_log=False, log_config=None)
+    config.load()
+    loop = asyncio.get_running_loop()
+    protocol = Answered(config=config, server_state=ServerState(), app_state={}, _loop=loop)
+    transport = LoopbackTransport()
+    protocol.connection_made(transport)
+
+    async def one() -> None:
+        protocol.answered = loop.create_future()
+        protocol.data_received(request)
+        await protocol.answered
+
+    for _ in range(warmup):
+        await one()
+    transport.written.clear()
+    begun = time.perf_counter()
+    for _ in range(requests):
+        await one()
+    elapsed = time.perf_counter() - begun
+    last = b"".join(transport.written[-2:])
+    protocol.connection_lost(None)
+    return elapsed / requests * 1e6, last

@@ -1,15 +1,17 @@
-"""Where a /score request's time goes in the app: ours against the bare reference, in-process.
+"""Where a /score request's time goes: ours against the bare reference, in-process, on uvloop.
 
 Run: .venv/bin/python bench/score_profile.py [--requests 5000] [--rounds 3] [--profile]
 
 Both apps (``mlops_assets.serving.app`` with every feature on, and ``bench/bare_starlette.py``)
-are driven through ASGI with no HTTP server, so the figures are the apps' own microseconds per
-request, 1-row and 100-row, for each model project; uvicorn's protocol and the socket (the same
-for both) are not in them. ``--profile`` adds cProfile's top functions for ours, by own time.
+are driven in one process, one request at a time, two ways: through ASGI alone ("app": the
+app's own microseconds per request) and through uvicorn's HTTP protocol fed the request's bytes
+on a keep-alive connection ("http": parse, app, response written; ours with its bounded
+protocol and the headers bench/scoring.py sends it). No socket, kernel or client is involved, so
+these figures hold still on a shared machine where req/s does not; 1-row and 100-row requests,
+for each model project. ``--profile`` adds cProfile's top functions for ours over HTTP.
 """
 
 import argparse
-import asyncio
 import cProfile
 import io
 import json
@@ -18,10 +20,19 @@ import sys
 import tempfile
 from pathlib import Path
 
+import uvloop
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.asgi_drive import microseconds_per_request, post, post_scope, started  # noqa: E402
+from bench.asgi_drive import (  # noqa: E402
+    http_microseconds_per_request,
+    microseconds_per_request,
+    post,
+    post_scope,
+    raw_post,
+    started,
+)
 from bench.projects import BenchProject, bench_projects  # noqa: E402
 from bench.quick import parse_args  # noqa: E402
 
@@ -48,18 +59,31 @@ def ours(bench: BenchProject, work: Path):
     )
 
 
+OUR_HEADERS = {b"Authorization": b"Bearer " + KEY, b"x-mlops-synthetic": b"true"}
+
+
 def measure(bench: BenchProject, requests: int, rounds: int, profile: bool) -> dict:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
     from bench.bare_starlette import make_app
+    from mlops_assets.serving.protocol import BoundedHttpToolsProtocol
 
     work = Path(tempfile.mkdtemp(prefix=f"mlops-bench-profile-{bench.name}-"))
-    apps = {"ours": ours(bench, work), "bare-starlette": make_app(bench.model)}
-    figures: dict[tuple[str, int], list[float]] = {}
+    apps = {
+        "ours": (ours(bench, work), BoundedHttpToolsProtocol, OUR_HEADERS),
+        "bare-starlette": (make_app(bench.model), HttpToolsProtocol, {}),
+    }
+    figures: dict[tuple[str, str, int], list[float]] = {}
+
+    def request(rows: int, headers: dict[bytes, bytes]) -> tuple[dict, bytes, bytes]:
+        body = json.dumps({"data": bench.payloads[rows]}).encode()
+        scope = post_scope("/score", body, {name.lower(): value for name, value in headers.items()})
+        return scope, body, raw_post("/score", body, headers)
 
     async def run() -> None:
         tasks = []
-        for app in apps.values():
-            body = json.dumps({"data": bench.payloads[1]}).encode()
-            scope = post_scope("/score", body, {b"authorization": b"Bearer " + KEY})
+        for app, _, headers in apps.values():
+            scope, body, _ = request(1, headers)
 
             async def ready(app=app, scope=scope, body=body) -> bool:
                 return (await post(app, scope, body))[0] == 200
@@ -67,29 +91,30 @@ def measure(bench: BenchProject, requests: int, rounds: int, profile: bool) -> d
             tasks.append(await started(app, ready))
         for _ in range(rounds):
             for rows in (1, 100):
-                body = json.dumps({"data": bench.payloads[rows]}).encode()
-                scope = post_scope("/score", body, {b"authorization": b"Bearer " + KEY})
-                for name, app in apps.items():
-                    per_request = await microseconds_per_request(
-                        app, scope, body, max(requests // (10 if rows > 1 else 1), 1)
-                    )
-                    figures.setdefault((name, rows), []).append(per_request)
+                count = max(requests // (10 if rows > 1 else 1), 1)
+                for name, (app, protocol, headers) in apps.items():
+                    scope, body, raw = request(rows, headers)
+                    per_request = await microseconds_per_request(app, scope, body, count)
+                    figures.setdefault((name, "app", rows), []).append(per_request)
+                    per_request, answer = await http_microseconds_per_request(protocol, app, raw, count)
+                    assert b" 200 OK" in answer, answer[:300]
+                    figures.setdefault((name, "http", rows), []).append(per_request)
         if profile:
+            app, protocol, headers = apps["ours"]
             for rows in (1, 100):
-                body = json.dumps({"data": bench.payloads[rows]}).encode()
-                scope = post_scope("/score", body, {b"authorization": b"Bearer " + KEY})
+                raw = request(rows, headers)[2]
                 profiler = cProfile.Profile()
                 profiler.enable()
-                await microseconds_per_request(apps["ours"], scope, body, requests // 10, warmup=0)
+                await http_microseconds_per_request(protocol, app, raw, requests // 10, warmup=0)
                 profiler.disable()
                 out = io.StringIO()
-                pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
-                print(f"\n--- {bench.name}, ours, {rows}-row requests: cProfile, by own time ---")
+                pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(30)
+                print(f"\n--- {bench.name}, ours over HTTP, {rows}-row requests: cProfile, by own time ---")
                 print(out.getvalue()[out.getvalue().index("ncalls") :])
         for task in tasks:
             task.cancel()
 
-    asyncio.run(run())
+    uvloop.run(run())
     return figures
 
 
@@ -104,17 +129,22 @@ def main() -> int:
     parser.add_argument("--projects", default="diabetes,churn")
     parser.add_argument("--profile", action="store_true")
     args = parse_args(parser, requests=200, rounds=1)
-    rows_out = []
+    table = []
     for bench in bench_projects(args.projects.split(",")):
         figures = measure(bench, args.requests, args.rounds, args.profile)
-        for rows in (1, 100):
-            median = {
-                name: sorted(found)[len(found) // 2] for (name, r), found in figures.items() if r == rows
-            }
-            rows_out.append((bench.name, rows, median["ours"], median["bare-starlette"]))
-    print(f"\n{'project':<10}{'rows':>6}{'ours us':>10}{'bare us':>10}{'ours - bare':>13}")
-    for project, rows, mine, bare in rows_out:
-        print(f"{project:<10}{rows:>6}{mine:>10.1f}{bare:>10.1f}{mine - bare:>13.1f}")
+        median = {key: sorted(found)[len(found) // 2] for key, found in figures.items()}
+        for way in ("app", "http"):
+            for rows in (1, 100):
+                mine, bare = median[("ours", way, rows)], median[("bare-starlette", way, rows)]
+                table.append((bench.name, way, rows, mine, bare))
+    print(f"\nmedians of {args.rounds} round(s), microseconds per request, one at a time")
+    print(
+        f"\n{'project':<10}{'way':>6}{'rows':>6}{'ours us':>10}{'bare us':>10}{'ours - bare':>13}{'bare/ours':>11}"
+    )
+    for project, way, rows, mine, bare in table:
+        print(
+            f"{project:<10}{way:>6}{rows:>6}{mine:>10.1f}{bare:>10.1f}{mine - bare:>13.1f}{bare / mine:>10.2f}x"
+        )
     return 0
 
 

@@ -136,7 +136,7 @@ def build_servers(work: Path, bench: BenchProject, names: set[str]) -> list[Serv
             continue
         p = port()
         env = {
-            "MLOPS_HOME": str(work / "home"),
+            "MLOPS_HOME": str(work / f"home-{name}"),
             "MLOPS_SCORING_KEYS": KEY,
             "MLOPS_SERVING_SPEC": str(spec),
         }
@@ -301,8 +301,8 @@ def build_servers(work: Path, bench: BenchProject, names: set[str]) -> list[Serv
     return sorted(servers, key=lambda s: SERVER_ORDER.index(s.name))
 
 
-def rss_mb(pid: int) -> list[float]:
-    """RSS of the process and all its descendants, in MB, largest first."""
+def process_tree(pid: int) -> list[int]:
+    """The process and all its descendants."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -311,10 +311,18 @@ def rss_mb(pid: int) -> list[float]:
             except (OSError, IndexError):
                 continue
             children.setdefault(ppid, []).append(int(entry.name))
-    sizes, stack = [], [pid]
+    found, stack = [], [pid]
     while stack:
         current = stack.pop()
+        found.append(current)
         stack.extend(children.get(current, []))
+    return found
+
+
+def rss_mb(pid: int) -> list[float]:
+    """RSS of the process and all its descendants, in MB, largest first."""
+    sizes = []
+    for current in process_tree(pid):
         try:
             status = Path(f"/proc/{current}/status").read_text()
         except OSError:
@@ -323,6 +331,18 @@ def rss_mb(pid: int) -> list[float]:
         if match:
             sizes.append(int(match.group(1)) / 1024)
     return sorted(sizes, reverse=True)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time these processes have used."""
+    ticks = 0
+    for current in pids:
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _ms(text: str) -> float:
@@ -342,10 +362,17 @@ def post_script(work: Path, body_file: Path, headers: dict[str, str]) -> Path:
     return script
 
 
-def run_wrk(server: Server, body: bytes, connections: int, duration: int, work: Path) -> dict:
+def run_wrk(
+    server: Server, body: bytes, connections: int, duration: int, work: Path, pid: int | None = None
+) -> dict:
+    """wrk's figures, its own CPU use (cores) and, given the server's ``pid``, the server's CPU
+    microseconds per request answered (its processes' user+system time): steadier than req/s
+    on a shared machine, where a neighbour's load moves throughput from one run to the next."""
     body_file = work / "body.json"
     body_file.write_bytes(body)
     script = post_script(work, body_file, server.headers)
+    tree = process_tree(pid) if pid else []
+    server_before = cpu_seconds(tree)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), server.path],
@@ -354,9 +381,12 @@ def run_wrk(server: Server, body: bytes, connections: int, duration: int, work: 
         check=True,
     ).stdout
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    figures = wrk_figures(out)
+    server_cpu = cpu_seconds(tree) - server_before
     return {
-        **wrk_figures(out),
+        **figures,
         "wrk_cpu": (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / duration,
+        "cpu_us": server_cpu / max(figures["requests"], 1) * 1e6 if tree else float("nan"),
     }
 
 
@@ -374,7 +404,7 @@ def wrk_post(url: str, script: Path, connections: int, duration: int) -> dict:
 def wrk_figures(out: str) -> dict:
     """Requests answered and per second, p50 and p99 (ms), non-2xx and socket errors from the
     output of `wrk --latency`."""
-    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.M))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return {
@@ -415,6 +445,35 @@ def start(server: Server, work: Path) -> subprocess.Popen:
     raise TimeoutError(f"{server.name} did not become healthy")
 
 
+def medians(runs: list[dict]) -> dict:
+    """Each number's median over the runs; the RSS of the median run by throughput."""
+    middle = len(runs) // 2
+    summary = {key: sorted(run[key] for run in runs)[middle] for key in runs[0] if key != "rss"}
+    summary["rss"] = sorted(runs, key=lambda run: run["rps"])[middle]["rss"]
+    return summary
+
+
+def predictions_match(bench: BenchProject, server: Server) -> bool:
+    """Whether the server answers the 100-row request with the model's own numbers (asserted)."""
+    check = httpx.post(
+        server.path,
+        content=server.body(bench.payloads[100]),
+        headers={"Content-Type": "application/json", **server.headers},
+        timeout=30,
+    )
+    if check.status_code != 200:
+        print(
+            f"{bench.name}/{server.name}: prediction check failed, not timed: {check.status_code} {check.text[:300]}",
+            flush=True,
+        )
+        return False
+    got = np.asarray(server.result(check.json()), dtype=float)
+    np.testing.assert_allclose(
+        got.ravel(), bench.expected(bench.payloads[100]).ravel(), rtol=1e-9, atol=1e-12
+    )
+    return True
+
+
 def stop(process: subprocess.Popen) -> None:
     try:
         os.killpg(process.pid, signal.SIGTERM)
@@ -452,52 +511,42 @@ def main() -> int:
         for bench in bench_projects(args.projects.split(","))
         for server in build_servers(work, bench, set(args.only.split(",")))
     ]
-    # Rounds interleave the servers, so a slow minute of this shared machine hits them all alike.
-    for bench, server in [planned_one for _ in range(args.rounds) for planned_one in planned]:
-        label = f"{bench.name}/{server.name}"
-        process = start(server, work / bench.name)
-        try:
-            check = httpx.post(
-                server.path,
-                content=server.body(bench.payloads[100]),
-                headers={"Content-Type": "application/json", **server.headers},
-                timeout=30,
-            )
-            if check.status_code != 200:
-                print(
-                    f"{label}: prediction check failed, not timed: {check.status_code} {check.text[:300]}",
-                    flush=True,
-                )
-                continue
-            got = np.asarray(server.result(check.json()), dtype=float)
-            np.testing.assert_allclose(
-                got.ravel(), bench.expected(bench.payloads[100]).ravel(), rtol=1e-9, atol=1e-12
-            )
+    # Every server stays up (idle ones cost no CPU) and each scenario's runs alternate between
+    # them, round after round: a slow minute of this shared machine hits them all alike.
+    processes: dict[tuple[str, str], subprocess.Popen] = {}
+    try:
+        for bench, server in planned:
+            process = start(server, work / bench.name)
+            processes[(bench.name, server.name)] = process
+            if not predictions_match(bench, server):
+                stop(process)
+                del processes[(bench.name, server.name)]
+        for _ in range(args.rounds):
             for rows, connections in SCENARIOS:
-                body = server.body(bench.payloads[rows])
-                run_wrk(server, body, connections, args.warmup, work)
-                figures = run_wrk(server, body, connections, args.duration, work)
-                figures["rss"] = rss_mb(process.pid)
-                runs.setdefault((bench.name, server.name), {}).setdefault((rows, connections), []).append(
-                    figures
-                )
-                print(
-                    f"{label:<34} {rows:>3} row(s) @{connections:<3} {figures['rps']:>9.0f} req/s  p50 {figures['p50']:.2f} ms  p99 {figures['p99']:.2f} ms  non-2xx {figures['non2xx']}  wrk cpu {figures['wrk_cpu']:.2f}",
-                    flush=True,
-                )
-        finally:
+                for bench, server in planned:
+                    process = processes.get((bench.name, server.name))
+                    if process is None:
+                        continue
+                    body = server.body(bench.payloads[rows])
+                    run_wrk(server, body, connections, args.warmup, work)
+                    figures = run_wrk(server, body, connections, args.duration, work, process.pid)
+                    figures["rss"] = rss_mb(process.pid)
+                    runs.setdefault((bench.name, server.name), {}).setdefault((rows, connections), []).append(
+                        figures
+                    )
+                    print(
+                        f"{bench.name + '/' + server.name:<34} {rows:>3} row(s) @{connections:<3} {figures['rps']:>9.0f} req/s  p50 {figures['p50']:.2f} ms  p99 {figures['p99']:.2f} ms  cpu {figures['cpu_us']:.0f} us/req  non-2xx {figures['non2xx']}  wrk cpu {figures['wrk_cpu']:.2f}",
+                        flush=True,
+                    )
+    finally:
+        for process in processes.values():
             stop(process)
 
-    # The median run of each server and scenario, by throughput.
-    results = {
-        key: {
-            scenario: sorted(found, key=lambda f: f["rps"])[len(found) // 2] for scenario, found in by.items()
-        }
-        for key, by in runs.items()
-    }
-    print(f"\nmedian of {args.rounds} round(s) of {args.duration} s each")
+    # Each figure's median over the rounds, per server and scenario.
+    results = {key: {scenario: medians(found) for scenario, found in by.items()} for key, by in runs.items()}
+    print(f"\nmedians of {args.rounds} round(s) of {args.duration} s each")
     print(
-        f"\n{'project/server':<34}{'payload':>12}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'RSS MB (max proc / total)':>28}{'ours/this':>11}"
+        f"\n{'project/server':<34}{'payload':>12}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}{'non-2xx':>9}{'RSS MB (max proc / total)':>28}{'ours/this':>11}"
     )
     for (project, name), by_scenario in results.items():
         for (rows, connections), f in by_scenario.items():
@@ -505,7 +554,7 @@ def main() -> int:
             ratio = f"{ours['rps'] / f['rps']:.2f}x" if ours and name != "ours" else ""
             rss = f"{f['rss'][0]:.0f} / {sum(f['rss']):.0f}"
             print(
-                f"{project + '/' + name:<34}{f'{rows}r@{connections}c':>12}{f['rps']:>10.0f}{f['p50']:>9.2f}{f['p99']:>9.2f}{f['non2xx'] + f['socket_errors']:>9}{rss:>28}{ratio:>11}"
+                f"{project + '/' + name:<34}{f'{rows}r@{connections}c':>12}{f['rps']:>10.0f}{f['p50']:>9.2f}{f['p99']:>9.2f}{f['cpu_us']:>12.0f}{f['non2xx'] + f['socket_errors']:>9}{rss:>28}{ratio:>11}"
             )
     if any(name == "ours+appinsights" for _, name in results):
         kinds = Counter(e.get("data", {}).get("baseType") for e in TELEMETRY.envelopes)

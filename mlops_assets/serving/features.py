@@ -23,6 +23,7 @@ SPEC_NAME = "serving-spec.json"
 MAX_ABS_VALUE = 1e9
 NUMBER_KINDS = ("numeric", "integer")
 _NUMBER_TYPES = frozenset({int, float})
+_NUMBERS_TEXT = b'0123456789.-+eE,[]{}: \t\r\n"dat'  # {"data": [[numbers]]} has no other byte
 # What a cell of a data file means, lower-cased and trimmed (ingest and batch scoring read text).
 NULL_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
 TRUE_TOKENS = frozenset({"true", "1", "1.0", "yes", "y", "t"})
@@ -197,18 +198,18 @@ def rows_from_payload(payload: Any, spec: ServingSpec, max_rows: int, text: byte
 
 def _numbers_at_once(data: list, n: int, text: bytes | None) -> np.ndarray | None:
     """The rows as a float matrix if they are plainly ``n`` JSON numbers each, else None (then
-    each row and value is checked, to say which is wrong). numpy finds the shape and the types
-    in one pass: ragged rows fail, and text, null or objects come out as another dtype. Only a
-    boolean would pass as a number: none can be there if the text has no true or false."""
-    if text is None or b"true" in text or b"false" in text:
+    each row and value is checked, to say which is wrong). numpy finds the shape in its one
+    conversion pass, ragged rows failing it; but it would also turn text, null or a boolean into
+    a number. The request's text tells none is there: its only string is the key "data" (two
+    quote marks in all) and no other letter than a number's exponent is in it (no true, false or
+    null). Two C scans of the text: a search for each word took twice as long."""
+    if text is None or text.count(b'"') != 2 or text.translate(None, _NUMBERS_TEXT):
         return None
     try:
-        rows = np.array(data)
-    except (ValueError, OverflowError):
+        rows = np.array(data, dtype=np.float64)
+    except (ValueError, TypeError, OverflowError):
         return None
-    if rows.ndim != 2 or rows.shape[1] != n or rows.dtype.kind not in "fi":
-        return None
-    return rows.astype(np.float64, copy=False)
+    return rows if rows.ndim == 2 and rows.shape[1] == n else None
 
 
 def _number_matrix(data: list, spec: ServingSpec) -> Rows:
@@ -237,6 +238,8 @@ def _number_matrix(data: list, spec: ServingSpec) -> Rows:
 
 def _checked_numbers(rows: np.ndarray, spec: ServingSpec) -> Rows:
     """A float matrix in the spec's ranges (or flagged), whole where the spec says integer."""
+    if len(rows) == 1 and _plain_row(rows[0].tolist(), spec):
+        return Rows(rows, 1)  # one row: a loop of Python comparisons beats five numpy calls
     # One pass: NaN fails every comparison, so this catches NaN and inf as well.
     within = (rows >= spec.low) & (rows <= spec.high)
     flags: list[str] = []
@@ -261,6 +264,16 @@ def _checked_numbers(rows: np.ndarray, spec: ServingSpec) -> Rows:
                 f"row {index}, feature {feature.name}: {rows[index, integers[column]]:g} is not a whole number",
             )
     return Rows(rows, len(rows), tuple(flags))
+
+
+def _plain_row(row: list[float], spec: ServingSpec) -> bool:
+    """Whether every value is within its feature's range and whole where it must be."""
+    for value, feature in zip(row, spec.features, strict=True):
+        if not feature.low <= value <= feature.high:  # NaN fails this too
+            return False
+        if feature.kind == "integer" and value != round(value):
+            return False
+    return True
 
 
 def _out_of_range(index: int, feature: Feature, shown: str) -> str:

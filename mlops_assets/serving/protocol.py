@@ -3,9 +3,10 @@
 httptools parses at C speed but sets no limit on header size or count, and builds each header by
 concatenating the pieces it is fed: a client that sends a header of many megabytes costs the
 worker memory and quadratic CPU, and slows every other client of that worker. Here the bytes of
-the request line and headers are counted as they arrive (one addition per read) and a head over
-``MLOPS_SCORING_MAX_HEADER_BYTES`` or with more than ``MLOPS_SCORING_MAX_HEADERS`` headers is cut
-off with 431 and the connection closed. Everything else is uvicorn's own code path.
+a head are counted as they arrive (one addition per read), and measured exactly once it has
+ended: a head over ``MLOPS_SCORING_MAX_HEADER_BYTES`` or with more than
+``MLOPS_SCORING_MAX_HEADERS`` headers is cut off with 431 and the connection closed. Everything
+else is uvicorn's own code path.
 """
 
 import os
@@ -24,8 +25,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.max_headers = settings.scoring_max_headers
         self._in_head = True  # between a message's first byte and its last header
         self._head_bytes = 0  # received while in the head (a head that never ends)
-        self._parsed_bytes = 0  # URL and headers as parsed (a head that arrived in one read)
-        self._header_count = 0
         self._refused = False
 
     def data_received(self, data: bytes) -> None:
@@ -34,28 +33,22 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_head:
             self._head_bytes += len(data)
         super().data_received(data)
-        if self._in_head and not self._refused and self._over():
-            self._refuse_head()
-
-    def _over(self, head_ended: bool = False) -> bool:
-        # Once the head has ended, the bytes parsed are its exact size: the read that ended it may
-        # also hold much of the body, which is no part of the head.
-        head = self._parsed_bytes if head_ended else max(self._head_bytes, self._parsed_bytes)
-        return head > self.max_head_bytes or self._header_count > self.max_headers
-
-    def on_url(self, url: bytes) -> None:
-        self._parsed_bytes += len(url)
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        self._parsed_bytes += len(name) + len(value) + 4
-        super().on_header(name, value)
+        if self._in_head and not self._refused and self._head_bytes > self.max_head_bytes:
+            self._refuse_head(f"request head over {self.max_head_bytes} bytes")
 
     def on_headers_complete(self) -> None:
+        # Counted once the head has ended, from what uvicorn kept of it (not per header: that
+        # doubled the Python calls of every request), and exactly: the read that ended the head
+        # may also hold much of the body, which is no part of it.
         self._in_head = False
-        if self._over(head_ended=True):
-            self._refuse_head()  # before any request task exists: the app never sees it
+        if len(self.headers) > self.max_headers:
+            self._refuse_head(f"more than {self.max_headers} headers")
+            return  # before any request task exists: the app never sees it
+        if (
+            len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+            > self.max_head_bytes
+        ):
+            self._refuse_head(f"request head over {self.max_head_bytes} bytes")
             return
         super().on_headers_complete()
 
@@ -66,16 +59,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         if self._refused:
             return
-        self._in_head, self._head_bytes, self._parsed_bytes, self._header_count = True, 0, 0, 0
+        self._in_head, self._head_bytes = True, 0
         super().on_message_complete()
 
-    def _refuse_head(self) -> None:
+    def _refuse_head(self, what: str) -> None:
         self._refused = True
-        what = (
-            f"more than {self.max_headers} headers"
-            if self._header_count > self.max_headers
-            else f"request head over {self.max_head_bytes} bytes"
-        )
         self.logger.warning("refused a request: %s", what)
         body = orjson.dumps({"error": what, "request_id": os.urandom(16).hex()})
         self.transport.write(
