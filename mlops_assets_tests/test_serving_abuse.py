@@ -123,3 +123,54 @@ def test_the_openapi_document_lists_only_statuses_the_service_sends(service):
     head, _ = _raw(service, b"POST /score HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n")
     sent.add(int(head.split(b" ")[1]))
     assert {str(code) for code in sent} == listed - {"503"}  # 503: tested where it is provoked
+
+
+def test_a_response_leaves_in_one_write_and_100_continue_is_not_held_back(service):
+    """Head and body of a response go out together; a head with no body to follow (the interim
+    100 Continue a client waits for before sending its body) still goes out at once."""
+    host, port = service.url.removeprefix("http://").split(":")
+    body = json.dumps(SAMPLE).encode()
+    head = (
+        b"POST /score HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer key-one\r\nExpect: 100-continue\r\n"
+        b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=10) as client:
+        client.sendall(head)
+        assert client.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n")  # before any body was sent
+        client.sendall(body)
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.endswith(b"]}"):
+            answer += client.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and json.loads(answer.split(b"\r\n\r\n", 1)[1])["result"]
+
+
+def test_head_with_body_joins_a_head_and_its_body_and_flushes_a_lone_head_at_the_end_of_the_turn():
+    import asyncio
+
+    from mlops_assets.serving.protocol import HeadWithBody
+
+    class Recorded:
+        def __init__(self) -> None:
+            self.writes: list[bytes] = []
+            self.closed = False
+
+        def write(self, data: bytes) -> None:
+            self.writes.append(data)
+
+        def close(self) -> None:
+            self.closed = True
+
+    async def scenario() -> Recorded:
+        sent = Recorded()
+        transport = HeadWithBody(sent, asyncio.get_running_loop())
+        transport.write(b"head1")
+        transport.write(b"body1")
+        assert sent.writes == [b"head1body1"]
+        transport.write(b"interim")
+        await asyncio.sleep(0)  # one turn of the loop: the lone head goes by itself
+        transport.write(b"head2")
+        transport.close()  # a head still held is written before the close
+        return sent
+
+    sent = asyncio.run(scenario())
+    assert sent.writes == [b"head1body1", b"interim", b"head2"] and sent.closed

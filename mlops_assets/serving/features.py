@@ -23,7 +23,8 @@ SPEC_NAME = "serving-spec.json"
 MAX_ABS_VALUE = 1e9
 NUMBER_KINDS = ("numeric", "integer")
 _NUMBER_TYPES = frozenset({int, float})
-_NUMBERS_TEXT = b'0123456789.-+eE,[]{}: \t\r\n"dat'  # {"data": [[numbers]]} has no other byte
+# Every byte of {"data": [[numbers]]} but its two quote marks.
+_NUMBERS_TEXT = b"0123456789.-+eE,[]{}: \t\r\ndat"
 # What a cell of a data file means, lower-cased and trimmed (ingest and batch scoring read text).
 NULL_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
 TRUE_TOKENS = frozenset({"true", "1", "1.0", "yes", "y", "t"})
@@ -198,12 +199,13 @@ def rows_from_payload(payload: Any, spec: ServingSpec, max_rows: int, text: byte
 
 def _numbers_at_once(data: list, n: int, text: bytes | None) -> np.ndarray | None:
     """The rows as a float matrix if they are plainly ``n`` JSON numbers each, else None (then
-    each row and value is checked, to say which is wrong). numpy finds the shape in its one
-    conversion pass, ragged rows failing it; but it would also turn text, null or a boolean into
-    a number. The request's text tells none is there: its only string is the key "data" (two
-    quote marks in all) and no other letter than a number's exponent is in it (no true, false or
-    null). Two C scans of the text: a search for each word took twice as long."""
-    if text is None or text.count(b'"') != 2 or text.translate(None, _NUMBERS_TEXT):
+        each row and value is checked, to say which is wrong). numpy finds the shape in its one
+        conversion pass, ragged rows failing it; but it would also turn text, null or a boolean into
+        a number. The request's text tells none is there: its only string is the key "data" (two
+        quote marks in all) and no other letter than a number's exponent is in it (no true, false or
+        null): one C pass over the text deletes every byte a number may hold and leaves ``""``. A
+    search for each word took four times as long."""
+    if text is None or text.translate(None, _NUMBERS_TEXT) != b'""':
         return None
     try:
         rows = np.array(data, dtype=np.float64)

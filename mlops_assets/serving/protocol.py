@@ -5,16 +5,53 @@ concatenating the pieces it is fed: a client that sends a header of many megabyt
 worker memory and quadratic CPU, and slows every other client of that worker. Here the bytes of
 a head are counted as they arrive (one addition per read), and measured exactly once it has
 ended: a head over ``MLOPS_SCORING_MAX_HEADER_BYTES`` or with more than
-``MLOPS_SCORING_MAX_HEADERS`` headers is cut off with 431 and the connection closed. Everything
-else is uvicorn's own code path.
+``MLOPS_SCORING_MAX_HEADERS`` headers is cut off with 431 and the connection closed. A
+response's head and body leave in one write (``HeadWithBody``). Everything else is uvicorn's own
+code path.
 """
 
 import os
+from typing import Any
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from mlops_assets.settings import get_settings
+
+
+class HeadWithBody:
+    """A connection's transport as uvicorn's response cycle sees it: a response's head is held
+    until its body is written, and both go in one write: one send(2) and one TCP segment where
+    uvicorn makes two. A head whose body does not follow within the same turn of the event loop
+    (100 Continue, a slow stream) goes alone at the end of that turn."""
+
+    __slots__ = ("held", "loop", "transport")
+
+    def __init__(self, transport: Any, loop: Any) -> None:
+        self.transport = transport
+        self.loop = loop
+        self.held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self.held
+        if held is None:
+            self.held = data
+            self.loop.call_soon(self.flush)
+        else:
+            self.held = None
+            self.transport.write(held + data)
+
+    def flush(self) -> None:
+        if self.held is not None:
+            held, self.held = self.held, None
+            self.transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -26,6 +63,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True  # between a message's first byte and its last header
         self._head_bytes = 0  # received while in the head (a head that never ends)
         self._refused = False
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._cycle_transport = HeadWithBody(transport, self.loop)
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -50,7 +91,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         ):
             self._refuse_head(f"request head over {self.max_head_bytes} bytes")
             return
-        super().on_headers_complete()
+        # The request's response cycle writes through HeadWithBody; the protocol keeps the socket.
+        transport, self.transport = self.transport, self._cycle_transport
+        try:
+            super().on_headers_complete()
+        finally:
+            self.transport = transport
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
