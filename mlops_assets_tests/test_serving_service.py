@@ -244,6 +244,8 @@ def test_models_swap_under_load_without_a_failed_request(tmp_path):
         service.wait_version("1")
         # Both workers up on version 1 first: a worker still starting could miss release 2 entirely.
         _eventually(lambda: list(_versions_by_worker(service).values()) == ["1", "1"], timeout=30)
+        for pid in _versions_by_worker(service):  # one accept per wake-up: bursts reach both workers
+            assert b"UV_TCP_SINGLE_ACCEPT=1" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         threads = [threading.Thread(target=hammer) for _ in range(4)]
         for thread in threads:
             thread.start()
