@@ -193,12 +193,15 @@ class ScoringService:
                 await asyncio.to_thread(self._refresh_keys)
                 await asyncio.to_thread(self._load)
                 self.tally.flush()
-                metrics.LOG_BACKLOG.set(self.writer.backlog)
-                metrics.LOG_SPILLED.set(self.writer.spilled)
-                metrics.LOG_STUCK.set(1 if self.writer.stuck else 0)
-                metrics.LOG_FAILURES.set(self.writer.failures)
+                self._publish_log_state()
             except Exception:  # the watcher must outlive any single failure
                 log.exception("model/key watcher failed; retrying")
+
+    def _publish_log_state(self) -> None:
+        metrics.LOG_BACKLOG.set(self.writer.backlog)
+        metrics.LOG_SPILLED.set(self.writer.spilled)
+        metrics.LOG_STUCK.set(1 if self.writer.stuck else 0)
+        metrics.LOG_FAILURES.set(self.writer.failures)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _: Starlette) -> AsyncIterator[None]:
@@ -346,7 +349,8 @@ class ScoringService:
         return Response(orjson.dumps(body), media_type=JSON)
 
     async def metrics_endpoint(self, _: Request) -> Response:
-        self.tally.flush()  # this worker's counts are current; other workers flush each poll
+        self.tally.flush()  # this worker's counts and log state are current; others' as of their last poll
+        self._publish_log_state()
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
