@@ -234,6 +234,7 @@ class ScoringService:
                 traceparent = traceparent or value
             elif name == SYNTHETIC_HEADER:
                 synthetic = synthetic or value
+        trace = traceparent.decode("latin-1") if traceparent else None
         status, rows_scored = "200", 0
         try:
             model = self.model
@@ -254,7 +255,6 @@ class ScoringService:
                 raise PayloadError(400, f"body is not valid JSON: {exc}") from None
             rows = rows_from_payload(payload, model.serving_spec, self.config.max_rows, body)
             out = orjson.dumps(score_rows(model, rows), option=orjson.OPT_SERIALIZE_NUMPY)
-            trace = traceparent.decode("latin-1") if traceparent else None
             self.writer.append(
                 record_line(
                     request_id,
@@ -277,7 +277,7 @@ class ScoringService:
             )
         except PayloadError as exc:
             status = str(exc.status)
-            log.info("rejected %s: %s (traceparent %s)", request_id, exc, traceparent)
+            log.info("rejected %s: %s (traceparent %s)", request_id, exc, trace)
             await _send_error(send, exc.status, str(exc), request_id)
         except ClientGone:
             status = "499"  # nginx's code for it: counted, never sent
