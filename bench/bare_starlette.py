@@ -8,6 +8,7 @@ Rows go in as a float matrix, or as a pandas frame when the model was fitted on 
 """
 
 import os
+from collections.abc import Callable
 
 import joblib
 import numpy as np
@@ -37,18 +38,12 @@ def folded(model) -> tuple[np.ndarray, float] | None:
     return weights, float(np.ravel(linear.intercept_)[0] - np.dot(mean, weights))
 
 
-def endpoint(model):
+def answerer(model) -> Callable[[list], dict]:
+    """The answer to a request's rows (its "data"), as this endpoint computes it."""
     affine = folded(model)
     if affine is not None:
         weights, bias = affine
-
-        async def score_affine(request: Request) -> Response:
-            rows = np.asarray(orjson.loads(await request.body())["data"], dtype=np.float64)
-            return Response(
-                orjson.dumps({"result": rows @ weights + bias}, option=NUMPY), media_type="application/json"
-            )
-
-        return score_affine
+        return lambda data: {"result": np.asarray(data, dtype=np.float64) @ weights + bias}
     names = getattr(model, "feature_names_in_", None)
 
     def frame(data: list):
@@ -60,19 +55,22 @@ def endpoint(model):
     if is_classifier(model):
         classes = model.classes_
 
-        async def score_proba(request: Request) -> Response:
-            probabilities = model.predict_proba(frame(orjson.loads(await request.body())["data"]))
-            labels = classes[probabilities.argmax(axis=1)]
-            body = {"result": labels, "probabilities": probabilities}
-            return Response(orjson.dumps(body, option=NUMPY), media_type="application/json")
+        def probabilities(data: list) -> dict:
+            found = model.predict_proba(frame(data))
+            return {"result": classes[found.argmax(axis=1)], "probabilities": found}
 
-        return score_proba
+        return probabilities
+    return lambda data: {"result": model.predict(frame(data))}
 
-    async def score_predict(request: Request) -> Response:
-        predictions = model.predict(frame(orjson.loads(await request.body())["data"]))
-        return Response(orjson.dumps({"result": predictions}, option=NUMPY), media_type="application/json")
 
-    return score_predict
+def endpoint(model):
+    answer = answerer(model)
+
+    async def score(request: Request) -> Response:
+        body = orjson.dumps(answer(orjson.loads(await request.body())["data"]), option=NUMPY)
+        return Response(body, media_type="application/json")
+
+    return score
 
 
 def make_app(model) -> Starlette:

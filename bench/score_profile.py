@@ -8,7 +8,8 @@ app's own microseconds per request) and through uvicorn's HTTP protocol fed the 
 on a keep-alive connection ("http": parse, app, response written; ours with its bounded
 protocol and the headers bench/scoring.py sends it). No socket, kernel or client is involved, so
 these figures hold still on a shared machine where req/s does not; 1-row and 100-row requests,
-for each model project. ``--profile`` adds cProfile's top functions for ours over HTTP.
+for each model project; ``bench/bare_asgi.py`` (the reference without Starlette) for
+information. ``--profile`` adds cProfile's top functions for ours over HTTP.
 """
 
 import argparse
@@ -65,6 +66,7 @@ OUR_HEADERS = {b"Authorization": b"Bearer " + KEY, b"x-mlops-synthetic": b"true"
 def measure(bench: BenchProject, requests: int, rounds: int, profile: bool) -> dict:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+    from bench import bare_asgi
     from bench.bare_starlette import make_app
     from mlops_assets.serving.protocol import BoundedHttpToolsProtocol
 
@@ -72,6 +74,7 @@ def measure(bench: BenchProject, requests: int, rounds: int, profile: bool) -> d
     apps = {
         "ours": (ours(bench, work), BoundedHttpToolsProtocol, OUR_HEADERS),
         "bare-starlette": (make_app(bench.model), HttpToolsProtocol, {}),
+        "bare-asgi": (bare_asgi.make_app(bench.model), HttpToolsProtocol, {}),  # for information
     }
     figures: dict[tuple[str, str, int], list[float]] = {}
 
@@ -136,14 +139,14 @@ def main() -> int:
         for way in ("app", "http"):
             for rows in (1, 100):
                 mine, bare = median[("ours", way, rows)], median[("bare-starlette", way, rows)]
-                table.append((bench.name, way, rows, mine, bare))
+                table.append((bench.name, way, rows, mine, bare, median[("bare-asgi", way, rows)]))
     print(f"\nmedians of {args.rounds} round(s), microseconds per request, one at a time")
     print(
-        f"\n{'project':<10}{'way':>6}{'rows':>6}{'ours us':>10}{'bare us':>10}{'ours - bare':>13}{'bare/ours':>11}"
+        f"\n{'project':<10}{'way':>6}{'rows':>6}{'ours us':>10}{'bare us':>10}{'ours - bare':>13}{'bare/ours':>11}{'bare-asgi us':>14}"
     )
-    for project, way, rows, mine, bare in table:
+    for project, way, rows, mine, bare, raw in table:
         print(
-            f"{project:<10}{way:>6}{rows:>6}{mine:>10.1f}{bare:>10.1f}{mine - bare:>13.1f}{bare / mine:>10.2f}x"
+            f"{project:<10}{way:>6}{rows:>6}{mine:>10.1f}{bare:>10.1f}{mine - bare:>13.1f}{bare / mine:>10.2f}x{raw:>14.1f}"
         )
     return 0
 

@@ -8,7 +8,9 @@ arrays) and churn (a ColumnTransformer into a logistic regression, every feature
 name). Every server gets the same fitted model and 2 workers, on 127.0.0.1 only; ours runs with
 every feature on (bearer auth, the project's spec, metrics, request log). The reference is
 ``bench/bare_starlette.py``: one Starlette route, orjson in and out, the diabetes model folded
-into one affine map, the churn model's ``predict_proba``. Product peers (Azure ML's inference
+into one affine map, the churn model's ``predict_proba``. For information, ``bench/bare_asgi.py``
+computes the same answer with Starlette taken out (raw ASGI): how much of a latency tail belongs to
+this machine rather than to a service. Product peers (Azure ML's inference
 server, MLflow, MLServer) serve the diabetes project. Each server's predictions are checked
 against the model's before it is timed. Load comes from wrk (Debian package `wrk`), bounded
 runs: 1-row and 100-row payloads at 16 and 64 connections. Peers live in their own venvs under
@@ -52,6 +54,7 @@ SERVER_ORDER = [
     "ours",
     "ours+appinsights",
     "bare-starlette",
+    "bare-asgi",
     "azureml-inference-server",
     "mlflow-serve",
     "mlflow-serve+uvloop",
@@ -165,12 +168,17 @@ def build_servers(work: Path, bench: BenchProject, names: set[str]) -> list[Serv
                 health="/health/ready",
             )
         )
-    if "bare-starlette" in names:
+    for name, module, flags in (
+        ("bare-starlette", "bench.bare_starlette:app", []),
+        ("bare-asgi", "bench.bare_asgi:app", ["--lifespan", "off"]),  # for information
+    ):
+        if name not in names:
+            continue
         p = port()
-        uvicorn = [str(OUR_BIN / "uvicorn"), "bench.bare_starlette:app", "--port", str(p), "--workers", "2"]
+        uvicorn = [str(OUR_BIN / "uvicorn"), module, "--port", str(p), "--workers", "2", *flags]
         servers.append(
             Server(
-                "bare-starlette",
+                name,
                 [*uvicorn, "--no-access-log", "--loop", "uvloop", "--http", "httptools"],
                 f"http://127.0.0.1:{p}/score",
                 plain_body,

@@ -302,3 +302,136 @@ def test_valid_rows_of_every_feature_kind_give_the_same_frame_a_column_at_a_time
     assert rows_from_payload({"data": unseen}, spec, 10).flags == (
         "row 2, feature region: 'mars' is outside one of north, south, east, west (flagged)",
     )
+
+
+def _mixed_spec(task: str = "multiclass") -> ServingSpec:
+    return ServingSpec.from_dict(
+        {
+            "name": "t",
+            "task": task,
+            "target": {"kind": "categorical"},
+            "features": [
+                {
+                    "name": "colour",
+                    "kind": "categorical",
+                    "categories": ["red", "green", "blue"],
+                    "nullable": True,
+                },
+                {"name": "size", "kind": "numeric", "nullable": True},
+                {"name": "count", "kind": "integer", "min": 0, "max": 50},
+                {"name": "member", "kind": "boolean"},
+            ],
+        }
+    )
+
+
+def _mixed_pipeline(final):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    encode = ColumnTransformer(
+        [
+            ("categories", make_pipeline(SimpleImputer(strategy="constant", fill_value="none"), OneHotEncoder(handle_unknown="ignore")), ["colour"]),
+            ("numbers", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), ["size", "count", "member"]),
+        ]
+    )  # fmt: skip
+    return make_pipeline(encode, final)
+
+
+def _mixed_data(spec: ServingSpec, count: int, seed: int):
+    from mlops_assets.serving.features import probe_rows
+
+    rows = probe_rows(spec, count, seed=seed)
+    frame = rows_from_payload({"data": rows}, spec, count).values
+    logit = frame["size"].fillna(0).clip(-3, 3) + 0.1 * frame["count"] - frame["member"]
+    labels = np.where(frame["colour"] == "red", "a", np.where(logit > 0.5, "b", "c"))
+    return rows, frame, labels
+
+
+def test_a_classifier_additive_in_its_features_scores_as_sums_with_the_model_s_probabilities():
+    """Scaled numbers, one-hot categories and imputed nulls into a logistic regression: its
+    log-odds are a sum per feature, read off the model and checked, and the sums give its
+    probabilities and labels on rows it was not read on, nulls included. Rows that are not plainly
+    valid (a flagged, unknown category) ask the model."""
+    from sklearn.linear_model import LogisticRegression
+
+    from mlops_assets.serving.artifact import LoadedModel, additive_classifier, score_rows
+    from mlops_assets_tests.projects import CHURN, fit_project, typed_seed
+
+    spec = _mixed_spec()
+    _, frame, labels = _mixed_data(spec, 600, seed=0)
+    fitted = _mixed_pipeline(LogisticRegression(max_iter=1000)).fit(frame, labels)
+    churn_spec = ServingSpec.from_dict(CHURN.spec.serving_dict())
+    churn = fit_project(CHURN, typed_seed(CHURN))
+    for model, served in ((fitted, spec), (churn, churn_spec)):
+        additive = additive_classifier(model, served)
+        assert additive is not None
+        rows = rows_from_payload({"data": _probe(served, seed=7)}, served, 1000)
+        assert any(np.isnan(c).any() for c in rows.columns if c.dtype != object) or served is spec
+        found, probabilities = additive(rows.columns)
+        np.testing.assert_allclose(probabilities, model.predict_proba(rows.values), rtol=1e-9, atol=1e-12)
+        np.testing.assert_array_equal(found, model.predict(rows.values))
+
+    additive = additive_classifier(churn, churn_spec)
+    unknown = [{"plan": "basic", "region": "mars", "tenure_months": 3, "monthly_charge": 21.5, "support_calls": 4, "paperless": True}]  # fmt: skip
+    rows = rows_from_payload({"data": unknown}, churn_spec, 10)
+    assert rows.flags and rows.columns is None  # checked value by value, so scored by the model
+    assert (
+        additive([np.array(["basic"], dtype=object), np.array(["mars"], dtype=object), *([np.ones(1)] * 4)])
+        is None
+    )
+    loaded = LoadedModel(
+        "churn", "1", churn_spec.names, "", "", churn, churn.predict, False, spec=churn_spec,
+        classes=tuple(churn.classes_), labels_from_proba=True, additive=additive,
+    )  # fmt: skip
+    answer = score_rows(loaded, rows)
+    expected = churn.predict_proba(rows.values)[0]
+    assert list(answer["probabilities"][0].values()) == pytest.approx(list(expected), rel=1e-12)
+
+
+def _probe(spec: ServingSpec, seed: int) -> list:
+    from mlops_assets.serving.features import probe_rows
+
+    return probe_rows(spec, 300, seed=seed)
+
+
+def test_a_classifier_that_is_not_additive_keeps_being_asked():
+    """Trees, interactions between features, and a split only far out (where no random row but
+    the extremes reach): each is found out on the check, and the model is asked."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import PolynomialFeatures
+    from sklearn.tree import DecisionTreeClassifier
+
+    from mlops_assets.serving.artifact import additive_classifier
+
+    spec = _mixed_spec()
+    _, frame, labels = _mixed_data(spec, 600, seed=0)
+    forest = _mixed_pipeline(RandomForestClassifier(n_estimators=5, random_state=0)).fit(frame, labels)
+    crossed = _mixed_pipeline(
+        make_pipeline(PolynomialFeatures(2, interaction_only=True), LogisticRegression(max_iter=2000))
+    ).fit(frame, labels)
+    assert additive_classifier(forest, spec) is None
+    assert additive_classifier(crossed, spec) is None
+
+    far = ServingSpec.from_dict(
+        {"name": "f", "task": "binary", "features": [{"name": "x", "kind": "numeric"}]}
+    )
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.uniform(1e6, 2e6, 500), rng.uniform(1e7, 1e8, 500)])
+    y = (x > 5e6) ^ (rng.random(1000) < 0.2)  # impure leaves: every log-odds finite
+    split = DecisionTreeClassifier(max_depth=1).fit(x.reshape(-1, 1), y)
+    assert split.tree_.threshold[0] > 1e6
+    assert additive_classifier(split, far) is None
+    # Where the spec bounds x short of the split, the model is additive (constant) and kept.
+    near = ServingSpec.from_dict(
+        {
+            "name": "f",
+            "task": "binary",
+            "features": [{"name": "x", "kind": "numeric", "min": -1e5, "max": 1e5}],
+        }
+    )
+    assert additive_classifier(split, near) is not None

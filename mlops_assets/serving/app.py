@@ -183,7 +183,11 @@ class ScoringService:
             "serving %s version %s (%s)",
             loaded.name,
             loaded.version,
-            "affine fast path" if loaded.fast_path else "model.predict",
+            "affine fast path"
+            if loaded.fast_path
+            else "additive fast path"
+            if loaded.additive
+            else "the model",
         )
 
     async def _watch(self) -> None:

@@ -7,6 +7,7 @@ of them talks to the registry. What a request may hold is ``features.py``'s.
 
 import hashlib
 import json
+import math
 import os
 import warnings
 from collections.abc import Callable, Iterable
@@ -19,6 +20,7 @@ import numpy as np
 try:
     from mlops_assets.serving.features import (
         MAX_ABS_VALUE,
+        NUMBER_KINDS,
         PayloadError,
         Rows,
         ServingSpec,
@@ -26,7 +28,15 @@ try:
         rows_from_payload,
     )
 except ImportError:  # deployed as a folder (Azure ML code configuration): features.py sits beside
-    from features import MAX_ABS_VALUE, PayloadError, Rows, ServingSpec, probe_rows, rows_from_payload
+    from features import (
+        MAX_ABS_VALUE,
+        NUMBER_KINDS,
+        PayloadError,
+        Rows,
+        ServingSpec,
+        probe_rows,
+        rows_from_payload,
+    )
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_KEYS = ("model_name", "version", "artifact", "sha256", "features")
@@ -86,6 +96,7 @@ class LoadedModel:
     spec: ServingSpec | None = None  # None: numbers only (a model folder without its project's spec)
     classes: tuple = ()  # a classifier's labels, in predict_proba's column order
     labels_from_proba: bool = False  # its label is always the likeliest class: one pass gives both
+    additive: Callable | None = None  # its probabilities as a sum per feature (additive_classifier)
     serving_spec: ServingSpec = field(init=False, repr=False)  # the spec, or numbers only: built once
     version_header: bytes = field(init=False, repr=False)  # the X-Model-Version value, encoded once
 
@@ -143,6 +154,125 @@ def labels_are_likeliest(model: Any, spec: ServingSpec, probes: int = 257) -> bo
     return predicted.shape == likeliest.shape and bool((predicted == likeliest).all())
 
 
+def additive_classifier(model: Any, spec: ServingSpec, probes: int = 257) -> Callable | None:
+    """A classifier whose log-odds against its first class are a sum of one term per feature (a
+    logistic regression over scaled numbers, one-hot categories and imputed nulls, say) scores as
+    a few numpy sums and a table look-up per category: the same probabilities without
+    scikit-learn's per-call validation and column indexing (4.5 ms a row for the churn pipeline).
+    Each term is read off the model by changing that feature alone in one row, whatever the model is
+    made of; the sum is kept only if it then gives the model's probabilities on ``probes`` random
+    rows the spec allows (nulls included), else None.
+
+    The scorer takes ``Rows.columns`` and answers (labels, probabilities), or None for a value it
+    holds no term for (a category flagged as unknown): that request asks the model."""
+    if spec.task == "regression" or not hasattr(model, "predict_proba") or not hasattr(model, "classes_"):
+        return None
+    base, variants = _one_change_rows(spec)
+    if base is None:
+        return None
+    try:
+        odds = _log_odds(model, spec, [base, *(_changed(base, j, v) for j, v in variants)])
+    except (ValueError, TypeError):
+        return None
+    if not np.isfinite(odds).all():
+        return None
+    origin, deltas = odds[0], odds[1:] - odds[0]
+    zero = np.zeros_like(origin)
+    numbers: list[int] = []  # features whose term is slope * (value - at), or a constant for null
+    at, slopes, nulls = [], [], []
+    tables: list[tuple[int, dict, np.ndarray]] = []  # categories: value -> row of the term matrix
+    for j, feature in enumerate(spec.features):
+        read = {v: deltas[i] for i, (k, v) in enumerate(variants) if k == j}
+        if feature.kind == "categorical":
+            terms = {base[j]: zero, **read}
+            tables.append((j, {v: i for i, v in enumerate(terms)}, np.array(list(terms.values()))))
+            continue
+        other = next((v for v in read if v is not None), None)
+        numbers.append(j)
+        at.append(float(base[j]))
+        slopes.append(zero if other is None else read[other] / (float(other) - float(base[j])))
+        nulls.append(read.get(None, zero))
+    at_ = np.array(at)
+    slopes_, nulls_ = (np.array(terms).reshape(-1, len(zero)) for terms in (slopes, nulls))
+    offset = origin - at_ @ slopes_
+    classes = np.asarray(model.classes_)
+
+    def score(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+        matrix = np.column_stack([columns[j] for j in numbers]) if numbers else np.zeros((len(columns[0]), 0))
+        missing = np.isnan(matrix)
+        if missing.any():  # a null's term is its own: the value the model imputes is read off too
+            sums = offset + np.where(missing, at_, matrix) @ slopes_ + missing @ nulls_
+        else:
+            sums = offset + matrix @ slopes_
+        for j, index, terms in tables:
+            try:
+                sums += terms[[index[value] for value in columns[j].tolist()]]
+            except KeyError:
+                return None
+        logits = np.hstack([np.zeros((len(sums), 1)), sums])
+        logits -= logits.max(axis=1, keepdims=True)
+        weights = np.exp(logits)
+        probabilities = weights / weights.sum(axis=1, keepdims=True)
+        return classes[probabilities.argmax(axis=1)], probabilities
+
+    # Random rows, and each number at its extremes (a split far out would show there).
+    extremes = [
+        _changed(base, j, bound)
+        for j, f in enumerate(spec.features)
+        if f.kind in NUMBER_KINDS
+        for bound in (f.low, f.high)
+    ]
+    data = [*probe_rows(spec, probes), *extremes]
+    rows = rows_from_payload({"data": data}, spec, len(data))
+    found = score(rows.columns) if rows.columns is not None else None
+    if found is None:
+        return None
+    expected = np.asarray(model.predict_proba(rows.values), dtype=np.float64)
+    if found[1].shape != expected.shape or not np.allclose(found[1], expected, rtol=1e-9, atol=1e-12):
+        return None
+    return score
+
+
+def _one_change_rows(spec: ServingSpec) -> tuple[list | None, list[tuple[int, Any]]]:
+    """A row the spec allows, and each (feature, value) that changes one feature of it: a second
+    number, true, every other category, null where the feature takes it."""
+    base: list = []
+    variants: list[tuple[int, Any]] = []
+    for j, f in enumerate(spec.features):
+        if f.kind == "categorical":
+            if not f.categories:
+                return None, []
+            base.append(f.categories[0])
+            variants += [(j, c) for c in f.categories[1:]]
+        elif f.kind == "boolean":
+            base.append(False)
+            variants.append((j, True))
+        else:
+            at = min(max(0.0, f.low), f.high)
+            at = float(math.ceil(at)) if f.kind == "integer" else at
+            other = at + 1 if at + 1 <= f.high else at - 1
+            base.append(at)
+            if other >= f.low:
+                variants.append((j, other))
+        if f.nullable:
+            variants.append((j, None))
+    return base, variants
+
+
+def _changed(row: list, index: int, value: Any) -> list:
+    changed = list(row)
+    changed[index] = value
+    return changed
+
+
+def _log_odds(model: Any, spec: ServingSpec, data: list[list]) -> np.ndarray:
+    """log P(class k) - log P(first class), k = 1.., for each row."""
+    values = rows_from_payload({"data": data}, spec, len(data)).values
+    with np.errstate(divide="ignore", invalid="ignore"):  # a class never given: not additive
+        logs = np.log(np.asarray(model.predict_proba(values), dtype=np.float64))
+        return logs[:, 1:] - logs[:, :1]
+
+
 def load_release(model_dir: str | os.PathLike, spec: ServingSpec | None = None) -> LoadedModel:
     """Find the manifest, verify the artifact's sha256 against it, then load it with skops,
     trusting beyond skops' defaults only the types the project's ``spec`` lists."""
@@ -180,6 +310,7 @@ def loaded_model(
     serving_spec = spec or ServingSpec.numbers_only(features)
     numbers_regression = serving_spec.all_numbers and serving_spec.task == "regression"
     fast = affine_predictor(model, len(features)) if numbers_regression else None
+    likeliest = serving_spec.task != "regression" and labels_are_likeliest(model, serving_spec)
     return LoadedModel(
         name=str(manifest["model_name"]),
         version=str(manifest["version"]),
@@ -192,7 +323,8 @@ def loaded_model(
         bounded=bool(getattr(fast, "bounded", False)),
         spec=spec,
         classes=tuple(getattr(model, "classes_", ())) if hasattr(model, "predict_proba") else (),
-        labels_from_proba=serving_spec.task != "regression" and labels_are_likeliest(model, serving_spec),
+        labels_from_proba=likeliest,
+        additive=additive_classifier(model, serving_spec) if likeliest else None,
     )
 
 
@@ -232,7 +364,8 @@ def score_rows(model: LoadedModel, rows: Rows) -> dict[str, Any]:
     spec = model.serving_spec
     if spec.task == "regression":
         return {"result": predict_checked(model, rows.values)}
-    labels, probabilities = classify(model, rows.values)
+    found = model.additive(rows.columns) if model.additive and rows.columns and not rows.flags else None
+    labels, probabilities = found or classify(model, rows.values)
     result: dict[str, Any] = {"result": [_label(v, spec.target_kind) for v in labels.tolist()]}
     if probabilities is not None:
         keys = [json_key(_label(c, spec.target_kind)) for c in model.classes]

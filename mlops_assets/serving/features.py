@@ -164,13 +164,46 @@ def probe_rows(spec: ServingSpec, count: int, seed: int = 0) -> list[list]:
     return [list(row) for row in zip(*columns, strict=True)]
 
 
-@dataclass(frozen=True)
 class Rows:
-    """A request's rows as the model takes them, and the values scored though flagged."""
+    """A request's rows as the model takes them, and the values scored though flagged.
 
-    values: Any  # float64 matrix (every feature a number) or a pandas DataFrame
-    count: int
-    flags: tuple[str, ...] = ()
+    ``values``: a float64 matrix (every feature a number) or a pandas DataFrame; a frame is built
+    from ``columns`` when first asked for, so a model scored a column at a time never pays for one.
+    ``columns``: each feature's values, typed (float64, NaN for null; categories as an object
+    array), or None where the rows were checked value by value."""
+
+    __slots__ = ("_columns", "_names", "_values", "count", "flags")
+
+    def __init__(
+        self,
+        values: Any,
+        count: int,
+        flags: tuple[str, ...] = (),
+        columns: list[np.ndarray] | None = None,
+        names: tuple[str, ...] = (),
+    ) -> None:
+        self._values, self._columns, self._names = values, columns, names
+        self.count, self.flags = count, flags
+
+    @property
+    def values(self) -> Any:
+        if self._values is None:
+            import pandas as pd
+
+            # Categories stay object columns: pandas would infer its arrow-backed text type, which
+            # the encoders take several times slower.
+            typed = {
+                name: pd.Series(column, dtype=object) if column.dtype == object else column
+                for name, column in zip(self._names, self._columns, strict=True)
+            }
+            self._values = pd.DataFrame(typed, copy=False)
+        return self._values
+
+    @property
+    def columns(self) -> list[np.ndarray] | None:
+        if self._columns is None and isinstance(self._values, np.ndarray):
+            return list(self._values.T)
+        return self._columns
 
 
 def rows_from_payload(payload: Any, spec: ServingSpec, max_rows: int, text: bytes | None = None) -> Rows:
@@ -292,15 +325,7 @@ def _checked_frame(data: list, spec: ServingSpec) -> Rows:
         return _frame_by_value(data, spec)
     if spec.all_numbers:
         return Rows(np.column_stack(columns), len(data))
-    import pandas as pd
-
-    # Categories stay object columns: pandas would infer its arrow-backed text type, which the
-    # encoders take several times slower.
-    typed = {
-        f.name: pd.Series(column, dtype=object) if f.kind == "categorical" else column
-        for f, column in zip(spec.features, columns, strict=True)
-    }
-    return Rows(pd.DataFrame(typed, copy=False), len(data))
+    return Rows(None, len(data), columns=columns, names=spec.names)
 
 
 _NONE = type(None)
