@@ -78,6 +78,8 @@ def test_requests_are_traced_and_measured_in_application_insights(tmp_path):
     # Nothing went anywhere but the receiver: the service's only peers were 127.0.0.1.
     sent = json.dumps(insights.envelopes)
     assert "key-one" not in sent
+    # Telemetry waiting for a retry is kept in the service's spill folder, not the machine's temp.
+    assert (home / "spill" / "telemetry").is_dir()
 
 
 def test_without_a_connection_string_nothing_of_it_is_imported(tmp_path):

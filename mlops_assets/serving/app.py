@@ -62,6 +62,9 @@ class ServiceConfig:
     deployment_id: str | None = None  # lets a deployer tell its own process from another on the port
     drain_seconds: float = 5.0  # longest SIGTERM drain before uvicorn's shutdown (0: none)
     telemetry_connection_string: str | None = None  # Application Insights; None: no telemetry at all
+    # Telemetry the ingestion endpoint did not take waits here for a retry (the exporter's default
+    # is a new folder in the machine's temp directory per instrumentation key, never cleaned).
+    telemetry_retry_dir: Path | None = None
     log_storage_options: tuple[tuple[str, object], ...] = ()  # credentials for an az:// log root
     spec_path: Path | None = None  # serving-spec.json from the release's code; None: numbers only
 
@@ -397,7 +400,7 @@ def create_app(config: ServiceConfig) -> CloseWhileDraining | Any:
     if config.telemetry_connection_string:
         from mlops_assets.serving.telemetry import instrument
 
-        return instrument(app, config.telemetry_connection_string)
+        return instrument(app, config.telemetry_connection_string, config.telemetry_retry_dir)
     return app
 
 
@@ -425,6 +428,7 @@ def config_from_settings() -> ServiceConfig:
         deployment_id=settings.deployment_id,
         drain_seconds=settings.scoring_drain_seconds,
         spec_path=settings.serving_spec or packaged_spec_path(),
+        telemetry_retry_dir=settings.spill_dir / "telemetry",
         telemetry_connection_string=(
             settings.applicationinsights_connection_string.get_secret_value()
             if settings.applicationinsights_connection_string

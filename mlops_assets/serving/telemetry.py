@@ -14,6 +14,7 @@ the cloud resource detectors are switched off by ``mlops_assets.settings`` befor
 imports them.
 """
 
+from pathlib import Path
 from typing import Any
 
 # Probes and scrapes are not traffic anyone wants as requests in Application Insights.
@@ -35,8 +36,11 @@ NOT_INSTRUMENTED = (
 CHATTY_LOGGERS = ("azure.core.pipeline.policies.http_logging_policy", "azure.monitor.opentelemetry.exporter")
 
 
-def instrument(app: Any, connection_string: str, service_name: str = "mlops-scoring") -> "RequestTelemetry":
-    """``app`` traced: every request but probes and scrapes gets a span (and the distro is set up)."""
+def instrument(
+    app: Any, connection_string: str, retry_dir: Path | None = None, service_name: str = "mlops-scoring"
+) -> "RequestTelemetry":
+    """``app`` traced: every request but probes and scrapes gets a span (and the distro is set up).
+    ``retry_dir``: where telemetry the endpoint did not take waits to be sent again."""
     import logging
 
     from azure.monitor.opentelemetry import configure_azure_monitor
@@ -51,6 +55,7 @@ def instrument(app: Any, connection_string: str, service_name: str = "mlops-scor
         instrumentation_options={name: {"enabled": False} for name in NOT_INSTRUMENTED},
         enable_live_metrics=False,
         enable_performance_counters=False,
+        **({"storage_directory": str(retry_dir)} if retry_dir else {}),
     )
     _observe_counts()
     return RequestTelemetry(app)
