@@ -9,10 +9,10 @@ name). Every server gets the same fitted model and 2 workers, on 127.0.0.1 only;
 every feature on (bearer auth, the project's spec, metrics, request log). The reference is
 ``bench/bare_starlette.py``: one Starlette route, orjson in and out, the diabetes model folded
 into one affine map, the churn model's ``predict_proba``. For information, ``bench/bare_asgi.py``
-computes the same answer with Starlette taken out (raw ASGI): how much of a latency tail belongs to
-this machine rather than to a service. Product peers (Azure ML's inference
-server, MLflow, MLServer) serve the diabetes project. Each server's predictions are checked
-against the model's before it is timed. Load comes from wrk (Debian package `wrk`), bounded
+computes the same answer with Starlette taken out (raw ASGI): how much of a latency tail belongs
+to this machine rather than to a service. Product peers (Azure ML's inference server, MLflow,
+MLServer) serve the diabetes project. Each server's predictions are checked against the model's
+before it is timed. Load comes from wrk (Debian package `wrk`), bounded
 runs: 1-row and 100-row payloads at 16 and 64 connections. Peers live in their own venvs under
 bench/.venvs (their pins conflict with our lock).
 """

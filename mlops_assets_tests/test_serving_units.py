@@ -435,3 +435,25 @@ def test_a_classifier_that_is_not_additive_keeps_being_asked():
         }
     )
     assert additive_classifier(split, near) is not None
+
+
+def test_a_spec_whose_integer_bounds_are_not_whole_still_loads_its_classifier():
+    """The extremes the additive check sends are whole for an integer feature bounded by
+    fractions (0.5 to 10.5 takes 1 to 10): reading the model never refuses it."""
+    from sklearn.linear_model import LogisticRegression
+
+    from mlops_assets.serving.artifact import additive_classifier
+
+    spec = ServingSpec.from_dict(
+        {
+            "name": "t",
+            "task": "binary",
+            "features": [{"name": "n", "kind": "integer", "min": 0.5, "max": 10.5}],
+        }
+    )
+    counts = np.arange(1, 11, dtype=float).reshape(-1, 1)
+    fitted = LogisticRegression().fit(np.vstack([counts, counts]), [0] * 5 + [1] * 5 + [0, 1] * 5)
+    additive = additive_classifier(fitted, spec)
+    assert additive is not None
+    rows = rows_from_payload({"data": [[1], [10]]}, spec, 10)
+    np.testing.assert_allclose(additive(rows.columns)[1], fitted.predict_proba(rows.values), rtol=1e-9)

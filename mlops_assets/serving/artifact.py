@@ -159,9 +159,10 @@ def additive_classifier(model: Any, spec: ServingSpec, probes: int = 257) -> Cal
     logistic regression over scaled numbers, one-hot categories and imputed nulls, say) scores as
     a few numpy sums and a table look-up per category: the same probabilities without
     scikit-learn's per-call validation and column indexing (milliseconds a row for a small
-    pipeline of column encoders). Each term is read off the model by changing that feature alone in one row, whatever the model is
-    made of; the sum is kept only if it then gives the model's probabilities on ``probes`` random
-    rows the spec allows (nulls included), else None.
+    pipeline of column encoders). Each term is read off the model by changing that feature alone
+    in one row, whatever the model is made of; the sum is kept only if it then gives the model's
+    probabilities on ``probes`` random rows the spec allows (nulls included) and with each number
+    at its extremes, else None: a model that cannot be read this way is asked, never refused.
 
     The scorer takes ``Rows.columns`` and answers (labels, probabilities), or None for a value it
     holds no term for (a category flagged as unknown): that request asks the model."""
@@ -220,17 +221,18 @@ def additive_classifier(model: Any, spec: ServingSpec, probes: int = 257) -> Cal
         _changed(base, j, bound)
         for j, f in enumerate(spec.features)
         if f.kind in NUMBER_KINDS
-        for bound in (f.low, f.high)
+        for bound in ((math.ceil(f.low), math.floor(f.high)) if f.kind == "integer" else (f.low, f.high))
     ]
     data = [*probe_rows(spec, probes), *extremes]
-    rows = rows_from_payload({"data": data}, spec, len(data))
-    found = score(rows.columns) if rows.columns is not None else None
-    if found is None:
+    try:
+        rows = rows_from_payload({"data": data}, spec, len(data))
+        found = score(rows.columns) if rows.columns is not None else None
+        expected = None if found is None else np.asarray(model.predict_proba(rows.values), dtype=np.float64)
+    except (ValueError, TypeError):  # a row the model takes differently: it is asked as it is
         return None
-    expected = np.asarray(model.predict_proba(rows.values), dtype=np.float64)
-    if found[1].shape != expected.shape or not np.allclose(found[1], expected, rtol=1e-9, atol=1e-12):
+    if found is None or found[1].shape != expected.shape:
         return None
-    return score
+    return score if np.allclose(found[1], expected, rtol=1e-9, atol=1e-12) else None
 
 
 def _one_change_rows(spec: ServingSpec) -> tuple[list | None, list[tuple[int, Any]]]:
@@ -364,7 +366,8 @@ def score_rows(model: LoadedModel, rows: Rows) -> dict[str, Any]:
     spec = model.serving_spec
     if spec.task == "regression":
         return {"result": predict_checked(model, rows.values)}
-    found = model.additive(rows.columns) if model.additive and rows.columns and not rows.flags else None
+    columns = rows.columns if model.additive and not rows.flags else None
+    found = model.additive(columns) if columns else None
     labels, probabilities = found or classify(model, rows.values)
     result: dict[str, Any] = {"result": [_label(v, spec.target_kind) for v in labels.tolist()]}
     if probabilities is not None:
