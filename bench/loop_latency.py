@@ -50,8 +50,8 @@ def main() -> int:
         wait_for("dagster dev", lambda: graphql(port, "{ assetNodes { id } }")["assetNodes"], 180)
         wait_for("the first retrain", lambda: [r for r in runs(port) if r["jobName"] == "retraining_job"
                                                and r["status"] == "SUCCESS"], 600)  # fmt: skip
-        from mlops_assets.core.fsstore import Storage
         from mlops_assets.ingest.seed import land_held_back
+        from mlops_assets.storage.fsstore import Storage
 
         landed_at = time.time()
         from mlops_assets_tests.projects import DIABETES

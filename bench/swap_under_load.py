@@ -30,10 +30,10 @@ sys.path.insert(0, str(REPO))
 
 from bench.quick import parse_args  # noqa: E402
 from bench.scoring import free_port, post_script  # noqa: E402
+from mlops_assets.hosting.engines import Engine  # noqa: E402
+from mlops_assets.hosting.processes import LocalTarget  # noqa: E402
+from mlops_assets.hosting.runtimes import ContainerRuntime, ProcessRuntime  # noqa: E402
 from mlops_assets.release.build_context import assemble, serving_requirements  # noqa: E402
-from mlops_assets.release.engines import Engine  # noqa: E402
-from mlops_assets.release.local_processes import LocalTarget  # noqa: E402
-from mlops_assets.release.runtimes import ContainerRuntime, ProcessRuntime  # noqa: E402
 from mlops_assets_tests.serving_support import SAMPLE, write_release  # noqa: E402
 
 KEY = "bench-key"

@@ -73,7 +73,7 @@ def test_a_local_file_s_version_is_its_content_hashed_once_per_change(storage, m
     """Sensors list every tick: the hash is kept while size and mtime stand, redone when they move."""
     import os
 
-    from mlops_assets.core import fsstore
+    from mlops_assets.storage import fsstore
 
     storage.write_bytes("landing/a.csv", b"age\n1\n")
     (first,) = storage.list_files("landing")

@@ -15,9 +15,9 @@ import dagster as dg
 import httpx
 import pytest
 
+from mlops_assets.hosting.engines import Engine, find_engine
+from mlops_assets.hosting.processes import LocalTarget
 from mlops_assets.release import build_context
-from mlops_assets.release.engines import Engine, find_engine
-from mlops_assets.release.local_processes import LocalTarget
 from mlops_assets.serving.keys import add_key, read_keys
 from mlops_assets.settings import get_settings
 from mlops_assets_tests.release_support import register

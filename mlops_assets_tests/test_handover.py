@@ -8,9 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mlops_assets.hosting.health import DeploymentError
+from mlops_assets.hosting.processes import LocalTarget
 from mlops_assets.release.build_context import assemble, serving_requirements
-from mlops_assets.release.deployments import DeploymentError
-from mlops_assets.release.local_processes import LocalTarget
 from mlops_assets.serving.keys import ensure_key_file, read_keys
 from mlops_assets_tests.serving_support import SAMPLE, Hammer, free_port, write_release
 

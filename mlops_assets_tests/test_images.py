@@ -13,9 +13,9 @@ import uuid
 import dagster as dg
 import pytest
 
+from mlops_assets.hosting.engines import Engine, find_engine
 from mlops_assets.release.assets import model_versions, scoring_image
 from mlops_assets.release.builders import LocalImageBuilder
-from mlops_assets.release.engines import Engine, find_engine
 from mlops_assets_tests.release_support import register
 
 pytestmark = pytest.mark.slow
@@ -170,7 +170,7 @@ print(getattr(answer, "message", ""))
 
 
 def test_the_code_location_image_builds_and_its_container_serves_the_definitions(podman):
-    from mlops_assets.release.engines import REPO
+    from mlops_assets.hosting.engines import REPO
 
     tag = "localhost/mlops-assets-dagster:test"
     base = podman.python_base()

@@ -152,7 +152,7 @@ def project_settings(tmp_path, monkeypatch, request):
     monkeypatch.setenv("MLOPS_PRODUCTION_PORT", str(free_port()))
     get_settings.cache_clear()
     yield get_settings()
-    from mlops_assets.release.local_processes import LocalTarget
+    from mlops_assets.hosting.processes import LocalTarget
 
     local = LocalTarget(get_settings().home_dir)
     for deployment in local.list():
@@ -179,9 +179,9 @@ def test_a_project_lives_from_landing_to_batch_scoring_by_its_spec(project_setti
     through the same lifecycle."""
     import dagster as dg
 
-    from mlops_assets.core.fsstore import Storage
     from mlops_assets.core.instance import write_instance_config
     from mlops_assets.definitions import build_definitions
+    from mlops_assets.storage.fsstore import Storage
     from mlops_assets_tests.lifecycle import run_lifecycle
 
     settings = project_settings
@@ -204,12 +204,12 @@ def test_an_edited_model_and_an_edited_spec_each_make_a_new_version_with_the_rea
     and the reason says why."""
     import dagster as dg
 
-    from mlops_assets.core.fsstore import Storage
     from mlops_assets.core.instance import write_instance_config
     from mlops_assets.definitions import build_definitions
     from mlops_assets.ingest.seed import seed
     from mlops_assets.ops.runner import ingest_new_files, retrain
     from mlops_assets.settings import get_settings
+    from mlops_assets.storage.fsstore import Storage
 
     folder = tmp_path / "team-project"
     shutil.copytree(MODELS_DIR / "diabetes", folder)

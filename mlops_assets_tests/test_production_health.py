@@ -15,8 +15,9 @@ from dagster._core.scheduler.instigation import TickStatus
 
 from mlops_assets.core import keys
 from mlops_assets.core.alert_rules import AlertThresholds
+from mlops_assets.hosting.processes import LocalTarget
+from mlops_assets.hosting.state import point_link
 from mlops_assets.release.automation import HEALTH_SENSOR, build_health_sensor
-from mlops_assets.release.local_processes import LocalTarget, point_link
 from mlops_assets.settings import get_settings
 from mlops_assets_tests.release_support import register
 from mlops_assets_tests.sensor_ticks import write_ticks

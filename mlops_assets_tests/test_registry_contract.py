@@ -117,8 +117,8 @@ def test_an_interrupted_alias_move_reads_as_done_is_detected_and_repaired(aml, c
 
 
 def test_the_version_index_follows_every_change_made_through_the_registry(registry, tmp_path):
-    from mlops_assets.core.fsstore import Storage
     from mlops_assets.registry.index import IndexedRegistry, VersionIndex
+    from mlops_assets.storage.fsstore import Storage
 
     index = VersionIndex(Storage((tmp_path / "storage").as_uri()), registry.model_name)
     models = IndexedRegistry(registry, index)

@@ -133,7 +133,7 @@ def test_release_job_is_partitioned_by_model_version(defs, job):
 def no_orphans(settings):
     """Whatever a test leaves running under its MLOPS_HOME is stopped, pass or fail."""
     yield
-    from mlops_assets.release.local_processes import LocalTarget
+    from mlops_assets.hosting.processes import LocalTarget
 
     target = LocalTarget(settings.home_dir)
     for deployment in target.list():
@@ -466,9 +466,9 @@ def test_rollback_returns_to_what_served_before_the_last_change_and_every_change
 ):
     """promote 1 after 2 was released, then rollback: back to 2 (what served before the promote),
     not refused for want of a version numbered below 1. Every change is in the event log."""
+    from mlops_assets.hosting.processes import LocalTarget
     from mlops_assets.ops.runner import release, rollback
     from mlops_assets.release.events import history
-    from mlops_assets.release.local_processes import LocalTarget
     from mlops_assets.settings import get_settings
 
     settings, defs = _defs_on_free_ports(monkeypatch)
@@ -505,8 +505,8 @@ def test_rollback_returns_to_what_served_before_the_last_change_and_every_change
 
 
 def test_the_event_log_only_appends_and_knows_its_actions(tmp_path):
-    from mlops_assets.core.fsstore import Storage
     from mlops_assets.release.events import ProductionEvent, history, record, version_before_last_change
+    from mlops_assets.storage.fsstore import Storage
 
     storage = Storage((tmp_path / "storage").as_uri())
     assert history(storage) == [] and version_before_last_change([]) == (None, None)
@@ -529,9 +529,9 @@ def test_a_busy_production_port_fails_naming_the_port_and_the_setting_and_leaves
     import socket
 
     from mlops_assets.definitions import build_definitions
+    from mlops_assets.hosting.processes import LocalTarget
     from mlops_assets.ops.runner import release
     from mlops_assets.release.events import history
-    from mlops_assets.release.local_processes import LocalTarget
     from mlops_assets.settings import get_settings
 
     with socket.socket() as holder:  # something else already listens on the production port

@@ -363,8 +363,8 @@ def _image_of(defs, instance, version: int) -> str:
 
 
 def test_an_aci_group_that_fails_to_start_is_deleted_and_named(settings, tmp_path):
+    from mlops_assets.hosting.health import DeploymentError
     from mlops_assets.release.aci_target import AciQa, AciSpec
-    from mlops_assets.release.deployments import DeploymentError
     from mlops_assets_tests.cloud_recorders import ContainerRuntime, RecordingAciClient
 
     client = RecordingAciClient(ContainerRuntime(tmp_path, tmp_path), fail=True)

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mlops_assets.core.fsstore import Storage
 from mlops_assets.serving.request_log import RequestLogWriter
+from mlops_assets.storage.fsstore import Storage
 from mlops_assets_tests.serving_support import SAMPLE, break_folder, repair_folder, service_with_own_log
 
 

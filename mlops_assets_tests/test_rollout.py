@@ -11,9 +11,10 @@ from dagster._core.errors import DagsterExecutionInterruptedError
 
 from mlops_assets.core.alerts import AlertWebhook
 from mlops_assets.definitions import build_definitions
-from mlops_assets.release.deployments import DeploymentError, Release
+from mlops_assets.hosting.health import DeploymentError
+from mlops_assets.hosting.processes import LocalTarget
+from mlops_assets.release.deployments import Release
 from mlops_assets.release.from_registry import assemble_version, restorable_release, smoke_sample
-from mlops_assets.release.local_processes import LocalTarget
 from mlops_assets.release.local_target import LocalDeploymentTarget
 from mlops_assets.release.rollout import RolloutError, roll_out_production, roll_out_qa
 from mlops_assets.release.smoke import SmokeSample, smoke_test

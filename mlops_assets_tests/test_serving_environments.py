@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mlops_assets.hosting.runtimes import ensure_venv
 from mlops_assets.release.build_context import assemble, serving_requirements
-from mlops_assets.release.runtimes import ensure_venv
 from mlops_assets.serving.features import SPEC_NAME
 from mlops_assets_tests.conftest import REPO
 from mlops_assets_tests.projects import (

@@ -11,7 +11,7 @@ import hypothesis
 import pytest
 import schemathesis
 
-from mlops_assets.release.local_processes import point_link
+from mlops_assets.hosting.state import point_link
 from mlops_assets.serving.keys import read_keys
 from mlops_assets_tests.serving_support import (
     SAMPLE,

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets.core.fsstore import Storage
 from mlops_assets.serving import score
 from mlops_assets.serving.artifact import ArtifactError, find_manifest, load_release
 from mlops_assets.serving.features import PayloadError, ServingSpec, rows_from_payload
 from mlops_assets.serving.request_log import RequestLogWriter, record_line
+from mlops_assets.storage.fsstore import Storage
 from mlops_assets_tests.projects import FEATURES
 from mlops_assets_tests.serving_support import SAMPLE, predictions, write_release
 

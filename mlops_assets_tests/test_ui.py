@@ -91,8 +91,8 @@ def test_lineage_a_retrain_from_the_page_then_the_daemon_runs_the_loop_alone(tmp
             browser.close()
 
         # A new file lands: the daemon ingests it and then retrains, without a click.
-        from mlops_assets.core.fsstore import Storage
         from mlops_assets.ingest.seed import SeedFiles, land_held_back
+        from mlops_assets.storage.fsstore import Storage
 
         land_held_back(Storage((home / "storage").as_uri()), DIABETES)
         landed = SeedFiles.of(DIABETES).held_back_landing.removeprefix("landing/")

@@ -12,8 +12,8 @@ from dagster_azure.blob import (
     AzureBlobStorageSASTokenCredential,
 )
 
-from mlops_assets.core.fsstore import BLOB_RETRIES
 from mlops_assets.core.storage import StorageResource, connection_fields
+from mlops_assets.storage.fsstore import BLOB_RETRIES
 
 
 class BoundedBlobStorageResource(AzureBlobStorageResource):

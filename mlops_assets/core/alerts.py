@@ -6,7 +6,7 @@ import dagster as dg
 import httpx
 from pydantic import Field
 
-from mlops_assets.core.redaction import redact_sas
+from mlops_assets.storage.redaction import redact_sas
 
 log = logging.getLogger("mlops_assets.alerts")
 

@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field, PrivateAttr
 
-from mlops_assets.core.fsstore import Storage, StoredFile, credential_options, relative_path
+from mlops_assets.storage.fsstore import Storage, StoredFile, credential_options, relative_path
 
 __all__ = [
     "Storage",

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from mlops_assets.core.fsstore import Storage
 from mlops_assets.project.spec import NUMBER_KINDS, ProjectSpec
+from mlops_assets.storage.fsstore import Storage
 
 REFERENCE_PATH = "reference/stats.json"
 SAMPLE_SIZE = 2000

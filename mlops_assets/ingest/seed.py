@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from mlops_assets.core.fsstore import Storage
 from mlops_assets.ingest.reference import REFERENCE_PATH, compute_reference, write_reference
 from mlops_assets.ingest.validation import parse_batch, typed_frame
 from mlops_assets.project.loader import ModelProject
+from mlops_assets.storage.fsstore import Storage
 
 FIRST_SHARE = 0.75
 

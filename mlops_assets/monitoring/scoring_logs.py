@@ -19,8 +19,8 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from mlops_assets.core.fsstore import Storage, StoredFile
 from mlops_assets.serving.request_log import LOG_PREFIX
+from mlops_assets.storage.fsstore import Storage, StoredFile
 
 NEXT_DAY_GRACE_SECONDS = 600
 KEY_COLUMNS = ("request_id", "row_index", "time", "model_version", "latency_ms")  # then the features

@@ -14,7 +14,7 @@ def _storage():
 
         return storage_resource(settings).get()
     # Without Dagster: the commands that start no run answer within 2 s.
-    from mlops_assets.core.fsstore import Storage, credential_options
+    from mlops_assets.storage.fsstore import Storage, credential_options
 
     secret = settings.azure_storage_connection_string
     options = credential_options(
@@ -142,8 +142,8 @@ def _say_what_serves(versions) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from mlops_assets.hosting.listener import ListenerError
     from mlops_assets.serving.keys import ensure_key_file
-    from mlops_assets.serving.listener import ListenerError
     from mlops_assets.serving.server import serve
 
     settings = get_settings()
@@ -202,7 +202,7 @@ def cmd_provision(_: argparse.Namespace) -> int:
 
 
 def _local_target():
-    from mlops_assets.release.local_processes import LocalTarget
+    from mlops_assets.hosting.processes import LocalTarget
 
     return LocalTarget(get_settings().home_dir)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mlops_assets.core.fsstore import Storage
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS, QA_ALIAS, ModelRegistry, ModelVersion
+from mlops_assets.storage.fsstore import Storage
 
 INDEX_DIR = "registry-index"
 ALIASES = (PRODUCTION_ALIAS, QA_ALIAS)

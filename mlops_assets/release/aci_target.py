@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mlops_assets.release.deployments import DeploymentError
+from mlops_assets.hosting.health import DeploymentError
 
 CONTAINER = "scoring"
 

@@ -16,9 +16,9 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from mlops_assets.core.redaction import redact_sas
 from mlops_assets.release.build_context import BuildContext
 from mlops_assets.release.builders import ImageBuild, ImageBuilder
+from mlops_assets.storage.redaction import redact_sas
 
 TASKS_API_VERSION = "2025-03-01-preview"
 TERMINAL = {"Succeeded", "Failed", "Canceled", "Error", "Timeout"}

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
+from mlops_assets.hosting.health import DeploymentError
 from mlops_assets.release.build_context import REPO
-from mlops_assets.release.deployments import DeploymentError
 
 MANIFESTS = REPO / "deploy" / "k8s"
 VERSION_ANNOTATION = "mlops-assets/model-version"

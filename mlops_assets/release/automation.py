@@ -11,10 +11,10 @@ from mlops_assets.core.alert_rules import AlertState, AlertThresholds, Observati
 from mlops_assets.core.alerts import AlertWebhook
 from mlops_assets.core.instance import STAGE_TAG
 from mlops_assets.core.pipeline_health import pipeline_figures
+from mlops_assets.hosting.health import unreadiness
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS
 from mlops_assets.registry.resource import RegistryResource
 from mlops_assets.release.assets import model_versions, prod_deployment, qa_deployment, scoring_image
-from mlops_assets.release.deployments import unreadiness
 from mlops_assets.release.targets import DeploymentTarget
 
 RELEASE_SENSOR = "release_sensor"

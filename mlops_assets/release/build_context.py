@@ -18,13 +18,12 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from mlops_assets.hosting.build_layout import AZURE_REQUIREMENTS, MODEL_DIR, PROJECT_DIR, REQUIREMENTS
 from mlops_assets.serving.features import SPEC_NAME
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "deploy" / "docker" / "scoring.Dockerfile"
 PROJECT_FILES = ("pyproject.toml", "README.md")
-AZURE_REQUIREMENTS = "requirements-azure.txt"  # its own layer: the serving layer stays shared
-MODEL_DIR = "model"
 
 
 @dataclass(frozen=True)
@@ -81,9 +80,9 @@ def _write_tree(
     (root / MODEL_DIR / artifact_name).write_bytes(artifact)
     (root / MODEL_DIR / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     shutil.copy(DOCKERFILE, root / "Dockerfile")
-    (root / "requirements.txt").write_bytes(requirements)
+    (root / REQUIREMENTS).write_bytes(requirements)
     (root / AZURE_REQUIREMENTS).write_bytes(azure)
-    project = root / "project"
+    project = root / PROJECT_DIR
     project.mkdir()
     for name in PROJECT_FILES:
         shutil.copy(REPO / name, project / name)

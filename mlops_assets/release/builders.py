@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import dagster as dg
 from pydantic import Field
 
+from mlops_assets.hosting.engines import ENGINES, PROBE_TIMEOUT, PYTHON_BASES, Engine, find_engine
 from mlops_assets.release.build_context import BuildContext
-from mlops_assets.release.engines import ENGINES, PROBE_TIMEOUT, PYTHON_BASES, Engine, find_engine
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from mlops_assets.core.fsstore import Storage
+from mlops_assets.storage.fsstore import Storage
 
 EVENTS_PREFIX = "events/production"
 # Actions that leave production on another version; an automatic rollback or a QA teardown does not.

@@ -1,7 +1,7 @@
 """The local deployment target: the scoring service on 127.0.0.1, supervised, as a container of
 the release's image when an engine holds it, else as a process from the build context's own
 locked `serving` requirements in a venv (the image's dependency set, without an engine). The
-supervisors are managed by `local_processes`.
+supervisors are managed by `hosting.processes`.
 """
 
 import re
@@ -10,10 +10,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from mlops_assets.release.deployments import DeploymentError, Endpoint, Release
-from mlops_assets.release.engines import ENGINES, find_engine
-from mlops_assets.release.local_processes import LocalTarget
-from mlops_assets.release.runtimes import ContainerRuntime, ProcessRuntime
+from mlops_assets.hosting.engines import ENGINES, find_engine
+from mlops_assets.hosting.health import DeploymentError
+from mlops_assets.hosting.processes import LocalTarget
+from mlops_assets.hosting.runtimes import ContainerRuntime, ProcessRuntime
+from mlops_assets.release.deployments import Endpoint, Release
 from mlops_assets.release.targets import DeploymentTarget, keys_from_settings
 
 IMAGE_ID = re.compile(r"(sha256:)?[0-9a-f]{64}")  # what LocalImageBuilder reports for an image it built

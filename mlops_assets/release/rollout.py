@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mlops_assets.release.deployments import DeploymentError, Endpoint, Release
+from mlops_assets.hosting.health import DeploymentError
+from mlops_assets.release.deployments import Endpoint, Release
 from mlops_assets.release.smoke import SmokeResult, SmokeSample, smoke_test
 from mlops_assets.release.targets import DeploymentTarget
 

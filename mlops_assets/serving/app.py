@@ -32,7 +32,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mlops_assets.core.fsstore import Storage, credential_options
 from mlops_assets.serving import metrics
 from mlops_assets.serving.artifact import MANIFEST_NAME, LoadedModel, load_release, score_rows
 from mlops_assets.serving.drain import CloseWhileDraining, Drain
@@ -40,6 +39,7 @@ from mlops_assets.serving.features import PayloadError, ServingSpec, packaged_sp
 from mlops_assets.serving.keys import read_keys
 from mlops_assets.serving.openapi import openapi_document
 from mlops_assets.serving.request_log import RequestLogWriter, record_line
+from mlops_assets.storage.fsstore import Storage, credential_options
 
 log = logging.getLogger("mlops_assets.serving")
 SYNTHETIC_HEADER = b"x-mlops-synthetic"

@@ -26,7 +26,7 @@ from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mlops_assets.core.fsstore import Storage
+from mlops_assets.storage.fsstore import Storage
 
 LOG_PREFIX = "scoring-logs"
 log = logging.getLogger("mlops_assets.serving.request_log")

@@ -50,12 +50,12 @@ def serve(
     """Run until SIGTERM/SIGINT; each worker drains, then flushes its request log on the way out.
 
     ``listen_fd``: accept on this inherited listening socket (the supervisor's, see
-    ``release/supervisor.py``) instead of binding ``host:port``.
+    ``hosting/supervisor.py``) instead of binding ``host:port``.
     """
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from mlops_assets.serving.listener import bind_listener, inherited_listener
+    from mlops_assets.hosting.listener import bind_listener, inherited_listener
     from mlops_assets.serving.protocol import BoundedHttpToolsProtocol
 
     # Workers import the app afresh: they read their configuration from the environment.

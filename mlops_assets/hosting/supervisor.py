@@ -3,7 +3,7 @@
 The service (a process from the release's venv, or a container of the release's image) inherits
 the socket as file descriptor 3 and is restarted whenever it dies, on the same socket: clients
 queue in the kernel meanwhile instead of being refused. A successor supervisor receives the
-socket from this one (``serving/listener.py``), so a replacement never closes the port. An
+socket from this one (``listener.py``), so a replacement never closes the port. An
 engine's own restart policy cannot do this: it would restart a container without the socket.
 
 SIGTERM (or SIGINT) stops it: the service is sent SIGTERM, drains, exits, then so does this.
@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from mlops_assets.serving.listener import ListenerError, bind_listener, receive_listener, share_listener
+from mlops_assets.hosting.listener import ListenerError, bind_listener, receive_listener, share_listener
 
 LISTEN_FD = 3  # where systemd socket activation puts it too; podman --preserve-fds 1 passes it on
 log = logging.getLogger("mlops_assets.supervisor")

@@ -1,15 +1,12 @@
-"""Local deployments on 127.0.0.1: start, swap, hand over, stop, list.
+"""Local deployments on 127.0.0.1, their lifecycle: start, swap, hand over, stop, list.
 
 Each deployment is a supervisor (``supervisor.py``) that owns the listening socket and runs the
-service on it, as a process or a container (``runtimes.py``). Its state file (supervisor pid, url,
-version, image) is MLOPS_HOME/deployments/NAME.json, its folder (status, spill, model link, keys)
-MLOPS_HOME/deployments/NAME/ID/. No Dagster here: `mlops-assets deployments` and `down` read and
-stop them without importing it.
+service on it, as a process or a container (``runtimes.py``); what is recorded of it lives in
+``state.py``. No Dagster here: `mlops-assets deployments` and `down` read and stop them without
+importing it.
 """
 
-import contextlib
 import hashlib
-import json
 import os
 import shutil
 import signal
@@ -18,67 +15,22 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
 
-from mlops_assets.release.deployments import DeploymentError, unreadiness
-from mlops_assets.release.runtimes import (
+from mlops_assets.hosting.build_layout import MODEL_DIR
+from mlops_assets.hosting.health import DeploymentError
+from mlops_assets.hosting.runtimes import (
     ContainerRuntime,
     ProcessRuntime,
     give_tree_to_service_user,
     runtime_of,
 )
+from mlops_assets.hosting.state import Deployment, DeploymentStore, point_link, read_status
 
 SERVE_MARKER = "mlops-assets"  # in the supervisor's command line (mlops-assets-supervise) too
 SUPERVISE = "mlops-assets-supervise"
-
-
-@dataclass(frozen=True)
-class Deployment:
-    name: str
-    pid: int
-    url: str
-    port: int
-    version: str
-    image: str
-    model_dir: str  # the release folder being served (a symlink's target for production)
-    log: str
-    started: float
-    code_digest: str = ""
-    deployment_id: str = ""
-    listener: str = ""  # unix socket offering the listening socket to a successor (a handover)
-    model_link: str = ""  # the symlink it serves from, moved by a model swap ("" = model_dir itself)
-    runtime: str = "process"  # or "container"
-    engine: str = ""  # the container engine
-    container: str = ""  # the container's name
-    folder: str = ""  # MLOPS_HOME/deployments/NAME/ID
-
-    def describe(self) -> str:
-        """How it runs, in words (the demo and `deployments` say it)."""
-        if self.runtime == "container":
-            return f"a supervised {self.engine} container ({self.container}) of image {self.image[:12]}"
-        return "a supervised process from the release's venv (no container: see scoring_image)"
-
-    def health(self, timeout: float = 2.0) -> str:
-        """What it answers now: recorded state is not taken for health."""
-        return unreadiness(self.url, self.version, timeout) or "answering ready"
-
-    @property
-    def status(self) -> dict:
-        return read_status(Path(self.folder))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def read_status(folder: Path) -> dict:
-    """A supervisor's status.json: the service's pid, its starts and exit codes ({} before any)."""
-    try:
-        return json.loads((folder / "status.json").read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def _alive(pid: int) -> bool:
@@ -117,44 +69,30 @@ class LocalTarget:
         self.home = home
         self.host = host
         self.state_dir = home / "deployments"
-
-    def _state_path(self, name: str) -> Path:
-        return self.state_dir / f"{name}.json"
+        self.store = DeploymentStore(self.state_dir)
 
     def get(self, name: str) -> Deployment | None:
-        path = self._state_path(name)
-        if not path.exists():
-            return None
-        try:
-            deployment = Deployment(**json.loads(path.read_text()))
-        except FileNotFoundError:
+        deployment = self.store.read(name)
+        if deployment is None:
             return None
         if not _alive(deployment.pid):  # its supervisor died without being stopped: lost
-            with contextlib.suppress(FileNotFoundError):
-                os.replace(path, self._lost_path(name))
+            self.store.mark_lost(name)
             self._runtime(deployment).remove(deployment.container)
             return None
         return deployment
 
-    def _lost_path(self, name: str) -> Path:
-        return self.state_dir / f"{name}.lost"
-
     def lost(self, name: str) -> Deployment | None:
         """What served as ``name`` until its supervisor died, if nobody stopped or replaced it since."""
         self.get(name)  # a supervisor that died since the last look is recorded now
-        try:
-            return Deployment(**json.loads(self._lost_path(name).read_text()))
-        except FileNotFoundError:
-            return None
+        return self.store.read_lost(name)
 
     def list(self) -> list[Deployment]:
-        found = (self.get(p.stem) for p in sorted(self.state_dir.glob("*.json")))
+        found = (self.get(name) for name in self.store.names())
         return [d for d in found if d is not None]
 
     def stop(self, name: str, timeout: float = 30) -> bool:
         deployment = self.get(name)
-        self._state_path(name).unlink(missing_ok=True)
-        self._lost_path(name).unlink(missing_ok=True)  # stopped on purpose: nothing to bring back
+        self.store.remove(name)
         if deployment is None:
             return False
         self._terminate(deployment, timeout)
@@ -176,7 +114,7 @@ class LocalTarget:
 
     def _clear_folder(self, folder: Path | None) -> None:
         """All but undelivered scoring-log records, which the next deployment of the name delivers."""
-        if folder is None or folder.parent.parent != self.state_dir:
+        if folder is None or not self.store.owns(folder):
             return
         spill = folder / "spill"
         if spill.exists() and any(p.is_file() for p in spill.rglob("*")):
@@ -189,7 +127,7 @@ class LocalTarget:
     def _adopt_spill(self, name: str, folder: Path, runtime: ProcessRuntime | ContainerRuntime) -> None:
         """Move what earlier deployments of ``name`` could not deliver into ``folder``'s spill."""
         moved = 0
-        for earlier in sorted((self.state_dir / name).iterdir()):
+        for earlier in self.store.folders(name):
             if earlier == folder or not (earlier / "spill").is_dir():
                 continue
             for spilled in sorted(p for p in (earlier / "spill").rglob("*.jsonl") if p.is_file()):
@@ -233,15 +171,15 @@ class LocalTarget:
             stopped = self.stop(name)
             _require_free_port(self.host, port, name, wait=15.0 if stopped else 0.0)
         deployment_id = uuid.uuid4().hex
-        folder = self.state_dir / name / deployment_id
+        folder = self.store.folder(name, deployment_id)
         folder.mkdir(parents=True)
-        serve_from, model_link = context / "model", ""
+        serve_from, model_link = context / MODEL_DIR, ""
         if linked and isinstance(runtime, ProcessRuntime):
             link = folder / "model"
-            point_link(link, context / "model")
+            point_link(link, context / MODEL_DIR)
             serve_from, model_link = link, str(link)
         listener = self._listener_address(name, deployment_id)
-        log = self.state_dir / f"{name}.log"
+        log = self.store.log(name)
         try:
             service = runtime.service(folder, deployment_id, context, image, serve_from)
         except (OSError, subprocess.CalledProcessError) as exc:
@@ -278,7 +216,7 @@ class LocalTarget:
             port,
             version,
             image,
-            str(context / "model"),
+            str(context / MODEL_DIR),
             str(log),
             time.time(),
             code_digest,
@@ -290,8 +228,8 @@ class LocalTarget:
             service.container,
             str(folder),
         )
-        self._state_path(name).write_text(json.dumps(deployment.to_dict(), indent=2))
-        self._lost_path(name).unlink(missing_ok=True)
+        self.store.write(deployment)
+        self.store.forget_lost(name)
         return deployment
 
     @staticmethod
@@ -363,7 +301,7 @@ class LocalTarget:
         link = Path(current.model_link)
         previous_target = Path(os.path.realpath(link))
         before = self._served_version(current.url)  # what it really serves, not what was recorded
-        point_link(link, context / "model")
+        point_link(link, context / MODEL_DIR)
         deadline = time.monotonic() + timeout
         while True:
             served = self._served_version(current.url)
@@ -377,9 +315,9 @@ class LocalTarget:
                 )
             time.sleep(0.1)
         swapped = Deployment(
-            **{**current.to_dict(), "version": version, "image": image, "model_dir": str(context / "model")}
+            **{**current.to_dict(), "version": version, "image": image, "model_dir": str(context / MODEL_DIR)}
         )
-        self._state_path(name).write_text(json.dumps(swapped.to_dict(), indent=2))
+        self.store.write(swapped)
         return swapped
 
     def release(
@@ -430,11 +368,3 @@ class LocalTarget:
 
 def _tail(log: Path, size: int = 1500) -> str:
     return log.read_text(errors="replace")[-size:]
-
-
-def point_link(link: Path, target: Path) -> None:
-    """Move a symlink atomically (rename over it): readers see the old target or the new one."""
-    link.parent.mkdir(parents=True, exist_ok=True)
-    tmp = link.with_name(f".{link.name}.{uuid.uuid4().hex[:8]}")
-    tmp.symlink_to(target)
-    os.replace(tmp, link)

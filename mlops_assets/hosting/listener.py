@@ -6,7 +6,7 @@ queued on the old one is reset when it closes. So the successor receives its pre
 listening socket itself, as SCM_RIGHTS over a unix socket (the way HAProxy's seamless reload and
 Envoy's hot restart do it): one socket and one queue, accepted from by both services until the
 old one has drained away (``drain.py``). The holders are the deployments' supervisors
-(``release/supervisor.py``); the service inherits the socket as a file descriptor.
+(``hosting/supervisor.py``); the service inherits the socket as a file descriptor.
 """
 
 import logging

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from fsspec.utils import get_protocol
 
-from mlops_assets.release.build_context import AZURE_REQUIREMENTS
-from mlops_assets.release.engines import PROBE_TIMEOUT, Engine
-from mlops_assets.release.supervisor import LISTEN_FD, write_read_only
+from mlops_assets.hosting.build_layout import AZURE_REQUIREMENTS, PROJECT_DIR, REQUIREMENTS
+from mlops_assets.hosting.engines import PROBE_TIMEOUT, Engine
+from mlops_assets.hosting.supervisor import LISTEN_FD, write_read_only
 from mlops_assets.settings import SERVICE_ENVIRONMENT, child_environment, get_settings
 
 SERVE = "mlops-assets"
@@ -50,9 +50,9 @@ def _uv() -> str:
 def ensure_venv(venvs_dir: Path, context: Path) -> Path:
     """A venv with exactly the context's requirements and project, shared by identical contexts."""
     azure = context / AZURE_REQUIREMENTS
-    key = hashlib.sha256((context / "requirements.txt").read_bytes())
+    key = hashlib.sha256((context / REQUIREMENTS).read_bytes())
     key.update(azure.read_bytes() if azure.exists() else b"")
-    for path in sorted((context / "project").rglob("*.py")):
+    for path in sorted((context / PROJECT_DIR).rglob("*.py")):
         key.update(path.read_bytes())
     venv = venvs_dir / key.hexdigest()[:16]
     if (venv / ".complete").exists():
@@ -61,12 +61,12 @@ def ensure_venv(venvs_dir: Path, context: Path) -> Path:
     subprocess.run([_uv(), "venv", "-q", "--python", sys.executable, str(venv)], **run)
     python = str(venv / "bin" / "python")
     subprocess.run(
-        [_uv(), "pip", "install", "-q", "--python", python, "-r", str(context / "requirements.txt")], **run
+        [_uv(), "pip", "install", "-q", "--python", python, "-r", str(context / REQUIREMENTS)], **run
     )
     if azure.exists() and azure.stat().st_size:
         subprocess.run([_uv(), "pip", "install", "-q", "--python", python, "-r", str(azure)], **run)
     subprocess.run(
-        [_uv(), "pip", "install", "-q", "--python", python, "--no-deps", str(context / "project")], **run
+        [_uv(), "pip", "install", "-q", "--python", python, "--no-deps", str(context / PROJECT_DIR)], **run
     )
     (venv / ".complete").write_text("")
     return venv

@@ -1,0 +1,10 @@
+"""The names inside a scoring image's build context.
+
+The contract between ``release/build_context.py``, which assembles a context from a registered
+version, and the runtimes here, which install it into a venv or run the image built from it.
+"""
+
+REQUIREMENTS = "requirements.txt"  # the locked `serving` group
+AZURE_REQUIREMENTS = "requirements-azure.txt"  # `serving` + `serving-azure`, or empty: its own layer
+PROJECT_DIR = "project"  # the package, installed with --no-deps
+MODEL_DIR = "model"  # artifact + manifest
