@@ -194,8 +194,10 @@ def build_servers(work: Path, bench: BenchProject, names: set[str]) -> list[Serv
         env_dir = venv("azureml", "azureml-inference-server-http==1.5.1", "skops==0.16.0", *sklearn_pins)
         code = work / "aml-code"
         code.mkdir()
-        for name in ("score.py", "artifact.py", "features.py"):
-            shutil.copy(REPO / "mlops_assets" / "serving" / name, code / name)
+        from mlops_assets.serving.score import CODE_FOLDER
+
+        for name, source in CODE_FOLDER.items():
+            shutil.copy(REPO / "mlops_assets" / source, code / name)
         p = port()
         servers.append(
             Server(

@@ -14,6 +14,7 @@ import pytest
 from mlops_assets.hosting.runtimes import ensure_venv
 from mlops_assets.release.build_context import assemble, serving_requirements
 from mlops_assets.serving.features import SPEC_NAME
+from mlops_assets.serving.score import CODE_FOLDER
 from mlops_assets_tests.conftest import REPO
 from mlops_assets_tests.projects import (
     CHURN,
@@ -115,8 +116,8 @@ def _azmlinfsrv(venv: Path, code: Path, models: Path):
 
 def _code_folder(folder: Path, spec: dict | None = None) -> Path:
     folder.mkdir()
-    for name in ("score.py", "artifact.py", "features.py"):
-        shutil.copy(REPO / "mlops_assets" / "serving" / name, folder / name)
+    for name, source in CODE_FOLDER.items():
+        shutil.copy(REPO / "mlops_assets" / source, folder / name)
     if spec is not None:
         (folder / SPEC_NAME).write_text(json.dumps(spec))
     return folder

@@ -20,6 +20,8 @@ JOB_FILES = (
     "mlops_assets/serving/__init__.py",
     "mlops_assets/serving/artifact.py",
     "mlops_assets/serving/features.py",
+    "mlops_assets/project/__init__.py",
+    "mlops_assets/project/rules.py",
     "mlops_assets/core/__init__.py",
     "mlops_assets/core/pipes_transport.py",
 )

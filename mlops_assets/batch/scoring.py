@@ -24,15 +24,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mlops_assets.serving.artifact import LoadedModel, classify, json_key
-from mlops_assets.serving.features import (
+from mlops_assets.project.rules import (
     FALSE_TOKENS,
     MAX_ABS_VALUE,
     NULL_TOKENS,
+    NUMBER_TEXT,
     TRUE_TOKENS,
+    Broken,
     Feature,
-    ServingSpec,
 )
+from mlops_assets.serving.artifact import LoadedModel, classify, json_key
+from mlops_assets.serving.features import ServingSpec
 
 CHUNK_ROWS = 262_144
 # pyarrow's pre-buffering keeps every column chunk it has read: 25 MB more per chunk here, 1.2 GB
@@ -148,7 +150,7 @@ def _as_float(column: pa.Array) -> tuple[np.ndarray, np.ndarray | None, np.ndarr
         return values, (column.is_null().to_numpy(zero_copy_only=False) if column.null_count else None), None
     text = pc.utf8_lower(pc.utf8_trim_whitespace(column.cast(pa.string())))
     missing = pc.fill_null(pc.is_in(text, _NUMBER_NULLS), True).to_numpy(zero_copy_only=False)
-    numeric = pc.match_substring_regex(text, r"^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$|^nan$|^[-+]?inf$")
+    numeric = pc.match_substring_regex(text, f"^(?:{NUMBER_TEXT}|nan)$")
     numeric = pc.fill_null(numeric, False).to_numpy(zero_copy_only=False)
     values = np.full(len(column), np.nan)
     if numeric.any():
@@ -157,20 +159,20 @@ def _as_float(column: pa.Array) -> tuple[np.ndarray, np.ndarray | None, np.ndarr
 
 
 def _as_boolean(column: pa.Array) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Truth tokens as 1.0/0.0, numbers as themselves (the rule table takes only 1 and 0)."""
     if (
         pa.types.is_boolean(column.type)
         or pa.types.is_integer(column.type)
         or pa.types.is_floating(column.type)
     ):
-        values, missing, _ = _as_float(column)
-        wrong = ~np.isin(values, (0.0, 1.0)) & ~(np.isnan(values) if missing is None else missing)
-        return values, missing, wrong
+        return _as_float(column)
+    values, _, wrong = _as_float(column)
     text = pc.utf8_lower(pc.utf8_trim_whitespace(column.cast(pa.string())))
     missing = pc.fill_null(pc.is_in(text, pa.array(sorted(NULL_TOKENS))), True).to_numpy(zero_copy_only=False)
     true = pc.fill_null(pc.is_in(text, pa.array(sorted(TRUE_TOKENS))), False).to_numpy(zero_copy_only=False)
     false = pc.fill_null(pc.is_in(text, pa.array(sorted(FALSE_TOKENS))), False).to_numpy(zero_copy_only=False)
-    values = np.where(true, 1.0, np.where(false, 0.0, np.nan))
-    return values, missing, ~(true | false) & ~missing
+    values = np.where(true, 1.0, np.where(false, 0.0, np.where(missing, np.nan, values)))
+    return values, missing, wrong & ~(true | false)
 
 
 def _as_text(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -195,48 +197,39 @@ def _check_column(
     feature: Feature, column: pa.Array
 ) -> tuple[Any, np.ndarray, np.ndarray, Callable[[int], str]]:
     """The column's values as the model takes them, its refused rows, its flagged rows, and the
-    reason for a refused row."""
+    reason for a refused row: the rule table (``project/rules.py``) judges each value."""
     name = feature.name
     if feature.kind == "categorical":
         values, missing = _as_text(column)
-        allowed = np.isin(values, np.array(feature.categories, dtype=object)) | missing
-        outside = ~allowed
-        refused = (missing & (not feature.nullable)) | (outside & (not feature.flag))
+        codes = feature.judge_categories(values, missing)
         values = np.where(missing, None, values)
-
-        def reason(row: int) -> str:
-            if missing[row]:
-                return f"{name}: missing"
-            return f"{name}: {values[row]!r} not one of {', '.join(feature.categories)}"
-
-        return values, refused, outside if feature.flag else np.zeros(len(values), bool), reason
-    values, missing, wrong = (_as_boolean if feature.kind == "boolean" else _as_float)(column)
-    missing = np.zeros(len(values), bool) if missing is None else missing
-    wrong = np.zeros(len(values), bool) if wrong is None else wrong
-    if feature.nullable:  # NaN is how a nullable number is missing
-        missing = missing | (np.isnan(values) & ~wrong)
-    present = ~missing & ~wrong
-    beyond = present & ~(np.abs(values) <= MAX_ABS_VALUE)  # NaN fails the comparison: inf too
-    outside = present & ~beyond & ((values < feature.low) | (values > feature.high))
-    fraction = present & ~beyond & (values != np.round(values)) if feature.kind == "integer" else None
-    refused = wrong | beyond | (missing & (not feature.nullable)) | (outside & (not feature.flag))
-    if fraction is not None:
-        refused |= fraction
+    else:
+        values, missing, wrong = (_as_boolean if feature.kind == "boolean" else _as_float)(column)
+        missing = np.zeros(len(values), bool) if missing is None else missing
+        wrong = np.zeros(len(values), bool) if wrong is None else wrong
+        codes = feature.judge_numbers(values, missing, wrong)
+    refused = feature.refuses(codes)
+    flagged = (codes == Broken.OUTSIDE) & feature.flag
 
     def reason(row: int) -> str:
-        if feature.kind == "boolean" and (missing[row] or wrong[row]):
+        broken = codes[row]
+        if feature.kind == "categorical":
+            if broken == Broken.NULL:
+                return f"{name}: missing"
+            return f"{name}: {values[row]!r} not one of {', '.join(feature.categories)}"
+        if feature.kind == "boolean" and broken in (Broken.NULL, Broken.NOT_OF_KIND):
             return f"{name}: {'missing' if missing[row] else 'not true or false'}"
-        if missing[row] or wrong[row]:
+        if broken in (Broken.NULL, Broken.NOT_OF_KIND):
             return f"{name}: missing or not a number"
-        if not np.isfinite(values[row]):
+        if broken == Broken.NOT_FINITE:
             return f"{name}: not a finite number"
-        if beyond[row]:
+        if broken == Broken.BEYOND:
             return f"{name}: beyond ±{MAX_ABS_VALUE:g}"
-        if fraction is not None and fraction[row]:
+        if broken == Broken.NOT_WHOLE:
             return f"{name}: {values[row]:g} not a whole number"
         return f"{name}: {values[row]:g} outside [{feature.low:g}, {feature.high:g}]"
 
-    return values, refused, outside if feature.flag else np.zeros(len(values), bool), reason
+    return values, refused, flagged, reason
 
 
 def check_chunk(batch: pa.RecordBatch, spec: ServingSpec) -> tuple[Any, np.ndarray, np.ndarray, int]:

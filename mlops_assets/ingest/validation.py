@@ -23,8 +23,15 @@ import pandas as pd
 from scipy import stats
 
 from mlops_assets.ingest.reference import ReferenceStats, category_shares
+from mlops_assets.project.rules import (
+    FALSE_TOKENS,
+    MAX_ABS_VALUE,
+    NULL_TOKENS,
+    NUMBER_TEXT,
+    TRUE_TOKENS,
+    Broken,
+)
 from mlops_assets.project.spec import NUMBER_KINDS, ColumnSpec, ProjectSpec
-from mlops_assets.serving.features import FALSE_TOKENS, NULL_TOKENS, TRUE_TOKENS
 
 
 @dataclass(frozen=True)
@@ -96,28 +103,37 @@ def parse_batch(source: str, raw: bytes) -> ParsedBatch:
     return ParsedBatch(source, cells)
 
 
-def _typed(cells: pd.Series, column: ColumnSpec) -> tuple[pd.Series, pd.Series, pd.Series]:
-    """Values of the column's kind, a mask of null cells and a mask of cells not of that kind.
+def _typed(cells: pd.Series, name: str, column: ColumnSpec) -> tuple[pd.Series, pd.Series, np.ndarray]:
+    """Values of the column's kind, a mask of null cells, and what the rule table
+    (``project/rules.py``) finds wrong with each value (a ``Broken`` code per row).
 
-    numeric, integer and boolean become float64 (booleans 1.0/0.0); categorical stays text.
+    numeric, integer and boolean become float64 (booleans 1.0/0.0; NaN where a cell is not of the
+    kind); categorical stays text.
     """
     stripped = cells.str.strip()
     lowered = stripped.str.lower()
     is_null = lowered.isin(NULL_TOKENS)
+    feature = column.rules(name)
     if column.kind == "categorical":
-        return stripped.where(~is_null), is_null, pd.Series(False, index=cells.index)
+        values = stripped.where(~is_null)
+        codes = feature.judge_categories(values.to_numpy(dtype=object), is_null.to_numpy())
+        return values, is_null, codes
+    numbers = lowered.str.fullmatch(NUMBER_TEXT).fillna(False).to_numpy(dtype=bool) & ~is_null.to_numpy()
+    values = np.full(len(cells), np.nan)
+    if numbers.any():
+        values[numbers] = pd.to_numeric(lowered[numbers]).to_numpy(dtype=np.float64)
+    readable = numbers
     if column.kind == "boolean":
-        values = pd.Series(np.where(lowered.isin(TRUE_TOKENS), 1.0, np.nan), index=cells.index)
-        values[lowered.isin(FALSE_TOKENS)] = 0.0
-        return values, is_null, values.isna() & ~is_null
-    values = pd.to_numeric(stripped.where(~is_null), errors="coerce").astype("float64")
-    wrong = values.isna() & ~is_null
-    # 'inf' parses as a number, but no measurement is infinite.
-    wrong |= np.isinf(values.to_numpy())
-    if column.kind == "integer":
-        wrong |= values.notna() & (values != np.round(values))
-    return values.where(~wrong), is_null, wrong
+        true, false = lowered.isin(TRUE_TOKENS).to_numpy(), lowered.isin(FALSE_TOKENS).to_numpy()
+        values[true], values[false] = 1.0, 0.0
+        readable = numbers | true | false
+    codes = feature.judge_numbers(values, is_null.to_numpy(), ~readable & ~is_null.to_numpy())
+    typed = pd.Series(values, index=cells.index)
+    return typed.where(~np.isin(codes, _NOT_OF_KIND)), is_null, codes
 
+
+# What the schema check reports: a value that is not of its column's kind at all.
+_NOT_OF_KIND = (Broken.NOT_OF_KIND, Broken.NOT_FINITE, Broken.NOT_WHOLE)
 
 _KIND_NAMES = {"numeric": "numeric", "integer": "a whole number", "boolean": "true/false"}
 
@@ -160,9 +176,10 @@ def check_schema(
     cells = batch.cells
     problems = [f"{batch.source}: column {c} missing (schema check)" for c in spec.columns if c not in cells]
     for name, column in _present(batch, spec).items():
-        _, _, wrong = _typed(cells[name], column)
+        _, _, codes = _typed(cells[name], name, column)
+        wrong = np.isin(codes, _NOT_OF_KIND)
         if wrong.any():
-            bad = cells.index[wrong.to_numpy()]
+            bad = cells.index[wrong]
             problems.append(
                 f"{batch.source}: column {name} must be {_KIND_NAMES[column.kind]}, found other values in "
                 f"{len(bad)} row(s): {_examples(bad, cells[name])} (schema check)"
@@ -174,7 +191,7 @@ def check_schema(
 def typed_frame(batch: ParsedBatch, spec: ProjectSpec) -> pd.DataFrame:
     """The spec's columns, typed by kind (see ``_typed``); bad cells and null tokens become NaN."""
     return pd.DataFrame(
-        {name: _typed(batch.cells[name], column)[0] for name, column in _present(batch, spec).items()}
+        {name: _typed(batch.cells[name], name, column)[0] for name, column in _present(batch, spec).items()}
     )
 
 
@@ -186,7 +203,7 @@ def check_nulls(
     cells = batch.cells
     problems, fractions = [], {}
     for name, column in _present(batch, spec).items():
-        _, is_null, _ = _typed(cells[name], column)
+        _, is_null, _ = _typed(cells[name], name, column)
         fractions[name] = float(is_null.mean())
         if is_null.any() and not column.nullable:
             bad = cells.index[is_null.to_numpy()]
@@ -197,38 +214,44 @@ def check_nulls(
     return RuleOutcome("nulls", not problems, problems, {"null_fraction": fractions})
 
 
-def _outside(values: pd.Series, column: ColumnSpec) -> tuple[pd.Series, str]:
-    """A mask of values outside what the column allows, and what it allows, in words."""
-    if column.kind == "categorical":
-        allowed = set(column.categories or ())
-        return values.notna() & ~values.isin(allowed), f"not one of {', '.join(column.categories or ())}"
-    if column.value_range is None:
-        return pd.Series(False, index=values.index), ""
-    low, high = column.value_range
-    return (values < low) | (values > high), f"outside [{low:g}, {high:g}]"
-
-
 def check_ranges(
     batch: ParsedBatch, spec: ProjectSpec, _: ValidationThresholds, __: ReferenceStats | None
 ) -> RuleOutcome:
     """Values outside a column's range or categories: the batch fails where the spec says
-    ``reject``; where it says ``flag``, it passes and the rows are reported."""
+    ``reject``; where it says ``flag``, it passes and the rows are reported. A number beyond ±1e9
+    fails it whatever the spec says (the rule table's limit, as in batch scoring and serving)."""
     if (skipped := _unparsed(batch, "ranges")) is not None:
         return skipped
-    frame = typed_frame(batch, spec)
     problems, flagged = [], {}
     for name, column in _present(batch, spec).items():
-        outside, allowed = _outside(frame[name], column)
+        values, _, codes = _typed(batch.cells[name], name, column)
+        feature = column.rules(name)
+        beyond = codes == Broken.BEYOND
+        if beyond.any():
+            bad = values.index[beyond]
+            problems.append(
+                f"{batch.source}: column {name} has {len(bad)} value(s) beyond ±{MAX_ABS_VALUE:g}: "
+                f"{_examples(bad, values)} (ranges check)"
+            )
+        outside = codes == Broken.OUTSIDE
         if not outside.any():
             continue
-        bad = frame.index[outside.to_numpy()]
-        message = f"{batch.source}: column {name} has {len(bad)} value(s) {allowed}: {_examples(bad, frame[name])} (ranges check)"
-        if column.out_of_range == "reject":
-            problems.append(message)
-        else:
+        bad = values.index[outside]
+        message = f"{batch.source}: column {name} has {len(bad)} value(s) {_allowed(column)}: {_examples(bad, values)} (ranges check)"
+        if feature.flag:
             flagged[name] = message
+        else:
+            problems.append(message)
     metadata = {"flagged": "; ".join(flagged.values())} if flagged else {}
     return RuleOutcome("ranges", not problems, problems, metadata)
+
+
+def _allowed(column: ColumnSpec) -> str:
+    """What a column's range or categories allow, in words (the spec's own bounds)."""
+    if column.kind == "categorical":
+        return f"not one of {', '.join(column.categories or ())}"
+    low, high = column.value_range or (-math.inf, math.inf)
+    return f"outside [{low:g}, {high:g}]"
 
 
 def _shift_table(

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mlops_assets.project.code import SPEC_FILE
 from mlops_assets.project.metrics import TASKS, Direction, Task, task_metrics
+from mlops_assets.project.rules import Feature
 
 Kind = Literal["numeric", "integer", "categorical", "boolean"]
 NUMBER_KINDS = ("numeric", "integer")
@@ -60,6 +61,10 @@ class ColumnSpec(_Strict):
         if self.categories is not None and len(set(self.categories)) != len(self.categories):
             raise ValueError("categories repeat a value")
         return self
+
+    def rules(self, name: str) -> Feature:
+        """What the rule table (``project/rules.py``) allows this column, named ``name``."""
+        return Feature.from_dict({"name": name, **self.model_dump()})
 
     @property
     def value_range(self) -> tuple[float, float] | None:

@@ -18,17 +18,15 @@ from typing import Any
 
 import numpy as np
 
+try:
+    from mlops_assets.project.rules import MAX_ABS_VALUE, NUMBER_KINDS, Broken, Feature
+except ImportError:  # deployed as a folder (Azure ML code configuration): rules.py sits beside
+    from rules import MAX_ABS_VALUE, NUMBER_KINDS, Broken, Feature
+
 SPEC_NAME = "serving-spec.json"
-# Far beyond any measurement, and small enough that a linear model's output stays finite.
-MAX_ABS_VALUE = 1e9
-NUMBER_KINDS = ("numeric", "integer")
 _NUMBER_TYPES = frozenset({int, float})
 # Every byte of {"data": [[numbers]]} but its two quote marks.
 _NUMBERS_TEXT = b"0123456789.-+eE,[]{}: \t\r\ndat"
-# What a cell of a data file means, lower-cased and trimmed (ingest and batch scoring read text).
-NULL_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
-TRUE_TOKENS = frozenset({"true", "1", "1.0", "yes", "y", "t"})
-FALSE_TOKENS = frozenset({"false", "0", "0.0", "no", "n", "f"})
 
 
 class PayloadError(ValueError):
@@ -37,30 +35,6 @@ class PayloadError(ValueError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-
-@dataclass(frozen=True)
-class Feature:
-    name: str
-    kind: str  # numeric | integer | boolean | categorical
-    low: float = -MAX_ABS_VALUE
-    high: float = MAX_ABS_VALUE
-    categories: tuple[str, ...] = ()
-    nullable: bool = False
-    flag: bool = False  # out of range or categories: scored and reported instead of refused
-    category_set: frozenset = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "category_set", frozenset(self.categories))
-
-    def describe(self) -> str:
-        if self.kind == "categorical":
-            return f"one of {', '.join(self.categories)}"
-        if self.kind == "boolean":
-            return "true or false"
-        return (
-            f"{'a whole number' if self.kind == 'integer' else 'a number'} in [{self.low:g}, {self.high:g}]"
-        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,20 +72,7 @@ class ServingSpec:
 
     @classmethod
     def from_dict(cls, spec: dict[str, Any]) -> "ServingSpec":
-        features = []
-        for f in spec["features"]:
-            low, high = f.get("min"), f.get("max")
-            features.append(
-                Feature(
-                    f["name"],
-                    f["kind"],
-                    -MAX_ABS_VALUE if low is None else max(float(low), -MAX_ABS_VALUE),
-                    MAX_ABS_VALUE if high is None else min(float(high), MAX_ABS_VALUE),
-                    tuple(f.get("categories") or ()),
-                    bool(f.get("nullable", False)),
-                    f.get("out_of_range", "reject") == "flag",
-                )
-            )
+        features = [Feature.from_dict(f) for f in spec["features"]]
         return cls(
             spec["name"],
             spec["task"],
@@ -427,6 +388,7 @@ def _frame_by_value(data: list, spec: ServingSpec) -> Rows:
 
 
 def _value(index: int, feature: Feature, value: Any, flags: list[str]) -> Any:
+    """One JSON value read as the feature's kind, then judged by the rule table."""
     where = f"row {index}, feature {feature.name}"
     if value is None:
         if feature.nullable:
@@ -435,28 +397,32 @@ def _value(index: int, feature: Feature, value: Any, flags: list[str]) -> Any:
     if feature.kind == "categorical":
         if type(value) is not str:
             raise PayloadError(422, f"{where}: {value!r} is not text; expected {feature.describe()}")
-        if value not in feature.categories:
+        if feature.judge_category(value) == Broken.OUTSIDE:
             problem = _out_of_range(index, feature, repr(value))
             if not feature.flag:
                 raise PayloadError(422, problem)
             flags.append(problem)
         return value
+    # JSON has null for a missing value: NaN (which Python's json module reads) is never one.
     if feature.kind == "boolean":
-        if value is True or value is False:
-            return float(value)
-        if type(value) in _NUMBER_TYPES and value in (0, 1):
+        if type(value) is bool or (type(value) in _NUMBER_TYPES and value in (0, 1)):
             return float(value)
         raise PayloadError(422, f"{where}: {value!r} is not true or false")
     if type(value) not in _NUMBER_TYPES:
         raise PayloadError(422, f"{where}: {value!r} is not a number")
-    number = float(value)
-    if not math.isfinite(number):
+    try:
+        number = float(value)
+    except OverflowError:
+        raise PayloadError(422, f"{where}: {value} is not a finite number") from None
+    broken = Broken.NOT_FINITE if number != number else feature.judge_number(number)
+    if broken == Broken.NOTHING:
+        return number
+    if broken == Broken.NOT_FINITE:
         raise PayloadError(422, f"{where}: {value} is not a finite number")
-    if feature.kind == "integer" and number != round(number):
+    if broken == Broken.NOT_WHOLE:
         raise PayloadError(422, f"{where}: {number:g} is not a whole number")
-    if not feature.low <= number <= feature.high:
-        problem = _out_of_range(index, feature, f"{number:g}")
-        if not feature.flag or abs(number) > MAX_ABS_VALUE:
-            raise PayloadError(422, problem)
-        flags.append(problem)
+    problem = _out_of_range(index, feature, f"{number:g}")
+    if broken == Broken.BEYOND or not feature.flag:
+        raise PayloadError(422, problem)
+    flags.append(problem)
     return number

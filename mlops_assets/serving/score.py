@@ -3,8 +3,8 @@
 Request ``{"data": [[values in the spec's feature order], ...]}`` or ``{"data": [{"feature":
 value}, ...]}``, response ``{"result": [...]}`` (and ``"probabilities"`` for a classifier); a
 request the model cannot score gets ``{"error": "..."}``. Runs unchanged in Azure ML's inference
-server (``azmlinfsrv --entry_script score.py``) and managed endpoints, with ``artifact.py``,
-``features.py`` and the project's ``serving-spec.json`` beside it (without the spec: every feature
+server (``azmlinfsrv --entry_script score.py``) and managed endpoints, with the modules of
+``CODE_FOLDER`` and the project's ``serving-spec.json`` beside it (without the spec: every feature
 a number). Imports only numpy, pandas, scikit-learn (through skops), skops and the standard library.
 """
 
@@ -22,6 +22,13 @@ except ImportError:  # deployed as a folder (Azure ML code configuration): the m
     from features import SPEC_NAME, PayloadError, ServingSpec, rows_from_payload
 
 MAX_ROWS = 10_000
+# An Azure ML code folder: each file beside this one, by its place in the package.
+CODE_FOLDER = {
+    "score.py": "serving/score.py",
+    "artifact.py": "serving/artifact.py",
+    "features.py": "serving/features.py",
+    "rules.py": "project/rules.py",
+}
 model: LoadedModel | None = None
 
 
