@@ -46,7 +46,8 @@ def run_ours(input_path: str, output_dir: str) -> dict:
     import fsspec
 
     from mlops_assets.batch.scoring import score_file
-    from mlops_assets.serving.artifact import LoadedModel, affine_predictor
+    from mlops_assets.model.loaded import LoadedModel
+    from mlops_assets.model.predictors import affine_predictor
     from mlops_assets_tests.projects import diabetes_frame, fit_diabetes
 
     predict = affine_predictor(fit_diabetes(diabetes_frame()), len(FEATURES))

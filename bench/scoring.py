@@ -118,7 +118,7 @@ def plain_body(rows):
 def build_servers(work: Path, bench: BenchProject, names: set[str]) -> list[Server]:
     import joblib
 
-    from mlops_assets.serving.features import SPEC_NAME
+    from mlops_assets.model.rows import SPEC_NAME
     from mlops_assets_tests.projects import write_project_release
 
     work = work / bench.name
@@ -192,12 +192,9 @@ def build_servers(work: Path, bench: BenchProject, names: set[str]) -> list[Serv
         return sorted(servers, key=lambda s: SERVER_ORDER.index(s.name))  # peers serve diabetes only
     if "azureml-inference-server" in names:
         env_dir = venv("azureml", "azureml-inference-server-http==1.5.1", "skops==0.16.0", *sklearn_pins)
-        code = work / "aml-code"
-        code.mkdir()
-        from mlops_assets.serving.score import CODE_FOLDER
+        from mlops_assets.release.aml_code import write_code_folder
 
-        for name, source in CODE_FOLDER.items():
-            shutil.copy(REPO / "mlops_assets" / source, code / name)
+        code = write_code_folder(work / "aml-code")
         p = port()
         servers.append(
             Server(

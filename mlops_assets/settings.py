@@ -164,7 +164,7 @@ class Settings(BaseSettings):
     serving_spec: Path | None = Field(
         default=None,
         description="serving-spec.json of the model project; unset: the one a release packages beside "
-        "serving/features.py, else every feature is a number, as the manifest lists them.",
+        "model/rows.py, else every feature is a number, as the manifest lists them.",
     )
     serve_model_dir: Path | None = Field(
         default=None, description="Set by `mlops-assets serve` for its workers: the model folder."

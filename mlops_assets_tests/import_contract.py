@@ -19,6 +19,7 @@ PACKAGE = "mlops_assets"
 # room sits in another layer than its room.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("mlops_assets", "mlops_assets.settings", "mlops_assets.project"),
+    ("mlops_assets.model",),  # the row contract applies project's rule table
     ("mlops_assets.storage",),
     ("mlops_assets.hosting",),  # the service inherits its socket from the host (hosting.listener)
     ("mlops_assets.serving",),
@@ -37,13 +38,19 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 INDEPENDENT = {"mlops_assets.monitoring", "mlops_assets.batch"}
 # The rooms the scoring service and the local host are made of: they never pull in these, however
 # lazily (start-up time and memory per worker; `deployments` and `down` run without Dagster).
-SERVICE_ROOMS = ("mlops_assets", "mlops_assets.settings", "mlops_assets.project", "mlops_assets.storage",
-                 "mlops_assets.hosting", "mlops_assets.serving")  # fmt: skip
+SERVICE_ROOMS = ("mlops_assets", "mlops_assets.settings", "mlops_assets.project", "mlops_assets.model",
+                 "mlops_assets.storage", "mlops_assets.hosting", "mlops_assets.serving")  # fmt: skip
 NOT_IN_SERVICE = ("dagster", "mlflow")
 KEYS_MODULE = "mlops_assets.core.keys"
 # Rooms whose package import must cost nothing beyond the module asked for (the service imports
 # storage.fsstore, hosting.listener and its own modules one by one).
-EMPTY_MODULES = ("mlops_assets.storage", "mlops_assets.hosting", "mlops_assets.serving", "mlops_assets.core")
+EMPTY_MODULES = (
+    "mlops_assets.model",
+    "mlops_assets.storage",
+    "mlops_assets.hosting",
+    "mlops_assets.serving",
+    "mlops_assets.core",
+)
 
 
 @dataclass(frozen=True)

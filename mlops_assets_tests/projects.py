@@ -12,9 +12,9 @@ import skops.io as sio
 
 from mlops_assets.ingest.seed import split_seed
 from mlops_assets.ingest.validation import parse_batch, typed_frame
+from mlops_assets.model.artifact import sha256_hex
 from mlops_assets.project.loader import ModelProject, load_project
 from mlops_assets.project.locate import MODELS_DIR
-from mlops_assets.serving.artifact import sha256_hex
 
 __all__ = [
     "CHURN",

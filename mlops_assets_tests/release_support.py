@@ -2,8 +2,9 @@
 
 import skops.io as sio
 
-from mlops_assets.registry.manifest import build_manifest, smoke_block
-from mlops_assets.serving.artifact import sha256_hex
+from mlops_assets.model.artifact import sha256_hex
+from mlops_assets.model.smoke import smoke_block
+from mlops_assets.registry.manifest import build_manifest
 from mlops_assets_tests.projects import DIABETES, FEATURES, diabetes_frame, fit_diabetes, split_seed
 
 

@@ -14,7 +14,7 @@ import httpx
 import pandas as pd
 import skops.io as sio
 
-from mlops_assets.serving.artifact import sha256_hex
+from mlops_assets.model.artifact import sha256_hex
 from mlops_assets_tests.projects import DIABETES, FEATURES, diabetes_frame, fit_diabetes, split_seed
 
 BIN = Path(sys.executable).parent

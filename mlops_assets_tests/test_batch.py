@@ -10,9 +10,9 @@ from mlops_assets.batch.assets import batch_predictions, scoring_inputs
 from mlops_assets.batch.automation import SCORING_INPUT_SENSOR, plan_scoring_inputs
 from mlops_assets.batch.scoring import BatchInputError, score_file
 from mlops_assets.ingest.seed import seed
+from mlops_assets.model.loaded import LoadedModel
 from mlops_assets.ops.runner import ingest_new_files, retrain, sensor_tags
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS
-from mlops_assets.serving.artifact import LoadedModel
 from mlops_assets_tests import data_files
 from mlops_assets_tests.projects import DIABETES, TARGET
 
@@ -143,7 +143,7 @@ def test_batch_predictions_scores_landed_files_with_the_production_model(
     assert a.success and b.success
     scored = pd.read_parquet(storage.uri("scoring-output/clinic-a.parquet"))
     model = production.read_file(1, "model.skops")
-    from mlops_assets.serving.artifact import load_verified_model, sha256_hex
+    from mlops_assets.model.artifact import load_verified_model, sha256_hex
 
     expected = load_verified_model(model, sha256_hex(model)).predict(
         frame[list(FEATURES)].to_numpy(dtype=float)
@@ -185,8 +185,8 @@ def test_a_classifier_s_file_is_read_by_its_spec_and_scored_with_labels_and_prob
     import fsspec
     import pandas as pd
 
-    from mlops_assets.serving.artifact import loaded_model
-    from mlops_assets.serving.features import ServingSpec
+    from mlops_assets.model.loaded import loaded_model
+    from mlops_assets.model.rows import ServingSpec
     from mlops_assets_tests.projects import (
         CHURN,
         CHURN_ROWS,

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 from mlops_assets.batch.scoring import check_chunk, read_chunks
 from mlops_assets.ingest.validation import ValidationThresholds, check_ranges, failed_rules, parse_batch
+from mlops_assets.model.rows import PayloadError, ServingSpec, rows_from_payload
 from mlops_assets.project.spec import ProjectSpec
-from mlops_assets.serving.features import PayloadError, ServingSpec, rows_from_payload
 
 CATEGORIES = ("red", "green", "blue")
 WORDS = ("purple", "Red", "twenty", "abc")  # no format reads these as null, a truth value or a number

@@ -10,8 +10,8 @@ from mlops_assets.core.file_sensors import RUN_KEY_TAG, SENSOR_NAME_TAG
 from mlops_assets.ingest.assets import landed_batch, landed_files, validated_batch
 from mlops_assets.ingest.automation import LANDING_SENSOR
 from mlops_assets.ingest.seed import land_held_back, seed
+from mlops_assets.model.artifact import load_verified_model, sha256_hex
 from mlops_assets.ops.runner import ingest_new_files, retrain
-from mlops_assets.serving.artifact import load_verified_model, sha256_hex
 from mlops_assets_tests import data_files
 from mlops_assets_tests.projects import DIABETES
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from mlops_assets.model.artifact import sha256_hex
 from mlops_assets.release.assets import (
     model_versions,
     prod_deployment,
@@ -17,7 +18,6 @@ from mlops_assets.release.assets import (
 )
 from mlops_assets.release.automation import RELEASE_SENSOR
 from mlops_assets.release.local_target import LocalDeploymentTarget
-from mlops_assets.serving.artifact import sha256_hex
 from mlops_assets_tests.conftest import REPO
 from mlops_assets_tests.projects import FEATURES, diabetes_frame, fit_diabetes, split_seed
 from mlops_assets_tests.release_support import register
@@ -334,7 +334,8 @@ def test_two_releases_started_together_run_one_at_a_time_in_order(settings, inst
 
 
 def test_the_smoke_test_fails_on_wrong_predictions_a_wrong_version_a_bad_key_or_no_answer(tmp_path):
-    from mlops_assets.release.smoke import SmokeSample, smoke_test
+    from mlops_assets.model.smoke import SmokeSample
+    from mlops_assets.release.smoke import smoke_test
     from mlops_assets_tests.serving_support import SAMPLE, Service, predictions, write_release
 
     served = write_release(tmp_path / "served", 1, alpha=0.5)
@@ -361,7 +362,8 @@ def test_the_smoke_test_never_raises_on_an_answer_outside_the_contract():
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from mlops_assets.release.smoke import SmokeSample, smoke_test
+    from mlops_assets.model.smoke import SmokeSample
+    from mlops_assets.release.smoke import smoke_test
 
     class NotJson(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -385,7 +387,7 @@ def test_the_smoke_test_never_raises_on_an_answer_outside_the_contract():
 
 
 def test_the_smoke_sample_comes_from_the_manifest_and_a_version_without_one_is_not_released(settings, defs):
-    from mlops_assets.registry.manifest import smoke_block
+    from mlops_assets.model.smoke import smoke_block
     from mlops_assets.release.from_registry import ReleaseInputError, smoke_sample
 
     models = defs.resources["registry"].get_registry()

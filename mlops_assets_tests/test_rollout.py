@@ -13,11 +13,12 @@ from mlops_assets.core.alerts import AlertWebhook
 from mlops_assets.definitions import build_definitions
 from mlops_assets.hosting.health import DeploymentError
 from mlops_assets.hosting.processes import LocalTarget
+from mlops_assets.model.smoke import SmokeSample
 from mlops_assets.release.deployments import Release
 from mlops_assets.release.from_registry import assemble_version, restorable_release, smoke_sample
 from mlops_assets.release.local_target import LocalDeploymentTarget
 from mlops_assets.release.rollout import RolloutError, roll_out_production, roll_out_qa
-from mlops_assets.release.smoke import SmokeSample, smoke_test
+from mlops_assets.release.smoke import smoke_test
 from mlops_assets.settings import get_settings
 from mlops_assets_tests.release_support import register
 from mlops_assets_tests.serving_support import free_port

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -12,9 +11,8 @@ import httpx
 import pytest
 
 from mlops_assets.hosting.runtimes import ensure_venv
+from mlops_assets.release.aml_code import write_code_folder
 from mlops_assets.release.build_context import assemble, serving_requirements
-from mlops_assets.serving.features import SPEC_NAME
-from mlops_assets.serving.score import CODE_FOLDER
 from mlops_assets_tests.conftest import REPO
 from mlops_assets_tests.projects import (
     CHURN,
@@ -115,12 +113,7 @@ def _azmlinfsrv(venv: Path, code: Path, models: Path):
 
 
 def _code_folder(folder: Path, spec: dict | None = None) -> Path:
-    folder.mkdir()
-    for name, source in CODE_FOLDER.items():
-        shutil.copy(REPO / "mlops_assets" / source, folder / name)
-    if spec is not None:
-        (folder / SPEC_NAME).write_text(json.dumps(spec))
-    return folder
+    return write_code_folder(folder, spec)
 
 
 def test_score_py_runs_unchanged_in_azure_ml_s_inference_server_for_each_project(tmp_path):

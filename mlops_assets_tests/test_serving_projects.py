@@ -11,8 +11,8 @@ import httpx
 import numpy as np
 import pytest
 
+from mlops_assets.model.rows import SPEC_NAME
 from mlops_assets.release.build_context import assemble
-from mlops_assets.serving.features import SPEC_NAME
 from mlops_assets_tests.projects import (
     CHURN,
     CHURN_ROWS,
@@ -163,7 +163,7 @@ def test_trust_in_the_artifact_s_types_comes_from_the_spec_never_from_the_manife
 def test_the_build_context_packages_the_spec_with_the_code(churn, tmp_path):
     spec = CHURN.spec.serving_dict()
     context, _ = assemble(tmp_path, "model.skops", churn["artifact"], churn["manifest"], b"", b"", spec)
-    packaged = context.path / "project" / "mlops_assets" / "serving" / SPEC_NAME
+    packaged = context.path / "project" / "mlops_assets" / "model" / SPEC_NAME
     assert json.loads(packaged.read_text()) == spec
     edited = {**spec, "features": [{**spec["features"][0], "out_of_range": "flag"}, *spec["features"][1:]]}
     other, _ = assemble(tmp_path, "model.skops", churn["artifact"], churn["manifest"], b"", b"", edited)

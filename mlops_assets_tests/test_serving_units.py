@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlops_assets.model.artifact import ArtifactError
+from mlops_assets.model.loaded import load_release
+from mlops_assets.model.manifest import find_manifest
+from mlops_assets.model.rows import PayloadError, ServingSpec, rows_from_payload
 from mlops_assets.serving import score
-from mlops_assets.serving.artifact import ArtifactError, find_manifest, load_release
-from mlops_assets.serving.features import PayloadError, ServingSpec, rows_from_payload
 from mlops_assets.serving.request_log import RequestLogWriter, record_line
 from mlops_assets.storage.fsstore import Storage
 from mlops_assets_tests.projects import FEATURES
@@ -53,7 +55,7 @@ def test_only_a_model_that_is_affine_gets_the_collapsed_predictor(tmp_path, kind
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import PolynomialFeatures
 
-    from mlops_assets.serving.artifact import sha256_hex
+    from mlops_assets.model.artifact import sha256_hex
     from mlops_assets_tests.projects import FEATURES, TARGET, diabetes_frame
 
     frame = diabetes_frame()
@@ -262,7 +264,8 @@ def test_a_classifier_is_asked_once_only_where_its_label_is_its_likeliest_class(
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import FixedThresholdClassifier
 
-    from mlops_assets.serving.artifact import LoadedModel, classify, labels_are_likeliest
+    from mlops_assets.model.loaded import LoadedModel, classify
+    from mlops_assets.model.predictors import labels_are_likeliest
 
     rng = np.random.default_rng(0)
     rows = rng.normal(size=(400, 3))
@@ -288,7 +291,7 @@ def test_a_classifier_is_asked_once_only_where_its_label_is_its_likeliest_class(
 def test_valid_rows_of_every_feature_kind_give_the_same_frame_a_column_at_a_time(by):
     """The fast path (a column at a time) and the value-by-value path agree on every valid row,
     nulls included; anything the fast path does not plainly accept goes value by value."""
-    from mlops_assets.serving.features import _frame_by_value, probe_rows
+    from mlops_assets.model.rows import _frame_by_value, probe_rows
     from mlops_assets_tests.projects import CHURN, CHURN_ROWS
 
     spec = ServingSpec.from_dict(CHURN.spec.serving_dict())
@@ -341,7 +344,7 @@ def _mixed_pipeline(final):
 
 
 def _mixed_data(spec: ServingSpec, count: int, seed: int):
-    from mlops_assets.serving.features import probe_rows
+    from mlops_assets.model.rows import probe_rows
 
     rows = probe_rows(spec, count, seed=seed)
     frame = rows_from_payload({"data": rows}, spec, count).values
@@ -357,7 +360,8 @@ def test_a_classifier_additive_in_its_features_scores_as_sums_with_the_model_s_p
     valid (a flagged, unknown category) ask the model."""
     from sklearn.linear_model import LogisticRegression
 
-    from mlops_assets.serving.artifact import LoadedModel, additive_classifier, score_rows
+    from mlops_assets.model.loaded import LoadedModel, score_rows
+    from mlops_assets.model.predictors import additive_classifier
     from mlops_assets_tests.projects import CHURN, fit_project, typed_seed
 
     spec = _mixed_spec()
@@ -392,7 +396,7 @@ def test_a_classifier_additive_in_its_features_scores_as_sums_with_the_model_s_p
 
 
 def _probe(spec: ServingSpec, seed: int) -> list:
-    from mlops_assets.serving.features import probe_rows
+    from mlops_assets.model.rows import probe_rows
 
     return probe_rows(spec, 300, seed=seed)
 
@@ -406,7 +410,7 @@ def test_a_classifier_that_is_not_additive_keeps_being_asked():
     from sklearn.preprocessing import PolynomialFeatures
     from sklearn.tree import DecisionTreeClassifier
 
-    from mlops_assets.serving.artifact import additive_classifier
+    from mlops_assets.model.predictors import additive_classifier
 
     spec = _mixed_spec()
     _, frame, labels = _mixed_data(spec, 600, seed=0)
@@ -442,7 +446,7 @@ def test_a_spec_whose_integer_bounds_are_not_whole_still_loads_its_classifier():
     fractions (0.5 to 10.5 takes 1 to 10): reading the model never refuses it."""
     from sklearn.linear_model import LogisticRegression
 
-    from mlops_assets.serving.artifact import additive_classifier
+    from mlops_assets.model.predictors import additive_classifier
 
     spec = ServingSpec.from_dict(
         {

@@ -9,7 +9,7 @@ import sys
 import pandas as pd
 import pytest
 
-from mlops_assets.serving.artifact import ArtifactError, load_verified_model
+from mlops_assets.model.artifact import ArtifactError, load_verified_model
 from mlops_assets.training import train
 from mlops_assets_tests.projects import DIABETES, FEATURES, TARGET, diabetes_frame, fit_diabetes, split_seed
 

@@ -10,11 +10,13 @@ from mlops_assets.core import keys
 from mlops_assets.core.instance import STAGE_TAG
 from mlops_assets.core.project import ModelProjectResource
 from mlops_assets.core.storage import StorageResource
+from mlops_assets.model.artifact import ArtifactError
+from mlops_assets.model.loaded import LoadedModel, loaded_model
+from mlops_assets.model.manifest import MANIFEST_NAME
+from mlops_assets.model.rows import ServingSpec
 from mlops_assets.registry.assets import RELEASE_PREFIX
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS
 from mlops_assets.registry.resource import RegistryResource
-from mlops_assets.serving.artifact import MANIFEST_NAME, ArtifactError, LoadedModel, loaded_model
-from mlops_assets.serving.features import ServingSpec
 
 INPUT_PREFIX = "scoring-input"
 OUTPUT_PREFIX = "scoring-output"

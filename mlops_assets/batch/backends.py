@@ -9,7 +9,7 @@ import dagster as dg
 from mlops_assets.azure.jobs import AzureMLJobs
 from mlops_assets.batch.scoring import BatchInputError, score_file
 from mlops_assets.core.storage import Storage
-from mlops_assets.serving.artifact import LoadedModel
+from mlops_assets.model.loaded import LoadedModel
 
 # What score_job.py imports of the project: uploaded as the AML job's code, nothing more.
 JOB_FILES = (
@@ -17,11 +17,14 @@ JOB_FILES = (
     "mlops_assets/batch/__init__.py",
     "mlops_assets/batch/scoring.py",
     "mlops_assets/batch/score_job.py",
-    "mlops_assets/serving/__init__.py",
-    "mlops_assets/serving/artifact.py",
-    "mlops_assets/serving/features.py",
     "mlops_assets/project/__init__.py",
     "mlops_assets/project/rules.py",
+    "mlops_assets/model/__init__.py",
+    "mlops_assets/model/rows.py",
+    "mlops_assets/model/manifest.py",
+    "mlops_assets/model/artifact.py",
+    "mlops_assets/model/predictors.py",
+    "mlops_assets/model/loaded.py",
     "mlops_assets/core/__init__.py",
     "mlops_assets/core/pipes_transport.py",
 )

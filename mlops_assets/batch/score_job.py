@@ -17,8 +17,8 @@ def main() -> int:
 
     from mlops_assets.batch.scoring import BatchInputError, score_file
     from mlops_assets.core.pipes_transport import pipes_transport
-    from mlops_assets.serving.artifact import loaded_model
-    from mlops_assets.serving.features import ServingSpec
+    from mlops_assets.model.loaded import loaded_model
+    from mlops_assets.model.rows import ServingSpec
 
     with open_dagster_pipes(**pipes_transport()) as pipes:
         extras = pipes.extras

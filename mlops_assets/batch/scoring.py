@@ -24,6 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mlops_assets.model.loaded import LoadedModel, classify, json_key
+from mlops_assets.model.rows import ServingSpec
 from mlops_assets.project.rules import (
     FALSE_TOKENS,
     MAX_ABS_VALUE,
@@ -33,8 +35,6 @@ from mlops_assets.project.rules import (
     Broken,
     Feature,
 )
-from mlops_assets.serving.artifact import LoadedModel, classify, json_key
-from mlops_assets.serving.features import ServingSpec
 
 CHUNK_ROWS = 262_144
 # pyarrow's pre-buffering keeps every column chunk it has read: 25 MB more per chunk here, 1.2 GB

@@ -148,7 +148,7 @@ class ProjectSpec(_Strict):
         return {**self.features, self.target.name: self.target}
 
     def serving_dict(self) -> dict[str, Any]:
-        """What the scoring service needs of the spec, as plain JSON (serving/features.py reads it
+        """What the scoring service needs of the spec, as plain JSON (model/rows.py reads it
         with the standard library: the service and Azure ML's server need no pydantic for it)."""
 
         def column(name: str, spec: ColumnSpec) -> dict[str, Any]:

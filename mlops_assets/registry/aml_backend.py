@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr
 
-from mlops_assets.registry.manifest import MANIFEST_NAME
+from mlops_assets.model.manifest import MANIFEST_NAME
 from mlops_assets.registry.protocol import ModelVersion
 from mlops_assets.registry.resource import RegistryResource
 

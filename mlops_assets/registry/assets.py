@@ -10,6 +10,9 @@ from mlops_assets.core import keys
 from mlops_assets.core.project import ModelProjectResource
 from mlops_assets.core.stage_lock import StageLock
 from mlops_assets.core.storage import Storage, StorageResource, load_stored_value, relative_path
+from mlops_assets.model.artifact import ArtifactError, load_verified_model
+from mlops_assets.model.manifest import MANIFEST_NAME
+from mlops_assets.model.smoke import smoke_block
 from mlops_assets.project.loader import ModelProject
 from mlops_assets.project.metrics import evaluate, task_metrics
 from mlops_assets.registry.evaluation import (
@@ -20,11 +23,10 @@ from mlops_assets.registry.evaluation import (
     decide,
 )
 from mlops_assets.registry.index import VersionIndex
-from mlops_assets.registry.manifest import MANIFEST_NAME, build_manifest, smoke_block
+from mlops_assets.registry.manifest import build_manifest
 from mlops_assets.registry.plots import holdout_plots_markdown
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS, RELEASE_STATE_TAG, ModelRegistry
 from mlops_assets.registry.resource import RegistryResource
-from mlops_assets.serving.artifact import ArtifactError, load_verified_model
 from mlops_assets.training.assets import reported_metrics
 from mlops_assets.training.train import ARTIFACT_NAME, holdout_mask
 

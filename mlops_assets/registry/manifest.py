@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
+from mlops_assets.model.manifest import MANIFEST_NAME
 from mlops_assets.project.loader import ModelProject
-from mlops_assets.serving.artifact import MANIFEST_NAME
 from mlops_assets.training.assets import reported_metrics
 
-__all__ = ["MANIFEST_NAME", "build_manifest", "smoke_block"]
-SMOKE_ROWS = 3
+__all__ = ["MANIFEST_NAME", "build_manifest"]
 
 
 def build_manifest(
@@ -48,12 +43,3 @@ def build_manifest(
     if smoke is not None:
         manifest["smoke"] = smoke
     return manifest
-
-
-def smoke_block(model: Any, rows: pd.DataFrame, features: Sequence[str]) -> dict[str, list]:
-    """A few rows and the registered model's own predictions for them: what every deployment of
-    this version must answer (releases check it, never trusting the deployed copy to say)."""
-    sample = rows[list(features)].head(SMOKE_ROWS)
-    predictions = np.asarray(model.predict(sample))
-    values = sample.astype(object).where(sample.notna(), None).to_numpy().tolist()
-    return {"rows": values, "predictions": predictions.tolist()}

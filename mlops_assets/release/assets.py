@@ -11,6 +11,7 @@ from mlops_assets.core.alerts import AlertWebhook
 from mlops_assets.core.file_sensors import SENSOR_NAME_TAG
 from mlops_assets.core.stage_lock import StageLock
 from mlops_assets.core.storage import StorageResource
+from mlops_assets.model.smoke import SmokeSample
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS, QA_ALIAS, RELEASE_STATE_TAG
 from mlops_assets.registry.resource import RegistryResource
 from mlops_assets.release.builders import ImageBuilder
@@ -23,7 +24,7 @@ from mlops_assets.release.from_registry import (
     smoke_sample,
 )
 from mlops_assets.release.rollout import RolloutError, roll_out_production, roll_out_qa
-from mlops_assets.release.smoke import SmokeResult, SmokeSample
+from mlops_assets.release.smoke import SmokeResult
 from mlops_assets.release.targets import DeploymentTarget
 
 model_versions = dg.DynamicPartitionsDefinition(name="model_versions")

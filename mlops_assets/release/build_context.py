@@ -3,7 +3,7 @@
 Layout: ``Dockerfile``, ``requirements.txt`` (the locked `serving` group),
 ``requirements-azure.txt`` (`serving` and `serving-azure`, or empty), ``project/`` (the package,
 installed with --no-deps, with the model project's ``serving-spec.json`` beside
-``serving/features.py``: what requests may hold and the types the artifact may hold is the
+``model/rows.py``: what requests may hold and the types the artifact may hold is the
 code's, not the manifest's), ``model/`` (artifact + manifest). The digest covers every
 file, so the same inputs give the same tag and nothing is rebuilt; ``code_digest`` leaves out
 ``model/``, so a release target can tell "only the model changed" (swap the model in place)
@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mlops_assets.hosting.build_layout import AZURE_REQUIREMENTS, MODEL_DIR, PROJECT_DIR, REQUIREMENTS
-from mlops_assets.serving.features import SPEC_NAME
+from mlops_assets.model.rows import SPEC_NAME
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "deploy" / "docker" / "scoring.Dockerfile"
@@ -93,7 +93,7 @@ def _write_tree(
     )
     if serving_spec is not None:
         spec = json.dumps(serving_spec, indent=2, sort_keys=True)
-        (project / "mlops_assets" / "serving" / SPEC_NAME).write_text(spec)
+        (project / "mlops_assets" / "model" / SPEC_NAME).write_text(spec)
 
 
 def intact(path: Path) -> bool:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mlops_assets.model.artifact import ArtifactError, load_verified_model
+from mlops_assets.model.manifest import MANIFEST_NAME
+from mlops_assets.model.smoke import SmokeSample
 from mlops_assets.registry.protocol import ModelRegistry
 from mlops_assets.release.build_context import BuildContext, assemble, intact, serving_requirements
 from mlops_assets.release.deployments import Endpoint, Release
-from mlops_assets.release.smoke import SmokeSample
-from mlops_assets.serving.artifact import MANIFEST_NAME, ArtifactError, load_verified_model
 from mlops_assets.training.train import ARTIFACT_NAME
 
 

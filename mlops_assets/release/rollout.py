@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mlops_assets.hosting.health import DeploymentError
+from mlops_assets.model.smoke import SmokeSample
 from mlops_assets.release.deployments import Endpoint, Release
-from mlops_assets.release.smoke import SmokeResult, SmokeSample, smoke_test
+from mlops_assets.release.smoke import SmokeResult, smoke_test
 from mlops_assets.release.targets import DeploymentTarget
 
 Smoke = Callable[[str, str, SmokeSample, str], SmokeResult]

@@ -4,20 +4,11 @@ own predictions for it, the version header, and a refusal without a key."""
 from dataclasses import dataclass, field
 
 import httpx
-import numpy as np
 
+from mlops_assets.model.smoke import SmokeSample, same_predictions
 from mlops_assets.serving.app import SYNTHETIC_HEADER
 
 SMOKE_TRACEPARENT = "00-5a0c2e7f4b1d4c3a9e8f7a6b5c4d3e2f-1a2b3c4d5e6f7a8b-01"
-
-
-@dataclass(frozen=True)
-class SmokeSample:
-    """Rows to send and the registered artifact's own predictions for them (known before a deploy)."""
-
-    rows: list[list[float]]
-    predictions: list[float]
-    source: str  # where the sample came from, shown in the UI ("manifest")
 
 
 @dataclass
@@ -30,16 +21,6 @@ class SmokeResult:
     @property
     def passed(self) -> bool:
         return not self.failures
-
-
-def _same_predictions(served: list, expected: list) -> bool:
-    """Numbers (and a classifier's true/false against the 1.0/0.0 it was trained on) within
-    rounding; text labels exactly."""
-    if len(served) != len(expected):
-        return False
-    if all(isinstance(v, int | float) for v in [*served, *expected]):
-        return bool(np.allclose(served, expected, rtol=1e-9, atol=1e-9))
-    return [str(v) for v in served] == [str(v) for v in expected]
 
 
 def smoke_test(url: str, key: str, sample: SmokeSample, version: str, timeout: float = 10.0) -> SmokeResult:
@@ -57,7 +38,7 @@ def smoke_test(url: str, key: str, sample: SmokeSample, version: str, timeout: f
                 )
             else:
                 result.predictions = response.json().get("result", [])
-                if not _same_predictions(result.predictions, sample.predictions):
+                if not same_predictions(result.predictions, sample.predictions):
                     result.failures.append(
                         f"predictions {result.predictions} differ from the model's {sample.predictions}"
                     )

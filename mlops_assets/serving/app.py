@@ -32,10 +32,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from mlops_assets.model.loaded import LoadedModel, load_release, score_rows
+from mlops_assets.model.manifest import MANIFEST_NAME
+from mlops_assets.model.rows import PayloadError, ServingSpec, packaged_spec_path, rows_from_payload
 from mlops_assets.serving import metrics
-from mlops_assets.serving.artifact import MANIFEST_NAME, LoadedModel, load_release, score_rows
 from mlops_assets.serving.drain import CloseWhileDraining, Drain
-from mlops_assets.serving.features import PayloadError, ServingSpec, packaged_spec_path, rows_from_payload
 from mlops_assets.serving.keys import read_keys
 from mlops_assets.serving.openapi import openapi_document
 from mlops_assets.serving.request_log import RequestLogWriter, record_line

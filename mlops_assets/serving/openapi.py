@@ -3,7 +3,8 @@ per model: no per-request schema machinery)."""
 
 from typing import Any
 
-from mlops_assets.serving.features import MAX_ABS_VALUE, Feature, ServingSpec
+from mlops_assets.model.rows import ServingSpec
+from mlops_assets.project.rules import MAX_ABS_VALUE, Feature
 
 _LABEL_TYPES = {"boolean": "boolean", "integer": "integer", "categorical": "string", "numeric": "number"}
 

@@ -1,13 +1,16 @@
-"""What a request may hold, from the model project's spec: its rows checked and typed in one pass.
+"""The row contract: what a request or a file's rows may hold, from the model project's spec,
+checked and typed in one pass into what the model takes.
 
 The spec reaches the service as ``serving-spec.json`` beside this module, written from
 ``project.toml`` into the code part of the release's build context (the package it installs),
-never into the model folder, whose manifest a deployer could edit. Rows come as ``{"data": [[v1, v2, ...]]}`` in the spec's feature order (Azure
-ML's contract) or ``{"data": [{"feature": value, ...}]}`` by name. Numbers are JSON numbers,
-booleans ``true``/``false`` (or 1/0), categories strings; a nullable feature takes ``null``. A value
-out of its range or categories is refused (422, naming the feature and the rule) or, where the
-spec says ``out_of_range = "flag"``, scored and reported. Standard library and numpy; pandas only
-for a model whose features are not all numbers (it takes a named frame).
+never into the model folder, whose manifest a deployer could edit. Rows come as ``{"data": [[v1,
+v2, ...]]}`` in the spec's feature order (Azure ML's contract) or ``{"data": [{"feature": value,
+...}]}`` by name. Numbers are JSON numbers, booleans ``true``/``false`` (or 1/0), categories
+strings; a nullable feature takes ``null``. What each kind allows is the rule table's
+(``project/rules.py``): a value out of its range or categories is refused (naming the row, the
+feature and the rule) or, where the spec says ``out_of_range = "flag"``, scored and reported.
+Standard library and numpy; pandas only for a model whose features are not all numbers (it takes
+a named frame). Change what a request may hold here; a new feature kind starts in the rule table.
 """
 
 import json
@@ -18,10 +21,7 @@ from typing import Any
 
 import numpy as np
 
-try:
-    from mlops_assets.project.rules import MAX_ABS_VALUE, NUMBER_KINDS, Broken, Feature
-except ImportError:  # deployed as a folder (Azure ML code configuration): rules.py sits beside
-    from rules import MAX_ABS_VALUE, NUMBER_KINDS, Broken, Feature
+from mlops_assets.project.rules import MAX_ABS_VALUE, NUMBER_KINDS, Broken, Feature
 
 SPEC_NAME = "serving-spec.json"
 _NUMBER_TYPES = frozenset({int, float})
@@ -30,7 +30,8 @@ _NUMBERS_TEXT = b"0123456789.-+eE,[]{}: \t\r\ndat"
 
 
 class PayloadError(ValueError):
-    """A request the model cannot score; ``status`` is the HTTP status it deserves."""
+    """Rows the model cannot score; ``status`` says how (413: too many rows, 422: a row or value
+    broken), which the service answers as its HTTP status."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)

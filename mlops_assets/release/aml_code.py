@@ -1,0 +1,39 @@
+"""The Azure ML code folder ``score.py`` runs from (the inference server, managed endpoints).
+
+``score.py`` at its root, the model library (and the rule table it applies) at their places in the
+package, so the same imports work there and in the scoring image; the model project's
+``serving-spec.json`` beside ``model/rows.py``, where the service reads it too.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+from mlops_assets.model.rows import SPEC_NAME
+
+PACKAGE = Path(__file__).resolve().parents[1]
+ENTRY_SCRIPT = PACKAGE / "serving" / "score.py"
+MODEL_LIBRARY = (
+    "__init__.py",
+    "project/__init__.py",
+    "project/rules.py",
+    "model/__init__.py",
+    "model/rows.py",
+    "model/manifest.py",
+    "model/artifact.py",
+    "model/predictors.py",
+    "model/loaded.py",
+)
+
+
+def write_code_folder(folder: Path, serving_spec: dict | None = None) -> Path:
+    """``folder`` (created) holding score.py, the model library and, given, the project's spec."""
+    folder.mkdir(parents=True)
+    shutil.copy(ENTRY_SCRIPT, folder / ENTRY_SCRIPT.name)
+    for relative in MODEL_LIBRARY:
+        target = folder / PACKAGE.name / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(PACKAGE / relative, target)
+    if serving_spec is not None:
+        (folder / PACKAGE.name / "model" / SPEC_NAME).write_text(json.dumps(serving_spec, indent=2))
+    return folder
