@@ -42,7 +42,8 @@ KEY = b"bench-key"
 
 def ours(bench: BenchProject, work: Path):
     from mlops_assets.model.rows import SPEC_NAME
-    from mlops_assets.serving.app import ServiceConfig, create_app
+    from mlops_assets.serving.app import create_app
+    from mlops_assets.serving.state import ServiceConfig
     from mlops_assets_tests.projects import write_project_release
 
     write_project_release(work / "release", bench.project, bench.model)

@@ -26,7 +26,8 @@ from bench.quick import parse_args  # noqa: E402
 
 
 def measure(way: str, requests: int) -> float:
-    from mlops_assets.serving.app import ServiceConfig, create_app
+    from mlops_assets.serving.app import create_app
+    from mlops_assets.serving.state import ServiceConfig
     from mlops_assets_tests.serving_support import SAMPLE, write_release
     from mlops_assets_tests.webhook import TelemetryReceiver
 

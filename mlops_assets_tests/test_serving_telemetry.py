@@ -87,7 +87,8 @@ def test_without_a_connection_string_nothing_of_it_is_imported(tmp_path):
     probe = f"""
 import sys
 from pathlib import Path
-from mlops_assets.serving.app import ServiceConfig, create_app
+from mlops_assets.serving.app import create_app
+from mlops_assets.serving.state import ServiceConfig
 create_app(ServiceConfig(model_dir=Path({str(tmp_path / "release")!r}), keys_file=None, env_keys=("k",),
                          log_storage_url={(tmp_path / "logs").as_uri()!r}, spill_dir=Path({str(tmp_path / "spill")!r})))
 print(sorted(m for m in sys.modules if m.startswith(("opentelemetry", "azure.monitor"))))

@@ -187,10 +187,11 @@ def test_a_manifest_whose_features_are_not_the_fitted_columns_is_refused(tmp_pat
 
 def _loaded_service(tmp_path):
     """The scoring service's request handling with a verified release, no server around it."""
-    from mlops_assets.serving.app import ScoringService, ServiceConfig
+    from mlops_assets.serving.handler import ScoreHandler
+    from mlops_assets.serving.state import ServiceConfig, ServiceState
 
     write_release(tmp_path / "release", version=1)
-    service = ScoringService(
+    state = ServiceState(
         ServiceConfig(
             model_dir=tmp_path / "release",
             keys_file=None,
@@ -199,10 +200,10 @@ def _loaded_service(tmp_path):
             spill_dir=tmp_path / "spill",
         )
     )
-    service._refresh_keys()
-    service._load()
-    assert service.model is not None
-    return service
+    state.refresh_keys()
+    state.load()
+    assert state.model is not None
+    return ScoreHandler(state)
 
 
 def _call(service, messages: list[dict]) -> list[dict]:
@@ -250,7 +251,7 @@ def test_a_failure_inside_scoring_answers_500_in_the_service_s_shape_and_is_coun
     def broken(rows):
         raise RuntimeError("the model's own bug")
 
-    service.model = dataclasses.replace(service.model, predict=broken, bounded=False)
+    service.state.model = dataclasses.replace(service.model, predict=broken, bounded=False)
     sent = _call(service, [{"type": "http.request", "body": json.dumps(SAMPLE).encode()}])
     answer = json.loads(sent[1]["body"])
     assert sent[0]["status"] == 500 and answer["error"] == "the service failed to score this request"

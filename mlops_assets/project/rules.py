@@ -22,6 +22,11 @@ A data file is text: a cell reads as null when it is one of ``NULL_TOKENS``, as 
 matches ``NUMBER_TEXT``, as a truth value when it is one of the truth tokens (lower-cased and
 trimmed). Standard library and numpy only: the service, ``score.py`` on Azure ML and the AML batch
 job load this file.
+
+A new feature kind starts here (its judgement in ``Feature.judge_*``, its name in the spec's
+``Kind``), then its reading in each reader: ``model/rows.py`` (JSON), ``ingest/validation.py``
+(pandas), ``batch/scoring.py`` (pyarrow); ``mlops_assets_tests/test_feature_rules.py`` then
+requires one verdict from all three.
 """
 
 import math

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from mlops_assets.model.smoke import SmokeSample, same_predictions
-from mlops_assets.serving.app import SYNTHETIC_HEADER
+from mlops_assets.serving.handler import SYNTHETIC_HEADER
 
 SMOKE_TRACEPARENT = "00-5a0c2e7f4b1d4c3a9e8f7a6b5c4d3e2f-1a2b3c4d5e6f7a8b-01"
 

@@ -1,7 +1,8 @@
 """Where releases run, behind one interface: QA, production, rollback, and the key a smoke test uses.
 
 The deployment assets call only this; `resources.py` picks the backend (local processes here,
-ACI + AKS in `azure_targets.py`).
+ACI + AKS in `azure_targets.py`). Add a release target as a subclass of ``DeploymentTarget``
+beside them and choose it in ``resources.py``; what runs on this machine lives in ``hosting/``.
 """
 
 from abc import ABC, abstractmethod

@@ -1,0 +1,170 @@
+"""POST /score, per request, as plain ASGI: no router, request or response objects.
+
+Bearer check, bounded body read, orjson parse, the spec's checks in vectorised passes
+(``model/rows.py``), one matrix product (the model's affine form, verified at load) or one
+``predict_proba``, orjson response with pre-encoded headers, a tally for the metrics (folded in
+bulk) and a log line joined from the bytes already in hand. Everything slow (model loading,
+request-log serialisation and I/O) runs in threads, in ``state.py``.
+"""
+
+import logging
+import os
+import re
+import time
+
+import orjson
+
+from mlops_assets.model.loaded import LoadedModel, score_rows
+from mlops_assets.model.rows import PayloadError, rows_from_payload
+from mlops_assets.serving.request_log import record_line
+from mlops_assets.serving.state import ServiceState
+
+log = logging.getLogger("mlops_assets.serving")
+SYNTHETIC_HEADER = b"x-mlops-synthetic"
+TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+NON_FINITE = re.compile(rb"(?<![\w\"])-?(NaN|Infinity)(?![\w\"])")
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request body arrived: nobody is left to answer."""
+
+
+async def _send(send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-length", str(len(body)).encode()),
+                (b"content-type", b"application/json"),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(send, status: int, message: str, request_id: str, *headers: tuple[bytes, bytes]) -> None:
+    body = orjson.dumps({"error": message, "request_id": request_id})
+    await _send(send, status, body, [(b"x-request-id", request_id.encode()), *headers])
+
+
+class ScoreHandler:
+    """The per-request side of the service: it holds nothing of its own between requests, only
+    the process's state (the model is read once per request: a swap never splits one)."""
+
+    def __init__(self, state: ServiceState) -> None:
+        self.state = state
+        self.config = state.config
+        self.writer = state.writer  # these three live as long as the process: bound once
+        self.tally = state.tally
+
+    @property
+    def model(self) -> LoadedModel | None:
+        """The model a request arriving now is scored with."""
+        return self.state.model
+
+    async def score(self, scope: dict, receive, send) -> None:
+        """POST /score as plain ASGI: the request's headers read in one pass, its body taken from
+        the first message when it came whole, the answer sent with its headers pre-encoded."""
+        started = time.perf_counter()
+        request_id = os.urandom(16).hex()  # a third of uuid4's cost, the same 128 random bits
+        authorization = declared = synthetic = traceparent = None
+        for name, value in scope["headers"]:  # names arrive lower-cased; the first of each counts
+            if name == b"authorization":
+                authorization = authorization or value
+            elif name == b"content-length":
+                declared = declared or value
+            elif name == b"traceparent":
+                traceparent = traceparent or value
+            elif name == SYNTHETIC_HEADER:
+                synthetic = synthetic or value
+        trace = traceparent.decode("latin-1") if traceparent else None
+        status, rows_scored = "200", 0
+        try:
+            model = self.state.model
+            refusal = self._refusal(authorization, model)
+            if refusal is not None:
+                status = str(refusal[0])
+                await send_error(send, *refusal[:2], request_id, *refusal[2:])
+                return
+            body = await self._read_body(declared, receive)
+            try:
+                payload = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                # JSON has no NaN or Infinity, and 1e999 overflows: the value is wrong, not the syntax.
+                if "infinity when parsed" in str(exc) or NON_FINITE.search(body):
+                    raise PayloadError(
+                        422, "values must be finite numbers: NaN and Infinity are not"
+                    ) from None
+                raise PayloadError(400, f"body is not valid JSON: {exc}") from None
+            rows = rows_from_payload(payload, model.serving_spec, self.config.max_rows, body)
+            out = orjson.dumps(score_rows(model, rows), option=orjson.OPT_SERIALIZE_NUMPY)
+            self.writer.append(
+                record_line(
+                    request_id,
+                    time.time(),
+                    model.version,
+                    body,
+                    out,
+                    (time.perf_counter() - started) * 1000,
+                    synthetic is not None and synthetic.lower() in (b"1", b"true", b"yes"),
+                    trace if trace and TRACEPARENT.match(trace) else None,
+                    orjson.dumps(rows.flags) if rows.flags else b"",
+                )
+            )
+            rows_scored = rows.count
+            await _send(
+                send,
+                200,
+                out,
+                [(b"x-model-version", model.version_header), (b"x-request-id", request_id.encode())],
+            )
+        except PayloadError as exc:
+            status = str(exc.status)
+            log.info("rejected %s: %s (traceparent %s)", request_id, exc, trace)
+            await send_error(send, exc.status, str(exc), request_id)
+        except ClientGone:
+            status = "499"  # nginx's code for it: counted, never sent
+        except Exception:
+            status = "500"
+            log.exception("request %s failed", request_id)
+            await send_error(send, 500, "the service failed to score this request", request_id)
+        finally:
+            self.tally.record(status, rows_scored, time.perf_counter() - started)
+
+    def _refusal(self, authorization: bytes | None, model: LoadedModel | None) -> tuple | None:
+        """Why the request is refused before its body is read: (status, message, *headers), or None."""
+        if not self.state.authorized(authorization):
+            return (401, "missing or invalid bearer key", (b"www-authenticate", b"Bearer"))
+        if model is None:
+            return (503, "no verified model loaded yet", (b"retry-after", b"1"))
+        if self.writer.stuck:  # its record could be kept nowhere: shed before doing the work
+            return (503, "the request log can keep no record now; retry shortly", (b"retry-after", b"5"))
+        if self.writer.backlog > self.config.max_log_backlog:  # shed rather than lose log records
+            return (503, "request log backlog is full; retry shortly", (b"retry-after", b"1"))
+        return None
+
+    async def _read_body(self, declared: bytes | None, receive) -> bytes:
+        limit = self.config.max_body_bytes
+        if declared is not None:
+            if not declared.isdigit():
+                raise PayloadError(400, "Content-Length is not a number")
+            if int(declared) > limit:
+                raise PayloadError(413, f"body of {declared.decode()} bytes is over the {limit}-byte limit")
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            if not message.get("more_body", False) and not chunks:
+                if len(chunk) > limit:
+                    raise PayloadError(413, f"body is over the {limit}-byte limit")
+                return chunk  # the whole body in one message: the usual case
+            size += len(chunk)
+            if size > limit:
+                raise PayloadError(413, f"body is over the {limit}-byte limit")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
