@@ -147,6 +147,14 @@ class Service:
     def log(self) -> str:
         return self.stderr_path.read_text()[-4000:]
 
+    def wait_logged(self, text: str, timeout: float = 30) -> None:
+        """Until the service's log says ``text``: what it did, not a guess at how long it takes."""
+        deadline = time.monotonic() + timeout
+        while text not in self.stderr_path.read_text():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{text!r} not logged in {timeout}s: {self.log()}")
+            time.sleep(0.05)
+
     def stop(self, timeout: float = 60) -> int:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)

@@ -4,6 +4,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -308,7 +309,6 @@ def _defs_on_free_ports(monkeypatch):
 
 def test_two_releases_started_together_run_one_at_a_time_in_order(settings, instance, monkeypatch):
     import threading
-    import time
 
     from mlops_assets.ops import runner
 
@@ -321,7 +321,12 @@ def test_two_releases_started_together_run_one_at_a_time_in_order(settings, inst
 
     threads = [threading.Thread(target=release, args=(v,)) for v in (one, two)]
     threads[0].start()
-    time.sleep(0.5)  # the second release is asked for while the first is running
+    # The second release is asked for while the first runs: its run exists once it holds the stage.
+    first_started = dg.RunsFilter(job_name="release_job", tags={"dagster/partition": str(one)})
+    deadline = time.monotonic() + 120
+    while not instance.get_run_records(first_started):
+        assert time.monotonic() < deadline, "the first release never started"
+        time.sleep(0.05)
     threads[1].start()
     for thread in threads:
         thread.join()

@@ -152,7 +152,7 @@ def test_trust_in_the_artifact_s_types_comes_from_the_spec_never_from_the_manife
     )
     service = Service(tmp_path / "home", release).wait_live()  # no spec: skops' defaults only
     try:
-        time.sleep(1.0)
+        service.wait_logged("refusing to load untrusted types")
         ready = httpx.get(f"{service.url}/health/ready")
         assert ready.status_code == 503 and ready.json()["reason"] == "no verified model loaded"
         assert "refusing to load untrusted types ['numpy.dtype']" in service.log()

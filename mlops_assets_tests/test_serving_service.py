@@ -249,12 +249,12 @@ def test_models_swap_under_load_without_a_failed_request(tmp_path):
         threads = [threading.Thread(target=hammer) for _ in range(4)]
         for thread in threads:
             thread.start()
-        time.sleep(0.5)
+        _eventually(lambda: "1" in seen, timeout=30)  # the hammers are scoring version 1
         point_link(current, home / "releases" / "2")
         _eventually(lambda: seen[-20:] == ["2"] * 20 and len(seen) > 40, timeout=30)
         _eventually(lambda: _versions_served(service) == {"2"}, timeout=30)  # every worker moved
         point_link(current, home / "releases" / "3")  # sha256 mismatch: refused, version 2 stays
-        time.sleep(1.0)
+        service.wait_logged("does not match")
         stop.set()
         for thread in threads:
             thread.join()
@@ -272,7 +272,7 @@ def test_a_release_that_fails_verification_is_never_served(tmp_path):
     write_release(home / "release", version=1, tamper=True)
     service = Service(home, home / "release").wait_live()
     try:
-        time.sleep(1.0)
+        service.wait_logged("model refused")  # its first look at the release, refused
         ready = httpx.get(f"{service.url}/health/ready")
         assert ready.status_code == 503 and "no verified model" in ready.json()["reason"]
         refused = service.score()
