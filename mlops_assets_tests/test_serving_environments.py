@@ -54,6 +54,42 @@ def serving_venv(tmp_path_factory) -> Path:
     return ensure_venv(root / "venvs", context.path)
 
 
+def test_a_spec_only_edit_gets_a_venv_of_its_own_that_serves_it(tmp_path):
+    """The process runtime's venv key covers everything it installs: a build context that differs
+    only in its serving spec gets a venv holding that spec; the same context reuses its venv."""
+    artifact, manifest = write_project_release(
+        tmp_path / "release", CHURN, fit_project(CHURN, typed_seed(CHURN))
+    )
+    spec = CHURN.spec.serving_dict()
+    edited = {**spec, "features": [{**f, "nullable": True} for f in spec["features"]]}
+    venvs = []
+    for name, serving_spec in (("before", spec), ("after", edited)):
+        context, _ = assemble(
+            tmp_path / name,
+            manifest["artifact"],
+            artifact,
+            manifest,
+            serving_requirements(),
+            b"",
+            serving_spec,
+        )
+        venvs.append(ensure_venv(tmp_path / "venvs", context.path))
+        assert ensure_venv(tmp_path / "venvs", context.path) == venvs[-1]  # installed once
+        packaged = subprocess.run(
+            [
+                str(venvs[-1] / "bin" / "python"),
+                "-c",
+                "from mlops_assets.model.rows import packaged_spec_path; print(packaged_spec_path().read_text())",
+            ],
+            cwd=tmp_path,  # not the repository: its own mlops_assets would come first
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert json.loads(packaged.stdout) == serving_spec
+    assert venvs[0] != venvs[1]
+
+
 def test_serving_group_has_no_dagster_or_mlflow(serving_venv):
     python = str(serving_venv / "bin" / "python")
     for module in ("dagster", "mlflow"):

@@ -48,12 +48,18 @@ def _uv() -> str:
 
 
 def ensure_venv(venvs_dir: Path, context: Path) -> Path:
-    """A venv with exactly the context's requirements and project, shared by identical contexts."""
+    """A venv with exactly the context's requirements and project, shared by identical contexts.
+
+    Its key covers everything installed: the requirements and every file of the project (the
+    packaged serving spec beside the code included), each by its path and content."""
     azure = context / AZURE_REQUIREMENTS
     key = hashlib.sha256((context / REQUIREMENTS).read_bytes())
     key.update(azure.read_bytes() if azure.exists() else b"")
-    for path in sorted((context / PROJECT_DIR).rglob("*.py")):
-        key.update(path.read_bytes())
+    project = context / PROJECT_DIR
+    for path in sorted(p for p in project.rglob("*") if p.is_file()):
+        key.update(
+            path.relative_to(project).as_posix().encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest()
+        )
     venv = venvs_dir / key.hexdigest()[:16]
     if (venv / ".complete").exists():
         return venv
