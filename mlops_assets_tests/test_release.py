@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -567,3 +568,33 @@ def test_a_busy_production_port_fails_naming_the_port_and_the_setting_and_leaves
             for deployment in local.list():
                 local.stop(deployment.name)
             get_settings.cache_clear()
+
+
+def test_a_version_is_packaged_with_its_own_spec_after_the_project_s_spec_is_edited(defs, tmp_path):
+    """Promote and restore take the version's registered spec; a version registered before
+    manifests carried one is packaged with the project's spec of today."""
+    from mlops_assets.model.rows import SPEC_NAME
+    from mlops_assets.release.deployments import Endpoint
+    from mlops_assets.release.from_registry import assemble_version, restorable_release
+    from mlops_assets_tests.projects import DIABETES
+
+    models = defs.resources["registry"].get_registry()
+    contexts = tmp_path / "contexts"
+    registered = DIABETES.spec.serving_dict()
+    edited = {**registered, "features": [{**f, "max": 1.0} for f in registered["features"]]}
+
+    def packaged(context: Path) -> dict:
+        return json.loads((context / "project" / "mlops_assets" / "model" / SPEC_NAME).read_text())
+
+    one = register(defs, 0.5)
+    context, _ = assemble_version(models, one, contexts, serving_spec=edited)  # a promote
+    assert packaged(context.path) == registered
+    shutil.rmtree(context.path)  # a restore on a machine without the context
+    previous = Endpoint("production", "http://127.0.0.1:1", str(one), context.tag, context=str(context.path))
+    assert packaged(restorable_release(models, previous, contexts, serving_spec=edited).context) == registered
+
+    older = register(defs, 5.0)
+    manifest = json.loads(models.read_file(older, "manifest.json"))
+    del manifest["serving_spec"]  # as versions registered before it was kept
+    models.write_manifest(older, manifest)
+    assert packaged(assemble_version(models, older, contexts, serving_spec=edited)[0].path) == edited

@@ -25,9 +25,10 @@ EVERY_ROW_SCORED = "every_row_scored"
 scoring_inputs = dg.DynamicPartitionsDefinition(name="scoring_inputs")
 
 
-def production_model(registry: RegistryResource, serving_spec: dict) -> tuple[LoadedModel, dict]:
+def production_model(registry: RegistryResource, serving_spec: dict) -> tuple[LoadedModel, dict, dict]:
     """The version holding the production alias, its artifact verified against its manifest and
-    loaded trusting only the model project's listed types."""
+    loaded by the spec it was registered with (``serving_spec``, today's, only where it has none),
+    trusting only the types that spec lists; with its manifest and that spec."""
     models = registry.get_registry()
     version = models.get_alias(PRODUCTION_ALIAS)
     if version is None:
@@ -36,9 +37,11 @@ def production_model(registry: RegistryResource, serving_spec: dict) -> tuple[Lo
         )
     manifest = json.loads(models.read_file(version.version, MANIFEST_NAME))
     source = f"{models.model_name} v{version.version} ({PRODUCTION_ALIAS})"
+    # The version's own rules, as it was trained; today's spec only for a version without them.
+    own_spec = manifest.get("serving_spec") or serving_spec
     try:
         artifact = models.read_file(version.version, manifest["artifact"])
-        return loaded_model(manifest, artifact, source, ServingSpec.from_dict(serving_spec)), manifest
+        return loaded_model(manifest, artifact, source, ServingSpec.from_dict(own_spec)), manifest, own_spec
     except ArtifactError as exc:
         raise dg.Failure(description=str(exc)) from exc
 
@@ -67,8 +70,7 @@ def batch_predictions(
     project: ModelProjectResource,
 ) -> dg.MaterializeResult:
     store, name = storage.get(), context.partition_key
-    serving_spec = project.get().spec.serving_dict()
-    model, manifest = production_model(registry, serving_spec)
+    model, manifest, serving_spec = production_model(registry, project.get().spec.serving_dict())
     input_path = f"{INPUT_PREFIX}/{name}"
     output, refused = output_paths(input_path, INPUT_PREFIX, OUTPUT_PREFIX)
     context.log.info(f"scoring {input_path} with {model.name} v{model.version} ({batch.backend_name})")

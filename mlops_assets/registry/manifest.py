@@ -39,6 +39,9 @@ def build_manifest(
         "fingerprint": candidate["fingerprint"],
         "primary_metric": spec.evaluation.primary_metric,
         "metrics": reported_metrics(candidate),
+        # What a request may hold and the artifact's trusted types, as this version was trained:
+        # every release of it packages these, whatever the project's spec says by then.
+        "serving_spec": spec.serving_dict(),
     }
     if smoke is not None:
         manifest["smoke"] = smoke

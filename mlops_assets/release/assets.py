@@ -20,6 +20,7 @@ from mlops_assets.release.events import BY_TAG, ProductionEvent, operator, recor
 from mlops_assets.release.from_registry import (
     ReleaseInputError,
     assemble_version,
+    registered_spec,
     restorable_release,
     smoke_sample,
 )
@@ -50,11 +51,6 @@ class ReleaseSettings(dg.ConfigurableResource):
         from mlops_assets.project.spec import read_spec
 
         return read_spec(Path(self.project_folder)).serving_dict()
-
-    @property
-    def trusted_types(self) -> tuple[str, ...]:
-        spec = self.serving_spec()
-        return tuple(spec["trusted_types"]) if spec else ()
 
 
 @dg.asset(
@@ -304,7 +300,8 @@ def _log_event(context, storage: StorageResource, action: str, from_version, to_
 def _sample(models, version: str, release: ReleaseSettings) -> SmokeSample:
     """What the smoke test expects, from the registry (never from the deployed copy), before any switch."""
     try:
-        return smoke_sample(models, int(version), release.trusted_types)
+        spec = registered_spec(models, int(version), release.serving_spec())
+        return smoke_sample(models, int(version), tuple(spec["trusted_types"]) if spec else ())
     except ReleaseInputError as exc:
         raise dg.Failure(f"{exc} (not deployed)") from exc
 

@@ -44,6 +44,17 @@ def verified_files(
     return artifact, manifest, model
 
 
+def registered_spec(models: ModelRegistry, version: int, current: dict | None = None) -> dict | None:
+    """The serving spec ``version`` was registered with (its registry manifest keeps it), so a
+    promote or restore after a spec edit serves the version's own rules; ``current`` (the model
+    project's spec today) only for a version registered before manifests carried one."""
+    try:
+        manifest = json.loads(models.read_file(version, MANIFEST_NAME))
+    except ValueError as exc:
+        raise ReleaseInputError(f"version {version}: its manifest is not JSON ({exc})") from exc
+    return manifest.get("serving_spec") or current
+
+
 def assemble_version(
     models: ModelRegistry,
     version: int,
@@ -51,7 +62,10 @@ def assemble_version(
     azure_serving: bool = False,
     serving_spec: dict | None = None,
 ) -> tuple[BuildContext, bool]:
-    """The version's build context (assembled if it is not there yet) and whether it was new."""
+    """The version's build context (assembled if it is not there yet) and whether it was new. It
+    packages the spec the version was registered with; ``serving_spec`` (today's) only where the
+    version carries none."""
+    serving_spec = registered_spec(models, version, serving_spec)
     trusted = tuple(serving_spec["trusted_types"]) if serving_spec else ()
     artifact, manifest, _ = verified_files(models, version, trusted)
     if serving_spec is not None and [f["name"] for f in serving_spec["features"]] != manifest["features"]:
