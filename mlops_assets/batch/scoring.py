@@ -138,21 +138,33 @@ def _sink(fs: Any, path: str) -> Any:
 _NUMBER_NULLS = pa.array(sorted(NULL_TOKENS - {"nan"}))  # "nan" reads as NaN: not finite, or null if allowed
 
 
-def _as_float(column: pa.Array) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """The column as float64 (NaN where a value is missing or not a number), where it was missing
-    (null, empty, "n/a"...) and where it was text that is not a number (None when nowhere)."""
-    if (
+def _lowered(column: pa.Array) -> pa.Array:
+    return pc.utf8_lower(pc.utf8_trim_whitespace(column.cast(pa.string())))
+
+
+def _is_typed(column: pa.Array) -> bool:
+    return (
         pa.types.is_floating(column.type)
         or pa.types.is_integer(column.type)
         or pa.types.is_boolean(column.type)
-    ):
+    )
+
+
+def _as_float(column: pa.Array) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The column as float64 (NaN where a value is missing or not a number), where it was missing
+    (null, empty, "n/a"...) and where it was text that is not a number (None when nowhere)."""
+    if _is_typed(column):
         values = column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
         return values, (column.is_null().to_numpy(zero_copy_only=False) if column.null_count else None), None
-    text = pc.utf8_lower(pc.utf8_trim_whitespace(column.cast(pa.string())))
+    return _numbers(_lowered(column))
+
+
+def _numbers(text: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lower-cased, trimmed text read as numbers by the rule table's pattern."""
     missing = pc.fill_null(pc.is_in(text, _NUMBER_NULLS), True).to_numpy(zero_copy_only=False)
     numeric = pc.match_substring_regex(text, f"^(?:{NUMBER_TEXT}|nan)$")
     numeric = pc.fill_null(numeric, False).to_numpy(zero_copy_only=False)
-    values = np.full(len(column), np.nan)
+    values = np.full(len(text), np.nan)
     if numeric.any():
         values[numeric] = pc.cast(pc.filter(text, pa.array(numeric)), pa.float64()).to_numpy()
     return values, missing, ~numeric & ~missing
@@ -160,14 +172,10 @@ def _as_float(column: pa.Array) -> tuple[np.ndarray, np.ndarray | None, np.ndarr
 
 def _as_boolean(column: pa.Array) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Truth tokens as 1.0/0.0, numbers as themselves (the rule table takes only 1 and 0)."""
-    if (
-        pa.types.is_boolean(column.type)
-        or pa.types.is_integer(column.type)
-        or pa.types.is_floating(column.type)
-    ):
+    if _is_typed(column):
         return _as_float(column)
-    values, _, wrong = _as_float(column)
-    text = pc.utf8_lower(pc.utf8_trim_whitespace(column.cast(pa.string())))
+    text = _lowered(column)
+    values, _, wrong = _numbers(text)
     missing = pc.fill_null(pc.is_in(text, pa.array(sorted(NULL_TOKENS))), True).to_numpy(zero_copy_only=False)
     true = pc.fill_null(pc.is_in(text, pa.array(sorted(TRUE_TOKENS))), False).to_numpy(zero_copy_only=False)
     false = pc.fill_null(pc.is_in(text, pa.array(sorted(FALSE_TOKENS))), False).to_numpy(zero_copy_only=False)

@@ -139,18 +139,19 @@ class Feature:
                 conditions = [missing & ~np.bool_(self.nullable), wrong]
                 codes = [Broken.NULL, Broken.NOT_OF_KIND]
             else:
-                finite = np.isfinite(values)
-                beyond = present & finite & (np.abs(values) > MAX_ABS_VALUE)
+                finite = present & np.isfinite(values)
                 conditions = [
                     missing & ~np.bool_(self.nullable),
                     wrong,
                     present & ~finite,
-                    beyond,
-                    present & finite & (values != np.round(values)) & (self.kind == "integer"),
-                    present & finite & ((values < self.low) | (values > self.high)),
+                    finite & (np.abs(values) > MAX_ABS_VALUE),
                 ]
                 codes = [Broken.NULL, Broken.NOT_OF_KIND, Broken.NOT_FINITE, Broken.BEYOND]
-                codes += [Broken.NOT_WHOLE, Broken.OUTSIDE]
+                if self.kind == "integer":
+                    conditions.append(finite & (values != np.round(values)))
+                    codes.append(Broken.NOT_WHOLE)
+                conditions.append(finite & ((values < self.low) | (values > self.high)))
+                codes.append(Broken.OUTSIDE)
         return np.select(conditions, [np.int8(c) for c in codes], np.int8(0)).astype(np.int8)
 
     def judge_categories(self, values: np.ndarray, missing: np.ndarray) -> np.ndarray:

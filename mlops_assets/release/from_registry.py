@@ -24,35 +24,34 @@ class ReleaseInputError(ValueError):
 
 
 def verified_files(
-    models: ModelRegistry, version: int, trusted_types: tuple[str, ...] = ()
-) -> tuple[bytes, dict, object]:
-    """The version's artifact, its manifest and the loaded model, each checked against the registry
-    (the artifact may hold, beyond skops' defaults, only the model project's ``trusted_types``)."""
+    models: ModelRegistry, version: int, current_spec: dict | None = None
+) -> tuple[bytes, dict, object, dict | None]:
+    """The version's artifact, its manifest, the loaded model and the serving spec it was
+    registered with (its manifest keeps it, so a promote or restore after a spec edit serves the
+    version's own rules; ``current_spec``, the model project's today, only for a version
+    registered before manifests carried one), each checked against the registry: the artifact may
+    hold, beyond skops' defaults, only that spec's trusted types."""
     registered = models.get_version(version)
-    artifact = models.read_file(version, ARTIFACT_NAME)
-    try:
-        model = load_verified_model(
-            artifact, registered.tags["artifact_sha256"], f"version {version}", trusted_types
-        )
-    except ArtifactError as exc:
-        raise ReleaseInputError(str(exc)) from exc
-    manifest = json.loads(models.read_file(version, MANIFEST_NAME))
-    if manifest.get("sha256") != registered.tags["artifact_sha256"]:
-        raise ReleaseInputError(
-            f"version {version}: manifest sha256 differs from the registry's; re-register it"
-        )
-    return artifact, manifest, model
-
-
-def registered_spec(models: ModelRegistry, version: int, current: dict | None = None) -> dict | None:
-    """The serving spec ``version`` was registered with (its registry manifest keeps it), so a
-    promote or restore after a spec edit serves the version's own rules; ``current`` (the model
-    project's spec today) only for a version registered before manifests carried one."""
     try:
         manifest = json.loads(models.read_file(version, MANIFEST_NAME))
     except ValueError as exc:
         raise ReleaseInputError(f"version {version}: its manifest is not JSON ({exc})") from exc
-    return manifest.get("serving_spec") or current
+    spec = manifest.get("serving_spec") or current_spec
+    artifact = models.read_file(version, ARTIFACT_NAME)
+    try:
+        model = load_verified_model(
+            artifact,
+            registered.tags["artifact_sha256"],
+            f"version {version}",
+            tuple(spec["trusted_types"]) if spec else (),
+        )
+    except ArtifactError as exc:
+        raise ReleaseInputError(str(exc)) from exc
+    if manifest.get("sha256") != registered.tags["artifact_sha256"]:
+        raise ReleaseInputError(
+            f"version {version}: manifest sha256 differs from the registry's; re-register it"
+        )
+    return artifact, manifest, model, spec
 
 
 def assemble_version(
@@ -65,9 +64,7 @@ def assemble_version(
     """The version's build context (assembled if it is not there yet) and whether it was new. It
     packages the spec the version was registered with; ``serving_spec`` (today's) only where the
     version carries none."""
-    serving_spec = registered_spec(models, version, serving_spec)
-    trusted = tuple(serving_spec["trusted_types"]) if serving_spec else ()
-    artifact, manifest, _ = verified_files(models, version, trusted)
+    artifact, manifest, _, serving_spec = verified_files(models, version, serving_spec)
     if serving_spec is not None and [f["name"] for f in serving_spec["features"]] != manifest["features"]:
         raise ReleaseInputError(
             f"version {version}: trained on features {manifest['features']}, the model project now "
@@ -79,10 +76,10 @@ def assemble_version(
     )
 
 
-def smoke_sample(models: ModelRegistry, version: int, trusted_types: tuple[str, ...] = ()) -> SmokeSample:
+def smoke_sample(models: ModelRegistry, version: int, current_spec: dict | None = None) -> SmokeSample:
     """The manifest's smoke block: the model project's holdout rows and the registered model's own
     predictions for them. A version without one cannot be checked, so it is not released."""
-    _, manifest, _ = verified_files(models, version, trusted_types)
+    _, manifest, _, _ = verified_files(models, version, current_spec)
     block = manifest.get("smoke")
     if not block:
         raise ReleaseInputError(
