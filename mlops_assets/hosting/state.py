@@ -85,10 +85,7 @@ class DeploymentStore:
         return [p.stem for p in sorted(self.state_dir.glob("*.json"))]
 
     def read(self, name: str) -> Deployment | None:
-        try:
-            return Deployment(**json.loads(self._path(name).read_text()))
-        except FileNotFoundError:
-            return None
+        return _load(self._path(name))
 
     def write(self, deployment: Deployment) -> None:
         self._path(deployment.name).write_text(json.dumps(deployment.to_dict(), indent=2))
@@ -99,10 +96,7 @@ class DeploymentStore:
             os.replace(self._path(name), self._lost_path(name))
 
     def read_lost(self, name: str) -> Deployment | None:
-        try:
-            return Deployment(**json.loads(self._lost_path(name).read_text()))
-        except FileNotFoundError:
-            return None
+        return _load(self._lost_path(name))
 
     def forget_lost(self, name: str) -> None:
         self._lost_path(name).unlink(missing_ok=True)
@@ -111,6 +105,13 @@ class DeploymentStore:
         """Stopped on purpose: neither a record nor a loss to bring back."""
         self._path(name).unlink(missing_ok=True)
         self.forget_lost(name)
+
+
+def _load(path: Path) -> Deployment | None:
+    try:
+        return Deployment(**json.loads(path.read_text()))
+    except FileNotFoundError:
+        return None
 
 
 def read_status(folder: Path) -> dict:

@@ -225,7 +225,6 @@ def check_ranges(
     problems, flagged = [], {}
     for name, column in _present(batch, spec).items():
         values, _, codes = _typed(batch.cells[name], name, column)
-        feature = column.rules(name)
         beyond = codes == Broken.BEYOND
         if beyond.any():
             bad = values.index[beyond]
@@ -238,7 +237,7 @@ def check_ranges(
             continue
         bad = values.index[outside]
         message = f"{batch.source}: column {name} has {len(bad)} value(s) {_allowed(column)}: {_examples(bad, values)} (ranges check)"
-        if feature.flag:
+        if column.out_of_range == "flag":
             flagged[name] = message
         else:
             problems.append(message)
