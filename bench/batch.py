@@ -45,7 +45,7 @@ def make_input(path: Path, rows: int) -> None:
 def run_ours(input_path: str, output_dir: str) -> dict:
     import fsspec
 
-    from mlops_assets.batch.scoring import score_file
+    from mlops_assets.model.batch_scoring import score_file
     from mlops_assets.model.loaded import LoadedModel
     from mlops_assets.model.predictors import affine_predictor
     from mlops_assets_tests.projects import diabetes_frame, fit_diabetes
@@ -68,7 +68,7 @@ def run_floor(input_path: str, output_dir: str) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mlops_assets.batch.scoring import CHUNK_ROWS, PARQUET_READ
+    from mlops_assets.model.batch_scoring import CHUNK_ROWS, PARQUET_READ
 
     OUTPUT_SCHEMA = pa.schema(
         [

@@ -21,6 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("mlops_assets", "mlops_assets.settings", "mlops_assets.project"),
     ("mlops_assets.model",),  # the row contract applies project's rule table
     ("mlops_assets.storage",),
+    ("mlops_assets.runner",),  # project code runs only there: above the model it loads
     ("mlops_assets.hosting",),  # the service inherits its socket from the host (hosting.listener)
     ("mlops_assets.serving",),
     ("mlops_assets.core",),
@@ -39,7 +40,8 @@ INDEPENDENT = {"mlops_assets.monitoring", "mlops_assets.batch"}
 # The rooms the scoring service and the local host are made of: they never pull in these, however
 # lazily (start-up time and memory per worker; `deployments` and `down` run without Dagster).
 SERVICE_ROOMS = ("mlops_assets", "mlops_assets.settings", "mlops_assets.project", "mlops_assets.model",
-                 "mlops_assets.storage", "mlops_assets.hosting", "mlops_assets.serving")  # fmt: skip
+                 "mlops_assets.storage", "mlops_assets.hosting", "mlops_assets.serving",
+                 "mlops_assets.runner")  # fmt: skip
 NOT_IN_SERVICE = ("dagster", "mlflow")
 KEYS_MODULE = "mlops_assets.core.keys"
 # Rooms whose package import must cost nothing beyond the module asked for (the service imports
@@ -47,6 +49,7 @@ KEYS_MODULE = "mlops_assets.core.keys"
 EMPTY_MODULES = (
     "mlops_assets.model",
     "mlops_assets.storage",
+    "mlops_assets.runner",
     "mlops_assets.hosting",
     "mlops_assets.serving",
     "mlops_assets.core",

@@ -8,8 +8,8 @@ import pytest
 
 from mlops_assets.batch.assets import batch_predictions, scoring_inputs
 from mlops_assets.batch.automation import SCORING_INPUT_SENSOR, plan_scoring_inputs
-from mlops_assets.batch.scoring import BatchInputError, score_file
 from mlops_assets.ingest.seed import seed
+from mlops_assets.model.batch_scoring import BatchInputError, score_file
 from mlops_assets.model.loaded import LoadedModel
 from mlops_assets.ops.runner import ingest_new_files, retrain, sensor_tags
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS

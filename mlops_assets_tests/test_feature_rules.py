@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from mlops_assets.batch.scoring import check_chunk, read_chunks
 from mlops_assets.ingest.validation import ValidationThresholds, check_ranges, failed_rules, parse_batch
+from mlops_assets.model.batch_scoring import check_chunk, read_chunks
 from mlops_assets.model.rows import PayloadError, ServingSpec, rows_from_payload
 from mlops_assets.project.spec import ProjectSpec
 

@@ -143,8 +143,10 @@ def test_the_retraining_job_trains_on_aml_through_blob_pipes_and_registers_in_am
         "mlops_assets/project/__init__.py",
         "mlops_assets/project/code.py",
         "mlops_assets/project/metrics.py",
+        "mlops_assets/project/package.py",
         "project/model.py",
         "project/project.toml",
+        "project/seed.py",  # every module of the package: one may import another
         "train.py",
     ]
 

@@ -5,18 +5,18 @@ import json
 import dagster as dg
 
 from mlops_assets.batch.backends import BatchJob, BatchScorer
-from mlops_assets.batch.scoring import BatchInputError, output_paths
 from mlops_assets.core import keys
 from mlops_assets.core.instance import STAGE_TAG
 from mlops_assets.core.project import ModelProjectResource
 from mlops_assets.core.storage import StorageResource
-from mlops_assets.model.artifact import ArtifactError
-from mlops_assets.model.loaded import LoadedModel, loaded_model
+from mlops_assets.model.artifact import ArtifactError, sha256_hex
+from mlops_assets.model.batch_scoring import BatchInputError, output_paths
 from mlops_assets.model.manifest import MANIFEST_NAME
-from mlops_assets.model.rows import ServingSpec
+from mlops_assets.project.spec import ProjectError
 from mlops_assets.registry.assets import RELEASE_PREFIX
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS
 from mlops_assets.registry.resource import RegistryResource
+from mlops_assets.runner.client import Artifact, ProjectRunError
 
 INPUT_PREFIX = "scoring-input"
 OUTPUT_PREFIX = "scoring-output"
@@ -25,10 +25,11 @@ EVERY_ROW_SCORED = "every_row_scored"
 scoring_inputs = dg.DynamicPartitionsDefinition(name="scoring_inputs")
 
 
-def production_model(registry: RegistryResource, serving_spec: dict) -> tuple[LoadedModel, dict, dict]:
-    """The version holding the production alias, its artifact verified against its manifest and
-    loaded by the spec it was registered with (``serving_spec``, today's, only where it has none),
-    trusting only the types that spec lists; with its manifest and that spec."""
+def production_model(registry: RegistryResource, serving_spec: dict) -> tuple[Artifact, dict, dict]:
+    """The version holding the production alias: its artifact (bytes checked against its
+    manifest's sha256, trusting only the types the spec it was registered with lists), its
+    manifest and that spec (``serving_spec``, today's, only where it has none). It loads in the
+    project runner, never here."""
     models = registry.get_registry()
     version = models.get_alias(PRODUCTION_ALIAS)
     if version is None:
@@ -39,11 +40,13 @@ def production_model(registry: RegistryResource, serving_spec: dict) -> tuple[Lo
     source = f"{models.model_name} v{version.version} ({PRODUCTION_ALIAS})"
     # The version's own rules, as it was trained; today's spec only for a version without them.
     own_spec = manifest.get("serving_spec") or serving_spec
-    try:
-        artifact = models.read_file(version.version, manifest["artifact"])
-        return loaded_model(manifest, artifact, source, ServingSpec.from_dict(own_spec)), manifest, own_spec
-    except ArtifactError as exc:
-        raise dg.Failure(description=str(exc)) from exc
+    artifact = models.read_file(version.version, manifest["artifact"])
+    if sha256_hex(artifact) != manifest["sha256"]:
+        raise dg.Failure(
+            description=f"{source}: sha256 {sha256_hex(artifact)} does not match the expected {manifest['sha256']}"
+        )
+    trusted = tuple(own_spec.get("trusted_types", ())) if own_spec else ()
+    return Artifact(artifact, manifest["sha256"], trusted, source), manifest, own_spec
 
 
 @dg.asset(
@@ -70,23 +73,27 @@ def batch_predictions(
     project: ModelProjectResource,
 ) -> dg.MaterializeResult:
     store, name = storage.get(), context.partition_key
-    model, manifest, serving_spec = production_model(registry, project.get().spec.serving_dict())
+    artifact, manifest, serving_spec = production_model(registry, project.get().spec.serving_dict())
+    model_name, model_version = manifest["model_name"], manifest["version"]
     input_path = f"{INPUT_PREFIX}/{name}"
     output, refused = output_paths(input_path, INPUT_PREFIX, OUTPUT_PREFIX)
-    context.log.info(f"scoring {input_path} with {model.name} v{model.version} ({batch.backend_name})")
+    context.log.info(f"scoring {input_path} with {model_name} v{model_version} ({batch.backend_name})")
     job = BatchJob(
         storage=store,
         input_path=input_path,
         output_path=output,
         refused_path=refused,
-        model=model,
+        artifact=artifact,
         manifest=manifest,
-        artifact_path=f"{RELEASE_PREFIX}/{model.name}/{model.version}/{manifest['artifact']}",
+        artifact_path=f"{RELEASE_PREFIX}/{model_name}/{model_version}/{manifest['artifact']}",
+        runner=project.runner(),
         serving_spec=serving_spec,
     )
     try:
         result = batch.score(context, job)
     except BatchInputError as exc:
+        raise dg.Failure(description=f"{input_path}: {exc}") from exc
+    except (ArtifactError, ProjectError, ProjectRunError) as exc:
         raise dg.Failure(description=f"{input_path}: {exc}") from exc
     except FileNotFoundError as exc:
         raise dg.Failure(description=f"{input_path}: not found (removed after it was seen?)") from exc
@@ -102,8 +109,8 @@ def batch_predictions(
         "scored": scored,
         "refused": rejected,
         "flagged_values": result.get("flagged", 0),
-        "model_version": model.version,
-        "model_sha256": model.sha256,
+        "model_version": str(model_version),
+        "model_sha256": manifest["sha256"],
         "output": dg.MetadataValue.path(store.uri(output)),
         "refused_rows": dg.MetadataValue.path(store.uri(refused)) if rejected else "none",
         "rows_per_second": round(rate),

@@ -1,5 +1,6 @@
-"""Where a file is scored: in the run's own process, or as an Azure ML job (same score_file)."""
+"""Where a file is scored: in the project runner, or as an Azure ML job (same score_file)."""
 
+import shutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -7,15 +8,15 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.azure.jobs import AzureMLJobs
-from mlops_assets.batch.scoring import BatchInputError, score_file
 from mlops_assets.core.storage import Storage
-from mlops_assets.model.loaded import LoadedModel
+from mlops_assets.model.batch_scoring import BatchInputError
+from mlops_assets.runner.client import Artifact, ProjectRunner
 
 # What score_job.py imports of the project: uploaded as the AML job's code, nothing more.
 JOB_FILES = (
     "mlops_assets/__init__.py",
     "mlops_assets/batch/__init__.py",
-    "mlops_assets/batch/scoring.py",
+    "mlops_assets/model/batch_scoring.py",
     "mlops_assets/batch/score_job.py",
     "mlops_assets/project/__init__.py",
     "mlops_assets/project/rules.py",
@@ -36,10 +37,11 @@ class BatchJob:
     input_path: str
     output_path: str
     refused_path: str
-    model: LoadedModel
+    artifact: Artifact  # its bytes checked against the manifest's sha256 already
     manifest: dict[str, Any]
     artifact_path: str  # the released artifact in storage (registered_model writes it)
-    serving_spec: dict[str, Any] | None = None  # the model project's: how each column is read
+    runner: ProjectRunner  # where a fitted project model may load in this deployment
+    serving_spec: dict[str, Any] | None = None  # the version's: how each column is read
 
 
 class BatchScorer(dg.ConfigurableResource, ABC):
@@ -53,7 +55,9 @@ class BatchScorer(dg.ConfigurableResource, ABC):
 
 
 class InProcessBatchScorer(BatchScorer):
-    """The run's own process: no start-up cost, memory bounded by the chunk size."""
+    """On this machine, in the project runner (the run's warm one): memory bounded by the chunk
+    size. The runner holds no storage credential, so a file in remote storage is streamed to its
+    scratch folder and the outputs back (local storage is read and written in place)."""
 
     @property
     def backend_name(self) -> str:
@@ -61,15 +65,35 @@ class InProcessBatchScorer(BatchScorer):
 
     def score(self, context: dg.AssetExecutionContext, job: BatchJob) -> dict[str, Any]:
         store = job.storage
-        result = score_file(
-            store.fs,
-            store.fs_path(job.input_path),
-            store.fs_path(job.output_path),
-            store.fs_path(job.refused_path),
-            job.model,
-            progress=lambda rows: context.log.debug(f"{job.input_path}: {rows} rows read"),
+        paths = [store.fs_path(p) for p in (job.input_path, job.output_path, job.refused_path)]
+        if store.is_local:
+            return self._run(job, *paths)
+        staged = job.runner.scratch / "batch"
+        shutil.rmtree(staged, ignore_errors=True)
+        (staged / "out").mkdir(parents=True)
+        name = paths[0].rsplit("/", 1)[-1]
+        local = [
+            str(staged / name),
+            str(staged / "out" / "scored.parquet"),
+            str(staged / "out" / "refused.parquet"),
+        ]
+        try:
+            store.fs.get(paths[0], local[0])
+            figures = self._run(job, *local)
+            store.fs.put(local[1], paths[1])
+            if figures["refused"]:
+                store.fs.put(local[2], paths[2])
+            elif store.fs.exists(paths[2]):  # a rescored file that is clean now: no stale refusals
+                store.fs.rm(paths[2])
+            return figures
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+
+    @staticmethod
+    def _run(job: BatchJob, input_path: str, output_path: str, refused_path: str) -> dict[str, Any]:
+        return job.runner.score_file(
+            job.artifact, job.manifest, job.serving_spec, input_path, output_path, refused_path
         )
-        return result.figures()
 
 
 class AzureMLBatchScorer(AzureMLJobs, BatchScorer):

@@ -15,8 +15,8 @@ def main() -> int:
     import fsspec
     from dagster_pipes import open_dagster_pipes
 
-    from mlops_assets.batch.scoring import BatchInputError, score_file
     from mlops_assets.core.pipes_transport import pipes_transport
+    from mlops_assets.model.batch_scoring import BatchInputError, score_file
     from mlops_assets.model.loaded import loaded_model
     from mlops_assets.model.rows import ServingSpec
 

@@ -1,7 +1,9 @@
-"""The model project as a Dagster resource: the UI shows which folder a run followed."""
+"""The model project as a Dagster resource: the UI shows which folder a run followed, and its code
+runs only in the project runner (never in this process)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -9,14 +11,24 @@ from pydantic import Field
 
 from mlops_assets.project.loader import ModelProject, current_project
 from mlops_assets.project.spec import ProjectError
+from mlops_assets.runner.client import ProjectRunner, runner_for
 
 
 class ModelProjectResource(dg.ConfigurableResource):
     folder: str = Field(description="The model project folder (project.toml, model.py).")
+    python_executable: str = Field(
+        default=sys.executable,
+        description="The project's interpreter: its runner (evaluation, smoke rows, batch scoring, "
+        "seed data) runs in it.",
+    )
 
     def get(self) -> ModelProject:
-        """The project, checked whole; a broken one fails the step naming file and key."""
+        """The project, checked whole without running it; a broken one fails the step naming file and key."""
         try:
             return current_project(Path(self.folder))
         except ProjectError as exc:
             raise dg.Failure(str(exc)) from None
+
+    def runner(self, package: Path | None = None) -> ProjectRunner:
+        """This process's warm runner for ``package`` (default the project's folder as it is now)."""
+        return runner_for(Path(package or self.folder), self.python_executable)

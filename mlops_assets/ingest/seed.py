@@ -9,6 +9,7 @@ import pandas as pd
 from mlops_assets.ingest.reference import REFERENCE_PATH, compute_reference, write_reference
 from mlops_assets.ingest.validation import parse_batch, typed_frame
 from mlops_assets.project.loader import ModelProject
+from mlops_assets.runner.client import runner_for
 from mlops_assets.storage.fsstore import Storage
 
 FIRST_SHARE = 0.75
@@ -43,8 +44,8 @@ def split_seed(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def seed_parts(project: ModelProject) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The first file's rows and the held-back file's rows."""
-    return split_seed(project.seed_frame())
+    """The first file's rows and the held-back file's rows (seed.py runs in the project runner)."""
+    return split_seed(runner_for(project.folder).seed_frame(project.folder))
 
 
 def _csv(frame: pd.DataFrame) -> bytes:

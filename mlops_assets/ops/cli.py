@@ -23,14 +23,31 @@ def _storage():
     return Storage(settings.storage_root, **options)
 
 
-def _project(run_code: bool = True):
-    """The configured model project, checked; a broken one ends the command naming file and key."""
+def _project():
+    """The configured model project, checked without running it; a broken one ends the command
+    naming file and key."""
     from mlops_assets.project.loader import load_project
     from mlops_assets.project.spec import ProjectError
 
     try:
-        return load_project(get_settings().project_dir, run_code=run_code)
+        return load_project(get_settings().project_dir)
     except ProjectError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _built(project) -> str:
+    """build_model(params) and seed.py's data, run in the project runner (scikit-learn's import)."""
+    from mlops_assets.project.spec import ProjectError
+    from mlops_assets.runner.client import ProjectRunError, runner_for
+
+    runner = runner_for(project.folder)
+    try:
+        runner.check(project.folder)
+        if project.seed_file is not None:
+            runner.seed_frame(project.folder)
+        return runner.build(project.folder, dict(project.spec.params))
+    except (ProjectError, ProjectRunError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 
@@ -40,7 +57,8 @@ def cmd_project(args: argparse.Namespace) -> int:
     if args.field == "home":  # for the Makefile: where this project's runs write
         print(settings.home_dir)
         return 0
-    project = _project(run_code=args.build)
+    project = _project()
+    estimator = _built(project) if args.build else None
     spec = project.spec
     print(f"{spec.name} (spec version {spec.version}): {spec.task}, {spec.description}".rstrip(", "))
     print(f"  folder: {project.folder}")
@@ -53,11 +71,10 @@ def cmd_project(args: argparse.Namespace) -> int:
         f"  promotion: {spec.evaluation.primary_metric} improves by more than "
         f"{spec.evaluation.min_improvement:.2%} on a {spec.evaluation.holdout_percent}% holdout"
     )
-    print(f"  params: {spec.params}; digests: spec {project.spec_digest}, model.py {project.code_digest}")
+    print(f"  params: {spec.params}; digests: spec {project.spec_digest}, code {project.code_digest}")
     print(f"  home: {settings.home_dir}")
-    if args.build:
-        estimator = project.model_module().build_model(dict(spec.params))
-        print(f"  build_model(params): {estimator!r}")
+    if estimator is not None:
+        print(f"  build_model(params): {estimator}")
     return 0
 
 
@@ -67,7 +84,7 @@ def cmd_seed(_: argparse.Namespace) -> int:
     settings = get_settings()
     if settings.profile != "local":
         print("note: seeding writes the sample data into the configured storage, as you asked")
-    report = seed(_storage(), _project(run_code=False))
+    report = seed(_storage(), _project())
     print(f"seeded {get_settings().storage_root}: wrote {', '.join(report.written) or 'nothing'}")
     if report.unchanged:
         print(f"already there, unchanged: {', '.join(report.unchanged)}")

@@ -1,30 +1,46 @@
-"""A project's own Python (model.py, seed.py): its imports checked before it runs, then loaded.
+"""A project's own Python (model.py, seed.py, its other modules): imports checked, then loaded.
 
-Standard library only: the standalone trainer ships it to Azure ML beside itself.
+The check is hygiene, not a sandbox: it catches a third-party package the project's environment
+does not hold before a run fails on it. What keeps project code away from the orchestrator's
+secrets is where it runs (the project runner's process), never this check. Standard library only:
+the standalone trainer ships it to Azure ML beside itself.
 """
 
 from __future__ import annotations
 
 import ast
 import hashlib
-import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
+
+from mlops_assets.project.package import PACKAGE_NAME, import_project_module, package_files
 
 SPEC_FILE = "project.toml"
 MODEL_FILE = "model.py"
 SEED_FILE = "seed.py"
-# One locked environment serves every project in this version, so a project may use only what it
-# is sure to find there; __future__ and typing change no behaviour.
-ALLOWED_IMPORTS = frozenset({"sklearn", "numpy", "scipy", "pandas", "__future__", "typing"})
+# One locked environment serves every project in this version, so beyond the standard library and
+# its own modules a project may use only what it is sure to find there.
+ALLOWED_IMPORTS = frozenset({"sklearn", "numpy", "scipy", "pandas"})
 
 
 class ProjectCodeError(ValueError):
     """Project code that may not or cannot be loaded; the message names the file and the line."""
 
 
+def _importable(name: str) -> bool:
+    top = name.split(".")[0]
+    return (
+        name.startswith(".")
+        or top in ALLOWED_IMPORTS
+        or top == PACKAGE_NAME
+        or top in sys.stdlib_module_names
+    )
+
+
 def forbidden_imports(path: Path) -> list[str]:
-    """Each import of ``path`` outside ALLOWED_IMPORTS, as ``file:line: ...`` (relative ones too)."""
+    """Each import of ``path`` of a third-party package outside ALLOWED_IMPORTS, as ``file:line: ...``
+    (the standard library, the project's own modules and relative imports are allowed)."""
     try:
         tree = ast.parse(path.read_bytes(), filename=str(path))
     except SyntaxError as exc:
@@ -38,35 +54,33 @@ def forbidden_imports(path: Path) -> list[str]:
         else:
             continue
         for name in names:
-            if name.startswith(".") or name.split(".")[0] not in ALLOWED_IMPORTS:
+            if not _importable(name):
                 problems.append(
-                    f"{path}:{node.lineno}: imports {name!r}; a model project may import only "
-                    f"{', '.join(sorted(ALLOWED_IMPORTS - {'__future__', 'typing'}))}"
+                    f"{path}:{node.lineno}: imports {name!r}; beyond the standard library and its own "
+                    f"modules ({PACKAGE_NAME}.*) a model project may import only {', '.join(sorted(ALLOWED_IMPORTS))}"
                 )
     return problems
 
 
-def check_source(path: Path, function: str) -> None:
-    """``path`` read without running it: only allowed imports, and a top-level ``def function``."""
+def check_source(path: Path, *functions: str) -> None:
+    """``path`` read without running it: only allowed imports, and a top-level ``def`` of one of
+    ``functions``."""
     problems = forbidden_imports(path)
     if problems:
         raise ProjectCodeError("; ".join(problems))
     tree = ast.parse(path.read_bytes(), filename=str(path))
     defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
-    if function not in defined:
-        raise ProjectCodeError(f"{path}: defines no function {function}()")
+    if not defined & set(functions):
+        raise ProjectCodeError(f"{path}: defines no function {' or '.join(f + '()' for f in functions)}")
 
 
-def load_module(path: Path, name: str) -> ModuleType:
-    """``path`` checked, then executed as a module called ``name``."""
-    problems = forbidden_imports(path)
+def load_module(folder: Path, file: str) -> ModuleType:
+    """``folder/file`` (model.py, seed.py) as ``model_project.<stem>``, the package's every module
+    checked first."""
+    problems = [p for path in package_files(folder).values() for p in forbidden_imports(path)]
     if problems:
         raise ProjectCodeError("; ".join(problems))
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_project_module(folder, Path(file).stem)
 
 
 def require_function(module: ModuleType, path: Path, name: str) -> None:

@@ -1,4 +1,8 @@
-"""A model project loaded and checked as a whole: spec, model code, seed data, digests."""
+"""A model project read and checked as a whole without running its code: spec, modules, digests.
+
+Running the project's code (``model_module``, ``seed_frame``) is for the project runner's process
+and the project's own tests, never the code location's.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +18,11 @@ from mlops_assets.project.code import (
     ProjectCodeError,
     check_source,
     file_digest,
+    forbidden_imports,
     load_module,
     require_function,
 )
+from mlops_assets.project.package import package_files, package_sources, sources_digest
 from mlops_assets.project.spec import SPEC_FILE, ProjectError, ProjectSpec, read_spec
 
 if TYPE_CHECKING:
@@ -28,7 +34,7 @@ class ModelProject:
     folder: Path
     spec: ProjectSpec
     spec_digest: str  # project.toml's bytes
-    code_digest: str  # model.py's bytes
+    code_digest: str  # every module of the package, by path and bytes
 
     @property
     def name(self) -> str:
@@ -45,17 +51,22 @@ class ModelProject:
 
     @property
     def files(self) -> dict[str, Path]:
-        """The project's files the trainer needs, by name (what travels to AML and into images)."""
-        return {name: self.folder / name for name in (SPEC_FILE, MODEL_FILE)}
+        """The project's files the trainer needs, by relative path: the spec and every module."""
+        return {SPEC_FILE: self.folder / SPEC_FILE, **package_files(self.folder)}
+
+    def sources(self) -> dict[str, str]:
+        """The package's modules as text: what a registered version carries."""
+        return package_sources(self.folder)
 
     def model_module(self) -> ModuleType:
-        return load_module(self.model_file, f"mlops_model_{self.name}")
+        """model.py imported as ``model_project.model``: runs the project's code in this process."""
+        return load_module(self.folder, MODEL_FILE)
 
     def seed_frame(self) -> pd.DataFrame:
         """The project's demo data (seed.py's ``seed_frame()``), exactly the spec's columns."""
         if self.seed_file is None:
             raise ProjectError(f"{self.folder}: no {SEED_FILE}: this project ships no seed data")
-        module = load_module(self.seed_file, f"mlops_seed_{self.name}")
+        module = load_module(self.folder, SEED_FILE)
         require_function(module, self.seed_file, "seed_frame")
         frame = module.seed_frame()
         missing = [c for c in self.spec.columns if c not in frame.columns]
@@ -67,12 +78,10 @@ class ModelProject:
         return frame[list(self.spec.columns)]
 
 
-def load_project(folder: Path, run_code: bool = True) -> ModelProject:
-    """The project in ``folder``, checked whole: a mistake fails here, naming the file and the key.
-
-    ``run_code=False`` reads model.py and seed.py without running them (allowed imports, the
-    functions defined): what the CLI can check without importing scikit-learn.
-    """
+def load_project(folder: Path) -> ModelProject:
+    """The project in ``folder``, checked whole without running it (the spec, every module's
+    imports, the functions model.py and seed.py define): a mistake fails here, naming the file and
+    the key. The project runner runs its code."""
     folder = Path(folder).resolve()
     if not folder.is_dir():
         raise ProjectError(f"{folder}: no such model project folder")
@@ -85,17 +94,16 @@ def load_project(folder: Path, run_code: bool = True) -> ModelProject:
         folder=folder,
         spec=spec,
         spec_digest=file_digest(folder / SPEC_FILE),
-        code_digest=file_digest(folder / MODEL_FILE),
+        code_digest=sources_digest(package_sources(folder)),
     )
     try:
-        check_source(project.model_file, "build_model")
+        problems = [p for path in package_files(folder).values() for p in forbidden_imports(path)]
+        if problems:
+            raise ProjectCodeError("; ".join(problems))
+        check_source(project.model_file, "build_model", "train")
         if project.seed_file is not None:
             check_source(project.seed_file, "seed_frame")
-        if run_code:
-            require_function(project.model_module(), project.model_file, "build_model")
-            if project.seed_file is not None:
-                project.seed_frame()
-    except ProjectCodeError as exc:
+    except (ProjectCodeError, ValueError) as exc:
         raise ProjectError(str(exc)) from None
     return project
 
@@ -109,7 +117,7 @@ def current_project(folder: Path) -> ModelProject:
     """load_project, done again only when a file of the project changed (its size or mtime)."""
     folder = Path(folder).resolve()
     stamp = tuple(
-        (path.name, path.stat().st_mtime_ns, path.stat().st_size)
-        for path in sorted(folder.glob("*.py")) + sorted(folder.glob("*.toml"))
+        (str(path), path.stat().st_mtime_ns, path.stat().st_size)
+        for path in sorted(folder.rglob("*.py")) + sorted(folder.glob("*.toml"))
     )
     return cached_project(str(folder), stamp)

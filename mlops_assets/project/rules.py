@@ -25,7 +25,7 @@ job load this file.
 
 A new feature kind starts here (its judgement in ``Feature.judge_*``, its name in the spec's
 ``Kind``), then its reading in each reader: ``model/rows.py`` (JSON), ``ingest/validation.py``
-(pandas), ``batch/scoring.py`` (pyarrow); ``mlops_assets_tests/test_feature_rules.py`` then
+(pandas), ``model/batch_scoring.py`` (pyarrow); ``mlops_assets_tests/test_feature_rules.py`` then
 requires one verdict from all three.
 """
 

@@ -4,17 +4,18 @@ import hashlib
 import json
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from mlops_assets.core import keys
 from mlops_assets.core.project import ModelProjectResource
 from mlops_assets.core.stage_lock import StageLock
 from mlops_assets.core.storage import Storage, StorageResource, load_stored_value, relative_path
-from mlops_assets.model.artifact import ArtifactError, load_verified_model
+from mlops_assets.model.artifact import ArtifactError, sha256_hex
 from mlops_assets.model.manifest import MANIFEST_NAME
-from mlops_assets.model.smoke import smoke_block
 from mlops_assets.project.loader import ModelProject
-from mlops_assets.project.metrics import evaluate, task_metrics
+from mlops_assets.project.metrics import task_metrics
+from mlops_assets.project.spec import ProjectError
 from mlops_assets.registry.evaluation import (
     Decision,
     Scored,
@@ -27,6 +28,7 @@ from mlops_assets.registry.manifest import build_manifest
 from mlops_assets.registry.plots import holdout_plots_markdown
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS, RELEASE_STATE_TAG, ModelRegistry
 from mlops_assets.registry.resource import RegistryResource
+from mlops_assets.runner.client import Artifact, ProjectRunError, ProjectRunner
 from mlops_assets.training.assets import reported_metrics
 from mlops_assets.training.train import ARTIFACT_NAME, holdout_mask
 
@@ -42,12 +44,13 @@ def columns_digest(project: ModelProject) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _verified_model(data: bytes, sha256: str, source: str, project: ModelProject):
-    """The model, or a step failure that names the artifact and the rule it broke."""
-    try:
-        return load_verified_model(data, sha256, source, trusted=project.spec.artifact.trusted_types)
-    except ArtifactError as exc:
-        raise dg.Failure(str(exc)) from exc
+def _artifact(data: bytes, sha256: str, source: str, project: ModelProject) -> Artifact:
+    """The artifact as the runner takes it, its bytes checked against ``sha256`` here already (a
+    step failure naming it); its types are checked where it loads, in the runner."""
+    actual = sha256_hex(data)
+    if actual != sha256:
+        raise dg.Failure(f"{source}: sha256 {actual} does not match the expected {sha256}")
+    return Artifact(data, sha256, tuple(project.spec.artifact.trusted_types), source)
 
 
 def _holdout(storage: Storage, snapshot_path: str, project: ModelProject) -> pd.DataFrame:
@@ -56,23 +59,41 @@ def _holdout(storage: Storage, snapshot_path: str, project: ModelProject) -> pd.
     return frame[holdout_mask(frame, list(spec.columns), spec.evaluation.holdout_percent)]
 
 
-def _evaluate(project: ModelProject, model, holdout: pd.DataFrame) -> dict[str, float]:
+def _evaluate(
+    runner: ProjectRunner,
+    project: ModelProject,
+    artifact: Artifact,
+    holdout: pd.DataFrame,
+    predictions: bool = False,
+) -> dict:
+    """The artifact's metrics on the holdout (and its predictions), computed in the project runner;
+    an artifact that does not verify or project code that cannot load fails the step."""
     spec = project.spec
-    return evaluate(spec.task, model, holdout[list(spec.feature_names)], holdout[spec.target.name].to_numpy())
+    try:
+        return runner.evaluate(
+            artifact, spec.task, list(spec.feature_names), spec.target.name, holdout, predictions
+        )
+    except (ArtifactError, ProjectError) as exc:
+        raise dg.Failure(str(exc)) from exc
 
 
-def _score_version(registry: ModelRegistry, version, holdout: pd.DataFrame, project: ModelProject) -> Scored:
+def _score_version(
+    runner: ProjectRunner, registry: ModelRegistry, version, holdout: pd.DataFrame, project: ModelProject
+) -> Scored:
     label = f"version {version.version}"
     trained_for = version.tags.get(COLUMNS_TAG)
     if trained_for is not None and trained_for != columns_digest(project):
         return Scored(
             label, version.version, {}, "was trained for other columns or another task (spec changed)"
         )
-    artifact = registry.read_file(version.version, ARTIFACT_NAME)
-    model = _verified_model(artifact, version.tags["artifact_sha256"], label, project)
+    artifact = _artifact(
+        registry.read_file(version.version, ARTIFACT_NAME), version.tags["artifact_sha256"], label, project
+    )
     try:
-        return Scored(label, version.version, _evaluate(project, model, holdout))
-    except (KeyError, ValueError, TypeError) as exc:  # e.g. a feature it needs is gone
+        return Scored(label, version.version, _evaluate(runner, project, artifact, holdout)["metrics"])
+    except ProjectRunError as exc:  # e.g. a feature it needs is gone; a runner that died is no answer
+        if not exc.kind:
+            raise dg.Failure(str(exc)) from exc
         return Scored(label, version.version, {}, f"cannot score the current holdout ({exc})")
 
 
@@ -108,13 +129,20 @@ def model_evaluation(
     stage_lock: StageLock,  # held for the whole run: one run of this stage at a time
 ) -> dg.Output[dict]:
     store, models, model_project = storage.get(), registry.get_registry(), project.get()
+    runner = project.runner()
     spec = model_project.spec
     holdout = _holdout(store, training_data["path"], model_project)
-    artifact = store.read_bytes(relative_path(store, candidate_model["artifact_uri"]))
-    model = _verified_model(
-        artifact, candidate_model["artifact_sha256"], candidate_model["artifact_uri"], model_project
+    artifact = _artifact(
+        store.read_bytes(relative_path(store, candidate_model["artifact_uri"])),
+        candidate_model["artifact_sha256"],
+        candidate_model["artifact_uri"],
+        model_project,
     )
-    candidate = Scored("candidate", None, _evaluate(model_project, model, holdout))
+    try:
+        evaluated = _evaluate(runner, model_project, artifact, holdout, predictions=True)
+    except ProjectRunError as exc:
+        raise dg.Failure(f"the candidate cannot score the holdout: {exc}") from exc
+    candidate = Scored("candidate", None, evaluated["metrics"])
 
     primary = spec.evaluation.primary_metric
     same = models.find_by_fingerprint(candidate_model["fingerprint"])
@@ -123,7 +151,7 @@ def model_evaluation(
         scored = [Scored(f"version {same.version}", same.version, candidate.metrics)]
     else:
         bar = bar_versions(models.list_versions(), models.get_alias(PRODUCTION_ALIAS))
-        scored = [_score_version(models, v, holdout, model_project) for v in bar]
+        scored = [_score_version(runner, models, v, holdout, model_project) for v in bar]
         decision = decide(
             candidate, scored, task_metrics(spec.task)[primary], spec.evaluation.min_improvement
         )
@@ -134,7 +162,7 @@ def model_evaluation(
         {s.version: s.metrics[primary] for s in scored if s.version is not None and primary in s.metrics},
     )
 
-    predicted = model.predict(holdout[list(spec.feature_names)])
+    predicted = np.asarray(evaluated["predictions"])
     metadata = {
         "promote": decision.promote,
         "reason": decision.reason,
@@ -211,10 +239,12 @@ def registered_model(
         )
         return
     store, models, model_project = storage.get(), registry.get_registry(), project.get()
-    artifact = store.read_bytes(relative_path(store, candidate_model["artifact_uri"]))
-    _verified_model(
-        artifact, candidate_model["artifact_sha256"], candidate_model["artifact_uri"], model_project
-    )
+    artifact = _artifact(
+        store.read_bytes(relative_path(store, candidate_model["artifact_uri"])),
+        candidate_model["artifact_sha256"],
+        candidate_model["artifact_uri"],
+        model_project,
+    ).data
     champion = models.get_alias(PRODUCTION_ALIAS)
     bar = model_evaluation.get("bar") or {}
     tags = _registration_tags(
@@ -227,10 +257,15 @@ def registered_model(
     version = models.register(artifact, ARTIFACT_NAME, tags, reported_metrics(candidate_model))
     # Release what the registry holds: if this fingerprint was registered before, that is its artifact.
     sha256 = version.tags["artifact_sha256"]
-    artifact = models.read_file(version.version, ARTIFACT_NAME)
-    model = _verified_model(artifact, sha256, f"version {version.version}", model_project)
+    registered = _artifact(
+        models.read_file(version.version, ARTIFACT_NAME), sha256, f"version {version.version}", model_project
+    )
     snapshot = relative_path(store, candidate_model["snapshot_uri"])
     holdout = _holdout(store, snapshot, model_project)
+    try:
+        smoke = project.runner().smoke(registered, list(model_project.spec.feature_names), holdout)
+    except (ArtifactError, ProjectError, ProjectRunError) as exc:
+        raise dg.Failure(str(exc)) from exc
     manifest = build_manifest(
         models.model_name,
         version.version,
@@ -238,12 +273,12 @@ def registered_model(
         sha256,
         model_project,
         candidate_model,
-        smoke=smoke_block(model, holdout, model_project.spec.feature_names),
+        smoke=smoke,
     )
     # Written every time, so a registration interrupted before its manifest is repaired by a rerun.
     models.write_manifest(version.version, manifest)
     release_dir = f"{RELEASE_PREFIX}/{models.model_name}/{version.version}"
-    store.write_bytes(f"{release_dir}/{ARTIFACT_NAME}", artifact)
+    store.write_bytes(f"{release_dir}/{ARTIFACT_NAME}", registered.data)
     manifest_uri = store.write_json(f"{release_dir}/{MANIFEST_NAME}", manifest)
     context.log.info(f"registered {models.model_name} version {version.version}")
     yield dg.Output(

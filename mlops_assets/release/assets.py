@@ -1,6 +1,7 @@
 """Release assets, one partition per registered version: scoring image, QA, production (the rollout
 itself, deploy -> smoke -> restore, is release/rollout.py)."""
 
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -26,6 +27,7 @@ from mlops_assets.release.from_registry import (
 from mlops_assets.release.rollout import RolloutError, roll_out_production, roll_out_qa
 from mlops_assets.release.smoke import SmokeResult
 from mlops_assets.release.targets import DeploymentTarget
+from mlops_assets.runner.client import ProjectRunner, runner_for
 
 model_versions = dg.DynamicPartitionsDefinition(name="model_versions")
 
@@ -43,6 +45,9 @@ class ReleaseSettings(dg.ConfigurableResource):
         description="The model project whose spec the image serves by (its features, their rules, the "
         "artifact's trusted types); empty: every feature a number.",
     )
+    python_executable: str = Field(
+        default=sys.executable, description="The project's interpreter: a release loads the artifact there."
+    )
 
     def serving_spec(self) -> dict | None:
         if not self.project_folder:
@@ -50,6 +55,10 @@ class ReleaseSettings(dg.ConfigurableResource):
         from mlops_assets.project.spec import read_spec
 
         return read_spec(Path(self.project_folder)).serving_dict()
+
+    def runner(self) -> ProjectRunner | None:
+        """The project runner a release verifies that the artifact loads in (none without a project)."""
+        return runner_for(Path(self.project_folder), self.python_executable) if self.project_folder else None
 
 
 @dg.asset(
@@ -74,7 +83,12 @@ def scoring_image(
     # Verified against the registry before it is packaged: a tampered artifact never reaches an image.
     try:
         build_context, new = assemble_version(
-            models, version, Path(release.contexts_dir), release.azure_serving, release.serving_spec()
+            models,
+            version,
+            Path(release.contexts_dir),
+            release.azure_serving,
+            release.serving_spec(),
+            release.runner(),
         )
     except ReleaseInputError as exc:
         raise dg.Failure(f"{exc} (scoring_image refuses to package it)") from exc
@@ -220,7 +234,12 @@ def prod_deployment(
 
     def restorable(previous):
         return restorable_release(
-            models, previous, Path(release.contexts_dir), release.azure_serving, release.serving_spec()
+            models,
+            previous,
+            Path(release.contexts_dir),
+            release.azure_serving,
+            release.serving_spec(),
+            release.runner(),
         )
 
     def alert(message: str) -> None:
@@ -312,7 +331,12 @@ def _verified_release(
     registry, and one the registry no longer gives (its files changed) is refused."""
     try:
         verified, _ = assemble_version(
-            models, int(version), Path(release.contexts_dir), release.azure_serving, release.serving_spec()
+            models,
+            int(version),
+            Path(release.contexts_dir),
+            release.azure_serving,
+            release.serving_spec(),
+            release.runner(),
         )
     except ReleaseInputError as exc:
         raise dg.Failure(f"{exc} (not deployed)") from exc

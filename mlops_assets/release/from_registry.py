@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mlops_assets.model.artifact import ArtifactError, load_verified_model
+from mlops_assets.model.artifact import ArtifactError, sha256_hex
 from mlops_assets.model.manifest import MANIFEST_NAME
 from mlops_assets.model.smoke import SmokeSample
+from mlops_assets.project.spec import ProjectError
 from mlops_assets.registry.protocol import ModelRegistry
 from mlops_assets.release.build_context import BuildContext, assemble, intact, serving_requirements
 from mlops_assets.release.deployments import Endpoint, Release
+from mlops_assets.runner.client import Artifact, ProjectRunError, ProjectRunner
 from mlops_assets.training.train import ARTIFACT_NAME
 
 
@@ -24,34 +26,35 @@ class ReleaseInputError(ValueError):
 
 
 def verified_files(
-    models: ModelRegistry, version: int, current_spec: dict | None = None
-) -> tuple[bytes, dict, object, dict | None]:
-    """The version's artifact, its manifest, the loaded model and the serving spec it was
-    registered with (its manifest keeps it, so a promote or restore after a spec edit serves the
-    version's own rules; ``current_spec``, the model project's today, only for a version
-    registered before manifests carried one), each checked against the registry: the artifact may
-    hold, beyond skops' defaults, only that spec's trusted types."""
+    models: ModelRegistry, version: int, current_spec: dict | None = None, runner: ProjectRunner | None = None
+) -> tuple[bytes, dict, dict | None]:
+    """The version's artifact, its manifest and the serving spec it was registered with (its
+    manifest keeps it, so a promote or restore after a spec edit serves the version's own rules;
+    ``current_spec``, the model project's today, only for a version registered before manifests
+    carried one), each checked against the registry. Given a ``runner``, the artifact is loaded
+    there too: it may hold, beyond skops' defaults, only that spec's trusted types, and it loads."""
     registered = models.get_version(version)
     try:
         manifest = json.loads(models.read_file(version, MANIFEST_NAME))
     except ValueError as exc:
         raise ReleaseInputError(f"version {version}: its manifest is not JSON ({exc})") from exc
     spec = manifest.get("serving_spec") or current_spec
-    artifact = models.read_file(version, ARTIFACT_NAME)
-    try:
-        model = load_verified_model(
-            artifact,
-            registered.tags["artifact_sha256"],
-            f"version {version}",
-            tuple(spec["trusted_types"]) if spec else (),
+    artifact, sha256 = models.read_file(version, ARTIFACT_NAME), registered.tags["artifact_sha256"]
+    if sha256_hex(artifact) != sha256:
+        raise ReleaseInputError(
+            f"version {version}: sha256 {sha256_hex(artifact)} does not match the expected {sha256}"
         )
-    except ArtifactError as exc:
-        raise ReleaseInputError(str(exc)) from exc
-    if manifest.get("sha256") != registered.tags["artifact_sha256"]:
+    if manifest.get("sha256") != sha256:
         raise ReleaseInputError(
             f"version {version}: manifest sha256 differs from the registry's; re-register it"
         )
-    return artifact, manifest, model, spec
+    if runner is not None:
+        trusted = tuple(spec["trusted_types"]) if spec else ()
+        try:
+            runner.verify(Artifact(artifact, sha256, trusted, f"version {version}"))
+        except (ArtifactError, ProjectError, ProjectRunError) as exc:
+            raise ReleaseInputError(str(exc)) from exc
+    return artifact, manifest, spec
 
 
 def assemble_version(
@@ -60,11 +63,12 @@ def assemble_version(
     contexts_dir: Path,
     azure_serving: bool = False,
     serving_spec: dict | None = None,
+    runner: ProjectRunner | None = None,
 ) -> tuple[BuildContext, bool]:
     """The version's build context (assembled if it is not there yet) and whether it was new. It
     packages the spec the version was registered with; ``serving_spec`` (today's) only where the
-    version carries none."""
-    artifact, manifest, _, serving_spec = verified_files(models, version, serving_spec)
+    version carries none. Given a ``runner``, the artifact is loaded there first."""
+    artifact, manifest, serving_spec = verified_files(models, version, serving_spec, runner)
     if serving_spec is not None and [f["name"] for f in serving_spec["features"]] != manifest["features"]:
         raise ReleaseInputError(
             f"version {version}: trained on features {manifest['features']}, the model project now "
@@ -79,7 +83,7 @@ def assemble_version(
 def smoke_sample(models: ModelRegistry, version: int, current_spec: dict | None = None) -> SmokeSample:
     """The manifest's smoke block: the model project's holdout rows and the registered model's own
     predictions for them. A version without one cannot be checked, so it is not released."""
-    _, manifest, _, _ = verified_files(models, version, current_spec)
+    _, manifest, _ = verified_files(models, version, current_spec)
     block = manifest.get("smoke")
     if not block:
         raise ReleaseInputError(
@@ -95,13 +99,14 @@ def restorable_release(
     contexts_dir: Path,
     azure_serving: bool = False,
     serving_spec: dict | None = None,
+    runner: ProjectRunner | None = None,
 ) -> Release:
     """What served before, as a release again: its image reference, and (for a target that serves
     from a build context) that context if it is intact, else assembled anew from the registry
     (missing on this machine, or edited since)."""
     context = Path(previous.context) if previous.context else None
     if context is not None and not intact(context):
-        context = assemble_version(models, int(previous.version), contexts_dir, azure_serving, serving_spec)[
-            0
-        ].path
+        context = assemble_version(
+            models, int(previous.version), contexts_dir, azure_serving, serving_spec, runner
+        )[0].path
     return Release(previous.version, previous.image, context, previous.code_digest)

@@ -54,6 +54,11 @@ class Storage:
         if storage_options.get("connection_string") and hasattr(self.fs, "service_client"):
             _bound_blob_retries(self.fs, storage_options["connection_string"])
 
+    @property
+    def is_local(self) -> bool:
+        """Whether the root is a folder of this machine (its paths are the files themselves)."""
+        return self._is_local
+
     def fs_path(self, path: str) -> str:
         """The path as ``self.fs`` names it (for streaming with ``self.fs.open``)."""
         return posixpath.join(self._root, path.lstrip("/"))

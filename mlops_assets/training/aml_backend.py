@@ -17,6 +17,7 @@ TRAINER_FILES = {
     "mlops_assets/core/pipes_transport.py": "mlops_assets/core/pipes_transport.py",
     "mlops_assets/project/__init__.py": "mlops_assets/project/__init__.py",
     "mlops_assets/project/code.py": "mlops_assets/project/code.py",
+    "mlops_assets/project/package.py": "mlops_assets/project/package.py",
     "mlops_assets/project/metrics.py": "mlops_assets/project/metrics.py",
 }
 

@@ -1,8 +1,8 @@
 """Fit a model project's estimator: a standalone Dagster Pipes script.
 
 Runs unchanged as a local subprocess or as an Azure ML command job, so it imports only numpy,
-pandas, scikit-learn, skops, fsspec, dagster-pipes and the two standalone modules of
-``mlops_assets.project`` that travel with it (on AML also adlfs, azure-storage-blob and
+pandas, scikit-learn, skops, fsspec, dagster-pipes and the standalone modules of
+``mlops_assets.project`` that travel with it (code, package, metrics; on AML also adlfs, azure-storage-blob and
 azure-identity) -- never the project's Dagster code.
 
 Extras (from the orchestrator): ``snapshot_uri``, ``data_version``, ``output_uri`` (a folder URL),
@@ -25,6 +25,7 @@ import pandas as pd
 from mlops_assets.core.pipes_transport import pipes_transport
 from mlops_assets.project.code import MODEL_FILE, SPEC_FILE, file_digest, load_module, require_function
 from mlops_assets.project.metrics import evaluate
+from mlops_assets.project.package import package_digest
 
 ARTIFACT_NAME = "model.skops"
 
@@ -57,7 +58,7 @@ def fingerprint(data_version: str, holdout: str, trainer: str, model_code: str, 
 def fit(project_dir: Path, rows: pd.DataFrame, features: list[str], target: str, params: dict) -> Any:
     """The project's ``train(frame, params)`` if it has one, else ``build_model(params).fit``."""
     model_file = project_dir / MODEL_FILE
-    module = load_module(model_file, "mlops_model_project")
+    module = load_module(project_dir, MODEL_FILE)
     if callable(getattr(module, "train", None)):
         return module.train(rows[[*features, target]].reset_index(drop=True), dict(params))
     require_function(module, model_file, "build_model")
@@ -87,7 +88,7 @@ def train(extras: dict, log=print) -> dict:
 
     holdout = holdout_hash(frame, [*features, target], holdout_percent)
     trainer = trainer_version()
-    model_code = file_digest(project_dir / MODEL_FILE)
+    model_code = package_digest(project_dir)
     spec = file_digest(project_dir / SPEC_FILE)
     candidate = fingerprint(extras["data_version"], holdout, trainer, model_code, spec)
     artifact = sio.dumps(model)

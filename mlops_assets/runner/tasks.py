@@ -1,0 +1,111 @@
+"""What the project runner does with a project's code and fitted models, in its own process.
+
+Every task takes and returns plain JSON values; frames and artifacts are files in the runner's
+scratch folder that the orchestrator wrote or reads (it holds the storage credentials; this
+process holds none). Imports nothing of Dagster, MLflow or Azure.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops_assets.model.artifact import load_verified_model
+from mlops_assets.model.smoke import smoke_block
+from mlops_assets.project.code import MODEL_FILE, load_module, require_function
+from mlops_assets.project.loader import load_project
+from mlops_assets.project.metrics import evaluate as task_evaluate
+
+_LOADED: OrderedDict[str, Any] = OrderedDict()  # sha256 -> fitted model: a bar is asked twice
+_KEEP = 4
+
+
+def _model(artifact_path: str, sha256: str, trusted: list[str], source: str) -> Any:
+    if sha256 not in _LOADED:
+        data = Path(artifact_path).read_bytes()
+        _LOADED[sha256] = load_verified_model(data, sha256, source, tuple(trusted))
+        while len(_LOADED) > _KEEP:
+            _LOADED.popitem(last=False)
+    _LOADED.move_to_end(sha256)
+    return _LOADED[sha256]
+
+
+def check(project_dir: str) -> dict[str, Any]:
+    """model.py imported (its build_model or train there) and seed.py's data read: what the
+    static checks cannot see."""
+    folder = Path(project_dir)
+    module = load_module(folder, MODEL_FILE)
+    if not callable(getattr(module, "build_model", None)):
+        require_function(module, folder / MODEL_FILE, "train")
+    return {
+        "model_functions": sorted(n for n in ("build_model", "train") if callable(getattr(module, n, None)))
+    }
+
+
+def build(project_dir: str, params: dict) -> dict[str, Any]:
+    """build_model(params), unfitted, as people read it."""
+    project = load_project(Path(project_dir))
+    module = project.model_module()
+    if not callable(getattr(module, "build_model", None)):
+        require_function(module, project.model_file, "train")
+        return {"estimator": "none to show: model.py fits it in train(frame, params)"}
+    return {"estimator": repr(module.build_model(dict(params)))}
+
+
+def seed(project_dir: str, out_path: str) -> dict[str, Any]:
+    """seed.py's seed_frame(), exactly the spec's columns, written to ``out_path`` (parquet)."""
+    frame = load_project(Path(project_dir)).seed_frame()
+    frame.to_parquet(out_path, index=False)
+    return {"rows": len(frame)}
+
+
+def evaluate(
+    artifact: dict, task: str, features: list[str], target: str, frame_path: str, predictions: bool = False
+) -> dict[str, Any]:
+    """The task's metrics of the artifact on the frame (the holdout), and its predictions if asked."""
+    model = _model(**artifact)
+    frame = pd.read_parquet(frame_path)
+    rows = frame[list(features)]
+    result: dict[str, Any] = {"metrics": task_evaluate(task, model, rows, frame[target].to_numpy())}
+    if predictions:
+        result["predictions"] = np.asarray(model.predict(rows)).tolist()
+    return result
+
+
+def smoke(artifact: dict, features: list[str], frame_path: str) -> dict[str, Any]:
+    """The manifest's smoke block: a few of the frame's rows and the artifact's own predictions."""
+    return smoke_block(_model(**artifact), pd.read_parquet(frame_path), features)
+
+
+def verify(artifact: dict) -> dict[str, Any]:
+    """The artifact's sha256, its types and that it loads."""
+    return {"model_class": type(_model(**artifact)).__name__}
+
+
+def score_file(
+    artifact: dict,
+    manifest: dict,
+    serving_spec: dict | None,
+    input_path: str,
+    output_path: str,
+    refused_path: str,
+) -> dict[str, Any]:
+    """batch_predictions' scoring of one local file, as the AML job does it."""
+    import fsspec
+
+    from mlops_assets.model.batch_scoring import score_file as score
+    from mlops_assets.model.loaded import loaded_model
+    from mlops_assets.model.rows import ServingSpec
+
+    spec = ServingSpec.from_dict(serving_spec) if serving_spec else None
+    data = Path(artifact["artifact_path"]).read_bytes()
+    model = loaded_model(manifest, data, artifact["source"], spec)
+    result = score(fsspec.filesystem("file"), input_path, output_path, refused_path, model)
+    return result.figures()
+
+
+TASKS = {task.__name__: task for task in (check, build, seed, evaluate, smoke, verify, score_file)}
