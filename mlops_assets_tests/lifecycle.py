@@ -163,4 +163,10 @@ def run_lifecycle(defs, settings, instance, storage) -> dict:
         assert not probabilities
     else:
         assert probabilities and ((output[probabilities].sum(axis=1) - 1).abs() < 1e-9).all()
-    return {"project": project, "released": released, "answer": answer, "output": output}
+    return {
+        "project": project,
+        "released": released,
+        "answer": answer,
+        "output": output,
+        "manifest": manifest,
+    }

@@ -19,9 +19,11 @@ from mlops_assets.project.locate import MODELS_DIR
 __all__ = [
     "CHURN",
     "CHURN_ROWS",
+    "CUSTOM_TRANSFORMER",
     "DIABETES",
     "FEATURES",
     "TARGET",
+    "custom_transformer_project",
     "diabetes_frame",
     "fit_diabetes",
     "fit_project",
@@ -105,3 +107,51 @@ def typed_rows(project: ModelProject, rows_by_name: list[dict]) -> pd.DataFrame:
         if column.kind != "categorical":
             frame[name] = frame[name].map(lambda v: np.nan if v is None else float(v)).astype(np.float64)
     return frame
+
+
+# A team's project with a class of its own: a transformer in a helper module that model.py
+# imports, listed among the artifact's trusted types. Its artifact loads only where the package does.
+CUSTOM_TRANSFORMER = "model_project.features.ClipToTrainingRange"
+_FEATURES_MODULE = '''"""Feature engineering of the team's own: values clipped to the range seen in training."""
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+
+class ClipToTrainingRange(TransformerMixin, BaseEstimator):
+    def fit(self, X, y=None):
+        values = np.asarray(X, dtype=float)
+        self.low_, self.high_ = values.min(axis=0), values.max(axis=0)
+        return self
+
+    def transform(self, X):
+        return np.clip(np.asarray(X, dtype=float), self.low_, self.high_)
+'''
+_MODEL_MODULE = '''"""Diabetes with clipping first: the transformer lives in features.py, a module of this package."""
+
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from .features import ClipToTrainingRange
+
+
+def build_model(params: dict) -> Pipeline:
+    return make_pipeline(ClipToTrainingRange(), StandardScaler(), Ridge(alpha=float(params["alpha"])))
+'''
+
+
+def custom_transformer_project(folder: Path) -> Path:
+    """The diabetes project copied to ``folder`` with a custom transformer in a helper module."""
+    import shutil
+
+    shutil.copytree(MODELS_DIR / "diabetes", folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (folder / "features.py").write_text(_FEATURES_MODULE)
+    (folder / "model.py").write_text(_MODEL_MODULE)
+    spec = folder / "project.toml"
+    spec.write_text(
+        spec.read_text()
+        .replace('name = "diabetes"', 'name = "clipped"')
+        .replace("trusted_types = []", f'trusted_types = ["{CUSTOM_TRANSFORMER}"]')
+    )
+    return folder

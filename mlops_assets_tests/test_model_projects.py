@@ -10,6 +10,12 @@ import pytest
 from mlops_assets.project.loader import load_project
 from mlops_assets.project.locate import MODELS_DIR
 from mlops_assets.project.spec import ProjectError
+from mlops_assets_tests.projects import (
+    CUSTOM_TRANSFORMER,
+    FEATURES,
+    custom_transformer_project,
+    diabetes_frame,
+)
 from mlops_assets_tests.serving_support import free_port
 
 SHIPPED = sorted(p.name for p in MODELS_DIR.iterdir() if (p / "project.toml").is_file())
@@ -162,6 +168,8 @@ def project_settings(tmp_path, monkeypatch, request):
     if request.param == "init":
         folder = tmp_path / "made_by_init"
         scaffold(folder, "multiclass")
+    elif request.param == "custom":
+        folder = custom_transformer_project(tmp_path / "clipped")
     else:
         folder = MODELS_DIR / request.param
     monkeypatch.setenv("MLOPS_MODEL_PROJECT", str(folder))
@@ -173,6 +181,28 @@ def project_settings(tmp_path, monkeypatch, request):
     yield get_settings()
     from mlops_assets.hosting.processes import LocalTarget
 
+    local = LocalTarget(get_settings().home_dir)
+    for deployment in local.list():
+        local.stop(deployment.name)
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def project_settings_copy(tmp_path, monkeypatch):
+    """Settings of a fresh home for a copy of the diabetes project a test may edit, and that copy."""
+    from mlops_assets.hosting.processes import LocalTarget
+    from mlops_assets.settings import get_settings
+
+    folder = tmp_path / "team-project"
+    shutil.copytree(MODELS_DIR / "diabetes", folder, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setenv("MLOPS_MODEL_PROJECT", str(folder))
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "mlops"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "mlops" / "dagster"))
+    monkeypatch.setenv("MLOPS_LOCAL_RUNTIME", "process")
+    monkeypatch.setenv("MLOPS_QA_PORT", str(free_port()))
+    monkeypatch.setenv("MLOPS_PRODUCTION_PORT", str(free_port()))
+    get_settings.cache_clear()
+    yield get_settings(), folder
     local = LocalTarget(get_settings().home_dir)
     for deployment in local.list():
         local.stop(deployment.name)
@@ -191,11 +221,12 @@ def test_the_default_home_is_per_project(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("project_settings", ["diabetes", "churn", "init"], indirect=True)
+@pytest.mark.parametrize("project_settings", ["diabetes", "churn", "init", "custom"], indirect=True)
 def test_a_project_lives_from_landing_to_batch_scoring_by_its_spec(project_settings):
     """diabetes (regression, numbers only), churn (binary: categories, booleans, a nullable
-    integer, a flagged category) and a multiclass project made by `mlops-assets init`, each
-    through the same lifecycle."""
+    integer, a flagged category), a multiclass project made by `mlops-assets init` and a project
+    whose pipeline holds a transformer class of its own (in a helper module), each through the
+    same lifecycle."""
     import dagster as dg
 
     from mlops_assets.core.instance import write_instance_config
@@ -214,6 +245,15 @@ def test_a_project_lives_from_landing_to_batch_scoring_by_its_spec(project_setti
     if spec.target.kind == "categorical":
         assert set(lived["answer"]["probabilities"][0]) == set(spec.target.categories)
         assert set(lived["output"]["prediction"]) <= set(spec.target.categories)
+    if CUSTOM_TRANSFORMER in spec.artifact.trusted_types:
+        # The version carries its package: the class loaded from it in the runner, the service
+        # (served above) and batch scoring, and the release packaged it beside the serving spec.
+        manifest = lived["manifest"]
+        assert manifest["project_package"]["modules"]["features.py"].startswith('"""Feature engineering')
+        packaged = list(
+            settings.home_dir.glob("release/contexts/*/project/mlops_assets/model/project-package")
+        )
+        assert packaged and all((folder / "features.py").is_file() for folder in packaged)
 
 
 @pytest.mark.slow
@@ -325,3 +365,43 @@ def test_init_makes_a_project_that_passes_its_own_test(tmp_path, task):
     )
     assert again.returncode == 2 and "not empty; init writes only into a new or empty folder" in again.stderr
     assert project.spec_digest == load_project(folder).spec_digest  # nothing was overwritten
+
+
+@pytest.mark.slow
+def test_a_spec_only_edit_reaches_qa_on_the_process_runtime_with_its_own_rules(project_settings_copy):
+    """project.toml alone edited (a parameter and a feature's range): the new version trains, passes
+    the gate, and QA and production (processes) serve its rules; the model's code never changed."""
+    import dagster as dg
+    import httpx
+
+    from mlops_assets.core.instance import write_instance_config
+    from mlops_assets.definitions import build_definitions
+    from mlops_assets.ingest.seed import seed
+    from mlops_assets.ops.runner import ingest_new_files, release, retrain
+    from mlops_assets.serving.keys import read_keys
+    from mlops_assets.storage.fsstore import Storage
+
+    settings, folder = project_settings_copy
+    defs = build_definitions(settings)
+    storage = Storage(settings.storage_root)
+    seed(storage, defs.resources["project"].get())
+    write_instance_config(settings.dagster_home)
+    with dg.DagsterInstance.get() as instance:
+        ingest_new_files(defs, instance, storage, settings.lock_dir)
+        assert retrain(defs, instance, settings.lock_dir).registered["version"] == 1
+        spec = (folder / "project.toml").read_text()
+        age = spec.index("[features.age]")
+        edited = spec[:age] + spec[age:].replace("max = 120", "max = 100", 1)
+        (folder / "project.toml").write_text(edited.replace("alpha = 0.5", "alpha = 5.0"))
+        second = retrain(defs, instance, settings.lock_dir)
+        assert second.registered["version"] == 2, second.evaluation["reason"]
+        assert second.candidate["model_code_digest"] == defs.resources["project"].get().code_digest
+
+        released = release(defs, instance, settings.lock_dir, 2)
+        assert released.success and released.qa_passed and released.prod_passed, released.errors
+        url, key = released.production["url"], {"Authorization": f"Bearer {read_keys(settings.keys_file)[0]}"}
+        row = {k: float(v) for k, v in diabetes_frame().iloc[0][list(FEATURES)].items()}
+        scored = httpx.post(f"{url}/score", json={"data": [{**row, "age": 60.0}]}, headers=key)
+        assert scored.status_code == 200 and scored.headers["x-model-version"] == "2", scored.text
+        refused = httpx.post(f"{url}/score", json={"data": [{**row, "age": 110.0}]}, headers=key)
+        assert refused.status_code == 422 and "feature age" in refused.json()["error"], refused.text

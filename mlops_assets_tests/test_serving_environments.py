@@ -17,6 +17,7 @@ from mlops_assets_tests.conftest import REPO
 from mlops_assets_tests.projects import (
     CHURN,
     CHURN_ROWS,
+    custom_transformer_project,
     fit_project,
     typed_rows,
     typed_seed,
@@ -200,6 +201,29 @@ def test_score_py_runs_unchanged_in_azure_ml_s_inference_server_for_each_project
         assert set(answer.json()["probabilities"][0]) == {"false", "true"}
         wrong = httpx.post(f"{url}/score", json={"data": [{**CHURN_ROWS[0], "plan": "gold"}]}, timeout=10)
         assert "feature plan: 'gold' is outside one of basic, standard, premium" in wrong.json()["error"]
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(30)
+
+    # A pipeline holding the project's own transformer class (in a helper module): the version's
+    # package beside score.py, as the release packages it, is what the class loads from.
+    from mlops_assets.project.loader import load_project
+
+    clipped = load_project(custom_transformer_project(tmp_path / "clipped"))
+    clipped_models = tmp_path / "clipped-models"
+    fitted = fit_project(clipped, typed_seed(clipped))
+    write_project_release(clipped_models / "clipped" / "1", clipped, fitted)
+    code = write_code_folder(tmp_path / "clipped-code", clipped.spec.serving_dict(), clipped.sources())
+    server, url = _azmlinfsrv(venv, code, clipped_models)
+    try:
+        answer = httpx.post(f"{url}/score", content=json.dumps(SAMPLE), timeout=10)
+        assert answer.status_code == 200, answer.text
+        expected = fitted.predict(
+            typed_rows(
+                clipped, [dict(zip(clipped.spec.feature_names, row, strict=True)) for row in SAMPLE["data"]]
+            )
+        )
+        assert answer.json()["result"] == pytest.approx(expected.tolist(), rel=1e-9)
     finally:
         os.killpg(server.pid, 15)
         server.wait(30)

@@ -86,7 +86,7 @@ def batch_predictions(
         artifact=artifact,
         manifest=manifest,
         artifact_path=f"{RELEASE_PREFIX}/{model_name}/{model_version}/{manifest['artifact']}",
-        runner=project.runner(),
+        runner=project.version_runner(manifest),
         serving_spec=serving_spec,
     )
     try:

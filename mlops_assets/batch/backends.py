@@ -20,6 +20,7 @@ JOB_FILES = (
     "mlops_assets/batch/score_job.py",
     "mlops_assets/project/__init__.py",
     "mlops_assets/project/rules.py",
+    "mlops_assets/project/package.py",
     "mlops_assets/model/__init__.py",
     "mlops_assets/model/rows.py",
     "mlops_assets/model/manifest.py",

@@ -9,6 +9,8 @@ it needs none of the Dagster code location. A file that cannot be scored is repo
 """
 
 import sys
+import tempfile
+from pathlib import Path
 
 
 def main() -> int:
@@ -19,9 +21,13 @@ def main() -> int:
     from mlops_assets.model.batch_scoring import BatchInputError, score_file
     from mlops_assets.model.loaded import loaded_model
     from mlops_assets.model.rows import ServingSpec
+    from mlops_assets.project.package import mount, sources_of, write_package
 
     with open_dagster_pipes(**pipes_transport()) as pipes:
         extras = pipes.extras
+        sources = sources_of(extras["manifest"])  # from the registry, through the orchestrator
+        if sources is not None:
+            mount(write_package(sources, Path(tempfile.mkdtemp(prefix="project-package-"))))
         with fsspec.open(extras["artifact_uri"], "rb") as handle:
             spec = ServingSpec.from_dict(extras["serving_spec"]) if extras.get("serving_spec") else None
             model = loaded_model(extras["manifest"], handle.read(), extras["artifact_uri"], spec)

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from mlops_assets.project.loader import ModelProject, current_project
 from mlops_assets.project.spec import ProjectError
-from mlops_assets.runner.client import ProjectRunner, runner_for
+from mlops_assets.runner.client import ProjectRunner, runner_for, runner_for_version
 
 
 class ModelProjectResource(dg.ConfigurableResource):
@@ -29,6 +29,10 @@ class ModelProjectResource(dg.ConfigurableResource):
         except ProjectError as exc:
             raise dg.Failure(str(exc)) from None
 
-    def runner(self, package: Path | None = None) -> ProjectRunner:
-        """This process's warm runner for ``package`` (default the project's folder as it is now)."""
-        return runner_for(Path(package or self.folder), self.python_executable)
+    def runner(self) -> ProjectRunner:
+        """This process's warm runner for the project's folder as it is now (a candidate's code)."""
+        return runner_for(Path(self.folder), self.python_executable)
+
+    def version_runner(self, manifest: dict | None) -> ProjectRunner:
+        """The warm runner for a registered version's own package (its manifest's)."""
+        return runner_for_version(manifest, Path(self.folder), self.python_executable)

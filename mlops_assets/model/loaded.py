@@ -10,6 +10,7 @@ import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,10 @@ from mlops_assets.model.artifact import ArtifactError, load_verified_model
 from mlops_assets.model.manifest import find_manifest, read_manifest
 from mlops_assets.model.predictors import additive_classifier, affine_predictor, labels_are_likeliest
 from mlops_assets.model.rows import PayloadError, Rows, ServingSpec
+from mlops_assets.project.package import PACKAGED_DIR, mount
+
+# Where a release packages the version's project package (build context, AML code folder).
+PACKAGED_PROJECT = Path(__file__).with_name(PACKAGED_DIR)
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,10 @@ class LoadedModel:
 
 def load_release(model_dir: str | os.PathLike, spec: ServingSpec | None = None) -> LoadedModel:
     """Find the manifest, verify the artifact's sha256 against it, then load it with skops,
-    trusting beyond skops' defaults only the types the project's ``spec`` lists."""
+    trusting beyond skops' defaults only the types the project's ``spec`` lists; with the project
+    package the release packaged mounted first (the artifact's classes may be the project's)."""
+    if PACKAGED_PROJECT.is_dir():
+        mount(PACKAGED_PROJECT)
     manifest_path = find_manifest(model_dir)
     manifest = read_manifest(manifest_path)
     artifact_path = manifest_path.parent / manifest["artifact"]

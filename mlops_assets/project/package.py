@@ -19,6 +19,10 @@ from pathlib import Path
 from types import ModuleType
 
 PACKAGE_NAME = "model_project"
+# Where a release puts a version's package in the code it ships: beside the packaged serving spec
+# (``mlops_assets/model/``), under a name no import statement can reach by accident.
+PACKAGED_DIR = "project-package"
+MANIFEST_KEY = "project_package"  # a registered version's manifest: {"digest", "modules"}
 # The project's own tests are not the model's code: they stay out of the package a version carries.
 _NOT_PACKAGED = ("test_*.py", "*_test.py", "conftest.py")
 MAX_PACKAGE_BYTES = 2 << 20  # a package is source code: anything bigger is a mistake (data, a model)
@@ -72,6 +76,23 @@ def write_package(sources: dict[str, str], folder: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
     return folder
+
+
+def manifest_block(sources: dict[str, str]) -> dict:
+    """What a registered version's manifest keeps of its package."""
+    return {"name": PACKAGE_NAME, "digest": sources_digest(sources), "modules": dict(sorted(sources.items()))}
+
+
+def sources_of(manifest: dict) -> dict[str, str] | None:
+    """The package a version's manifest carries, checked against its digest; None for a version
+    registered before manifests carried one."""
+    block = manifest.get(MANIFEST_KEY)
+    if not block:
+        return None
+    sources = dict(block["modules"])
+    if sources_digest(sources) != block["digest"]:
+        raise ValueError(f"version {manifest.get('version')}: its project package does not match its digest")
+    return sources
 
 
 def mount(folder: Path) -> ModuleType:

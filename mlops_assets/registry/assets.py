@@ -15,6 +15,7 @@ from mlops_assets.model.artifact import ArtifactError, sha256_hex
 from mlops_assets.model.manifest import MANIFEST_NAME
 from mlops_assets.project.loader import ModelProject
 from mlops_assets.project.metrics import task_metrics
+from mlops_assets.project.package import sources_digest
 from mlops_assets.project.spec import ProjectError
 from mlops_assets.registry.evaluation import (
     Decision,
@@ -97,6 +98,14 @@ def _score_version(
         return Scored(label, version.version, {}, f"cannot score the current holdout ({exc})")
 
 
+def _manifest(registry: ModelRegistry, version: int) -> dict | None:
+    """A version's manifest, or None where an interrupted registration left it without one."""
+    try:
+        return json.loads(registry.read_file(version, MANIFEST_NAME))
+    except (FileNotFoundError, KeyError, ValueError):
+        return None
+
+
 def _comparison_table(decision: Decision, names: list[str]) -> str:
     rows = [decision.candidate, *decision.compared]
     lines = ["| model | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
@@ -151,7 +160,12 @@ def model_evaluation(
         scored = [Scored(f"version {same.version}", same.version, candidate.metrics)]
     else:
         bar = bar_versions(models.list_versions(), models.get_alias(PRODUCTION_ALIAS))
-        scored = [_score_version(runner, models, v, holdout, model_project) for v in bar]
+        scored = [
+            _score_version(
+                project.version_runner(_manifest(models, v.version)), models, v, holdout, model_project
+            )
+            for v in bar
+        ]
         decision = decide(
             candidate, scored, task_metrics(spec.task)[primary], spec.evaluation.min_improvement
         )
@@ -239,6 +253,12 @@ def registered_model(
         )
         return
     store, models, model_project = storage.get(), registry.get_registry(), project.get()
+    sources = model_project.sources()
+    if sources_digest(sources) != candidate_model["model_code_digest"]:
+        raise dg.Failure(
+            f"{model_project.folder}: the project's code changed since the candidate was trained (code "
+            f"{sources_digest(sources)}, trained with {candidate_model['model_code_digest']}): train it again"
+        )
     artifact = _artifact(
         store.read_bytes(relative_path(store, candidate_model["artifact_uri"])),
         candidate_model["artifact_sha256"],
@@ -274,6 +294,7 @@ def registered_model(
         model_project,
         candidate_model,
         smoke=smoke,
+        sources=sources,
     )
     # Written every time, so a registration interrupted before its manifest is repaired by a rerun.
     models.write_manifest(version.version, manifest)

@@ -6,6 +6,7 @@ from typing import Any
 
 from mlops_assets.model.manifest import MANIFEST_NAME
 from mlops_assets.project.loader import ModelProject
+from mlops_assets.project.package import MANIFEST_KEY, manifest_block
 from mlops_assets.training.assets import reported_metrics
 
 __all__ = ["MANIFEST_NAME", "build_manifest"]
@@ -19,7 +20,9 @@ def build_manifest(
     project: ModelProject,
     candidate: dict[str, Any],
     smoke: dict[str, list] | None = None,
+    sources: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """``sources``: the project package the candidate was trained with (ModelProject.sources)."""
     spec = project.spec
     manifest = {
         "model_name": model_name,
@@ -43,6 +46,10 @@ def build_manifest(
         # every release of it packages these, whatever the project's spec says by then.
         "serving_spec": spec.serving_dict(),
     }
+    if sources is not None:
+        # Its code, every module: a release, a restore and batch scoring load the version with the
+        # classes it was trained with, whatever the project's folder holds by then.
+        manifest[MANIFEST_KEY] = manifest_block(sources)
     if smoke is not None:
         manifest["smoke"] = smoke
     return manifest

@@ -27,7 +27,7 @@ from mlops_assets.release.from_registry import (
 from mlops_assets.release.rollout import RolloutError, roll_out_production, roll_out_qa
 from mlops_assets.release.smoke import SmokeResult
 from mlops_assets.release.targets import DeploymentTarget
-from mlops_assets.runner.client import ProjectRunner, runner_for
+from mlops_assets.runner.client import ProjectRunner, runner_for_version
 
 model_versions = dg.DynamicPartitionsDefinition(name="model_versions")
 
@@ -56,9 +56,10 @@ class ReleaseSettings(dg.ConfigurableResource):
 
         return read_spec(Path(self.project_folder)).serving_dict()
 
-    def runner(self) -> ProjectRunner | None:
-        """The project runner a release verifies that the artifact loads in (none without a project)."""
-        return runner_for(Path(self.project_folder), self.python_executable) if self.project_folder else None
+    def runner(self, manifest: dict) -> ProjectRunner:
+        """The runner a release checks that a version's artifact loads in: with the package the
+        version carries (the project's folder for one registered before versions carried it)."""
+        return runner_for_version(manifest, Path(self.project_folder or "."), self.python_executable)
 
 
 @dg.asset(
@@ -88,7 +89,7 @@ def scoring_image(
             Path(release.contexts_dir),
             release.azure_serving,
             release.serving_spec(),
-            release.runner(),
+            release.runner,
         )
     except ReleaseInputError as exc:
         raise dg.Failure(f"{exc} (scoring_image refuses to package it)") from exc
@@ -239,7 +240,7 @@ def prod_deployment(
             Path(release.contexts_dir),
             release.azure_serving,
             release.serving_spec(),
-            release.runner(),
+            release.runner,
         )
 
     def alert(message: str) -> None:
@@ -336,7 +337,7 @@ def _verified_release(
             Path(release.contexts_dir),
             release.azure_serving,
             release.serving_spec(),
-            release.runner(),
+            release.runner,
         )
     except ReleaseInputError as exc:
         raise dg.Failure(f"{exc} (not deployed)") from exc

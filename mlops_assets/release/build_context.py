@@ -2,9 +2,10 @@
 
 Layout: ``Dockerfile``, ``requirements.txt`` (the locked `serving` group),
 ``requirements-azure.txt`` (`serving` and `serving-azure`, or empty), ``project/`` (the package,
-installed with --no-deps, with the model project's ``serving-spec.json`` beside
-``model/rows.py``: what requests may hold and the types the artifact may hold is the
-code's, not the manifest's), ``model/`` (artifact + manifest). The digest covers every
+installed with --no-deps, with the version's ``serving-spec.json`` and its project package
+(``project-package/``, mounted as ``model_project``) beside ``model/rows.py``: what requests
+may hold, the types the artifact may hold and the classes it loads with are the code's, not the
+manifest's), ``model/`` (artifact + manifest). The digest covers every
 file, so the same inputs give the same tag and nothing is rebuilt; ``code_digest`` leaves out
 ``model/``, so a release target can tell "only the model changed" (swap the model in place)
 from "the code changed" (hand over to a new process).
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from mlops_assets.hosting.build_layout import AZURE_REQUIREMENTS, MODEL_DIR, PROJECT_DIR, REQUIREMENTS
 from mlops_assets.model.rows import SPEC_NAME
+from mlops_assets.project.package import PACKAGED_DIR, write_package
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "deploy" / "docker" / "scoring.Dockerfile"
@@ -75,6 +77,7 @@ def _write_tree(
     requirements: bytes,
     azure: bytes,
     serving_spec: dict | None,
+    package: dict[str, str] | None,
 ) -> None:
     (root / MODEL_DIR).mkdir(parents=True)
     (root / MODEL_DIR / artifact_name).write_bytes(artifact)
@@ -89,11 +92,13 @@ def _write_tree(
     shutil.copytree(
         REPO / "mlops_assets",
         project / "mlops_assets",
-        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", SPEC_NAME),
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", SPEC_NAME, PACKAGED_DIR),
     )
     if serving_spec is not None:
         spec = json.dumps(serving_spec, indent=2, sort_keys=True)
         (project / "mlops_assets" / "model" / SPEC_NAME).write_text(spec)
+    if package is not None:
+        write_package(package, project / "mlops_assets" / "model" / PACKAGED_DIR)
 
 
 def intact(path: Path) -> bool:
@@ -110,15 +115,19 @@ def assemble(
     requirements: bytes,
     azure_requirements: bytes = b"",
     serving_spec: dict | None = None,
+    package: dict[str, str] | None = None,
 ) -> tuple[BuildContext, bool]:
     """The context for these inputs, and whether it was new (False: an identical one existed).
     ``azure_requirements``: the `serving` and `serving-azure` groups, for an image that serves the
     Azure profile (empty: none). ``serving_spec``: the model project's (ProjectSpec.serving_dict);
-    None: the service takes every feature for a number."""
+    None: the service takes every feature for a number. ``package``: the version's project package
+    (its modules by path), for an artifact whose classes are the project's."""
     contexts_dir.mkdir(parents=True, exist_ok=True)
     staging = contexts_dir / f".staging-{hashlib.sha256(artifact).hexdigest()[:12]}"
     shutil.rmtree(staging, ignore_errors=True)
-    _write_tree(staging, artifact_name, artifact, manifest, requirements, azure_requirements, serving_spec)
+    _write_tree(
+        staging, artifact_name, artifact, manifest, requirements, azure_requirements, serving_spec, package
+    )
     digest, files = _tree_digest(staging)
     code_digest, _ = _tree_digest(staging, exclude=MODEL_DIR)
     final = contexts_dir / digest[:16]

@@ -8,11 +8,13 @@ expectation comes from the registry's manifest, never from the copy that was dep
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from mlops_assets.model.artifact import ArtifactError, sha256_hex
 from mlops_assets.model.manifest import MANIFEST_NAME
 from mlops_assets.model.smoke import SmokeSample
+from mlops_assets.project.package import sources_of
 from mlops_assets.project.spec import ProjectError
 from mlops_assets.registry.protocol import ModelRegistry
 from mlops_assets.release.build_context import BuildContext, assemble, intact, serving_requirements
@@ -20,19 +22,23 @@ from mlops_assets.release.deployments import Endpoint, Release
 from mlops_assets.runner.client import Artifact, ProjectRunError, ProjectRunner
 from mlops_assets.training.train import ARTIFACT_NAME
 
+# The runner a version's artifact loads in, given its manifest (its own package mounted there).
+Runners = Callable[[dict], ProjectRunner]
+
 
 class ReleaseInputError(ValueError):
     """A registered version whose files do not verify: it must not be packaged or deployed."""
 
 
 def verified_files(
-    models: ModelRegistry, version: int, current_spec: dict | None = None, runner: ProjectRunner | None = None
+    models: ModelRegistry, version: int, current_spec: dict | None = None, runners: Runners | None = None
 ) -> tuple[bytes, dict, dict | None]:
     """The version's artifact, its manifest and the serving spec it was registered with (its
     manifest keeps it, so a promote or restore after a spec edit serves the version's own rules;
     ``current_spec``, the model project's today, only for a version registered before manifests
-    carried one), each checked against the registry. Given a ``runner``, the artifact is loaded
-    there too: it may hold, beyond skops' defaults, only that spec's trusted types, and it loads."""
+    carried one), each checked against the registry. Given ``runners``, the artifact is loaded in
+    the version's runner too: it may hold, beyond skops' defaults, only that spec's trusted types,
+    and it loads with the package it carries."""
     registered = models.get_version(version)
     try:
         manifest = json.loads(models.read_file(version, MANIFEST_NAME))
@@ -48,11 +54,11 @@ def verified_files(
         raise ReleaseInputError(
             f"version {version}: manifest sha256 differs from the registry's; re-register it"
         )
-    if runner is not None:
+    if runners is not None:
         trusted = tuple(spec["trusted_types"]) if spec else ()
         try:
-            runner.verify(Artifact(artifact, sha256, trusted, f"version {version}"))
-        except (ArtifactError, ProjectError, ProjectRunError) as exc:
+            runners(manifest).verify(Artifact(artifact, sha256, trusted, f"version {version}"))
+        except (ArtifactError, ProjectError, ProjectRunError, ValueError) as exc:
             raise ReleaseInputError(str(exc)) from exc
     return artifact, manifest, spec
 
@@ -63,20 +69,25 @@ def assemble_version(
     contexts_dir: Path,
     azure_serving: bool = False,
     serving_spec: dict | None = None,
-    runner: ProjectRunner | None = None,
+    runners: Runners | None = None,
 ) -> tuple[BuildContext, bool]:
     """The version's build context (assembled if it is not there yet) and whether it was new. It
     packages the spec the version was registered with; ``serving_spec`` (today's) only where the
-    version carries none. Given a ``runner``, the artifact is loaded there first."""
-    artifact, manifest, serving_spec = verified_files(models, version, serving_spec, runner)
+    version carries none, and the project package it carries. Given ``runners``, the artifact is
+    loaded in the version's runner first."""
+    artifact, manifest, serving_spec = verified_files(models, version, serving_spec, runners)
     if serving_spec is not None and [f["name"] for f in serving_spec["features"]] != manifest["features"]:
         raise ReleaseInputError(
             f"version {version}: trained on features {manifest['features']}, the model project now "
             f"lists {[f['name'] for f in serving_spec['features']]}; it cannot be served by this project"
         )
     azure = serving_requirements(azure=True) if azure_serving else b""
+    try:
+        package = sources_of(manifest)
+    except ValueError as exc:
+        raise ReleaseInputError(str(exc)) from exc
     return assemble(
-        contexts_dir, ARTIFACT_NAME, artifact, manifest, serving_requirements(), azure, serving_spec
+        contexts_dir, ARTIFACT_NAME, artifact, manifest, serving_requirements(), azure, serving_spec, package
     )
 
 
@@ -99,7 +110,7 @@ def restorable_release(
     contexts_dir: Path,
     azure_serving: bool = False,
     serving_spec: dict | None = None,
-    runner: ProjectRunner | None = None,
+    runners: Runners | None = None,
 ) -> Release:
     """What served before, as a release again: its image reference, and (for a target that serves
     from a build context) that context if it is intact, else assembled anew from the registry
@@ -107,6 +118,6 @@ def restorable_release(
     context = Path(previous.context) if previous.context else None
     if context is not None and not intact(context):
         context = assemble_version(
-            models, int(previous.version), contexts_dir, azure_serving, serving_spec, runner
+            models, int(previous.version), contexts_dir, azure_serving, serving_spec, runners
         )[0].path
     return Release(previous.version, previous.image, context, previous.code_digest)

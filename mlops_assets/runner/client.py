@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlops_assets.model.artifact import ArtifactError
 from mlops_assets.model.batch_scoring import BatchInputError
-from mlops_assets.project.package import package_digest
+from mlops_assets.project.package import package_digest, sources_digest, sources_of, write_package
 from mlops_assets.project.spec import ProjectError
 from mlops_assets.settings import child_environment
 
@@ -253,10 +253,39 @@ def runner_for(package: Path, python: str = sys.executable) -> ProjectRunner:
         return runner
 
 
+_PACKAGES: list[Path] = []  # this process's private folder of versions' packages, made on first use
+
+
+def package_folder(sources: dict[str, str]) -> Path:
+    """``sources`` (a version's package) as a folder of this process's, named by their digest."""
+    with _RUNNERS_LOCK:
+        if not _PACKAGES:
+            _PACKAGES.append(Path(tempfile.mkdtemp(prefix="mlops-packages-")))
+        folder = _PACKAGES[0] / sources_digest(sources)
+        if not folder.is_dir():
+            staging = Path(tempfile.mkdtemp(dir=_PACKAGES[0]))
+            write_package(sources, staging).rename(folder)
+        return folder
+
+
+def runner_for_version(
+    manifest: dict | None, project_folder: Path, python: str = sys.executable
+) -> ProjectRunner:
+    """The runner with the package a registered version carries (its manifest's) mounted: it
+    loads with the classes it was trained with. The project's folder as it is now only for a
+    version registered before manifests carried its package."""
+    sources = sources_of(manifest) if manifest else None
+    return runner_for(package_folder(sources) if sources else project_folder, python)
+
+
 @atexit.register
 def close_runners() -> None:
     with _RUNNERS_LOCK:
         runners = list(_RUNNERS.values())
         _RUNNERS.clear()
+        packages = list(_PACKAGES)
+        _PACKAGES.clear()
     for runner in runners:
         runner.close()
+    for folder in packages:
+        shutil.rmtree(folder, ignore_errors=True)
