@@ -329,15 +329,12 @@ def _verified_release(
 ) -> Release:
     """What scoring_image built, with its build context verified again against the registry now:
     a context edited since (a promote or rollback reuses old ones) is assembled again from the
-    registry, and one the registry no longer gives (its files changed) is refused."""
+    registry, and one the registry no longer gives (its files changed) is refused. The artifact's
+    bytes are checked; that they load was checked in the runner when scoring_image packaged them
+    (the same bytes: the context's digest covers them)."""
     try:
         verified, _ = assemble_version(
-            models,
-            int(version),
-            Path(release.contexts_dir),
-            release.azure_serving,
-            release.serving_spec(),
-            release.runner,
+            models, int(version), Path(release.contexts_dir), release.azure_serving, release.serving_spec()
         )
     except ReleaseInputError as exc:
         raise dg.Failure(f"{exc} (not deployed)") from exc
