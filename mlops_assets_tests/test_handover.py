@@ -118,6 +118,13 @@ def test_a_successor_delivers_the_records_its_predecessor_could_not(settings, ta
         assert answer.status_code == 200
     spill = Path(first.folder) / "spill"
     _until(lambda: _lines(spill) == 7, "the predecessor spilled its 7 records")
+    # One file was claimed by a writer (a live pid: no writer hands it back) when the deployment
+    # stopped: its records are as undelivered as the rest. Left half-written: a temp file.
+    claimed = sorted(spill.rglob("*.jsonl"))[0]
+    in_claim = claimed.read_bytes().count(b"\n")
+    claimed.rename(claimed.with_name(f"{claimed.name}.claim-{os.getpid()}-0a1b2c3d"))
+    (claimed.parent / f"{claimed.name}.tmp-{os.getpid()}-0a1b2c3d").write_bytes(b'{"request_id": "half')
+    assert _lines(spill) == 7 - in_claim
 
     logs = tmp_path / "logs"
     monkeypatch.setenv("MLOPS_SCORING_LOG_URL", str(logs))  # storage is back, for the successor
@@ -192,3 +199,31 @@ def test_deployments_says_what_answers_not_what_was_recorded(settings, target, t
     finally:
         os.kill(service, signal.SIGCONT)
     assert listed().rstrip().endswith("answering ready")
+
+
+def test_a_recorded_pid_that_now_runs_something_else_is_never_signalled(settings, target, tmp_path):
+    """After a reboot a deployment's recorded pid may run another process, even one whose command
+    line says mlops-assets (another home's, an editor on the repository): `down` must not kill it."""
+    import dataclasses
+    import subprocess
+    import sys
+    import uuid
+
+    from mlops_assets.hosting.state import Deployment
+
+    stranger = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)", "mlops-assets", "--listen", "127.0.0.1:8100"],
+        start_new_session=True,
+    )
+    try:
+        record = Deployment(
+            "production", stranger.pid, "http://127.0.0.1:1", 1, "1", "img", str(tmp_path), "", 0.0
+        )
+        target.store.write(dataclasses.replace(record, deployment_id=uuid.uuid4().hex))
+        assert target.get("production") is None  # not ours: recorded as lost, not as serving
+        assert target.lost("production").pid == stranger.pid
+        assert target.stop("production") is False
+        assert stranger.poll() is None  # alive: never signalled
+    finally:
+        stranger.kill()
+        stranger.wait()

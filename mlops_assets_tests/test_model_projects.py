@@ -220,6 +220,33 @@ def test_the_default_home_is_per_project(monkeypatch):
     assert churn.registered_model_name == "churn"
 
 
+def _the_production_version_keeps_its_own_classes(defs, settings, instance, project) -> None:
+    """The team rewrites features.py: the class version 1 was trained with is gone from the
+    project's folder. The gate still scores version 1 (loaded from the package it carries) against
+    the new candidate, and batch scoring with production (version 1) still loads it."""
+    from mlops_assets.ops.runner import retrain, score_new_files
+    from mlops_assets.storage.fsstore import Storage
+
+    (project.folder / "features.py").write_text(
+        "from sklearn.preprocessing import FunctionTransformer\n\n\n"
+        "def unchanged():\n    return FunctionTransformer()\n"
+    )
+    model = (project.folder / "model.py").read_text()
+    (project.folder / "model.py").write_text(
+        model.replace("from .features import ClipToTrainingRange", "from .features import unchanged").replace(
+            "ClipToTrainingRange()", "unchanged()"
+        )
+    )
+    rewritten = retrain(defs, instance, settings.lock_dir)
+    assert rewritten.success, rewritten.errors
+    bar = {scored["label"]: scored for scored in rewritten.evaluation["compared"]}
+    assert bar["version 1"]["incomparable"] is None and bar["version 1"]["metrics"], rewritten.evaluation
+    storage = Storage(settings.storage_root)
+    storage.write_bytes("scoring-input/after-the-rewrite.csv", storage.read_bytes("scoring-input/batch.csv"))
+    ((name, scored),) = score_new_files(defs, instance, storage, settings.lock_dir)
+    assert name == "after-the-rewrite.csv" and scored.success
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("project_settings", ["diabetes", "churn", "init", "custom"], indirect=True)
 def test_a_project_lives_from_landing_to_batch_scoring_by_its_spec(project_settings):
@@ -239,6 +266,8 @@ def test_a_project_lives_from_landing_to_batch_scoring_by_its_spec(project_setti
     write_instance_config(settings.dagster_home)
     with dg.DagsterInstance.get() as instance:
         lived = run_lifecycle(defs, settings, instance, Storage(settings.storage_root))
+        if CUSTOM_TRANSFORMER in lived["project"].spec.artifact.trusted_types:
+            _the_production_version_keeps_its_own_classes(defs, settings, instance, lived["project"])
     spec = lived["project"].spec
     labels = {"boolean": bool, "categorical": str, "numeric": float}[spec.target.kind]
     assert all(isinstance(label, labels) for label in lived["answer"]["result"])
@@ -367,6 +396,20 @@ def test_init_makes_a_project_that_passes_its_own_test(tmp_path, task):
     assert project.spec_digest == load_project(folder).spec_digest  # nothing was overwritten
 
 
+def _seeded(settings):
+    """The definitions of ``settings`` and their storage, seeded with the project's first file."""
+    from mlops_assets.core.instance import write_instance_config
+    from mlops_assets.definitions import build_definitions
+    from mlops_assets.ingest.seed import seed
+    from mlops_assets.storage.fsstore import Storage
+
+    defs = build_definitions(settings)
+    storage = Storage(settings.storage_root)
+    seed(storage, defs.resources["project"].get())
+    write_instance_config(settings.dagster_home)
+    return defs, storage
+
+
 @pytest.mark.slow
 def test_a_spec_only_edit_reaches_qa_on_the_process_runtime_with_its_own_rules(project_settings_copy):
     """project.toml alone edited (a parameter and a feature's range): the new version trains, passes
@@ -374,18 +417,11 @@ def test_a_spec_only_edit_reaches_qa_on_the_process_runtime_with_its_own_rules(p
     import dagster as dg
     import httpx
 
-    from mlops_assets.core.instance import write_instance_config
-    from mlops_assets.definitions import build_definitions
-    from mlops_assets.ingest.seed import seed
     from mlops_assets.ops.runner import ingest_new_files, release, retrain
     from mlops_assets.serving.keys import read_keys
-    from mlops_assets.storage.fsstore import Storage
 
     settings, folder = project_settings_copy
-    defs = build_definitions(settings)
-    storage = Storage(settings.storage_root)
-    seed(storage, defs.resources["project"].get())
-    write_instance_config(settings.dagster_home)
+    defs, storage = _seeded(settings)
     with dg.DagsterInstance.get() as instance:
         ingest_new_files(defs, instance, storage, settings.lock_dir)
         assert retrain(defs, instance, settings.lock_dir).registered["version"] == 1
@@ -405,3 +441,41 @@ def test_a_spec_only_edit_reaches_qa_on_the_process_runtime_with_its_own_rules(p
         assert scored.status_code == 200 and scored.headers["x-model-version"] == "2", scored.text
         refused = httpx.post(f"{url}/score", json={"data": [{**row, "age": 110.0}]}, headers=key)
         assert refused.status_code == 422 and "feature age" in refused.json()["error"], refused.text
+
+
+@pytest.mark.slow
+def test_a_spec_that_gains_a_column_trains_on_the_batches_that_have_it(project_settings_copy):
+    """A batch validated before the spec listed a column is left out of training with the reason
+    (it has no values for it), and the batches that have it train the next version."""
+    import dagster as dg
+    import numpy as np
+    import pandas as pd
+
+    from mlops_assets.ingest.seed import SeedFiles
+    from mlops_assets.ops.runner import ingest_new_files, retrain
+
+    settings, folder = project_settings_copy
+    defs, storage = _seeded(settings)
+    with dg.DagsterInstance.get() as instance:
+        (first,) = ingest_new_files(defs, instance, storage, settings.lock_dir)
+        assert first.success and retrain(defs, instance, settings.lock_dir).registered["version"] == 1
+
+        spec = (folder / "project.toml").read_text()
+        glucose = '[features.glucose]\nkind = "numeric"\nunit = "mg/dL"\nmin = 20\nmax = 600\n\n'
+        (folder / "project.toml").write_text(spec.replace("[evaluation]", glucose + "[evaluation]"))
+        files = SeedFiles.of(defs.resources["project"].get())
+        held_back = pd.read_csv(storage.uri(files.held_back))
+        held_back.insert(len(held_back.columns) - 1, "glucose", np.linspace(70, 200, len(held_back)).round(1))
+        storage.write_bytes(files.held_back_landing, held_back.to_csv(index=False).encode())
+        (second,) = ingest_new_files(defs, instance, storage, settings.lock_dir)
+        assert second.success, second.failed_checks + second.errors
+
+        retrained = retrain(defs, instance, settings.lock_dir)
+        assert retrained.success, retrained.errors
+        name = files.first.removeprefix("landing/")
+        assert retrained.training_data["batches"] == [files.held_back_landing.removeprefix("landing/")]
+        assert retrained.training_data["left_out"] == [
+            f"{name}: lacks glucose (validated before the spec listed it; land it again with it)"
+        ]
+        assert retrained.training_data["rows"] == len(held_back)
+        assert retrained.registered["version"] == 2

@@ -89,6 +89,7 @@ def test_production_lost_outright_is_released_again_and_a_stopped_one_is_left_al
     result, cursor = _tick(defs, instance, None)
     (request,) = result.run_requests
     assert request.partition_key == str(one) and request.tags["mlops/trigger"] == "health-restore"
+    assert request.run_key == f"restore-{serving.deployment_id}"  # the loss itself: pids recur
     assert f"version {one} at {serving.url} is gone" in webhook.received[-1]["text"]
     again, _ = _tick(defs, instance, cursor)
     assert [r.run_key for r in again.run_requests] == [request.run_key]  # the same loss: one run key

@@ -99,6 +99,34 @@ def test_a_dead_writers_claim_goes_back_to_the_queue_and_its_temp_file_goes(tmp_
     assert _stored_ids(logs) == ["r000001"] and not any(p.is_file() for p in spill.rglob("*"))
 
 
+def test_records_held_past_midnight_land_in_the_day_they_were_received(tmp_path):
+    """A batch flushed long after midnight (storage was down, the records waited in memory) is
+    split by the day each record was received, so each day's compaction finds its own."""
+    from datetime import UTC, datetime, timedelta
+
+    from mlops_assets.monitoring.scoring_logs import folder_of, source_files
+    from mlops_assets.serving.request_log import record_line
+
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    late, early = midnight - timedelta(seconds=30), midnight + timedelta(seconds=30)
+    logs = tmp_path / "logs"
+    writer = RequestLogWriter(Storage(str(logs)), tmp_path / "spill", flush_seconds=3600)
+    for n, received in enumerate((late, late, early)):
+        line = record_line(
+            f"r{n}", received.timestamp(), "1", b'{"data": [[1]]}', b'{"result": [2]}', 1.0, False, None
+        )
+        writer.append(line)
+    writer.start().close()  # one flush, today: hours after both days ended
+    storage = Storage(str(logs))
+    for day, ids in ((late.date(), ["r0", "r1"]), (early.date(), ["r2"])):
+        own = [f for f in source_files(storage, day) if f.path.startswith(folder_of(day) + "/")]
+        found = [
+            json.loads(line)["request_id"] for f in own for line in storage.read_bytes(f.path).splitlines()
+        ]
+        assert found == ids, (day, [f.path for f in own])
+    assert writer.written == 3
+
+
 @pytest.mark.slow
 def test_a_service_that_can_keep_no_record_sheds_and_says_so_then_recovers_by_itself(tmp_path):
     service, logs, spill = service_with_own_log(tmp_path)

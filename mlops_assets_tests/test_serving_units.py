@@ -462,3 +462,21 @@ def test_a_spec_whose_integer_bounds_are_not_whole_still_loads_its_classifier():
     assert additive is not None
     rows = rows_from_payload({"data": [[1], [10]]}, spec, 10)
     np.testing.assert_allclose(additive(rows.columns)[1], fitted.predict_proba(rows.values), rtol=1e-9)
+
+
+def test_a_dead_workers_stuck_gauge_stops_counting(tmp_path):
+    """Workers share their metrics through files: one that was stuck when it died (and was
+    restarted) must not keep ``scoring_log_stuck`` at 1 for the workers alive after it."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    stuck_then_died = "from mlops_assets.serving import metrics; metrics.LOG_STUCK.set(1); metrics.REQUESTS.labels('200').inc()"
+    subprocess.run([sys.executable, "-c", stuck_then_died], env=env, check=True)
+    scrape = "from mlops_assets.serving import metrics; print(metrics.render()[0].decode())"
+    text = subprocess.run(
+        [sys.executable, "-c", scrape], env=env, check=True, capture_output=True, text=True
+    ).stdout
+    assert "scoring_log_stuck 0.0" in text or "scoring_log_stuck" not in text, text
+    assert 'scoring_requests_total{code="200"} 1.0' in text  # its counted requests stay counted

@@ -6,6 +6,7 @@ service on it, as a process or a container (``runtimes.py``); what is recorded o
 importing it.
 """
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -28,17 +29,27 @@ from mlops_assets.hosting.runtimes import (
     runtime_of,
 )
 from mlops_assets.hosting.state import Deployment, DeploymentStore, point_link, read_status
+from mlops_assets.storage.spill import waiting_name
 
 SERVE_MARKER = "mlops-assets"  # in the supervisor's command line (mlops-assets-supervise) too
 SUPERVISE = "mlops-assets-supervise"
 
 
-def _alive(pid: int) -> bool:
+def _alive(deployment: Deployment) -> bool:
+    """Whether the deployment's supervisor still runs: its pid, with this deployment's own id in
+    its command line (``--share-at`` names it). After a reboot or a long while the pid may belong
+    to anything, an mlops-assets process of another home included: never signal one of those."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmdline = Path(f"/proc/{deployment.pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return SERVE_MARKER.encode() in cmdline  # never signal a recycled pid that is not ours
+    # A record written before deployments had ids: the marker is all there is to go by.
+    return (deployment.deployment_id or SERVE_MARKER).encode() in cmdline
+
+
+def _signal_group(pid: int, sent: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it exited between the look and the signal
+        os.killpg(pid, sent)
 
 
 def _kill(process: subprocess.Popen) -> None:
@@ -75,7 +86,7 @@ class LocalTarget:
         deployment = self.store.read(name)
         if deployment is None:
             return None
-        if not _alive(deployment.pid):  # its supervisor died without being stopped: lost
+        if not _alive(deployment):  # its supervisor died without being stopped: lost
             self.store.mark_lost(name)
             self._runtime(deployment).remove(deployment.container)
             return None
@@ -103,12 +114,14 @@ class LocalTarget:
 
     def _terminate(self, deployment: Deployment, timeout: float = 30) -> None:
         """SIGTERM to the supervisor: the service drains and flushes its request log, then both exit."""
-        os.kill(deployment.pid, signal.SIGTERM)
+        if _alive(deployment):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(deployment.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while _alive(deployment.pid) and time.monotonic() < deadline:
+        while _alive(deployment) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _alive(deployment.pid):
-            os.killpg(deployment.pid, signal.SIGKILL)
+        if _alive(deployment):
+            _signal_group(deployment.pid, signal.SIGKILL)
         self._runtime(deployment).remove(deployment.container)
         self._clear_folder(Path(deployment.folder) if deployment.folder else None)
 
@@ -125,13 +138,18 @@ class LocalTarget:
             shutil.rmtree(folder, ignore_errors=True)
 
     def _adopt_spill(self, name: str, folder: Path, runtime: ProcessRuntime | ContainerRuntime) -> None:
-        """Move what earlier deployments of ``name`` could not deliver into ``folder``'s spill."""
+        """Move what earlier deployments of ``name`` could not deliver into ``folder``'s spill: the
+        files waiting and those a writer had claimed when it stopped (under their waiting name
+        again: every writer of those folders is gone by now, so no one else will send them)."""
         moved = 0
         for earlier in self.store.folders(name):
             if earlier == folder or not (earlier / "spill").is_dir():
                 continue
-            for spilled in sorted(p for p in (earlier / "spill").rglob("*.jsonl") if p.is_file()):
-                target = folder / "spill" / spilled.relative_to(earlier / "spill")
+            for spilled in sorted(p for p in (earlier / "spill").rglob("*") if p.is_file()):
+                waiting = waiting_name(spilled.name)
+                if waiting is None:
+                    continue  # half written when its writer stopped: never taken for a whole file
+                target = folder / "spill" / spilled.relative_to(earlier / "spill").with_name(waiting)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(spilled, target)  # same file system: atomic, a writer sees it whole
                 moved += 1

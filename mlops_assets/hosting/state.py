@@ -88,7 +88,12 @@ class DeploymentStore:
         return _load(self._path(name))
 
     def write(self, deployment: Deployment) -> None:
-        self._path(deployment.name).write_text(json.dumps(deployment.to_dict(), indent=2))
+        """Whole or not at all: a reader (``deployments``, ``down``, a sensor) never sees half a record."""
+        path = self._path(deployment.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        staging.write_text(json.dumps(deployment.to_dict(), indent=2))
+        os.replace(staging, path)
 
     def mark_lost(self, name: str) -> None:
         """Its supervisor died without being stopped: keep the record as what was lost."""

@@ -12,7 +12,7 @@ from mlops_assets.core.storage import StorageResource, asset_path, load_stored_v
 from mlops_assets.ingest.config import ValidationConfig
 from mlops_assets.ingest.feedback_batch import feedback_batch, feedback_files
 from mlops_assets.ingest.reference import compute_reference, read_reference, write_reference
-from mlops_assets.ingest.training_data import combine_batches, write_snapshot
+from mlops_assets.ingest.training_data import combine_batches, lacking_columns, write_snapshot
 from mlops_assets.ingest.validation import (
     BLOCKING_RULES,
     Rule,
@@ -191,6 +191,17 @@ def training_data(
         labelled = load_stored_value(store, asset_path(feedback_batch.key, key, "parquet"))
         if len(labelled):
             batches[f"labels/{key}"] = labelled
+    # A batch validated before the spec gained a column has no values for it: it cannot feed a
+    # model that takes the column, so it is left out (landed again with the column, it counts).
+    for key, missing in lacking_columns(batches, list(spec.columns)).items():
+        reason = (
+            f"{key}: lacks {', '.join(missing)} (validated before the spec listed it; land it again with it)"
+        )
+        context.log.warning(f"left out of training data: {reason}")
+        left_out.append(reason)
+        del batches[key]
+    if not any(not key.startswith("labels/") for key in batches):
+        raise dg.Failure(f"no validated batch to train on (left out: {'; '.join(left_out)})")
     frame = combine_batches(batches, list(spec.columns))
     snapshot = write_snapshot(store, frame)
     write_reference(store, compute_reference(frame, spec, source=snapshot.uri))
@@ -198,7 +209,7 @@ def training_data(
         f"training data {snapshot.data_version}: {snapshot.rows} rows from {len(batches)} batches"
     )
     return dg.Output(
-        snapshot.to_dict(),
+        {**snapshot.to_dict(), "left_out": left_out},
         metadata={
             "data_version": snapshot.data_version,
             "rows": snapshot.rows,

@@ -36,6 +36,12 @@ def data_version(frame: pd.DataFrame) -> str:
     return digest.hexdigest()[:16]
 
 
+def lacking_columns(batches: dict[str, pd.DataFrame], columns: list[str]) -> dict[str, list[str]]:
+    """Each batch that lacks some of ``columns`` (validated before the spec gained them), with those."""
+    lacking = {key: [c for c in columns if c not in frame.columns] for key, frame in batches.items()}
+    return {key: missing for key, missing in sorted(lacking.items()) if missing}
+
+
 def combine_batches(batches: dict[str, pd.DataFrame], columns: list[str]) -> pd.DataFrame:
     """``columns`` of every batch in partition-key order, each row tagged with the batch it came from."""
     frames = [batches[key][columns].assign(**{BATCH_COLUMN: key}) for key in sorted(batches)]

@@ -119,7 +119,9 @@ def build_health_sensor(
         if state == "lost":
             champion = registry.get_registry().get_alias(PRODUCTION_ALIAS)
             if champion is not None:
-                loss = f"{lost.details.get('pid')}-{lost.version}"  # one release per loss
+                # One release per loss: the deployment's own id (pids recur; a restore of the same
+                # version lost again later is another loss).
+                loss = lost.details.get("deployment_id") or f"{lost.details.get('pid')}-{lost.version}"
                 requests.append(
                     dg.RunRequest(
                         partition_key=str(champion.version),

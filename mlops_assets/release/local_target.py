@@ -78,6 +78,7 @@ class LocalDeploymentTarget(DeploymentTarget):
             {
                 "runtime": deployment.runtime,
                 "container": deployment.container,
+                "deployment_id": deployment.deployment_id,
                 "pid": deployment.pid,  # the supervisor's
                 "service_pid": deployment.status.get("service_pid"),
                 "port": deployment.port,

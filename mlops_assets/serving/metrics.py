@@ -5,6 +5,8 @@ before they start; prometheus_client then keeps values in shared files and ``/me
 worker reports the sum over all of them.
 """
 
+import os
+import re
 from bisect import bisect_left
 
 from prometheus_client import (
@@ -17,6 +19,8 @@ from prometheus_client import (
 )
 from prometheus_client import values as _values
 
+# prometheus_client's file of one process's gauges in a live* mode: gauge_live<mode>_<pid>.db
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 REQUESTS = Counter("scoring_requests", "Scoring requests by HTTP status code.", ["code"])
@@ -92,10 +96,28 @@ def _multiprocess() -> bool:
     return _values.ValueClass is not _values.MutexValue
 
 
+def _forget_dead_workers(folder: str) -> None:
+    """A worker that died (and was restarted) leaves its gauges' files: its last ``scoring_log_stuck``
+    would count forever. Its counters stay (totals lose nothing); its live gauges go."""
+    from prometheus_client import multiprocess
+
+    pids = {int(m.group(1)) for name in os.listdir(folder) if (m := _LIVE_GAUGE_FILE.match(name))}
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, folder)
+        except PermissionError:
+            continue
+
+
 def render() -> tuple[bytes, str]:
     if _multiprocess():
         from prometheus_client import multiprocess
 
+        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if folder:
+            _forget_dead_workers(folder)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST

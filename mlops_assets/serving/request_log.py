@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mlops_assets.storage.fsstore import Storage
+from mlops_assets.storage.spill import CLAIM
 
 LOG_PREFIX = "scoring-logs"
 log = logging.getLogger("mlops_assets.serving.request_log")
@@ -61,9 +62,6 @@ def record_line(
             *((b',"flags":', flags) if flags else ()), b"}\n",
         )
     )  # fmt: skip
-
-
-CLAIM = re.compile(r"\.(claim|tmp)-(\d+)-[0-9a-f]+$")  # a spilled file taken, or being written
 
 
 class RequestLogWriter:
@@ -155,31 +153,35 @@ class RequestLogWriter:
             if not batch:
                 self.stuck = False
                 return
-            self._sequence += 1
-            day = datetime.now(UTC).strftime("%Y-%m-%d")
-            name = f"{int(time.time() * 1000)}-{self._writer_id}-{self._sequence:06d}.jsonl"
-            path = f"{LOG_PREFIX}/date={day}/{name}"
-            data = b"".join(batch)
-            try:
-                self.storage.write_bytes(path, data)
-                self.written += len(batch)
-                self.stuck = False
-                return
-            except Exception as exc:  # any storage failure: keep the records on local disk
-                log.warning(
-                    "scoring log storage failed (%s); spilling %d records to %s",
-                    exc,
-                    len(batch),
-                    self.spill_dir,
-                )
-            try:
-                self._spill(path, data)
-            except Exception:
-                self._pending.extendleft(reversed(batch))  # first in line again, in their order
-                self.stuck = True
-                raise
-            self.spilled += len(batch)
+            parts = _by_day(batch, time.time())
+            for index, (day, oldest, records) in enumerate(parts):
+                self._sequence += 1
+                name = f"{int(oldest * 1000)}-{self._writer_id}-{self._sequence:06d}.jsonl"
+                try:
+                    self._keep(f"{LOG_PREFIX}/date={day}/{name}", records)
+                except Exception:
+                    rest = [line for _, _, part in parts[index:] for line in part]
+                    self._pending.extendleft(reversed(rest))  # first in line again, in their order
+                    self.stuck = True
+                    raise
             self.stuck = False
+
+    def _keep(self, path: str, records: list[bytes]) -> None:
+        """``records`` delivered to ``path``, or spilled to local disk for later; raises if neither."""
+        data = b"".join(records)
+        try:
+            self.storage.write_bytes(path, data)
+            self.written += len(records)
+            return
+        except Exception as exc:  # any storage failure: keep the records on local disk
+            log.warning(
+                "scoring log storage failed (%s); spilling %d records to %s",
+                exc,
+                len(records),
+                self.spill_dir,
+            )
+        self._spill(path, data)
+        self.spilled += len(records)
 
     def _spill(self, path: str, data: bytes) -> None:
         target = self.spill_dir / path
@@ -242,6 +244,40 @@ class RequestLogWriter:
             self.written += lines
             log.info("delivered %d spilled scoring log records (%s)", lines, relative)
         self.spilled = 0
+
+
+_RECEIVED = re.compile(rb'"time":\s*(-?[0-9][0-9.eE+-]*)')
+
+
+def _by_day(batch: list[bytes], now: float) -> list[tuple[str, float, list[bytes]]]:
+    """The batch as (UTC day, its oldest record's time, records) per day its records were
+    received on, oldest day first: a day's compaction reads its own folder, so records held past
+    midnight (an outage, a slow flush) must land in their day's, not in the flush's. A record
+    without a readable time counts as received ``now``."""
+    first, last = _received(batch[0], now), _received(batch[-1], now)
+    if _day(first) == _day(last):  # records arrive in order: one day, read two lines (the hot case)
+        return [(_day(first), min(first, last), batch)]
+    days: dict[str, tuple[float, list[bytes]]] = {}
+    for line in batch:
+        received = _received(line, now)
+        day = _day(received)
+        oldest, records = days.setdefault(day, (received, []))
+        records.append(line)
+        if received < oldest:
+            days[day] = (received, records)
+    return [(day, oldest, records) for day, (oldest, records) in sorted(days.items())]
+
+
+def _received(line: bytes, default: float) -> float:
+    found = _RECEIVED.search(line, 0, 512)
+    try:
+        return float(found.group(1)) if found else default
+    except ValueError:
+        return default
+
+
+def _day(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
 
 
 def _running(pid: int) -> bool:
