@@ -48,6 +48,15 @@ CHILD_BASE_ENV = (
 )
 
 
+# The scoring service stops in steps, each bounded: the drain (MLOPS_SCORING_DRAIN_SECONDS),
+# uvicorn's graceful shutdown of the requests in flight, the request log's last flush. Whoever
+# stops it waits for their sum and a margin (Settings.service_stop_seconds): a handover never
+# kills a writer mid-flush.
+SERVICE_GRACEFUL_SECONDS = 30.0
+SERVICE_LOG_CLOSE_SECONDS = 30.0
+SERVICE_STOP_MARGIN_SECONDS = 10.0
+
+
 # What the scoring service reads (serving.app.config_from_settings): all a deployment's process is
 # given of the operator's environment beside CHILD_BASE_ENV. Keep the two in step.
 SERVICE_ENVIRONMENT = (
@@ -155,6 +164,12 @@ class Settings(BaseSettings):
         default=None,
         validation_alias="APPLICATIONINSIGHTS_CONNECTION_STRING",  # Azure's own name for it
         description="Scoring service telemetry to Application Insights; unset: none, nothing imported.",
+    )
+    service_log_max_bytes: int = Field(
+        default=20_000_000,
+        ge=0,
+        description="A local deployment's log (MLOPS_HOME/deployments/<name>.log) is copied to <name>.log.1 "
+        "and truncated past this size (0: never).",
     )
     scoring_drain_seconds: float = Field(
         default=5.0,
@@ -309,6 +324,17 @@ class Settings(BaseSettings):
     @property
     def dagster_home(self) -> Path:
         return self.home_dir / "dagster"
+
+    @property
+    def service_stop_seconds(self) -> float:
+        """How long a deployer waits for a stopped service before it kills it: every step of the
+        service's own shutdown, and a margin."""
+        return (
+            self.scoring_drain_seconds
+            + SERVICE_GRACEFUL_SECONDS
+            + SERVICE_LOG_CLOSE_SECONDS
+            + SERVICE_STOP_MARGIN_SECONDS
+        )
 
     @property
     def storage_root(self) -> str:

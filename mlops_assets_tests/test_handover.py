@@ -3,6 +3,8 @@
 import json
 import os
 import shutil
+import signal
+import time
 from pathlib import Path
 
 import httpx
@@ -227,3 +229,76 @@ def test_a_recorded_pid_that_now_runs_something_else_is_never_signalled(settings
     finally:
         stranger.kill()
         stranger.wait()
+
+
+@pytest.mark.slow
+def test_stopping_waits_for_the_service_s_whole_shutdown_before_killing(settings, target, tmp_path):
+    """A service stops in bounded steps (drain, graceful shutdown, the request log's last flush):
+    one still flushing 31 s after SIGTERM is waited for, not killed mid-flush."""
+    import dataclasses
+    import subprocess
+    import sys
+    import uuid
+
+    from mlops_assets.hosting.state import Deployment
+
+    deployment_id = uuid.uuid4().hex
+    slow_to_stop = (
+        "import signal, sys, time\n"
+        "stopping = []\n"
+        "signal.signal(signal.SIGTERM, lambda *_: stopping.append(time.monotonic()))\n"
+        "print('up', flush=True)\n"
+        "while not stopping: time.sleep(0.05)\n"
+        "time.sleep(31)  # the last flush of a slow storage account\n"
+    )
+    service = subprocess.Popen(
+        [sys.executable, "-c", slow_to_stop, "--share-at", f"@mlops-assets/x/production/{deployment_id}"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert service.stdout.readline().strip() == "up"
+    record = Deployment(
+        "production", service.pid, "http://127.0.0.1:1", 1, "1", "img", str(tmp_path), "", 0.0
+    )
+    target.store.write(dataclasses.replace(record, deployment_id=deployment_id))
+    assert settings.service_stop_seconds >= 5 + 30 + 30
+    assert target.stop("production") is True
+    assert service.wait(timeout=5) == 0  # it finished its shutdown: never SIGKILLed
+
+
+def test_the_supervisor_keeps_the_deployment_s_log_bounded(tmp_path):
+    """A chatty service (a flood of refused requests writes a line each): the log is copied to
+    <log>.1 and truncated past its size, while the service keeps running and writing."""
+    import subprocess
+    import sys
+    import uuid
+
+    log = tmp_path / "production.log"
+    chatty = "import time\nwhile True:\n    print('x' * 99, flush=True)\n    time.sleep(0.001)\n"
+    command = [
+        str(Path(sys.executable).parent / "mlops-assets-supervise"),
+        "--listen", f"127.0.0.1:{free_port()}",
+        "--share-at", f"@mlops-assets-test/{uuid.uuid4().hex}",
+        "--status", str(tmp_path / "status.json"),
+        "--log", str(log),
+        "--log-max-bytes", "20000",
+        "--", sys.executable, "-c", chatty,
+    ]  # fmt: skip
+    with open(log, "a") as handle:
+        supervisor = subprocess.Popen(
+            command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        kept = tmp_path / "production.log.1"
+        _until(kept.exists, "the log was rotated")
+        _until(lambda: log.stat().st_size < kept.stat().st_size, "the log starts again after a rotation")
+        sizes = []
+        for _ in range(3):  # rotated again and again: never more than about a second past the size
+            time.sleep(1.1)
+            sizes.append(log.stat().st_size)
+        assert max(sizes) < 20000 + 250_000 and supervisor.poll() is None
+        assert json.loads((tmp_path / "status.json").read_text())["starts"] == 1  # never restarted
+    finally:
+        os.killpg(supervisor.pid, signal.SIGKILL)
+        supervisor.wait()

@@ -81,3 +81,25 @@ def test_storage_unreachable_fails_the_tick_and_the_next_one_catches_up(
     assert time.monotonic() - started < 30  # well inside Dagster's 60 s sensor evaluation limit
     (request,) = _tick(defs, instance, blob_storage).run_requests  # nothing skipped for good
     assert request.partition_key == "late.csv"
+
+
+def test_every_blob_client_retries_a_bounded_number_of_times(azurite):
+    """A connection string (Azurite, tested live), and an account whose credential adlfs picks
+    (a managed or workload identity on ACI and AKS: never asked for a token here) get the same
+    bounded retries, not the SDK's minutes per call."""
+    from mlops_assets.storage.fsstore import BLOB_RETRIES, Storage, credential_options
+    from mlops_assets_tests.serving_support import free_port
+
+    by_key = Storage("az://bounded", **credential_options(azurite.connection_string, None))
+    by_identity = Storage(
+        "az://bounded", **credential_options(None, "mlopsstore"), account_host=f"127.0.0.1:{free_port()}"
+    )
+    for storage in (by_key, by_identity):
+        policy = storage.fs.service_client._config.retry_policy
+        assert (policy.total_retries, policy.initial_backoff, policy.increment_base) == (
+            BLOB_RETRIES["retry_total"],
+            BLOB_RETRIES["initial_backoff"],
+            BLOB_RETRIES["increment_base"],
+        )
+    assert by_identity.fs.service_client.url.startswith("https://127.0.0.1:")
+    assert not by_key.exists("nothing-here.csv")  # the rebuilt client still reaches the account

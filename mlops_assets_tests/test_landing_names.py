@@ -90,3 +90,33 @@ def test_a_file_still_being_written_under_its_final_name_waits_until_it_settles(
     assert request.partition_key == "copying.csv"
     assert request.run_key == f"copying.csv@{next(storage.list_files('landing')).version}"  # the whole file's
     get_settings.cache_clear()
+
+
+def test_storage_refuses_a_path_that_climbs_out_wherever_it_comes_from(
+    settings, storage, instance, defs, tmp_path
+):
+    """A partition added by hand (the UI's "add partition") named ``../...``: the run fails naming
+    it, and nothing outside the storage root is read or written."""
+    import pytest
+
+    from mlops_assets.ingest.assets import landed_files
+    from mlops_assets.ops.runner import execute, failure_messages
+    from mlops_assets.storage.fsstore import StoragePathError
+
+    for path in ("landing/../../outside.csv", "../outside.csv", "landing/..\\..\\outside.csv"):
+        with pytest.raises(StoragePathError, match=r"may not contain '\.\.'"):
+            storage.write_bytes(path, b"x")
+        with pytest.raises(StoragePathError):
+            storage.read_bytes(path)
+    beside = Path(settings.storage_root.removeprefix("file://")).parent
+    (beside / "outside.csv").write_bytes(data_files.csv_bytes(data_files.held_back()))  # bait
+
+    instance.add_dynamic_partitions(landed_files.name, ["../outside.csv"])
+    result = execute(defs, instance, "ingest_job", settings.lock_dir, partition_key="../outside.csv")
+    assert not result.success
+    assert any(
+        "'landing/../outside.csv': a storage path may not contain '..'" in m for m in failure_messages(result)
+    )
+    assert not list(Path(beside).glob("validated*")) and not any(
+        "outside" in str(p) for p in Path(storage.fs_path("")).rglob("*")
+    )

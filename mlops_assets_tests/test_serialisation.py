@@ -132,3 +132,31 @@ def test_every_asset_s_stage_is_the_stage_of_the_jobs_that_run_it(defs):
             assert STAGE_OF[key] == stage, (job.name, key)
             covered.add(key)
     assert covered == set(STAGE_OF)
+
+
+def test_a_stage_held_past_the_wait_fails_naming_its_holder(settings):
+    from mlops_assets.core.stage_lock import StageBusy, hold_stage
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(settings.lock_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(settings.home_dir),
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        heard = []
+        with (
+            pytest.raises(
+                StageBusy,
+                match=rf"the release stage is still held by mlops-assets promote 1 \(pid {holder.pid}, since ",
+            ),
+            hold_stage(settings.lock_dir, "release", "a run", heard.append, timeout=0.5),
+        ):
+            pass
+        assert heard == [heard[0]] and heard[0].startswith(f"mlops-assets promote 1 (pid {holder.pid}")
+    finally:
+        holder.communicate("\n", timeout=30)
+    with hold_stage(settings.lock_dir, "release", "a run", timeout=0.5):  # let go: taken at once
+        pass

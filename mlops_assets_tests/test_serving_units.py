@@ -185,13 +185,11 @@ def test_a_manifest_whose_features_are_not_the_fitted_columns_is_refused(tmp_pat
         load_release(tmp_path / "r")
 
 
-def _loaded_service(tmp_path):
-    """The scoring service's request handling with a verified release, no server around it."""
-    from mlops_assets.serving.handler import ScoreHandler
+def _service_state(tmp_path):
+    """A service's state over ``tmp_path/release``, its request log under ``tmp_path``."""
     from mlops_assets.serving.state import ServiceConfig, ServiceState
 
-    write_release(tmp_path / "release", version=1)
-    state = ServiceState(
+    return ServiceState(
         ServiceConfig(
             model_dir=tmp_path / "release",
             keys_file=None,
@@ -200,6 +198,14 @@ def _loaded_service(tmp_path):
             spill_dir=tmp_path / "spill",
         )
     )
+
+
+def _loaded_service(tmp_path):
+    """The scoring service's request handling with a verified release, no server around it."""
+    from mlops_assets.serving.handler import ScoreHandler
+
+    write_release(tmp_path / "release", version=1)
+    state = _service_state(tmp_path)
     state.refresh_keys()
     state.load()
     assert state.model is not None
@@ -480,3 +486,49 @@ def test_a_dead_workers_stuck_gauge_stops_counting(tmp_path):
     ).stdout
     assert "scoring_log_stuck 0.0" in text or "scoring_log_stuck" not in text, text
     assert 'scoring_requests_total{code="200"} 1.0' in text  # its counted requests stay counted
+
+
+def test_a_release_refused_while_it_was_still_being_copied_is_loaded_once_it_is_whole(tmp_path, monkeypatch):
+    """The manifest arrived before the artifact (a copy in progress): refused, then tried again
+    once the retry delay has passed, with nothing else changed, and served."""
+    from mlops_assets.serving import state as service_state
+
+    write_release(tmp_path / "release", version=3)
+    artifact = next((tmp_path / "release").rglob("*.skops"))
+    whole = artifact.read_bytes()
+    artifact.write_bytes(whole[: len(whole) // 2])  # half copied
+    monkeypatch.setattr(service_state, "REFUSED_RETRY_SECONDS", 0.2)
+    state = _service_state(tmp_path)
+    state.load()
+    assert state.model is None
+    artifact.write_bytes(whole)  # the copy completes; the manifest is untouched
+    state.load()
+    assert state.model is None  # not at every poll: after the retry delay
+    import time
+
+    time.sleep(0.25)
+    state.load()
+    assert state.model is not None and state.model.version == "3"
+
+
+def test_a_flood_of_refused_requests_is_counted_in_full_and_logged_within_a_budget(
+    tmp_path, monkeypatch, caplog
+):
+    import logging
+    import time
+
+    from mlops_assets.serving import handler
+    from mlops_assets.serving.line_budget import LineBudget
+
+    monkeypatch.setattr(handler, "REFUSAL_LINES", LineBudget(burst=5, window=0.3))
+    service = _loaded_service(tmp_path)
+    caplog.set_level(logging.INFO, logger="mlops_assets.serving")
+    for _ in range(60):
+        assert _call(service, [{"type": "http.request", "body": b"{not json"}])[0]["status"] == 400
+    assert service.tally.codes == {"400": 60}  # every refusal counted
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rejected ")]
+    assert len(lines) == 5
+    time.sleep(0.35)  # the next window
+    _call(service, [{"type": "http.request", "body": b"{not json"}])
+    last = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rejected ")][-1]
+    assert last.endswith("(55 more like it not logged)"), last

@@ -14,6 +14,7 @@ import fcntl
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
@@ -36,11 +37,51 @@ def _held() -> dict[Path, int]:
     return _THIS_THREAD.held
 
 
+# Longest a run waits for a stage another run holds: a training run on a big snapshot takes long,
+# a stuck holder must not hold every later run forever without a word.
+WAIT_SECONDS = 6 * 3600.0
+
+
+class StageBusy(dg.Failure):
+    """The stage stayed held past the wait; the message says by whom and since when."""
+
+
+def _acquire(handle, path: Path, stage: str, timeout: float, waiting: Callable[[str], None] | None) -> None:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        pass
+    handle.seek(0)
+    holder = handle.read().strip() or "another process"
+    if waiting is not None:
+        waiting(holder)
+    deadline = time.monotonic() + timeout
+    while True:
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                handle.seek(0)
+                holder = handle.read().strip() or holder
+                raise StageBusy(
+                    f"the {stage} stage is still held by {holder} after waiting {timeout:.0f} s "
+                    f"({path}); stop that run, or remove the lock file if its process is gone"
+                ) from None
+
+
 @contextmanager
 def hold_stage(
-    lock_dir: Path, stage: str, holder: str, waiting: Callable[[str], None] | None = None
+    lock_dir: Path,
+    stage: str,
+    holder: str,
+    waiting: Callable[[str], None] | None = None,
+    timeout: float | None = None,
 ) -> Iterator[None]:
-    """Hold ``stage``'s lock; ``waiting`` hears who holds it, if someone else does."""
+    """Hold ``stage``'s lock; ``waiting`` hears who holds it, if someone else does. Waits at most
+    ``timeout`` seconds (default WAIT_SECONDS), then raises StageBusy naming the holder."""
     path = Path(lock_dir).resolve() / f"{stage}.lock"
     held = _held()
     if held.get(path):
@@ -52,13 +93,7 @@ def hold_stage(
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if waiting is not None:
-                handle.seek(0)
-                waiting(handle.read().strip() or "another process")
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        _acquire(handle, path, stage, WAIT_SECONDS if timeout is None else timeout, waiting)
         handle.seek(0)
         handle.truncate()
         handle.write(f"{holder} (pid {os.getpid()}, since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC)\n")
@@ -87,6 +122,7 @@ class StageLock(dg.ConfigurableResource):
     """Held for the whole run (see the module's doc); assets of the serial stages require it."""
 
     lock_dir: str
+    wait_seconds: float = WAIT_SECONDS
     _held: ExitStack | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -94,12 +130,18 @@ class StageLock(dg.ConfigurableResource):
         if run is None:
             return
         self._held = ExitStack()
-        for stage in serial_stages(run):
+        try:
+            for stage in serial_stages(run):
 
-            def say(holder: str, stage: str = stage) -> None:
-                context.log.warning(f"waiting for the {stage} stage: held by {holder}")
+                def say(holder: str, stage: str = stage) -> None:
+                    context.log.warning(f"waiting for the {stage} stage: held by {holder}")
 
-            self._held.enter_context(hold_stage(Path(self.lock_dir), stage, f"run {run.run_id}", say))
+                self._held.enter_context(
+                    hold_stage(Path(self.lock_dir), stage, f"run {run.run_id}", say, self.wait_seconds)
+                )
+        except BaseException:
+            self._held.close()  # the stages taken before the one that stayed busy: let them go
+            raise
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._held is not None:

@@ -29,6 +29,7 @@ from mlops_assets.hosting.runtimes import (
     runtime_of,
 )
 from mlops_assets.hosting.state import Deployment, DeploymentStore, point_link, read_status
+from mlops_assets.settings import get_settings
 from mlops_assets.storage.spill import waiting_name
 
 SERVE_MARKER = "mlops-assets"  # in the supervisor's command line (mlops-assets-supervise) too
@@ -101,7 +102,8 @@ class LocalTarget:
         found = (self.get(name) for name in self.store.names())
         return [d for d in found if d is not None]
 
-    def stop(self, name: str, timeout: float = 30) -> bool:
+    def stop(self, name: str, timeout: float | None = None) -> bool:
+        """SIGTERM, then SIGKILL after ``timeout`` (default: the service's whole shutdown and a margin)."""
         deployment = self.get(name)
         self.store.remove(name)
         if deployment is None:
@@ -112,8 +114,11 @@ class LocalTarget:
     def _runtime(self, deployment: Deployment) -> ProcessRuntime | ContainerRuntime:
         return runtime_of(deployment.runtime, self.home, deployment.engine)
 
-    def _terminate(self, deployment: Deployment, timeout: float = 30) -> None:
-        """SIGTERM to the supervisor: the service drains and flushes its request log, then both exit."""
+    def _terminate(self, deployment: Deployment, timeout: float | None = None) -> None:
+        """SIGTERM to the supervisor: the service drains and flushes its request log, then both
+        exit; SIGKILL only past the service's own bounded shutdown (Settings.service_stop_seconds)."""
+        if timeout is None:
+            timeout = get_settings().service_stop_seconds
         if _alive(deployment):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(deployment.pid, signal.SIGTERM)
@@ -207,6 +212,7 @@ class LocalTarget:
         command += ["--share-at", listener, "--status", str(folder / "status.json"), *service.supervisor_args]
         if replacing is not None and replacing.listener:
             command += ["--take-from", replacing.listener]
+        command += ["--log", str(log), "--log-max-bytes", str(get_settings().service_log_max_bytes)]
         with open(log, "a") as handle:
             process = subprocess.Popen(
                 [*command, "--", *service.command],

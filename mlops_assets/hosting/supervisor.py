@@ -9,7 +9,8 @@ engine's own restart policy cannot do this: it would restart a container without
 SIGTERM (or SIGINT) stops it: the service is sent SIGTERM, drains, exits, then so does this.
 It writes ``status.json`` (its pid, the service's pid, starts and exit codes) for the target, and
 keeps mirrored files current (``--mirror``: the scoring keys, copied for a container's uid each
-time the operator edits them, so a key rotation reaches it as it reaches a process).
+time the operator edits them, so a key rotation reaches it as it reaches a process), and keeps
+the deployment's log bounded (``--log``, ``--log-max-bytes``: copy and truncate).
 No Dagster and no service code here: it starts in a fraction of a second.
 """
 
@@ -18,6 +19,7 @@ import ctypes
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -53,8 +55,11 @@ class Supervisor:
         stable_seconds: float = 30.0,
         mirrors: list[tuple[Path, Path]] | None = None,
         mirror_owner: int | None = None,
+        log_path: Path | None = None,
+        log_max_bytes: int = 0,
     ) -> None:
         self.command = command
+        self.log_path, self.log_max_bytes = log_path, log_max_bytes
         self.mirrors = mirrors or []
         self.mirror_owner = mirror_owner
         self._mirrored: dict[Path, tuple[int, int]] = {}
@@ -91,6 +96,25 @@ class Supervisor:
                 return service.wait(timeout=1.0)
             except subprocess.TimeoutExpired:
                 self.mirror()
+                self.rotate_log()
+
+    def rotate_log(self) -> None:
+        """Past ``log_max_bytes``, the log (this process's and the service's stdout and stderr,
+        opened for appending) is copied to ``<log>.1`` and truncated in place: the writers go on
+        at its new end, so at most two sizes' worth of disk. What is written between the copy and
+        the truncation (well under a second of output) is lost; no process is restarted."""
+        if self.log_path is None or self.log_max_bytes <= 0:
+            return
+        try:
+            if self.log_path.stat().st_size <= self.log_max_bytes:
+                return
+            kept = self.log_path.with_name(self.log_path.name + ".1")
+            staging = kept.with_name(f".{kept.name}.tmp")
+            shutil.copyfile(self.log_path, staging)
+            os.replace(staging, kept)
+            os.truncate(self.log_path, 0)
+        except OSError as exc:
+            log.warning("could not rotate %s: %s", self.log_path, exc)
 
     def mirror(self) -> None:
         """Copy each source whose size or mtime changed, atomically (a reader sees old or new)."""
@@ -175,6 +199,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--mirror", action="append", default=[], metavar="SOURCE:TARGET", help="keep TARGET a copy of SOURCE"
     )
     parser.add_argument("--mirror-owner", type=int, help="uid and gid of the mirrored copies")
+    parser.add_argument("--log", type=Path, help="the file stdout and stderr append to (rotated)")
+    parser.add_argument("--log-max-bytes", type=int, default=0, help="rotate --log past this size (0: never)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the service's command line")
     args = parser.parse_args(argv)
     if args.command[:1] == ["--"]:
@@ -192,7 +218,14 @@ def main(argv: list[str] | None = None) -> int:
         '"logger":"%(name)s","message":"%(message)s"}',
     )
     mirrors = [tuple(Path(part) for part in pair.split(":", 1)) for pair in args.mirror]
-    supervisor = Supervisor(args.command, args.status, mirrors=mirrors, mirror_owner=args.mirror_owner)
+    supervisor = Supervisor(
+        args.command,
+        args.status,
+        mirrors=mirrors,
+        mirror_owner=args.mirror_owner,
+        log_path=args.log,
+        log_max_bytes=args.log_max_bytes,
+    )
     signal.signal(signal.SIGTERM, supervisor.stop)
     signal.signal(signal.SIGINT, supervisor.stop)
     host, _, port = args.listen.rpartition(":")

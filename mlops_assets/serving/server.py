@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from mlops_assets.settings import get_settings
+from mlops_assets.settings import SERVICE_GRACEFUL_SECONDS, get_settings
 
 
 class JsonFormatter(logging.Formatter):
@@ -82,7 +82,7 @@ def serve(
         http=BoundedHttpToolsProtocol,  # httptools, with the request head bounded
         access_log=False,
         limit_concurrency=limit_concurrency,  # beyond it uvicorn answers 503 instead of queueing
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=SERVICE_GRACEFUL_SECONDS,
         log_config=LOGGING_CONFIG,
     )
     try:

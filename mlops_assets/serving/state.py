@@ -11,6 +11,7 @@ import contextlib
 import hmac
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from mlops_assets.serving.drain import Drain
 from mlops_assets.serving.keys import read_keys
 from mlops_assets.serving.openapi import openapi_document
 from mlops_assets.serving.request_log import RequestLogWriter
+from mlops_assets.settings import SERVICE_LOG_CLOSE_SECONDS
 from mlops_assets.storage.fsstore import Storage
 
 log = logging.getLogger("mlops_assets.serving")
@@ -52,6 +54,9 @@ class ServiceConfig:
     spec_path: Path | None = None  # serving-spec.json from the release's code; None: numbers only
 
 
+REFUSED_RETRY_SECONDS = 10.0
+
+
 def _release_signature(folder: Path) -> tuple:
     """Changes when a deployer points the model folder somewhere new or rewrites the manifest."""
     try:
@@ -70,7 +75,8 @@ class ServiceState:
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
         self.model: LoadedModel | None = None
-        self._signature: tuple | None = None
+        self._signature: tuple | None = None  # of the release loaded: stored only once it loaded
+        self._refused: tuple[tuple | None, float] = (None, 0.0)  # a refused signature, when to retry
         self._keys: tuple[bytes, ...] = ()
         self._keys_mtime: int | None = None
         self.writer = RequestLogWriter(
@@ -112,7 +118,9 @@ class ServiceState:
         signature = _release_signature(folder)
         if signature == self._signature:
             return
-        self._signature = signature
+        failed_at, retry_at = self._refused
+        if signature == failed_at and time.monotonic() < retry_at:
+            return
         try:
             if self.config.spec_path is not None and self.spec is None:
                 self.spec = ServingSpec.load(self.config.spec_path)  # the code's: read once
@@ -120,8 +128,11 @@ class ServiceState:
         except Exception as exc:  # refuse and keep serving whatever was verified before
             metrics.MODEL_LOAD_FAILURES.inc()
             kept = f"keeping version {self.model.version}" if self.model else "not ready"
-            log.error("model refused (%s); %s", exc, kept)
+            # Tried again later (a deployer may still be copying the artifact), not at every poll.
+            self._refused = (signature, time.monotonic() + REFUSED_RETRY_SECONDS)
+            log.error("model refused (%s); %s; trying again in %.0f s", exc, kept, REFUSED_RETRY_SECONDS)
             return
+        self._signature, self._refused = signature, (None, 0.0)
         previous, self.model = self.model, loaded  # one rebinding: requests see old or new, whole
         if previous is not None:
             metrics.MODEL_INFO.labels(previous.name, previous.version).set(0)
@@ -167,5 +178,6 @@ class ServiceState:
         finally:
             watcher.cancel()
             self.tally.flush()
-            await asyncio.to_thread(self.writer.close)  # graceful shutdown: nothing pending is lost
+            # graceful shutdown: nothing pending is lost
+            await asyncio.to_thread(self.writer.close, SERVICE_LOG_CLOSE_SECONDS)
             log.info("request log closed: %d written, %d spilled", self.writer.written, self.writer.spilled)

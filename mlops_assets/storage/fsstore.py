@@ -44,6 +44,21 @@ def credential_options(connection_string: str | None, account_name: str | None) 
     return {}
 
 
+class StoragePathError(ValueError):
+    """A path that would reach outside the root (``..``): refused, wherever it came from (a sensor,
+    a partition added in the UI, the CLI)."""
+
+
+def checked_path(path: str) -> str:
+    """``path`` relative to the root; a StoragePathError if a part of it climbs out (``..``)."""
+    parts = path.replace("\\", "/").split("/")
+    if ".." in parts or "\0" in path:
+        raise StoragePathError(
+            f"{path!r}: a storage path may not contain '..' or NUL (it would leave its prefix)"
+        )
+    return path.lstrip("/")
+
+
 class Storage:
     """Relative paths under a root URL; every write lands whole or not at all."""
 
@@ -51,8 +66,8 @@ class Storage:
         self.root_url = root_url.rstrip("/")
         self.fs, self._root = url_to_fs(self.root_url, **storage_options)
         self._is_local = isinstance(self.fs, fsspec.implementations.local.LocalFileSystem)
-        if storage_options.get("connection_string") and hasattr(self.fs, "service_client"):
-            _bound_blob_retries(self.fs, storage_options["connection_string"])
+        if hasattr(self.fs, "service_client"):
+            _bound_blob_retries(self.fs)
 
     @property
     def is_local(self) -> bool:
@@ -61,11 +76,11 @@ class Storage:
 
     def fs_path(self, path: str) -> str:
         """The path as ``self.fs`` names it (for streaming with ``self.fs.open``)."""
-        return posixpath.join(self._root, path.lstrip("/"))
+        return posixpath.join(self._root, checked_path(path))
 
     def uri(self, path: str) -> str:
         """A URL another process (train.py, a registry) can open with fsspec."""
-        return f"{self.root_url}/{path.lstrip('/')}"
+        return f"{self.root_url}/{checked_path(path)}"
 
     def exists(self, path: str) -> bool:
         return self.fs.exists(self.fs_path(path))
@@ -135,13 +150,17 @@ class Storage:
 BLOB_RETRIES = {"initial_backoff": 1, "increment_base": 2, "retry_total": 3}
 
 
-def _bound_blob_retries(fs: Any, connection_string: str) -> None:
+def _bound_blob_retries(fs: Any) -> None:
     """adlfs keeps the storage SDK's default retries, longer than a Dagster sensor tick may take:
-    an outage would time the tick out instead of reporting it."""
+    an outage would time the tick out instead of reporting it, and the request log would spill
+    minutes late. The same client again (its account URL and credential, whichever adlfs chose:
+    a connection string's key, a managed or workload identity, a SAS), with bounded retries."""
     from azure.storage.blob.aio import BlobServiceClient, ExponentialRetry
 
-    retries = ExponentialRetry(**BLOB_RETRIES)
-    fs.service_client = BlobServiceClient.from_connection_string(connection_string, retry_policy=retries)
+    client = fs.service_client
+    fs.service_client = BlobServiceClient(
+        client.url, credential=client.credential, retry_policy=ExponentialRetry(**BLOB_RETRIES)
+    )
 
 
 def _modified(info: dict[str, Any]) -> float:
