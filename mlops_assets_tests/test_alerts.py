@@ -292,8 +292,11 @@ def test_prometheus_scraping_the_service_and_the_exporter_finds_every_series_and
         assert exporter.wait(10) == 0  # SIGTERM: a clean stop
 
 
-def _seen(now, increase=None, gauges=None, last_success=None, failed_ticks=None) -> Observation:
-    return Observation(now, increase, gauges, PipelineFigures(last_success or {}, failed_ticks or {}))
+def _seen(
+    now, increase=None, gauges=None, last_success=None, failed_ticks=None, over_range=None
+) -> Observation:
+    pipeline = PipelineFigures(last_success or {}, failed_ticks or {})
+    return Observation(now, increase, gauges, pipeline, over_range)
 
 
 def test_the_local_p99_is_prometheus_histogram_quantile():
@@ -323,11 +326,34 @@ def test_the_local_twins_read_rates_from_two_scrapes_and_a_restart_as_a_reset():
     before, after = Scrape.parse(text_before), Scrape.parse(text_after)
     assert after.increase_since(before) == {"code:200": 50.0, "code:503": 50.0}
     rules = alert_rules(replace(DEFAULTS, error_ratio=0.1))
-    for_five_minutes = step(rules, _seen(0, after.increase_since(before), {}), AlertState.empty())
-    state = step(rules, _seen(301, after.increase_since(before), {}), for_five_minutes)
+    increase = after.increase_since(before)
+    for_five_minutes = step(rules, _seen(0, increase, {}, over_range=increase), AlertState.empty())
+    state = step(rules, _seen(301, increase, {}, over_range=increase), for_five_minutes)
     assert "50.0% of 100 requests answered 5xx" in state.firing["ScoringServerErrors"]
     restarted = Scrape.parse('scoring_requests_total{code="200"} 5.0\n')
     assert restarted.increase_since(after) == {"code:200": 5.0}  # counted from zero, not -945
+
+
+def test_under_sparse_traffic_the_error_rule_is_judged_over_its_five_minutes_not_one_tick():
+    """One request every two minutes, every one a 503: most 30 s ticks see no request at all.
+    Prometheus's rate(...[5m]) still sees them all and fires after its 5 minutes; so does the twin."""
+    from mlops_assets.core.alert_rules import ScrapeHistory
+
+    rules = alert_rules(DEFAULTS)
+    history, state, previous, failed = ScrapeHistory(), AlertState.empty(), None, 0
+    fired_at = None
+    for tick in range(40):  # 20 minutes of 30 s ticks
+        now = 1000.0 + 30 * tick
+        failed += tick % 4 == 0
+        scrape = Scrape({"code:503": float(failed)}, {})
+        history = history.add(now, scrape)
+        increase = scrape.increase_since(previous) if previous else None
+        state = step(rules, _seen(now, increase, {}, over_range=history.over_range()), state)
+        previous = scrape
+        if fired_at is None and "ScoringServerErrors" in state.firing:
+            fired_at = now - 1000.0
+    assert fired_at is not None and 300 <= fired_at <= 420, fired_at
+    assert history.samples[0][0] >= 1000.0 + 30 * 39 - 300 - 30  # the cursor keeps five minutes, not all
 
 
 def test_an_increase_counts_for_its_rules_range_then_clears():

@@ -117,7 +117,8 @@ def test_the_alert_rules_are_posted_when_they_start_and_when_they_clear(stage, i
     model, a stale ingest and a failing sensor are each posted once, and their end too."""
     defs, settings, _ = stage
     thresholds = replace(AlertThresholds.from_settings(settings), ingest_days=0.5 / 86400)  # half a second
-    sensor = build_health_sensor(dg.DefaultSensorStatus.STOPPED, thresholds)
+    # The baseline tick with a day's patience: however long it takes, ingest is not stale yet.
+    sensor = build_health_sensor(dg.DefaultSensorStatus.STOPPED, replace(thresholds, ingest_days=1.0))
 
     def tick(cursor):
         with dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources) as context:
@@ -131,7 +132,8 @@ def test_the_alert_rules_are_posted_when_they_start_and_when_they_clear(stage, i
     result, cursor = tick(None)  # the first read of /metrics: a baseline, no window yet
     assert result.skip_reason.skip_message == "production serving" and not webhook.received
 
-    time.sleep(1)
+    time.sleep(1)  # past the half second: stale at the next tick
+    sensor = build_health_sensor(dg.DefaultSensorStatus.STOPPED, thresholds)
     write_ticks(instance, "landing_sensor", [TickStatus.FAILURE] * thresholds.failed_ticks)
     production = LocalTarget(settings.home_dir).get("production")
     link, served = Path(production.model_link), Path(production.model_link).resolve()

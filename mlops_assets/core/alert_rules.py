@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import yaml
 
@@ -83,6 +83,38 @@ class Scrape:
         }
 
 
+# The range of the rules' rate() ([5m]): the local twins judge latency and errors over it too,
+# not over one tick, or under sparse traffic a tick without requests would clear the condition
+# and it would never hold long enough to fire.
+RATE_RANGE_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class ScrapeHistory:
+    """The service's scrapes over the last RATE_RANGE_SECONDS, and the newest one before them (the
+    base a rate over the range is taken from), as (time, scrape), oldest first."""
+
+    samples: tuple[tuple[float, Scrape], ...] = ()
+
+    def add(self, now: float, scrape: Scrape) -> ScrapeHistory:
+        samples = [*self.samples, (now, scrape)]
+        older = [i for i, (at, _) in enumerate(samples) if at <= now - RATE_RANGE_SECONDS]
+        return ScrapeHistory(tuple(samples[older[-1] :] if older else samples))
+
+    def over_range(self) -> dict[str, float] | None:
+        """The counters' increase over the range (from the base to the newest); None: one scrape."""
+        if len(self.samples) < 2:
+            return None
+        return self.samples[-1][1].increase_since(self.samples[0][1])
+
+    def to_list(self) -> list:
+        return [[at, asdict(scrape)] for at, scrape in self.samples]
+
+    @classmethod
+    def from_list(cls, items: list | None) -> ScrapeHistory:
+        return cls(tuple((at, Scrape(**scrape)) for at, scrape in items or ()))
+
+
 @dataclass(frozen=True)
 class Observation:
     """What the local sensor sees at one tick."""
@@ -91,6 +123,8 @@ class Observation:
     increase: dict[str, float] | None  # counters' increase since the last tick; None: no window yet
     gauges: dict[str, float] | None  # None: /metrics did not answer (production down or none)
     pipeline: PipelineFigures
+    # The counters' increase over RATE_RANGE_SECONDS (a rule's rate() range); None: not yet known.
+    over_range: dict[str, float] | None = None
 
 
 def _p99(increase: dict[str, float]) -> float | None:
@@ -149,12 +183,15 @@ def alert_rules(t: AlertThresholds) -> list[AlertRule]:
     def when_served(check):  # a rate needs two reads of /metrics
         return lambda seen: None if seen.increase is None else check(seen)
 
-    def latency(seen: Observation) -> str | None:
-        p99 = _p99(seen.increase)
+    def over_range(check):  # rate(...[5m]): the increase over the rules' range, not one tick's
+        return lambda seen: None if seen.over_range is None else check(seen.over_range)
+
+    def latency(increase: dict[str, float]) -> str | None:
+        p99 = _p99(increase)
         return None if p99 is None or p99 <= t.p99_seconds else f"p99 latency {p99:.3f} s > {t.p99_seconds} s"
 
-    def errors(seen: Observation) -> str | None:
-        ratio = _error_ratio(seen.increase)
+    def errors(increase: dict[str, float]) -> str | None:
+        ratio = _error_ratio(increase)
         if ratio is None or ratio[0] <= t.error_ratio:
             return None
         return f"{ratio[0]:.1%} of {ratio[1]:.0f} requests answered 5xx (503 included) > {t.error_ratio:.1%}"
@@ -207,7 +244,7 @@ def alert_rules(t: AlertThresholds) -> list[AlertRule]:
             600,
             "warning",
             f"p99 of /score over 5 minutes is above {t.p99_seconds} s.",
-            when_served(latency),
+            over_range(latency),
         ),
         AlertRule(
             "ScoringServerErrors",
@@ -216,7 +253,7 @@ def alert_rules(t: AlertThresholds) -> list[AlertRule]:
             300,
             "critical",
             f"More than {t.error_ratio:.1%} of /score requests answer 5xx (503: shedding, a full request log).",
-            when_served(errors),
+            over_range(errors),
         ),
         AlertRule(
             "ScoringLogStuck",

@@ -7,7 +7,15 @@ from dataclasses import asdict
 import dagster as dg
 
 from mlops_assets.core import keys
-from mlops_assets.core.alert_rules import AlertState, AlertThresholds, Observation, Scrape, alert_rules, step
+from mlops_assets.core.alert_rules import (
+    AlertState,
+    AlertThresholds,
+    Observation,
+    Scrape,
+    ScrapeHistory,
+    alert_rules,
+    step,
+)
 from mlops_assets.core.alerts import AlertWebhook
 from mlops_assets.core.instance import STAGE_TAG
 from mlops_assets.core.pipeline_health import pipeline_figures
@@ -139,11 +147,16 @@ def build_health_sensor(
 
         scrape = read_metrics(endpoint.url) if endpoint is not None else None
         previous = Scrape(**before["scrape"]) if before.get("scrape") else None
+        now_s = time.time()
+        history = ScrapeHistory.from_list(before.get("history"))
+        if scrape is not None:
+            history = history.add(now_s, scrape)
         seen = Observation(
-            now=time.time(),
+            now=now_s,
             increase=scrape.increase_since(previous) if scrape and previous else None,
             gauges=scrape.gauges if scrape else None,
             pipeline=pipeline_figures(context.instance),
+            over_range=history.over_range() if scrape else None,
         )
         was = AlertState(**before["alerts"]) if "alerts" in before else AlertState.empty()
         now = step(rules, seen, was)
@@ -159,6 +172,7 @@ def build_health_sensor(
                 "problem": problem,
                 "alerts": asdict(now),
                 "scrape": asdict(scrape or previous) if (scrape or previous) else None,
+                "history": history.to_list(),
             }
         )
         if not requests and state in ("serving", "stopped"):
