@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,31 @@ def test_a_runner_that_dies_mid_task_says_so_and_the_next_call_gets_a_new_one(tm
         assert runner.build(folder, {}) == "'fine'" and runner.pid != first
     finally:
         runner.close()
+
+
+def test_a_runner_whose_orchestrator_died_cleans_up_after_itself(tmp_path):
+    """The orchestrator's process is killed (no atexit, no close): its runner sees its requests end,
+    removes the scratch folder it worked in and exits."""
+    import subprocess
+    import sys
+
+    orchestrator = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from mlops_assets.runner.client import ProjectRunner\n"
+        "runner = ProjectRunner(Path(sys.argv[1]))\n"
+        "runner.check(Path(sys.argv[1]))\n"
+        "print(runner.pid, runner.scratch, flush=True)\n"
+        "os._exit(0)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", orchestrator, str(MODELS_DIR / "diabetes")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pid, scratch = out.stdout.split()
+    deadline = time.monotonic() + 20
+    while Path(scratch).exists() or Path(f"/proc/{pid}").exists():
+        assert time.monotonic() < deadline, f"{scratch} or runner {pid} still there"
+        time.sleep(0.05)

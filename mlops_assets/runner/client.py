@@ -26,6 +26,7 @@ from mlops_assets.model.artifact import ArtifactError
 from mlops_assets.model.batch_scoring import BatchInputError
 from mlops_assets.project.package import package_digest, sources_digest, sources_of, write_package
 from mlops_assets.project.spec import ProjectError
+from mlops_assets.runner.worker import SCRATCH_PREFIX
 from mlops_assets.settings import child_environment
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ class ProjectRunner:
         self.pid: int | None = None
 
     def _start(self) -> subprocess.Popen:
-        self._scratch = Path(tempfile.mkdtemp(prefix="mlops-runner-"))
+        self._scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
         process = subprocess.Popen(
             [self.python, "-I", "-m", WORKER_MODULE, str(self.package)],
             stdin=subprocess.PIPE,
@@ -89,7 +90,7 @@ class ProjectRunner:
     @property
     def scratch(self) -> Path:
         if self._scratch is None:
-            self._scratch = Path(tempfile.mkdtemp(prefix="mlops-runner-"))
+            self._scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
         return self._scratch
 
     def call(self, task: str, /, **args: Any) -> Any:

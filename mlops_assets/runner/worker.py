@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import traceback
+from pathlib import Path
+
+SCRATCH_PREFIX = "mlops-runner-"  # the client's scratch folders: the worker's working directory
 
 
 def _conversation() -> tuple:
@@ -31,22 +35,28 @@ def _conversation() -> tuple:
 def main(argv: list[str]) -> int:
     """``argv``: the project package to mount (the project's folder, or the copy a version carries)."""
     requests, answers = _conversation()
-    from pathlib import Path
-
     from mlops_assets.project.package import mount
     from mlops_assets.runner.tasks import TASKS  # numpy, pandas, scikit-learn: after the fds move
 
     mount(Path(argv[0]))  # before any artifact loads: its classes may be the project's
 
-    answers.write(json.dumps({"ready": os.getpid()}) + "\n")
-    for line in requests:
-        request = json.loads(line)
-        try:
-            answer = {"result": TASKS[request["task"]](**request.get("args", {}))}
-        except Exception as exc:  # every failure is an answer; the next request still runs
-            traceback.print_exc(file=sys.stderr)
-            answer = {"error": str(exc) or repr(exc), "kind": type(exc).__name__}
-        answers.write(json.dumps(answer, default=_plain) + "\n")
+    try:
+        answers.write(json.dumps({"ready": os.getpid()}) + "\n")
+        for line in requests:
+            request = json.loads(line)
+            try:
+                answer = {"result": TASKS[request["task"]](**request.get("args", {}))}
+            except Exception as exc:  # every failure is an answer; the next request still runs
+                traceback.print_exc(file=sys.stderr)
+                answer = {"error": str(exc) or repr(exc), "kind": type(exc).__name__}
+            answers.write(json.dumps(answer, default=_plain) + "\n")
+    except BrokenPipeError:
+        pass  # the orchestrator is gone mid-answer: nobody to tell
+    # The orchestrator let go (closed, or died without closing): the scratch folder it made for
+    # this process goes with it, whoever gets here first.
+    scratch = Path.cwd()
+    if scratch.name.startswith(SCRATCH_PREFIX):
+        shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 
