@@ -116,6 +116,8 @@ def _shared_resources(settings: Settings, storage: Any) -> dict[str, Any]:
         **release_resources(settings),
         "release": ReleaseSettings(
             contexts_dir=str(settings.home_dir / "release" / "contexts"),
+            venvs_dir=str(settings.home_dir / "release" / "venvs"),
+            keep_releases=settings.keep_releases,
             azure_serving=settings.image_serves_azure,
             project_folder=str(settings.project_dir),
         ),

@@ -165,6 +165,12 @@ class Settings(BaseSettings):
         validation_alias="APPLICATIONINSIGHTS_CONNECTION_STRING",  # Azure's own name for it
         description="Scoring service telemetry to Application Insights; unset: none, nothing imported.",
     )
+    keep_releases: int = Field(
+        default=3,
+        ge=0,
+        description="After each release, the build contexts and process-runtime venvs of versions no "
+        "alias names and no deployment serves are removed, but for the newest N registered versions.",
+    )
     service_log_max_bytes: int = Field(
         default=20_000_000,
         ge=0,

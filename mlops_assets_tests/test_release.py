@@ -598,3 +598,41 @@ def test_a_version_is_packaged_with_its_own_spec_after_the_project_s_spec_is_edi
     del manifest["serving_spec"]  # as versions registered before it was kept
     models.write_manifest(older, manifest)
     assert packaged(assemble_version(models, older, contexts, serving_spec=edited)[0].path) == edited
+
+
+@pytest.mark.slow
+def test_release_files_of_versions_nothing_needs_are_removed_and_a_promote_rebuilds_them(
+    settings, instance, monkeypatch
+):
+    """MLOPS_KEEP_RELEASES=1: after each release only the contexts of production and the newest
+    version stay (a venv only while a kept context installs into it); promoting a pruned version
+    assembles its context again from the registry and serves it."""
+    from mlops_assets.hosting.runtimes import venv_key
+    from mlops_assets.ops.runner import release
+
+    monkeypatch.setenv("MLOPS_KEEP_RELEASES", "1")
+    settings, defs = _defs_on_free_ports(monkeypatch)
+    contexts, venvs = settings.home_dir / "release" / "contexts", settings.home_dir / "release" / "venvs"
+
+    def versions_on_disk() -> list[int]:
+        return sorted(
+            int(json.loads((c / "model" / "manifest.json").read_text())["version"])
+            for c in contexts.iterdir()
+        )
+
+    one, two, three = register(defs, 0.5), register(defs, 5.0), register(defs, 50.0)
+    assert release(defs, instance, settings.lock_dir, one).success
+    assert versions_on_disk() == [one]  # production's (the newest, 3, was never assembled)
+    assert release(defs, instance, settings.lock_dir, two).success
+    assert versions_on_disk() == [two]  # 1: no alias, no deployment, not the newest
+    stale = venvs / "0123456789abcdef"
+    stale.mkdir(parents=True)
+    (stale / ".complete").write_text("")  # a finished venv no context installs into
+    building = venvs / "fedcba9876543210"
+    building.mkdir()  # one being built: never touched
+    promoted = release(defs, instance, settings.lock_dir, one, {"mlops/trigger": "manual-promote"})
+    assert promoted.success and promoted.production["version"] == str(one), promoted.errors
+    assert versions_on_disk() == [one]
+    kept = {venv_key(c) for c in contexts.iterdir()}
+    assert {v.name for v in venvs.iterdir()} == kept | {building.name}
+    assert three  # registered, never released: nothing of it on disk

@@ -47,11 +47,10 @@ def _uv() -> str:
     return str(Path(sys.executable).parent / "uv")
 
 
-def ensure_venv(venvs_dir: Path, context: Path) -> Path:
-    """A venv with exactly the context's requirements and project, shared by identical contexts.
-
-    Its key covers everything installed: the requirements and every file of the project (the
-    packaged serving spec beside the code included), each by its path and content."""
+def venv_key(context: Path) -> str:
+    """The name of the venv a context installs into. It covers everything installed: the
+    requirements and every file of the project (the packaged serving spec and project package
+    beside the code included), each by its path and content."""
     azure = context / AZURE_REQUIREMENTS
     key = hashlib.sha256((context / REQUIREMENTS).read_bytes())
     key.update(azure.read_bytes() if azure.exists() else b"")
@@ -60,7 +59,14 @@ def ensure_venv(venvs_dir: Path, context: Path) -> Path:
         key.update(
             path.relative_to(project).as_posix().encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest()
         )
-    venv = venvs_dir / key.hexdigest()[:16]
+    return key.hexdigest()[:16]
+
+
+def ensure_venv(venvs_dir: Path, context: Path) -> Path:
+    """A venv with exactly the context's requirements and project, shared by identical contexts
+    (named by ``venv_key``)."""
+    azure = context / AZURE_REQUIREMENTS
+    venv = venvs_dir / venv_key(context)
     if (venv / ".complete").exists():
         return venv
     run = {"check": True, "capture_output": True, "stdin": subprocess.DEVNULL}

@@ -24,6 +24,7 @@ from mlops_assets.release.from_registry import (
     restorable_release,
     smoke_sample,
 )
+from mlops_assets.release.retention import Pruned, kept_versions, prune
 from mlops_assets.release.rollout import RolloutError, roll_out_production, roll_out_qa
 from mlops_assets.release.smoke import SmokeResult
 from mlops_assets.release.targets import DeploymentTarget
@@ -47,6 +48,13 @@ class ReleaseSettings(dg.ConfigurableResource):
     )
     python_executable: str = Field(
         default=sys.executable, description="The project's interpreter: a release loads the artifact there."
+    )
+    venvs_dir: str = Field(default="", description="The process runtime's venvs (pruned with the contexts).")
+    keep_releases: int = Field(
+        default=3,
+        ge=0,
+        description="Build contexts and venvs kept beyond the versions an alias names or a deployment "
+        "serves: those of the newest N registered versions (MLOPS_KEEP_RELEASES).",
     )
 
     def serving_spec(self) -> dict | None:
@@ -281,6 +289,8 @@ def prod_deployment(
     context.log.info(
         f"version {version} is in production at {endpoint.url} ({rollout.mode}) {reason}".strip()
     )
+    pruned = _prune_release_files(models, deploy_target, release, endpoint)
+    context.log.info(f"release files: {pruned.summary()}")
     yield dg.Output(
         {
             **endpoint.to_dict(),
@@ -298,6 +308,23 @@ def prod_deployment(
             "smoke_sample": sample.source,
         },
     )
+
+
+def _prune_release_files(
+    models, deploy_target: DeploymentTarget, release: ReleaseSettings, serving
+) -> Pruned:
+    """What this home keeps on disk after a release: the files of the versions an alias names or
+    a deployment serves, and of the newest ``keep_releases``; the rest goes (release/retention.py)."""
+    named = {
+        str(v.version)
+        for v in (models.get_alias(PRODUCTION_ALIAS), models.get_alias(QA_ALIAS))
+        if v is not None
+    }
+    named.add(str(serving.version))
+    in_use = {Path(serving.context).resolve()} if serving.context else set()
+    kept = kept_versions([v.version for v in models.list_versions()], named, release.keep_releases)
+    venvs = Path(release.venvs_dir) if release.venvs_dir else Path(release.contexts_dir).parent / "venvs"
+    return prune(Path(release.contexts_dir), venvs, kept, in_use)
 
 
 def _tear_down_qa(deploy_target: DeploymentTarget, models) -> None:
