@@ -95,15 +95,18 @@ def test_an_error_in_project_code_is_an_answer_and_the_runner_stays_up(tmp_path)
     )
     folder = _tiny_project(tmp_path, source)
     runner = ProjectRunner(folder)
+    scratch = runner.scratch  # a file may be staged there before the worker starts: one folder
     try:
         assert runner.check(folder) == {"model_functions": ["build_model"]}
         first = runner.pid
+        assert Path(f"/proc/{first}/cwd").resolve() == scratch.resolve()
         with pytest.raises(ProjectRunError, match=r"ValueError: no estimator for \{'alpha': 1\}") as raised:
             runner.build(folder, {"alpha": 1})
         assert raised.value.kind == "ValueError"
         assert runner.check(folder)["model_functions"] == ["build_model"] and runner.pid == first
     finally:
         runner.close()
+    assert not scratch.exists()
 
 
 def test_a_seed_that_lacks_a_spec_column_is_refused_naming_file_and_key(tmp_path):

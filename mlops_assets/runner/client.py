@@ -71,7 +71,7 @@ class ProjectRunner:
         self.pid: int | None = None
 
     def _start(self) -> subprocess.Popen:
-        self._scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
+        self.scratch.mkdir(exist_ok=True)  # one per runner, across restarts (a worker that ended removed it)
         process = subprocess.Popen(
             [self.python, "-I", "-m", WORKER_MODULE, str(self.package)],
             stdin=subprocess.PIPE,
