@@ -53,6 +53,7 @@ def main() -> int:
     from mlops_assets.core.instance import write_instance_config
     from mlops_assets.definitions import build_definitions
     from mlops_assets.hosting.processes import LocalTarget
+    from mlops_assets.hosting.runtimes import venvs_dir
     from mlops_assets.ops.runner import release
     from mlops_assets.settings import get_settings
     from mlops_assets_tests.release_support import register
@@ -61,7 +62,7 @@ def main() -> int:
     settings = get_settings()
     write_instance_config(settings.dagster_home)
     defs = build_definitions(settings)
-    contexts, venvs = home / "release" / "contexts", home / "release" / "venvs"
+    contexts, venvs = home / "release" / "contexts", venvs_dir(home)
     print(f"{'release':>7} {'contexts':>9} {'contexts MB':>12} {'venvs':>6} {'venvs MB':>9} {'seconds':>8}")
     try:
         with dg.DagsterInstance.get() as instance:

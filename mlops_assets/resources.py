@@ -96,6 +96,7 @@ def _shared_resources(settings: Settings, storage: Any) -> dict[str, Any]:
     from mlops_assets.core.project import ModelProjectResource
     from mlops_assets.core.stage_lock import StageLock
     from mlops_assets.core.storage import StorageIOManager
+    from mlops_assets.hosting.runtimes import venvs_dir
     from mlops_assets.ingest.config import ValidationConfig
     from mlops_assets.ingest.feedback_batch import FeedbackConfig
     from mlops_assets.monitoring.assets import DriftConfig
@@ -116,7 +117,7 @@ def _shared_resources(settings: Settings, storage: Any) -> dict[str, Any]:
         **release_resources(settings),
         "release": ReleaseSettings(
             contexts_dir=str(settings.home_dir / "release" / "contexts"),
-            venvs_dir=str(settings.home_dir / "release" / "venvs"),
+            venvs_dir=str(venvs_dir(settings.home_dir)),
             keep_releases=settings.keep_releases,
             azure_serving=settings.image_serves_azure,
             project_folder=str(settings.project_dir),

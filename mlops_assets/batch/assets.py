@@ -9,7 +9,7 @@ from mlops_assets.core import keys
 from mlops_assets.core.instance import STAGE_TAG
 from mlops_assets.core.project import ModelProjectResource
 from mlops_assets.core.storage import StorageResource
-from mlops_assets.model.artifact import ArtifactError, sha256_hex
+from mlops_assets.model.artifact import ArtifactError, verify_sha256
 from mlops_assets.model.batch_scoring import BatchInputError, output_paths
 from mlops_assets.model.manifest import MANIFEST_NAME
 from mlops_assets.project.spec import ProjectError
@@ -41,10 +41,10 @@ def production_model(registry: RegistryResource, serving_spec: dict) -> tuple[Ar
     # The version's own rules, as it was trained; today's spec only for a version without them.
     own_spec = manifest.get("serving_spec") or serving_spec
     artifact = models.read_file(version.version, manifest["artifact"])
-    if sha256_hex(artifact) != manifest["sha256"]:
-        raise dg.Failure(
-            description=f"{source}: sha256 {sha256_hex(artifact)} does not match the expected {manifest['sha256']}"
-        )
+    try:
+        verify_sha256(artifact, manifest["sha256"], source)
+    except ArtifactError as exc:
+        raise dg.Failure(description=str(exc)) from exc
     trusted = tuple(own_spec.get("trusted_types", ())) if own_spec else ()
     return Artifact(artifact, manifest["sha256"], trusted, source), manifest, own_spec
 

@@ -47,6 +47,11 @@ def _uv() -> str:
     return str(Path(sys.executable).parent / "uv")
 
 
+def venvs_dir(home: Path) -> Path:
+    """Where the process runtime keeps a home's venvs (one per distinct code part of a context)."""
+    return home / "release" / "venvs"
+
+
 def venv_key(context: Path) -> str:
     """The name of the venv a context installs into. It covers everything installed: the
     requirements and every file of the project (the packaged serving spec and project package
@@ -105,7 +110,7 @@ class ProcessRuntime:
     def service(
         self, folder: Path, deployment_id: str, context: Path, image: str, serve_from: Path
     ) -> Service:
-        venv = ensure_venv(self.home / "release" / "venvs", context)
+        venv = ensure_venv(venvs_dir(self.home), context)
         command = [str(venv / "bin" / SERVE), "serve", "--model-dir", str(serve_from)]
         command += ["--listen-fd", str(LISTEN_FD), "--workers", "1"]
         environment = child_environment(

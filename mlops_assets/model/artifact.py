@@ -14,14 +14,19 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def verify_sha256(data: bytes, expected_sha256: str, source: str = "model artifact") -> None:
+    """An ArtifactError naming ``source`` unless ``data`` is the artifact ``expected_sha256`` names."""
+    actual = sha256_hex(data)
+    if actual != expected_sha256:
+        raise ArtifactError(f"{source}: sha256 {actual} does not match the expected {expected_sha256}")
+
+
 def load_verified_model(
     data: bytes, expected_sha256: str, source: str = "model artifact", trusted: Iterable[str] = ()
 ) -> Any:
     """The artifact, if its sha256 matches and it holds only types skops trusts by default (numpy,
     scikit-learn's estimators) or that ``trusted`` lists (the model project's spec)."""
-    actual = sha256_hex(data)
-    if actual != expected_sha256:
-        raise ArtifactError(f"{source}: sha256 {actual} does not match the expected {expected_sha256}")
+    verify_sha256(data, expected_sha256, source)
     import skops.io as sio
 
     untrusted = set(sio.get_untrusted_types(data=data))

@@ -62,12 +62,17 @@ def forbidden_imports(path: Path) -> list[str]:
     return problems
 
 
-def check_source(path: Path, *functions: str) -> None:
-    """``path`` read without running it: only allowed imports, and a top-level ``def`` of one of
-    ``functions``."""
-    problems = forbidden_imports(path)
+def check_package(folder: Path) -> None:
+    """Every module of the project in ``folder`` read without running it: valid Python, allowed
+    imports only; a ProjectCodeError naming each file and line otherwise."""
+    problems = [p for path in package_files(folder).values() for p in forbidden_imports(path)]
     if problems:
         raise ProjectCodeError("; ".join(problems))
+
+
+def require_defined(path: Path, *functions: str) -> None:
+    """A top-level ``def`` of one of ``functions`` in ``path`` (checked by ``check_package``), read
+    without running it."""
     tree = ast.parse(path.read_bytes(), filename=str(path))
     defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
     if not defined & set(functions):
@@ -77,9 +82,7 @@ def check_source(path: Path, *functions: str) -> None:
 def load_module(folder: Path, file: str) -> ModuleType:
     """``folder/file`` (model.py, seed.py) as ``model_project.<stem>``, the package's every module
     checked first."""
-    problems = [p for path in package_files(folder).values() for p in forbidden_imports(path)]
-    if problems:
-        raise ProjectCodeError("; ".join(problems))
+    check_package(folder)
     return import_project_module(folder, Path(file).stem)
 
 

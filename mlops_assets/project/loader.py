@@ -16,10 +16,10 @@ from mlops_assets.project.code import (
     MODEL_FILE,
     SEED_FILE,
     ProjectCodeError,
-    check_source,
+    check_package,
     file_digest,
-    forbidden_imports,
     load_module,
+    require_defined,
     require_function,
 )
 from mlops_assets.project.package import package_files, package_sources, sources_digest
@@ -97,12 +97,10 @@ def load_project(folder: Path) -> ModelProject:
         code_digest=sources_digest(package_sources(folder)),
     )
     try:
-        problems = [p for path in package_files(folder).values() for p in forbidden_imports(path)]
-        if problems:
-            raise ProjectCodeError("; ".join(problems))
-        check_source(project.model_file, "build_model", "train")
+        check_package(folder)
+        require_defined(project.model_file, "build_model", "train")
         if project.seed_file is not None:
-            check_source(project.seed_file, "seed_frame")
+            require_defined(project.seed_file, "seed_frame")
     except (ProjectCodeError, ValueError) as exc:
         raise ProjectError(str(exc)) from None
     return project

@@ -77,7 +77,15 @@ def task_metrics(task: str) -> dict[str, Metric]:
 
 
 def evaluate(task: str, model: Any, features: Any, actual: np.ndarray) -> dict[str, float]:
-    """Every metric of the task for ``model`` on (``features``, ``actual``).
+    """Every metric of the task for ``model`` on (``features``, ``actual``)."""
+    return evaluate_predicting(task, model, features, actual)[0]
+
+
+def evaluate_predicting(
+    task: str, model: Any, features: Any, actual: np.ndarray
+) -> tuple[dict[str, float], np.ndarray]:
+    """Every metric of the task for ``model`` on (``features``, ``actual``), and its predictions
+    (asked once: a caller that also plots them does not predict again).
 
     A classifier without ``predict_proba`` is scored on its labels only: the probability metrics
     are left out rather than faked.
@@ -88,11 +96,12 @@ def evaluate(task: str, model: Any, features: Any, actual: np.ndarray) -> dict[s
     probabilities = None
     if classes is not None and hasattr(model, "predict_proba"):
         probabilities = np.asarray(model.predict_proba(features))
-    return {
+    scores = {
         name: metric.compute(actual, predicted, probabilities, classes)
         for name, metric in metrics.items()
         if probabilities is not None or not metric.needs_probabilities
     }
+    return scores, predicted
 
 
 def label_metrics(task: str, actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:

@@ -11,7 +11,7 @@ from mlops_assets.core import keys
 from mlops_assets.core.project import ModelProjectResource
 from mlops_assets.core.stage_lock import StageLock
 from mlops_assets.core.storage import Storage, StorageResource, load_stored_value, relative_path
-from mlops_assets.model.artifact import ArtifactError, sha256_hex
+from mlops_assets.model.artifact import ArtifactError, verify_sha256
 from mlops_assets.model.manifest import MANIFEST_NAME
 from mlops_assets.project.loader import ModelProject
 from mlops_assets.project.metrics import task_metrics
@@ -48,9 +48,10 @@ def columns_digest(project: ModelProject) -> str:
 def _artifact(data: bytes, sha256: str, source: str, project: ModelProject) -> Artifact:
     """The artifact as the runner takes it, its bytes checked against ``sha256`` here already (a
     step failure naming it); its types are checked where it loads, in the runner."""
-    actual = sha256_hex(data)
-    if actual != sha256:
-        raise dg.Failure(f"{source}: sha256 {actual} does not match the expected {sha256}")
+    try:
+        verify_sha256(data, sha256, source)
+    except ArtifactError as exc:
+        raise dg.Failure(str(exc)) from exc
     return Artifact(data, sha256, tuple(project.spec.artifact.trusted_types), source)
 
 

@@ -49,7 +49,7 @@ class ReleaseSettings(dg.ConfigurableResource):
     python_executable: str = Field(
         default=sys.executable, description="The project's interpreter: a release loads the artifact there."
     )
-    venvs_dir: str = Field(default="", description="The process runtime's venvs (pruned with the contexts).")
+    venvs_dir: str = Field(description="The process runtime's venvs (pruned with the contexts).")
     keep_releases: int = Field(
         default=3,
         ge=0,
@@ -289,7 +289,7 @@ def prod_deployment(
     context.log.info(
         f"version {version} is in production at {endpoint.url} ({rollout.mode}) {reason}".strip()
     )
-    pruned = _prune_release_files(models, deploy_target, release, endpoint)
+    pruned = _prune_release_files(models, release, endpoint)
     context.log.info(f"release files: {pruned.summary()}")
     yield dg.Output(
         {
@@ -310,9 +310,7 @@ def prod_deployment(
     )
 
 
-def _prune_release_files(
-    models, deploy_target: DeploymentTarget, release: ReleaseSettings, serving
-) -> Pruned:
+def _prune_release_files(models, release: ReleaseSettings, serving) -> Pruned:
     """What this home keeps on disk after a release: the files of the versions an alias names or
     a deployment serves, and of the newest ``keep_releases``; the rest goes (release/retention.py)."""
     named = {
@@ -323,8 +321,7 @@ def _prune_release_files(
     named.add(str(serving.version))
     in_use = {Path(serving.context).resolve()} if serving.context else set()
     kept = kept_versions([v.version for v in models.list_versions()], named, release.keep_releases)
-    venvs = Path(release.venvs_dir) if release.venvs_dir else Path(release.contexts_dir).parent / "venvs"
-    return prune(Path(release.contexts_dir), venvs, kept, in_use)
+    return prune(Path(release.contexts_dir), Path(release.venvs_dir), kept, in_use)
 
 
 def _tear_down_qa(deploy_target: DeploymentTarget, models) -> None:

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from mlops_assets.model.artifact import ArtifactError, sha256_hex
+from mlops_assets.model.artifact import ArtifactError, verify_sha256
 from mlops_assets.model.manifest import MANIFEST_NAME
 from mlops_assets.model.smoke import SmokeSample
 from mlops_assets.project.package import sources_of
@@ -46,10 +46,10 @@ def verified_files(
         raise ReleaseInputError(f"version {version}: its manifest is not JSON ({exc})") from exc
     spec = manifest.get("serving_spec") or current_spec
     artifact, sha256 = models.read_file(version, ARTIFACT_NAME), registered.tags["artifact_sha256"]
-    if sha256_hex(artifact) != sha256:
-        raise ReleaseInputError(
-            f"version {version}: sha256 {sha256_hex(artifact)} does not match the expected {sha256}"
-        )
+    try:
+        verify_sha256(artifact, sha256, f"version {version}")
+    except ArtifactError as exc:
+        raise ReleaseInputError(str(exc)) from exc
     if manifest.get("sha256") != sha256:
         raise ReleaseInputError(
             f"version {version}: manifest sha256 differs from the registry's; re-register it"

@@ -11,14 +11,13 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from mlops_assets.model.artifact import load_verified_model
 from mlops_assets.model.smoke import smoke_block
-from mlops_assets.project.code import MODEL_FILE, load_module, require_function
+from mlops_assets.project.code import MODEL_FILE, ProjectCodeError, load_module
 from mlops_assets.project.loader import load_project
-from mlops_assets.project.metrics import evaluate as task_evaluate
+from mlops_assets.project.metrics import evaluate_predicting
 
 _LOADED: OrderedDict[str, Any] = OrderedDict()  # sha256 -> fitted model: a bar is asked twice
 _KEEP = 4
@@ -34,24 +33,24 @@ def _model(artifact_path: str, sha256: str, trusted: list[str], source: str) -> 
     return _LOADED[sha256]
 
 
-def check(project_dir: str) -> dict[str, Any]:
-    """model.py imported (its build_model or train there) and seed.py's data read: what the
-    static checks cannot see."""
-    folder = Path(project_dir)
+def _fitting(folder: Path) -> tuple[Any, list[str]]:
+    """model.py imported, and which of build_model and train it defines (one at least)."""
     module = load_module(folder, MODEL_FILE)
-    if not callable(getattr(module, "build_model", None)):
-        require_function(module, folder / MODEL_FILE, "train")
-    return {
-        "model_functions": sorted(n for n in ("build_model", "train") if callable(getattr(module, n, None)))
-    }
+    defined = [name for name in ("build_model", "train") if callable(getattr(module, name, None))]
+    if not defined:
+        raise ProjectCodeError(f"{folder / MODEL_FILE}: defines no function build_model() or train()")
+    return module, defined
+
+
+def check(project_dir: str) -> dict[str, Any]:
+    """model.py imported (its build_model or train there): what the static checks cannot see."""
+    return {"model_functions": _fitting(Path(project_dir))[1]}
 
 
 def build(project_dir: str, params: dict) -> dict[str, Any]:
     """build_model(params), unfitted, as people read it."""
-    project = load_project(Path(project_dir))
-    module = project.model_module()
-    if not callable(getattr(module, "build_model", None)):
-        require_function(module, project.model_file, "train")
+    module, defined = _fitting(Path(project_dir))
+    if "build_model" not in defined:
         return {"estimator": "none to show: model.py fits it in train(frame, params)"}
     return {"estimator": repr(module.build_model(dict(params)))}
 
@@ -67,12 +66,13 @@ def evaluate(
     artifact: dict, task: str, features: list[str], target: str, frame_path: str, predictions: bool = False
 ) -> dict[str, Any]:
     """The task's metrics of the artifact on the frame (the holdout), and its predictions if asked."""
-    model = _model(**artifact)
     frame = pd.read_parquet(frame_path)
-    rows = frame[list(features)]
-    result: dict[str, Any] = {"metrics": task_evaluate(task, model, rows, frame[target].to_numpy())}
+    metrics, predicted = evaluate_predicting(
+        task, _model(**artifact), frame[list(features)], frame[target].to_numpy()
+    )
+    result: dict[str, Any] = {"metrics": metrics}
     if predictions:
-        result["predictions"] = np.asarray(model.predict(rows)).tolist()
+        result["predictions"] = predicted.tolist()
     return result
 
 

@@ -16,7 +16,7 @@ import orjson
 
 from mlops_assets.model.loaded import LoadedModel, score_rows
 from mlops_assets.model.rows import PayloadError, rows_from_payload
-from mlops_assets.serving.line_budget import REFUSAL_LINES, held_back_note
+from mlops_assets.serving.line_budget import REFUSAL_LINES
 from mlops_assets.serving.request_log import record_line
 from mlops_assets.serving.state import ServiceState
 
@@ -123,11 +123,7 @@ class ScoreHandler:
             )
         except PayloadError as exc:
             status = str(exc.status)
-            held_back = REFUSAL_LINES.take()
-            if held_back is not None:
-                log.info(
-                    "rejected %s: %s (traceparent %s)%s", request_id, exc, trace, held_back_note(held_back)
-                )
+            REFUSAL_LINES.say(log.info, "rejected %s: %s (traceparent %s)", request_id, exc, trace)
             await send_error(send, exc.status, str(exc), request_id)
         except ClientGone:
             status = "499"  # nginx's code for it: counted, never sent

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 
 class LineBudget:
@@ -31,9 +32,15 @@ class LineBudget:
             held_back, self._held_back = self._held_back, 0
             return held_back
 
-
-def held_back_note(count: int) -> str:
-    return f" ({count} more like it not logged)" if count else ""
+    def say(self, emit: Callable[..., None], message: str, *args: object) -> None:
+        """``emit(message, *args)`` (a logger's method) if the budget allows, saying how many
+        lines were held back before it."""
+        held_back = self.take()
+        if held_back is None:
+            return
+        if held_back:
+            message, args = message + " (%d more like it not logged)", (*args, held_back)
+        emit(message, *args)
 
 
 # One budget for every line a refused request writes in this process (rejected bodies, cut-off heads).

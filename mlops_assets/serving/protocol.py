@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from mlops_assets.serving.line_budget import REFUSAL_LINES, held_back_note
+from mlops_assets.serving.line_budget import REFUSAL_LINES
 from mlops_assets.settings import get_settings
 
 
@@ -111,9 +111,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse_head(self, what: str) -> None:
         self._refused = True
-        held_back = REFUSAL_LINES.take()
-        if held_back is not None:
-            self.logger.warning("refused a request: %s%s", what, held_back_note(held_back))
+        REFUSAL_LINES.say(self.logger.warning, "refused a request: %s", what)
         body = orjson.dumps({"error": what, "request_id": os.urandom(16).hex()})
         self.transport.write(
             b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
