@@ -125,6 +125,12 @@ bench-scoring: install
 lock: | $(UV)
 	$(UV) lock
 
-# Every project's default home (and MLOPS_HOME, if set).
+# Every project's default home (and MLOPS_HOME, if set): its deployments stopped and the scoring
+# images it holds removed first (one another home also holds stays), then its files.
 clean:
+	@if [ -x $(VENV)/bin/mlops-assets ]; then \
+		for home in $(wildcard .mlops/*) $(MLOPS_HOME); do \
+			MLOPS_HOME=$$home $(VENV)/bin/mlops-assets clean || exit 1; \
+		done; \
+	fi
 	rm -rf .mlops $(MLOPS_HOME)

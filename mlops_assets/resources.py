@@ -131,15 +131,18 @@ def release_resources(settings: Settings) -> dict[str, Any]:
         from mlops_assets.release.builders import LocalImageBuilder
         from mlops_assets.release.local_target import LocalDeploymentTarget
 
-        engines = [name.strip() for name in settings.image_engines.split(",") if name.strip()]
         return {
-            "image_builder": LocalImageBuilder(engines=engines, python_base=settings.python_base_image),
+            "image_builder": LocalImageBuilder(
+                engines=settings.image_engine_names,
+                python_base=settings.python_base_image,
+                home=str(settings.home_dir),
+            ),
             "deploy_target": LocalDeploymentTarget(
                 home=str(settings.home_dir),
                 qa_port=settings.qa_port,
                 production_port=settings.production_port,
                 runtime=settings.local_runtime,
-                engines=engines,
+                engines=settings.image_engine_names,
             ),
         }
     from mlops_assets.release.acr_builder import AcrTasksImageBuilder

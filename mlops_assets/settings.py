@@ -324,6 +324,10 @@ class Settings(BaseSettings):
         return self.model_name or self.project_name
 
     @property
+    def image_engine_names(self) -> list[str]:
+        return [name.strip() for name in self.image_engines.split(",") if name.strip()]
+
+    @property
     def home_dir(self) -> Path:
         return (self.home or Path(".mlops") / self.project_name).expanduser().resolve()
 

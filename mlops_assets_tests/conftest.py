@@ -46,7 +46,7 @@ def only_loopback(monkeypatch):
 
 
 @pytest.fixture
-def settings(tmp_path, monkeypatch) -> Settings:
+def settings(tmp_path, monkeypatch, request) -> Settings:
     home = tmp_path / "mlops"
     monkeypatch.setenv("MLOPS_HOME", str(home))
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
@@ -57,6 +57,11 @@ def settings(tmp_path, monkeypatch) -> Settings:
     get_settings.cache_clear()
     yield get_settings()
     get_settings.cache_clear()
+    if "podman" in request.fixturenames:  # what `make clean` does: the temp home's images go with it
+        from mlops_assets.hosting.engines import Engine
+        from mlops_assets.hosting.image_holds import let_go
+
+        let_go(Engine("podman"), home.resolve(), keep=set())
 
 
 @pytest.fixture

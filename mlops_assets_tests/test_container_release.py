@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from mlops_assets.hosting.engines import Engine, find_engine
+from mlops_assets.hosting.image_holds import held
 from mlops_assets.hosting.processes import LocalTarget
 from mlops_assets.release import build_context
 from mlops_assets.serving.keys import add_key, read_keys
@@ -35,9 +36,11 @@ def podman() -> Engine:
 
 @pytest.fixture
 def on_containers(settings, monkeypatch, podman):
-    """Definitions as the local profile makes them when podman answers, on free ports."""
+    """Definitions as the local profile makes them when podman answers, on free ports, keeping the
+    images of production and the newest version only."""
     from mlops_assets.definitions import build_definitions
 
+    monkeypatch.setenv("MLOPS_KEEP_RELEASES", "1")
     monkeypatch.setenv("MLOPS_IMAGE_ENGINES", "podman")
     monkeypatch.setenv("MLOPS_LOCAL_RUNTIME", "auto")
     monkeypatch.setenv("MLOPS_QA_PORT", str(free_port()))
@@ -147,6 +150,10 @@ def test_qa_and_production_run_the_tested_image_as_supervised_containers(on_cont
     running = local.get("production")
     assert _supervisors(settings.home_dir) == {running.pid}  # the old supervisor drained and exited
     assert _ours(podman, settings.home_dir) == [running.container]  # QA and the old container: gone
+    # Version 1's image: no alias names it, nothing runs it, not the newest: removed with its
+    # context; this home holds version 2's alone (MLOPS_KEEP_RELEASES=1).
+    assert not podman.has_image(built)
+    assert list(held(podman, settings.home_dir).values()) == [second.production["image"]]
 
     # The supervisor itself killed outright (and the engine's client with it), not the container:
     # the next look at the deployment removes the container, nothing is left running.

@@ -7,6 +7,9 @@ Kubernetes manifest's security settings and no network: requests go through its 
 """
 
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 
@@ -43,7 +46,6 @@ def podman() -> Engine:
 
 
 def test_an_engine_counts_only_when_its_version_call_answers(podman):
-    import os
     import shutil
 
     # This machine has a docker client and no daemon (no socket): the client alone must not count.
@@ -80,7 +82,7 @@ def _wait_healthy(podman: Engine, container: str, timeout: float = 90) -> None:
 
 def test_scoring_image_builds_and_serves_as_production_runs_it(settings, instance, defs, podman):
     version = register(defs, 0.5)
-    result = _build(defs, instance, version, LocalImageBuilder(engines=["podman"]))
+    result = _build(defs, instance, version, LocalImageBuilder(engines=["podman"], home=str(settings.home_dir)))
     assert result.success, [e.step_failure_data for e in result.all_events if e.is_step_failure]
     built = result.output_for_node("scoring_image")
     metadata = result.asset_materializations_for_node("scoring_image")[0].metadata
@@ -92,7 +94,7 @@ def test_scoring_image_builds_and_serves_as_production_runs_it(settings, instanc
     )
 
     # The same context again: the engine has the image, nothing is rebuilt.
-    again = _build(defs, instance, version, LocalImageBuilder(engines=["podman"]))
+    again = _build(defs, instance, version, LocalImageBuilder(engines=["podman"], home=str(settings.home_dir)))
     assert not again.output_for_node("scoring_image")["built"]
     assert again.output_for_node("scoring_image")["reference"] == built["reference"]
 
@@ -144,7 +146,7 @@ def test_a_dockerfile_that_fails_to_build_fails_scoring_image_with_its_last_line
         return every - set(podman.run("ps", "--all", "--quiet").stdout.split())
 
     before = build_containers()
-    result = _build(defs, instance, version, LocalImageBuilder(engines=["podman"]))
+    result = _build(defs, instance, version, LocalImageBuilder(engines=["podman"], home=str(settings.home_dir)))
     # Nothing of the failed build is left: no intermediate (build) container. Another test's build
     # running beside this one has its own for a while; a leftover of ours would stay.
     deadline = time.monotonic() + 120
@@ -176,8 +178,11 @@ def test_the_code_location_image_builds_and_its_container_serves_the_definitions
     base = podman.python_base()
     assert base is not None, "no Python base: make container-base"
     dockerfile = REPO / "deploy" / "docker" / "dagster.Dockerfile"
+    previous = podman.run("image", "inspect", "--format", "{{.Id}}", tag).stdout.strip()
     built = podman.run(*podman.build_args(tag, base, REPO, dockerfile), timeout=1200)
     assert built.returncode == 0, (built.stdout + built.stderr)[-3000:]
+    if previous and previous != podman.run("image", "inspect", "--format", "{{.Id}}", tag).stdout.strip():
+        podman.run("rmi", previous, timeout=300)  # the last run's, untagged now: 2.3 GB a run otherwise
     container = f"mlops-test-{uuid.uuid4().hex[:8]}"
     started = podman.run(
         "run", "--detach", "--name", container,
@@ -195,3 +200,48 @@ def test_the_code_location_image_builds_and_its_container_serves_the_definitions
         assert answer.stdout.startswith("ListRepositoriesResponse ['__repository__']"), answer.stdout[-3000:]
     finally:
         podman.run("rm", "--force", "--time", "5", container, timeout=60)
+
+
+def test_a_home_removes_only_the_images_no_other_home_holds_and_no_container_runs(
+    settings, instance, defs, podman, tmp_path
+):
+    """Two homes that assemble the same context share one image (parallel test runs, two
+    projects): each holds it by a tag of its own, and letting go removes it only once no home holds
+    it and no container runs from it; a refused image stays held, for a later release."""
+    from mlops_assets.hosting.image_holds import held, hold, let_go
+
+    home, neighbour = settings.home_dir, tmp_path / "neighbour-home"
+    version = register(defs, 0.9)
+    result = _build(defs, instance, version, LocalImageBuilder(engines=["podman"], home=str(home)))
+    assert result.success, [e.step_failure_data for e in result.all_events if e.is_step_failure]
+    built = result.output_for_node("scoring_image")
+    tag, image_id = built["tag"], built["reference"]
+    assert held(podman, home) == {tag: image_id}
+    assert hold(podman, built["image"], tag, neighbour)  # the neighbour reuses the same image
+
+    kept = let_go(podman, home, keep={tag})
+    assert (kept.removed, kept.shared, kept.refused) == ([], [], []) and held(podman, home) == {tag: image_id}
+    shared = let_go(podman, home, keep=set())
+    assert shared.shared == [tag] and held(podman, home) == {}
+    assert podman.has_image(image_id) and held(podman, neighbour) == {tag: image_id}
+
+    container = f"mlops-test-{uuid.uuid4().hex[:8]}"
+    assert podman.run("create", "--name", container, image_id, timeout=60).returncode == 0
+    try:
+        refused = let_go(podman, neighbour, keep=set())
+        assert refused.refused == [tag] and podman.has_image(image_id)
+        assert held(podman, neighbour) == {tag: image_id}  # still held: not lost to every home
+    finally:
+        podman.run("rm", "--force", container, timeout=60)
+    # What `make clean` runs for the neighbour's home: its deployments stopped, its images let go of.
+    cleaned = subprocess.run(
+        [sys.executable, "-m", "mlops_assets.ops.cli", "clean"],
+        env={**os.environ, "MLOPS_HOME": str(neighbour), "MLOPS_IMAGE_ENGINES": "podman"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert "removed 1 image(s)" in cleaned.stdout, cleaned.stdout
+    assert not podman.has_image(image_id) and held(podman, neighbour) == {}
+    assert not podman.has_image(built["image"])  # the shared name went with it

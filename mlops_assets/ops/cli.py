@@ -242,6 +242,22 @@ def cmd_down(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_clean(_: argparse.Namespace) -> int:
+    """What ``make clean`` runs for each home before it removes the files: its deployments stopped,
+    the scoring images it holds let go of (those another home holds stay, for that home)."""
+    from mlops_assets.hosting.engines import find_engine
+    from mlops_assets.hosting.image_holds import let_go
+
+    cmd_down(_)
+    settings = get_settings()
+    engine = find_engine(tuple(settings.image_engine_names))
+    if engine is None:
+        print("images: no container engine answered, none to remove")
+        return 0
+    print(f"images of {settings.home_dir}: {let_go(engine, settings.home_dir, keep=set()).summary()}")
+    return 0
+
+
 def _in_process():
     """The local instance and definitions, as the demo uses them (runs are recorded there)."""
     import os
@@ -415,6 +431,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
     commands.add_parser("deployments", help="list local deployments").set_defaults(func=cmd_deployments)
     commands.add_parser("down", help="stop every local deployment").set_defaults(func=cmd_down)
+    commands.add_parser(
+        "clean",
+        help="stop every local deployment and remove the scoring images this home holds (make clean)",
+    ).set_defaults(func=cmd_clean)
     promote = commands.add_parser("promote", help="release a registered version: image, QA, production")
     promote.add_argument("version", type=int)
     promote.add_argument("--reason", default="manual promotion")

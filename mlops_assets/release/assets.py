@@ -1,6 +1,7 @@
 """Release assets, one partition per registered version: scoring image, QA, production (the rollout
 itself, deploy -> smoke -> restore, is release/rollout.py)."""
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,9 +13,11 @@ from mlops_assets.core.alerts import AlertWebhook
 from mlops_assets.core.file_sensors import SENSOR_NAME_TAG
 from mlops_assets.core.stage_lock import StageLock
 from mlops_assets.core.storage import StorageResource
+from mlops_assets.hosting.image_holds import LetGo
 from mlops_assets.model.smoke import SmokeSample
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS, QA_ALIAS, RELEASE_STATE_TAG
 from mlops_assets.registry.resource import RegistryResource
+from mlops_assets.release.build_context import image_tag
 from mlops_assets.release.builders import ImageBuilder
 from mlops_assets.release.deployments import Release
 from mlops_assets.release.events import BY_TAG, ProductionEvent, operator, record
@@ -235,6 +238,7 @@ def prod_deployment(
     release: ReleaseSettings,
     alerts: AlertWebhook,
     storage: StorageResource,
+    image_builder: ImageBuilder,
     stage_lock: StageLock,  # held for the whole run: one run of this stage at a time
 ):
     version = context.partition_key
@@ -289,8 +293,10 @@ def prod_deployment(
     context.log.info(
         f"version {version} is in production at {endpoint.url} ({rollout.mode}) {reason}".strip()
     )
-    pruned = _prune_release_files(models, release, endpoint)
-    context.log.info(f"release files: {pruned.summary()}")
+    pruned, images = _prune_release_files(models, release, image_builder, endpoint)
+    (context.log.warning if images.error else context.log.info)(
+        f"release files: {pruned.summary()}; images: {images.summary()}"
+    )
     yield dg.Output(
         {
             **endpoint.to_dict(),
@@ -310,9 +316,12 @@ def prod_deployment(
     )
 
 
-def _prune_release_files(models, release: ReleaseSettings, serving) -> Pruned:
-    """What this home keeps on disk after a release: the files of the versions an alias names or
-    a deployment serves, and of the newest ``keep_releases``; the rest goes (release/retention.py)."""
+def _prune_release_files(
+    models, release: ReleaseSettings, image_builder: ImageBuilder, serving
+) -> tuple[Pruned, LetGo]:
+    """What this home keeps on disk after a release: the files and images of the versions an alias
+    names or a deployment serves, and of the newest ``keep_releases``; the rest goes
+    (release/retention.py, hosting/image_holds.py)."""
     named = {
         str(v.version)
         for v in (models.get_alias(PRODUCTION_ALIAS), models.get_alias(QA_ALIAS))
@@ -321,7 +330,12 @@ def _prune_release_files(models, release: ReleaseSettings, serving) -> Pruned:
     named.add(str(serving.version))
     in_use = {Path(serving.context).resolve()} if serving.context else set()
     kept = kept_versions([v.version for v in models.list_versions()], named, release.keep_releases)
-    return prune(Path(release.contexts_dir), Path(release.venvs_dir), kept, in_use)
+    pruned = prune(Path(release.contexts_dir), Path(release.venvs_dir), kept, in_use)
+    try:
+        images = image_builder.let_go({image_tag(name) for name in pruned.kept_contexts}, {serving.image})
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:  # housekeeping: never fails a release
+        images = LetGo(error=f"{type(exc).__name__}: {str(exc)[-300:]}")
+    return pruned, images
 
 
 def _tear_down_qa(deploy_target: DeploymentTarget, models) -> None:

@@ -28,6 +28,11 @@ DOCKERFILE = REPO / "deploy" / "docker" / "scoring.Dockerfile"
 PROJECT_FILES = ("pyproject.toml", "README.md")
 
 
+def image_tag(digest: str) -> str:
+    """The tag of the image built from the context with this digest (or folder name: its first 16)."""
+    return f"sha256-{digest[:16]}"
+
+
 @dataclass(frozen=True)
 class BuildContext:
     path: Path
@@ -38,7 +43,7 @@ class BuildContext:
 
     @property
     def tag(self) -> str:
-        return f"sha256-{self.digest[:16]}"
+        return image_tag(self.digest)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "path": str(self.path), "tag": self.tag}

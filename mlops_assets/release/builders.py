@@ -4,11 +4,13 @@ import subprocess
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
 from mlops_assets.hosting.engines import ENGINES, PROBE_TIMEOUT, PYTHON_BASES, Engine, find_engine
+from mlops_assets.hosting.image_holds import LetGo, hold, let_go
 from mlops_assets.release.build_context import BuildContext
 
 
@@ -38,6 +40,11 @@ class ImageBuilder(dg.ConfigurableResource, ABC):
     @abstractmethod
     def build(self, context: BuildContext, repository: str) -> ImageBuild: ...
 
+    def let_go(self, keep: set[str], in_use: set[str]) -> LetGo:
+        """Remove the images this builder holds for the home but those tagged in ``keep`` and
+        those ``in_use`` names; a registry's images are kept by the registry's own retention."""
+        return LetGo()
+
 
 class LocalImageBuilder(ImageBuilder):
     """Builds with the first container engine that answers (podman, then docker); with none, the
@@ -52,6 +59,11 @@ class LocalImageBuilder(ImageBuilder):
         "(none: not built, never pulled unasked).",
     )
     build_timeout_seconds: float = Field(default=1800, gt=0)
+    home: str = Field(
+        default="",
+        description="The home whose hold each image gets (hosting/image_holds.py), so that its releases "
+        "can let go of them; empty: images are built and never removed.",
+    )
 
     @property
     def backend_name(self) -> str:
@@ -68,7 +80,9 @@ class LocalImageBuilder(ImageBuilder):
                 f"not built: no container engine answered (tried: {tried}); the build context is ready "
                 f"at {context.path}",
             )
-        if engine.has_image(image):  # the tag is the context's digest: this exact image exists
+        # The tag is the context's digest: this exact image exists. Held before it is used, so a
+        # neighbour home letting go of it meanwhile leaves it to us (or it is gone: built again).
+        if engine.has_image(image) and self._held(engine, image, context):
             return self._described(engine, image, False, "already built (same build context)", 0.0)
         base = engine.python_base(self.python_base)
         if base is None:  # never pulled unasked: this machine may reach no registry
@@ -92,7 +106,16 @@ class LocalImageBuilder(ImageBuilder):
             tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-30:])
             raise dg.Failure(f"{engine.name} build of {image} failed (exit {result.returncode}):\n{tail}")
         seconds = time.monotonic() - started
+        if not self._held(engine, image, context):
+            raise dg.Failure(f"{image} was removed as soon as it was built (another home let go of it)")
         return self._described(engine, image, True, f"built with {engine.name} in {seconds:.0f} s", seconds)
+
+    def _held(self, engine: Engine, image: str, context: BuildContext) -> bool:
+        return not self.home or hold(engine, image, context.tag, Path(self.home))
+
+    def let_go(self, keep: set[str], in_use: set[str]) -> LetGo:
+        engine = find_engine(tuple(self.engines)) if self.home else None
+        return let_go(engine, Path(self.home), keep, in_use) if engine else LetGo()
 
     @staticmethod
     def _described(engine: Engine, image: str, built: bool, how: str, seconds: float) -> ImageBuild:

@@ -24,6 +24,7 @@ class Pruned:
     contexts: list[str] = field(default_factory=list)
     venvs: list[str] = field(default_factory=list)
     freed_bytes: int = 0
+    kept_contexts: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         if not (self.contexts or self.venvs):
@@ -64,6 +65,7 @@ def prune(contexts_dir: Path, venvs_dir: Path, kept: set[str], in_use: set[Path]
         version = _context_version(context)
         if version is None or version in kept or context.resolve() in in_use:
             kept_contexts.append(context)
+            pruned.kept_contexts.append(context.name)
             continue
         pruned.freed_bytes += _size(context)
         shutil.rmtree(context, ignore_errors=True)
