@@ -82,7 +82,9 @@ def _wait_healthy(podman: Engine, container: str, timeout: float = 90) -> None:
 
 def test_scoring_image_builds_and_serves_as_production_runs_it(settings, instance, defs, podman):
     version = register(defs, 0.5)
-    result = _build(defs, instance, version, LocalImageBuilder(engines=["podman"], home=str(settings.home_dir)))
+    result = _build(
+        defs, instance, version, LocalImageBuilder(engines=["podman"], home=str(settings.home_dir))
+    )
     assert result.success, [e.step_failure_data for e in result.all_events if e.is_step_failure]
     built = result.output_for_node("scoring_image")
     metadata = result.asset_materializations_for_node("scoring_image")[0].metadata
@@ -94,7 +96,9 @@ def test_scoring_image_builds_and_serves_as_production_runs_it(settings, instanc
     )
 
     # The same context again: the engine has the image, nothing is rebuilt.
-    again = _build(defs, instance, version, LocalImageBuilder(engines=["podman"], home=str(settings.home_dir)))
+    again = _build(
+        defs, instance, version, LocalImageBuilder(engines=["podman"], home=str(settings.home_dir))
+    )
     assert not again.output_for_node("scoring_image")["built"]
     assert again.output_for_node("scoring_image")["reference"] == built["reference"]
 
@@ -146,7 +150,9 @@ def test_a_dockerfile_that_fails_to_build_fails_scoring_image_with_its_last_line
         return every - set(podman.run("ps", "--all", "--quiet").stdout.split())
 
     before = build_containers()
-    result = _build(defs, instance, version, LocalImageBuilder(engines=["podman"], home=str(settings.home_dir)))
+    result = _build(
+        defs, instance, version, LocalImageBuilder(engines=["podman"], home=str(settings.home_dir))
+    )
     # Nothing of the failed build is left: no intermediate (build) container. Another test's build
     # running beside this one has its own for a while; a leftover of ours would stay.
     deadline = time.monotonic() + 120
