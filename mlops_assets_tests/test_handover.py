@@ -302,3 +302,88 @@ def test_the_supervisor_keeps_the_deployment_s_log_bounded(tmp_path):
     finally:
         os.killpg(supervisor.pid, signal.SIGKILL)
         supervisor.wait()
+
+
+# A release in a process of its own, killed (SIGKILL, as kill -9 would) at the step named by
+# MLOPS_HANDOVER_FAILPOINT: argv = context, version, port, ready timeout.
+RELEASE_THEN_DIE = """
+import sys
+from pathlib import Path
+from mlops_assets.hosting.processes import LocalTarget
+from mlops_assets.settings import get_settings
+context, version, port, ready = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+LocalTarget(get_settings().home_dir).release(
+    "production", context, "code-" + version, version, "scoring:" + version, port, ready_timeout=ready
+)
+"""
+
+
+def _release_killed_at(step: str, context: Path, version: str, port: int, ready: float = 90):
+    import subprocess
+    import sys
+
+    from mlops_assets.hosting.takeover import FAILPOINT_VARIABLE
+
+    killed = subprocess.run(
+        [sys.executable, "-c", RELEASE_THEN_DIE, str(context), version, str(port), str(ready)],
+        env={**os.environ, FAILPOINT_VARIABLE: step},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, (step, killed.returncode, killed.stderr[-2000:])
+
+
+def test_a_release_killed_at_each_step_of_a_handover_leaves_exactly_one_version_serving(
+    settings, target, tmp_path
+):
+    """Killed at any step, a handover ends with one supervisor on the port, the record naming it,
+    and every answer from its version: the old one if the successor never started, else the new one
+    (it commits and stops its predecessor on its own). The next release then proceeds as usual."""
+    from mlops_assets.hosting.takeover import STEPS
+
+    one, two = _context(tmp_path, 1, 0.5), _context(tmp_path, 2, 50.0)
+    port = free_port()
+    target.release("production", one, "code-1", "1", "scoring:1", port)
+    for step in STEPS:
+        serving = target.get("production")
+        after = "2" if serving.version == "1" else "1"
+        _release_killed_at(step, two if after == "2" else one, after, port)
+        expected = serving.version if step == "prepared" else after
+
+        def settled(expected=expected) -> bool:
+            now = target.get("production")
+            return now is not None and now.version == expected and _serving_pids(target) == {now.pid}
+
+        _until(settled, f"one supervisor serving version {expected} after a kill at {step}", timeout=90)
+        assert target.strays() == []
+        versions = {httpx.get(f"{serving.url}/health/ready").json()["version"] for _ in range(40)}
+        assert versions == {expected}, (step, versions)
+    folders = {p.name for p in (target.state_dir / "production").iterdir()}
+    assert len(folders) <= 2  # the serving one, and at most one a kill left before the next release
+
+
+def test_a_successor_an_interrupted_release_left_is_found_by_deployments_and_stopped_by_down(
+    settings, target, tmp_path
+):
+    import subprocess
+    import sys
+
+    good = _context(tmp_path, 1, 0.5)
+    port = free_port()
+    first, _ = target.release("production", good, "code-a", "1", "scoring:one", port)
+    bad = tmp_path / "bad-context"  # its service starts but never becomes ready: the successor waits
+    shutil.copytree(_context(tmp_path, 2, 50.0), bad)
+    (bad / "model" / "model.skops").write_bytes(b"tampered")
+    _release_killed_at("spawned", bad, "2", port, ready=120)
+
+    _until(lambda: len(target.strays("production")) == 1, "the waiting successor found")
+    stray = target.strays("production")[0]
+    assert stray.pid in _serving_pids(target) and stray.pid != first.pid
+    cli = [sys.executable, "-m", "mlops_assets.ops.cli"]
+    listed = subprocess.run([*cli, "deployments"], capture_output=True, text=True, timeout=120)
+    assert f"unrecorded supervisor pid {stray.pid}" in listed.stdout, listed.stdout
+    assert "production: version 1" in listed.stdout
+    down = subprocess.run([*cli, "down"], capture_output=True, text=True, timeout=300)
+    assert down.returncode == 0 and "stopped production" in down.stdout, down.stdout
+    assert _serving_pids(target) == set() and target.list() == [] and target.strays() == []

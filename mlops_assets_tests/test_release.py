@@ -1,6 +1,8 @@
 """Release assets: the scoring image's build context, its digest, the Dockerfile, the release trigger."""
 
+import dataclasses
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -636,3 +638,50 @@ def test_release_files_of_versions_nothing_needs_are_removed_and_a_promote_rebui
     kept = {venv_key(c) for c in contexts.iterdir()}
     assert {v.name for v in venvs.iterdir()} == kept | {building.name}
     assert three  # registered, never released: nothing of it on disk
+
+
+@pytest.mark.slow
+def test_a_promote_killed_mid_handover_fails_its_run_and_the_version_it_started_serves_alone(
+    settings, instance, monkeypatch
+):
+    """`mlops-assets promote` killed (SIGKILL) once the new supervisor has started: the successor
+    makes production its own, the predecessor drains, and the next run marks the killed one failed
+    (it would stay STARTED); the alias moves with the next successful release only."""
+    from mlops_assets.hosting.processes import LocalTarget
+    from mlops_assets.hosting.takeover import FAILPOINT_VARIABLE
+    from mlops_assets.ops.runner import release
+
+    settings, defs = _defs_on_free_ports(monkeypatch)
+    one = register(defs, 0.5)
+    assert release(defs, instance, settings.lock_dir, one).success
+    local = LocalTarget(settings.home_dir)
+    # Recorded as served by other code: version 2 is a handover (a new supervisor), not a model swap.
+    local.store.write(dataclasses.replace(local.get("production"), code_digest="other serving code"))
+    two = register(defs, 50.0)
+    killed = subprocess.run(
+        [sys.executable, "-m", "mlops_assets.ops.cli", "promote", str(two), "--reason", "killed"],
+        env={**os.environ, FAILPOINT_VARIABLE: "production:spawned"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    (abandoned,) = instance.get_run_records(dg.RunsFilter(tags={"mlops/reason": "killed"}))
+    assert abandoned.dagster_run.status == dg.DagsterRunStatus.STARTED
+
+    deadline = time.monotonic() + 90
+    while (
+        local.get("production").version != str(two)
+        or len([s for s in local.supervisors() if s.name == "production"]) != 1
+    ):
+        assert time.monotonic() < deadline, (local.list(), local.supervisors())
+        time.sleep(0.2)
+    models = defs.resources["registry"].get_registry()
+    assert models.get_alias("production").version == one  # moved only by a release that finished
+
+    again = release(defs, instance, settings.lock_dir, two)
+    assert again.success, again.errors
+    run = instance.get_run_by_id(abandoned.dagster_run.run_id)
+    assert run.status == dg.DagsterRunStatus.FAILURE
+    assert models.get_alias("production").version == two
+    assert {d.version for d in local.list()} == {str(two)} and local.strays() == []

@@ -54,12 +54,14 @@ def _unix_address(address: str) -> str:
     return "\0" + address[1:] if address.startswith("@") else address
 
 
-def receive_listener(address: str, timeout: float = 5.0) -> socket.socket:
-    """The listening socket shared at ``address`` by the process being replaced."""
+def receive_listener(address: str, timeout: float = 5.0) -> tuple[socket.socket, int]:
+    """The listening socket shared at ``address`` by the process being replaced, and that
+    process's pid (its credentials on the connection: it is the one to stop once replaced)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as control:
         control.settimeout(timeout)
         try:
             control.connect(_unix_address(address))
+            sharer, _, _ = _peer_credentials(control)
             _, fds, _, _ = socket.recv_fds(control, 16, 1)
         except OSError as exc:
             raise ListenerError(f"no listening socket from {address}: {exc}") from None
@@ -70,7 +72,7 @@ def receive_listener(address: str, timeout: float = 5.0) -> socket.socket:
         sock.close()
         raise ListenerError(f"{address} handed over a socket that is not listening")
     sock.set_inheritable(True)
-    return sock
+    return sock, sharer
 
 
 def share_listener(sock: socket.socket, address: str) -> threading.Thread:

@@ -6,6 +6,8 @@ service on it, as a process or a container (``runtimes.py``); what is recorded o
 importing it.
 """
 
+from __future__ import annotations
+
 import contextlib
 import hashlib
 import os
@@ -16,6 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -29,10 +32,13 @@ from mlops_assets.hosting.runtimes import (
     runtime_of,
 )
 from mlops_assets.hosting.state import Deployment, DeploymentStore, point_link, read_status
+from mlops_assets.hosting.takeover import failpoint, runs_as, stop_process
 from mlops_assets.settings import get_settings
 from mlops_assets.storage.spill import waiting_name
 
 SERVE_MARKER = "mlops-assets"  # in the supervisor's command line (mlops-assets-supervise) too
+# The release waits this much longer than the supervisor, which gives up at the ready timeout itself.
+COMMIT_MARGIN_SECONDS = 15.0
 SUPERVISE = "mlops-assets-supervise"
 
 
@@ -40,21 +46,13 @@ def _alive(deployment: Deployment) -> bool:
     """Whether the deployment's supervisor still runs: its pid, with this deployment's own id in
     its command line (``--share-at`` names it). After a reboot or a long while the pid may belong
     to anything, an mlops-assets process of another home included: never signal one of those."""
-    try:
-        cmdline = Path(f"/proc/{deployment.pid}/cmdline").read_bytes()
-    except OSError:
-        return False
     # A record written before deployments had ids: the marker is all there is to go by.
-    return (deployment.deployment_id or SERVE_MARKER).encode() in cmdline
-
-
-def _signal_group(pid: int, sent: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):  # it exited between the look and the signal
-        os.killpg(pid, sent)
+    return runs_as(deployment.pid, deployment.deployment_id or SERVE_MARKER)
 
 
 def _kill(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGKILL)  # the supervisor and a service process alike
+    with contextlib.suppress(ProcessLookupError):  # a supervisor that gave up has exited already
+        os.killpg(process.pid, signal.SIGKILL)  # the supervisor and a service process alike
     process.wait()
 
 
@@ -74,6 +72,16 @@ def _require_free_port(host: str, port: int, name: str, wait: float = 0.0) -> No
                         f"holds it or set MLOPS_{name.upper()}_PORT to a free port"
                     ) from None
         time.sleep(0.1)
+
+
+@dataclass(frozen=True)
+class Supervising:
+    pid: int
+    name: str
+    deployment_id: str
+
+    def describe(self) -> str:
+        return f"{self.name}: unrecorded supervisor pid {self.pid} (deployment {self.deployment_id[:12]})"
 
 
 class LocalTarget:
@@ -102,12 +110,56 @@ class LocalTarget:
         found = (self.get(name) for name in self.store.names())
         return [d for d in found if d is not None]
 
+    def supervisors(self) -> list[Supervising]:
+        """Every supervisor of this home's deployments that runs, recorded or not: found by its
+        command line (its ``--status`` lies in this home's deployment folders), not by the records."""
+        found = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                arguments = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            # The console script runs as "python …/mlops-assets-supervise …".
+            launched = any(argument.endswith(SUPERVISE.encode()) for argument in arguments[:2])
+            if not launched or b"--status" not in arguments:
+                continue
+            status = Path(os.fsdecode(arguments[arguments.index(b"--status") + 1]))
+            if self.store.owns(status.parent):
+                found.append(Supervising(int(proc.name), status.parent.parent.name, status.parent.name))
+        return sorted(found, key=lambda s: s.pid)
+
+    def strays(self, name: str | None = None) -> list[Supervising]:
+        """Supervisors no record names: one starting (a release waits on it), or one an interrupted
+        release left (it commits or gives up on its own within its ready timeout)."""
+        recorded = {(d.pid, d.deployment_id) for d in self.list()}
+        return [
+            s
+            for s in self.supervisors()
+            if (s.pid, s.deployment_id) not in recorded and (name is None or s.name == name)
+        ]
+
+    def stop_strays(self, name: str | None = None) -> list[Supervising]:
+        """Stop what ``strays`` finds, and clear its folder (undelivered records stay, for the next
+        deployment of the name)."""
+        strays = self.strays(name)
+        for stray in strays:
+            stop_process(stray.pid, stray.deployment_id, get_settings().service_stop_seconds)
+            folder = self.store.folder(stray.name, stray.deployment_id)
+            pending = self.store.read_pending(folder)
+            if pending is not None:
+                self._runtime(pending).remove(pending.container)
+            self._clear_folder(folder)
+        return strays
+
     def stop(self, name: str, timeout: float | None = None) -> bool:
         """SIGTERM, then SIGKILL after ``timeout`` (default: the service's whole shutdown and a margin)."""
         deployment = self.get(name)
         self.store.remove(name)
+        strays = self.stop_strays(name)
         if deployment is None:
-            return False
+            return bool(strays)
         self._terminate(deployment, timeout)
         return True
 
@@ -119,14 +171,7 @@ class LocalTarget:
         exit; SIGKILL only past the service's own bounded shutdown (Settings.service_stop_seconds)."""
         if timeout is None:
             timeout = get_settings().service_stop_seconds
-        if _alive(deployment):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(deployment.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _alive(deployment) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if _alive(deployment):
-            _signal_group(deployment.pid, signal.SIGKILL)
+        stop_process(deployment.pid, deployment.deployment_id or SERVE_MARKER, timeout)
         self._runtime(deployment).remove(deployment.container)
         self._clear_folder(Path(deployment.folder) if deployment.folder else None)
 
@@ -148,7 +193,17 @@ class LocalTarget:
         again: every writer of those folders is gone by now, so no one else will send them)."""
         moved = 0
         for earlier in self.store.folders(name):
-            if earlier == folder or not (earlier / "spill").is_dir():
+            if earlier == folder:
+                continue
+            left = self.store.read_pending(earlier)
+            if left is not None and runs_as(
+                read_status(earlier).get("supervisor_pid") or 0, left.deployment_id
+            ):
+                continue  # its supervisor still runs: not this deployment's to clear
+            if left is not None and left.container:  # left running by a release killed midway
+                self._runtime(left).remove(left.container)
+            if not (earlier / "spill").is_dir():
+                shutil.rmtree(earlier, ignore_errors=True)
                 continue
             for spilled in sorted(p for p in (earlier / "spill").rglob("*") if p.is_file()):
                 waiting = waiting_name(spilled.name)
@@ -188,6 +243,8 @@ class LocalTarget:
         is drained and stopped only once the new service is ready: a failed start leaves it serving.
         ``linked`` (processes) serves through a symlink of this deployment's own, so later model
         swaps move it. A container serves the model inside ``image``.
+        The new supervisor commits the deployment itself (``takeover.py``): this process may die at
+        any of ``takeover.STEPS`` and one supervisor still ends up serving, the record naming it.
         """
         runtime = runtime or ProcessRuntime(self.home)
         if replacing is None:
@@ -208,34 +265,10 @@ class LocalTarget:
         except (OSError, subprocess.CalledProcessError) as exc:
             shutil.rmtree(folder, ignore_errors=True)
             raise DeploymentError(f"{name}: could not prepare the service: {exc}") from None
-        command = [str(Path(sys.executable).parent / SUPERVISE), "--listen", f"{self.host}:{port}"]
-        command += ["--share-at", listener, "--status", str(folder / "status.json"), *service.supervisor_args]
-        if replacing is not None and replacing.listener:
-            command += ["--take-from", replacing.listener]
-        command += ["--log", str(log), "--log-max-bytes", str(get_settings().service_log_max_bytes)]
-        with open(log, "a") as handle:
-            process = subprocess.Popen(
-                [*command, "--", *service.command],
-                env=service.environment,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
         url = f"http://{self.host}:{port}"
-        try:
-            self._wait_ready(name, process, folder, url, deployment_id, version, log, ready_timeout)
-        except DeploymentError:
-            _kill(process)
-            runtime.remove(service.container)
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        if replacing is not None:
-            self._terminate(replacing)
-        self._adopt_spill(name, folder, runtime)
-        deployment = Deployment(
+        pending = Deployment(
             name,
-            process.pid,
+            0,  # the supervisor's, written in by the supervisor itself when it commits
             url,
             port,
             version,
@@ -252,50 +285,62 @@ class LocalTarget:
             service.container,
             str(folder),
         )
-        self.store.write(deployment)
+        self.store.write_pending(pending)
+        failpoint("prepared", name)
+        settings = get_settings()
+        command = [str(Path(sys.executable).parent / SUPERVISE), "--listen", f"{self.host}:{port}"]
+        command += ["--share-at", listener, "--status", str(folder / "status.json"), *service.supervisor_args]
+        command += ["--commit", f"{self.store.pending_path(folder)}:{self.store.record_path(name)}"]
+        command += ["--deployment-id", deployment_id, "--expect-version", version]
+        command += ["--ready-timeout", str(ready_timeout)]
+        if replacing is not None and replacing.listener:
+            command += ["--take-from", replacing.listener]
+            command += ["--predecessor-stop-seconds", str(settings.service_stop_seconds)]
+        command += ["--log", str(log), "--log-max-bytes", str(settings.service_log_max_bytes)]
+        with open(log, "a") as handle:
+            process = subprocess.Popen(
+                [*command, "--", *service.command],
+                env=service.environment,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        failpoint("spawned", name)
+        try:
+            deployment = self._wait_committed(pending, process, ready_timeout + COMMIT_MARGIN_SECONDS)
+        except DeploymentError:
+            _kill(process)
+            runtime.remove(service.container)
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        failpoint("committed", name)
+        if replacing is not None:  # its successor has told it to stop: what is left is cleaning up
+            self._terminate(replacing)
+        failpoint("retired", name)
+        self._adopt_spill(name, folder, runtime)
         self.store.forget_lost(name)
+        failpoint("settled", name)
         return deployment
 
-    @staticmethod
-    def _wait_ready(
-        name: str,
-        process: subprocess.Popen,
-        folder: Path,
-        url: str,
-        deployment_id: str,
-        version: str,
-        log: Path,
-        timeout: float,
-    ) -> None:
-        """Until this very service answers ready; during a handover the old one answers too.
-
-        A service that exits before it is ready (a wrong entry point, a crash on start) fails at
-        once, though its supervisor would restart it."""
+    def _wait_committed(self, pending: Deployment, process: subprocess.Popen, timeout: float) -> Deployment:
+        """Until the new supervisor has made the deployment its own (takeover.py): its service
+        answered ready as this deployment and version, and the record names it. During a
+        handover the old service answers too meanwhile. A supervisor that gave up (its service
+        exited before it was ready, a wrong version, its deadline) says why in its status."""
+        name, log = pending.name, Path(pending.log)
         deadline = time.monotonic() + timeout
         while True:
+            recorded = self.store.read(name)
+            if recorded is not None and recorded.deployment_id == pending.deployment_id:
+                return recorded
             if process.poll() is not None:
-                raise DeploymentError(
-                    f"{name}: the supervisor exited with {process.returncode}: {_tail(log)}"
-                )
-            exits = read_status(folder).get("exits")
-            if exits:
-                raise DeploymentError(
-                    f"{name}: the service exited with {exits[0]} before it was ready: {_tail(log)}"
-                )
-            try:
-                ready = httpx.get(f"{url}/health/ready", timeout=1)
-                answer = ready.json()
-                if ready.status_code == 200 and answer.get("deployment") == deployment_id:
-                    if answer.get("version") != version:
-                        raise DeploymentError(
-                            f"{name}: serving version {answer.get('version')}, expected {version}"
-                        )
-                    return
-            except (httpx.HTTPError, ValueError):
-                pass
+                reason = read_status(Path(pending.folder)).get("gave_up")
+                reason = reason or f"the supervisor exited with {process.returncode}"
+                raise DeploymentError(f"{name}: {reason}: {_tail(log)}")
             if time.monotonic() > deadline:
                 raise DeploymentError(
-                    f"{name}: not ready with version {version} within {timeout:.0f} s: {_tail(log)}"
+                    f"{name}: not ready with version {pending.version} within {timeout:.0f} s: {_tail(log)}"
                 )
             time.sleep(0.05)
 
@@ -362,6 +407,7 @@ class LocalTarget:
         Containers: a new image always hands over (the model is inside the image).
         """
         runtime = runtime or ProcessRuntime(self.home)
+        self.stop_strays(name)  # left by an interrupted release: this one decides what serves
         current = self.get(name)
         if current is not None and current.port == port and current.runtime == runtime.name:
             if runtime.name == "container" and current.image == image:

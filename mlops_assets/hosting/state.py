@@ -60,8 +60,13 @@ class DeploymentStore:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
 
-    def _path(self, name: str) -> Path:
+    def record_path(self, name: str) -> Path:
         return self.state_dir / f"{name}.json"
+
+    @staticmethod
+    def pending_path(folder: Path) -> Path:
+        """The record a deployment's supervisor writes as ``record_path`` once it commits."""
+        return folder / "pending.json"
 
     def _lost_path(self, name: str) -> Path:
         return self.state_dir / f"{name}.lost"
@@ -85,20 +90,22 @@ class DeploymentStore:
         return [p.stem for p in sorted(self.state_dir.glob("*.json"))]
 
     def read(self, name: str) -> Deployment | None:
-        return _load(self._path(name))
+        return _load(self.record_path(name))
 
     def write(self, deployment: Deployment) -> None:
         """Whole or not at all: a reader (``deployments``, ``down``, a sensor) never sees half a record."""
-        path = self._path(deployment.name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        staging.write_text(json.dumps(deployment.to_dict(), indent=2))
-        os.replace(staging, path)
+        _write_whole(self.record_path(deployment.name), deployment)
+
+    def write_pending(self, deployment: Deployment) -> None:
+        _write_whole(self.pending_path(Path(deployment.folder)), deployment)
+
+    def read_pending(self, folder: Path) -> Deployment | None:
+        return _load(self.pending_path(folder))
 
     def mark_lost(self, name: str) -> None:
         """Its supervisor died without being stopped: keep the record as what was lost."""
         with contextlib.suppress(FileNotFoundError):
-            os.replace(self._path(name), self._lost_path(name))
+            os.replace(self.record_path(name), self._lost_path(name))
 
     def read_lost(self, name: str) -> Deployment | None:
         return _load(self._lost_path(name))
@@ -108,8 +115,15 @@ class DeploymentStore:
 
     def remove(self, name: str) -> None:
         """Stopped on purpose: neither a record nor a loss to bring back."""
-        self._path(name).unlink(missing_ok=True)
+        self.record_path(name).unlink(missing_ok=True)
         self.forget_lost(name)
+
+
+def _write_whole(path: Path, deployment: Deployment) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    staging.write_text(json.dumps(deployment.to_dict(), indent=2))
+    os.replace(staging, path)
 
 
 def _load(path: Path) -> Deployment | None:

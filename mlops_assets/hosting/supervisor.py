@@ -6,6 +6,10 @@ queue in the kernel meanwhile instead of being refused. A successor supervisor r
 socket from this one (``listener.py``), so a replacement never closes the port. An
 engine's own restart policy cannot do this: it would restart a container without the socket.
 
+With ``--commit`` it becomes the deployment on its own once its service answers ready, and stops
+the predecessor that handed it the socket (``takeover.py``): a release interrupted midway leaves one
+supervisor serving, never two. Until then a service that exits is not restarted: it gave up.
+
 SIGTERM (or SIGINT) stops it: the service is sent SIGTERM, drains, exits, then so does this.
 It writes ``status.json`` (its pid, the service's pid, starts and exit codes) for the target, and
 keeps mirrored files current (``--mirror``: the scoring keys, copied for a container's uid each
@@ -28,8 +32,10 @@ import time
 from pathlib import Path
 
 from mlops_assets.hosting.listener import ListenerError, bind_listener, receive_listener, share_listener
+from mlops_assets.hosting.takeover import Takeover
 
 LISTEN_FD = 3  # where systemd socket activation puts it too; podman --preserve-fds 1 passes it on
+GAVE_UP = 3  # the exit code of a supervisor whose service never became the deployment
 log = logging.getLogger("mlops_assets.supervisor")
 
 
@@ -57,8 +63,13 @@ class Supervisor:
         mirror_owner: int | None = None,
         log_path: Path | None = None,
         log_max_bytes: int = 0,
+        takeover: Takeover | None = None,
     ) -> None:
         self.command = command
+        self.takeover = takeover
+        self.gave_up = ""
+        self._service_exited = threading.Event()
+        self._lock = threading.Lock()  # a stop and a commit never interleave
         self.log_path, self.log_max_bytes = log_path, log_max_bytes
         self.mirrors = mirrors or []
         self.mirror_owner = mirror_owner
@@ -73,10 +84,31 @@ class Supervisor:
         self.exits: list[int] = []
 
     def stop(self, *_: object) -> None:
-        self.stopping.set()
+        with self._lock:
+            self.stopping.set()
         service = self.service
         if service is not None and service.poll() is None:
             service.send_signal(signal.SIGTERM)
+
+    def _take_over(self) -> None:
+        takeover = self.takeover
+        if takeover.wait_ready(self._service_exited, self.stopping):
+            with self._lock:
+                if not self.stopping.is_set():
+                    try:
+                        takeover.commit()
+                    except OSError as exc:
+                        takeover.gave_up = f"could not write the deployment's record: {exc}"
+            if takeover.committed.is_set():
+                log.info("ready: the deployment is this supervisor's now; stopping the predecessor")
+                self._write_status()
+                takeover.retire_predecessor()
+                self._write_status()
+                return
+        if not self._service_exited.is_set():
+            self.gave_up = self.gave_up or takeover.gave_up or "stopped before it was ready"
+            log.warning("gave up: %s", self.gave_up)
+            self.stop()
 
     def _write_status(self) -> None:
         status = {
@@ -85,6 +117,8 @@ class Supervisor:
             "starts": self.starts,
             "exits": self.exits[-20:],
             "stopping": self.stopping.is_set(),
+            "committed": self.takeover is None or self.takeover.committed.is_set(),
+            "gave_up": self.gave_up,
         }
         tmp = self.status_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(status))
@@ -133,6 +167,8 @@ class Supervisor:
 
     def run(self) -> int:
         self.mirror()
+        if self.takeover is not None:
+            threading.Thread(target=self._take_over, name="takeover", daemon=True).start()
         delay = self.first_delay
         while not self.stopping.is_set():
             started = time.monotonic()
@@ -147,6 +183,11 @@ class Supervisor:
             if self.stopping.is_set():
                 break
             self.exits.append(code)
+            if self.takeover is not None and not self.takeover.committed.is_set():
+                self.gave_up = f"the service exited with {code} before it was ready"
+                self._service_exited.set()
+                log.warning("gave up: %s", self.gave_up)
+                break
             self._write_status()
             delay = self.first_delay if time.monotonic() - started > self.stable_seconds else delay
             log.warning("the service exited with %d; restarting it in %.1f s", code, delay)
@@ -154,7 +195,7 @@ class Supervisor:
             delay = min(delay * 2, self.max_delay)
         self.service = None
         self._write_status()
-        return 0
+        return GAVE_UP if self.gave_up else 0
 
 
 def write_read_only(path: Path, data: bytes, owner: int | None = None) -> None:
@@ -201,6 +242,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--mirror-owner", type=int, help="uid and gid of the mirrored copies")
     parser.add_argument("--log", type=Path, help="the file stdout and stderr append to (rotated)")
     parser.add_argument("--log-max-bytes", type=int, default=0, help="rotate --log past this size (0: never)")
+    parser.add_argument(
+        "--commit",
+        metavar="PENDING:RECORD",
+        help="once the service answers ready as --deployment-id and --expect-version, write PENDING "
+        "(with this pid) as RECORD and stop the predecessor; give up past --ready-timeout",
+    )
+    parser.add_argument("--deployment-id", default="")
+    parser.add_argument("--expect-version", default="")
+    parser.add_argument("--ready-timeout", type=float, default=90.0)
+    parser.add_argument(
+        "--predecessor-stop-seconds", type=float, default=75.0, help="SIGTERM, then SIGKILL after this"
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the service's command line")
     args = parser.parse_args(argv)
     if args.command[:1] == ["--"]:
@@ -218,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         '"logger":"%(name)s","message":"%(message)s"}',
     )
     mirrors = [tuple(Path(part) for part in pair.split(":", 1)) for pair in args.mirror]
+    host, _, port = args.listen.rpartition(":")
+    host = host.strip("[]")
     supervisor = Supervisor(
         args.command,
         args.status,
@@ -228,19 +283,32 @@ def main(argv: list[str] | None = None) -> int:
     )
     signal.signal(signal.SIGTERM, supervisor.stop)
     signal.signal(signal.SIGINT, supervisor.stop)
-    host, _, port = args.listen.rpartition(":")
     try:
-        sock = None
+        sock, predecessor = None, None
         if args.take_from:
             try:
-                sock = receive_listener(args.take_from)
+                sock, predecessor = receive_listener(args.take_from)
             except ListenerError as exc:
                 log.warning("%s; binding %s instead", exc, args.listen)
         if sock is None:
-            sock = bind_listener(host.strip("[]"), int(port))
+            sock = bind_listener(host, int(port))
         _at_listen_fd(sock)
         share_listener(sock, args.share_at)
     except ListenerError as exc:
         print(f"mlops-assets-supervise: {exc}", file=sys.stderr)
         return 2
+    if args.commit:
+        pending, record = args.commit.split(":", 1)
+        supervisor.takeover = Takeover(
+            host,
+            int(port),
+            args.deployment_id,
+            args.expect_version,
+            Path(pending),
+            Path(record),
+            args.ready_timeout,
+            predecessor,
+            args.take_from or "",
+            args.predecessor_stop_seconds,
+        )
     return supervisor.run()

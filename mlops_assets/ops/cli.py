@@ -225,19 +225,23 @@ def _local_target():
 
 
 def cmd_deployments(_: argparse.Namespace) -> int:
-    deployments = _local_target().list()
-    if not deployments:
+    target = _local_target()
+    deployments, strays = target.list(), target.strays()
+    if not deployments and not strays:
         print("no local deployments running")
     for d in deployments:
         print(
             f"{d.name}: version {d.version} at {d.url}: {d.describe()}; supervisor pid {d.pid}; {d.health()}"
         )
+    for stray in strays:
+        print(f"{stray.describe()}: starting, or left by an interrupted release; `down` stops it")
     return 0
 
 
 def cmd_down(_: argparse.Namespace) -> int:
     target = _local_target()
-    stopped = [d.name for d in target.list() if target.stop(d.name)]
+    names = sorted({d.name for d in target.list()} | {s.name for s in target.strays()})
+    stopped = [name for name in names if target.stop(name)]
     print(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
     return 0
 

@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.core import keys
+from mlops_assets.core.abandoned_runs import fail_abandoned_runs, this_process_tags
 from mlops_assets.core.file_sensors import RUN_KEY_TAG, SENSOR_NAME_TAG, FilePlan
 from mlops_assets.core.instance import STAGE_TAG
 from mlops_assets.core.stage_lock import command_line, hold_stage
@@ -43,11 +44,13 @@ def execute(
     # The run's own event log keeps every DEBUG event; the console gets only warnings and errors.
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     with stage_lock(lock_dir, job.tags.get(STAGE_TAG, job_name)):
+        for run_id in fail_abandoned_runs(instance):
+            print(f"run {run_id}: its process died mid-run; marked failed", file=sys.stderr, flush=True)
         return job.execute_in_process(
             run_config=quiet,
             instance=instance,
             partition_key=partition_key,
-            tags=tags or {},
+            tags={**(tags or {}), **this_process_tags()},
             asset_selection=asset_selection,
             raise_on_error=False,
         )
