@@ -18,7 +18,12 @@ from mlops_assets_tests.serving_support import SAMPLE, break_folder, repair_fold
 
 
 def _record(n: int) -> bytes:
-    return json.dumps({"request_id": f"r{n:06d}"}).encode() + b"\n"
+    return json.dumps({"request_id": f"r{n:06d}"}, separators=(",", ":")).encode() + b"\n"
+
+
+def _spilled_name(n: int) -> str:
+    """As a writer names a spilled batch: received ms, writer id, sequence."""
+    return f"{1764460800000 + n}-earlier-writer-{n:06d}.jsonl"
 
 
 def _stored_ids(root: Path) -> list[str]:
@@ -64,7 +69,7 @@ def test_two_writers_of_one_spill_folder_deliver_each_spilled_file_once(tmp_path
     day = spill / "scoring-logs" / "date=2026-11-30"
     day.mkdir(parents=True)
     for n in range(300):  # what a storage outage left behind
-        (day / f"{n:06d}-earlier-writer.jsonl").write_bytes(_record(n))
+        (day / _spilled_name(n)).write_bytes(_record(n))
     writers = [
         RequestLogWriter(Storage(str(logs)), spill, flush_seconds=0.01).start(),
         RequestLogWriter(Storage(str(logs)), spill, flush_seconds=0.01).start(),
@@ -89,14 +94,49 @@ def test_a_dead_writers_claim_goes_back_to_the_queue_and_its_temp_file_goes(tmp_
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
     pid = int(dead.stdout)  # a process that has exited
-    (day / f"a.jsonl.claim-{pid}-0123abcd").write_bytes(_record(1))  # it died while delivering
-    (day / f"b.jsonl.tmp-{pid}-0123abcd").write_bytes(b'{"request_id": "r0000')  # and while spilling
+    (day / f"{_spilled_name(1)}.claim-{pid}-0123abcd").write_bytes(_record(1))  # it died while delivering
+    (day / f"{_spilled_name(2)}.tmp-{pid}-0123abcd").write_bytes(b'{"request_id":"r0000')  # and spilling
     writer = RequestLogWriter(Storage(str(logs)), spill, flush_seconds=0.05).start()
     try:
         _until(lambda: writer.written == 1, "the claimed file delivered")
     finally:
         writer.close()
     assert _stored_ids(logs) == ["r000001"] and not any(p.is_file() for p in spill.rglob("*"))
+
+
+def test_the_spill_folder_delivers_only_its_own_record_files_and_never_stalls_on_one_it_cannot(tmp_path):
+    """Whoever can write the spill folder cannot write elsewhere in storage through it: only this
+    service's batch files go, only under scoring-logs/. Anything else is set aside under refused/
+    and counted, and the files behind it are delivered all the same."""
+    logs, spill = tmp_path / "logs", tmp_path / "spill"
+    day = spill / "scoring-logs" / "date=2026-11-30"
+    day.mkdir(parents=True)
+    (day / _spilled_name(1)).write_bytes(_record(1))
+    planted = {
+        spill / "events" / "production" / "20261130T000000000000-forged.jsonl": _record(90),
+        day / "notes.jsonl": _record(91),  # not a batch's name
+        day / _spilled_name(2): b'{"action":"rollback"}\n',  # a batch's name, not records
+        day / _spilled_name(3): _record(93),  # another uid's: chowned below
+    }
+    for path, data in planted.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    os.chown(day / _spilled_name(3), 4242, 4242)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("a key")
+    (day / _spilled_name(4)).symlink_to(secret)  # a link to a file the service may read
+    (day / _spilled_name(5)).write_bytes(_record(5))  # behind all of those: still delivered
+    writer = RequestLogWriter(Storage(str(logs)), spill, flush_seconds=0.05).start()
+    try:
+        _until(lambda: writer.written == 2 and writer.refused == 5, "delivered and set aside")
+    finally:
+        writer.close()
+    assert sorted(_stored_ids(logs)) == ["r000001", "r000005"]
+    stored = {p.relative_to(logs).as_posix() for p in logs.rglob("*") if p.is_file()}
+    assert stored == {f"scoring-logs/date=2026-11-30/{_spilled_name(n)}" for n in (1, 5)}
+    refused = {p.relative_to(spill / "refused").as_posix() for p in (spill / "refused").rglob("*")}
+    assert {p.relative_to(spill).as_posix() for p in planted} <= refused
+    assert secret.read_text() == "a key"  # the link was moved, not what it points to
 
 
 def test_records_held_past_midnight_land_in_the_day_they_were_received(tmp_path):

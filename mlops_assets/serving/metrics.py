@@ -46,6 +46,12 @@ LOG_STUCK = Gauge(
     "1 while a worker can keep request log records nowhere (storage and spill folder failed): it sheds.",
     multiprocess_mode="livemax",
 )
+LOG_REFUSED = Gauge(
+    "scoring_log_refused_files",
+    "Files found in the spill folder that are not this service's request log records (another "
+    "path, owner or content): set aside under refused/, never delivered, since the worker started.",
+    multiprocess_mode="livesum",
+)
 LOG_FAILURES = Gauge(
     "scoring_log_write_failures",
     "Flushes whose batch could be kept nowhere (retried with backoff), since the worker started.",

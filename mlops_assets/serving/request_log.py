@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import socket
+import stat
 import threading
 import time
 import uuid
@@ -30,6 +31,13 @@ from mlops_assets.storage.fsstore import Storage
 from mlops_assets.storage.spill import CLAIM
 
 LOG_PREFIX = "scoring-logs"
+# A file this service spilled, relative to its spill folder: the only kind it delivers, and only
+# to the same path in storage, under scoring-logs/. Anything else found there (placed by whoever
+# can write the folder: an "events/production/…" file, a link, another uid's file) is set aside
+# under refused/ and counted, never delivered and never blocking the files behind it.
+SPILLED_RECORDS = re.compile(rf"{LOG_PREFIX}/date=\d{{4}}-\d{{2}}-\d{{2}}/\d+-[A-Za-z0-9.-]+-\d{{6}}\.jsonl")
+REFUSED_DIR = "refused"
+RECORD_START = b'{"request_id":"'
 log = logging.getLogger("mlops_assets.serving.request_log")
 
 
@@ -89,8 +97,10 @@ class RequestLogWriter:
         self.written = 0  # records delivered to storage
         self.spilled = 0  # records written to local disk and not yet delivered
         self.failures = 0  # flushes that kept a batch nowhere (neither storage nor the spill folder)
+        self.refused = 0  # files of the spill folder set aside, not this service's records
         self.stuck = False  # the last batch could be kept nowhere: it waits in memory
         self._line_counts: dict[Path, int] = {}  # spilled file -> records (read once)
+        self._said: set[tuple[Path, str]] = set()
         self._thread = threading.Thread(target=self._run, name="request-log-writer", daemon=True)
 
     def start(self) -> "RequestLogWriter":
@@ -195,7 +205,32 @@ class RequestLogWriter:
             raise
 
     def _spilled_files(self) -> list[Path]:
-        return sorted(p for p in self.spill_dir.rglob("*.jsonl") if p.is_file())
+        """This service's spilled files waiting for delivery, oldest name first; anything else
+        ending in .jsonl outside refused/ is set aside on the way."""
+        waiting = []
+        for path in sorted(self.spill_dir.rglob("*.jsonl")):
+            relative = path.relative_to(self.spill_dir).as_posix()
+            if relative.startswith(f"{REFUSED_DIR}/"):
+                continue
+            why = _not_ours(path, relative)
+            if why is None:
+                waiting.append(path)
+            elif path.exists() or path.is_symlink():
+                self._set_aside(path, relative, why)
+        return waiting
+
+    def _set_aside(self, path: Path, relative: str, why: str) -> None:
+        target = self.spill_dir / REFUSED_DIR / relative
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+        except OSError as exc:  # left where it is, still never delivered; said once
+            if (path, "stuck") in self._said:
+                return
+            self._said.add((path, "stuck"))
+            why = f"{why}; could not move it ({exc.strerror})"
+        self.refused += 1
+        log.warning("spill folder: %s set aside, not delivered: %s", relative, why)
 
     def _count_spilled(self) -> int:
         """Records waiting on disk. Called at every failed delivery while storage is down: a
@@ -233,6 +268,13 @@ class RequestLogWriter:
                 continue  # another writer of this folder claimed it first
             try:
                 data = claimed.read_bytes()
+            except OSError as exc:  # this file, not storage: the files behind it go on
+                self._set_aside(claimed, relative, f"unreadable ({exc.strerror})")
+                continue
+            if not (data.startswith(RECORD_START) and data.endswith(b"\n")):
+                self._set_aside(claimed, relative, "not request log records")
+                continue
+            try:
                 self.storage.write_bytes(relative, data)
             except Exception:
                 with contextlib.suppress(FileNotFoundError):
@@ -288,6 +330,21 @@ def _running(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _not_ours(path: Path, relative: str) -> str | None:
+    """Why ``path`` is not a file this service spilled (None: it is)."""
+    if not SPILLED_RECORDS.fullmatch(relative):
+        return f"not a request log file of this service (only {LOG_PREFIX}/date=<day>/<batch>.jsonl is)"
+    try:
+        found = path.lstat()
+    except FileNotFoundError:
+        return "gone"  # claimed meanwhile by another worker of this folder
+    if not stat.S_ISREG(found.st_mode):
+        return "not a regular file (a link?)"
+    if found.st_uid != os.geteuid():
+        return f"owned by uid {found.st_uid}, not this service's ({os.geteuid()})"
+    return None
 
 
 def _count_lines(path: Path) -> int:

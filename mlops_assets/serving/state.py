@@ -165,6 +165,7 @@ class ServiceState:
         metrics.LOG_SPILLED.set(self.writer.spilled)
         metrics.LOG_STUCK.set(1 if self.writer.stuck else 0)
         metrics.LOG_FAILURES.set(self.writer.failures)
+        metrics.LOG_REFUSED.set(self.writer.refused)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _: object) -> AsyncIterator[None]:
