@@ -2,6 +2,7 @@
 go landing -> checks -> training -> gate -> registry on a real instance; the gate follows the spec."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -57,6 +58,11 @@ def _replace(name: str, old: str, new: str):
             _replace("project.toml", "min = 0\nmax = 240", "min = 300\nmax = 240"),
             "features.tenure_months",
             "min 300 is above max 240",
+        ),
+        (
+            _replace("project.toml", "min = 0\nmax = 240", "min = 0\nmax = nan"),
+            "features.tenure_months",
+            "max is nan: a bound is a finite number",
         ),
         (
             _replace("project.toml", 'primary_metric = "roc_auc"', 'primary_metric = "mse"'),
@@ -479,3 +485,37 @@ def test_a_spec_that_gains_a_column_trains_on_the_batches_that_have_it(project_s
         ]
         assert retrained.training_data["rows"] == len(held_back)
         assert retrained.registered["version"] == 2
+
+
+@pytest.mark.parametrize(
+    ("folder", "name", "says"),
+    [
+        ("ok", 'x"""; import os; os.system("touch pwned"); """', "letters, digits and underscores only"),
+        ("ok", "churn\n", "letters, digits and underscores only"),
+        ('bad"""; open("pwned", "w"); """', None, "a folder name may not hold"),
+        ("back\\slash", None, "a folder name may not hold"),
+    ],
+)
+def test_init_refuses_a_name_or_folder_that_would_become_code(tmp_path, folder, name, says):
+    """A name lands in project.toml and the folder in test_project.py's docstring: a `\"\"\"` there
+    once ran code under pytest. Both are checked before anything is written."""
+    from mlops_assets.ops.scaffold import scaffold
+
+    with pytest.raises(ValueError, match=says):
+        scaffold(tmp_path / folder, "binary", name)
+    assert not (tmp_path / folder).exists() and not list(tmp_path.rglob("pwned"))
+
+
+def test_what_the_ui_shows_as_markdown_is_escaped():
+    """Feature names (a team's spec) and values (a landed file) reach markdown metadata: a `|` must
+    not split a table row, nor `[x](url)` become a live link."""
+    import pandas as pd
+
+    from mlops_assets.core import markdown
+
+    frame = pd.DataFrame({"bmi|age": ["a|b"], "[click](http://evil.example)": ["<img src=x>"]})
+    lines = markdown.table(frame).splitlines()
+    unescaped_bars = [len(re.findall(r"(?<!\\)\|", line)) for line in lines]
+    assert len(set(unescaped_bars)) == 1 and unescaped_bars[0] == 3  # two columns on every line
+    shown = markdown.table(frame)
+    assert not re.search(r"(?<!\\)\]\(|(?<!\\)<img", shown), shown  # no live link, no live tag

@@ -110,8 +110,15 @@ def test_a_missing_named_feature_is_refused_and_a_nullable_one_may_be_null(churn
 def test_a_flagged_category_is_scored_and_its_record_says_so(churn):
     service = churn["service"]
     row = {**CHURN_ROWS[0], "region": "central"}  # a region opened after training: flag, not refuse
-    answer = httpx.post(f"{service.url}/score", json={"data": [row]}, headers=KEY)
+    near = {**CHURN_ROWS[0], "region": "North "}  # a known region but for case and a space
+    answer = httpx.post(f"{service.url}/score", json={"data": [row, near]}, headers=KEY)
     assert answer.status_code == 200, answer.text
+    expected = [
+        "row 0, feature region: 'central' is outside one of north, south, east, west (flagged)",
+        "row 1, feature region: 'North ' is outside one of north, south, east, west (flagged); "
+        "it differs from 'north' only in case, spaces or Unicode form",
+    ]
+    assert answer.json()["flags"] == expected  # the caller is told, not only the log
     request_id = answer.headers["x-request-id"]
     logs = Path(service.home) / "storage" / "scoring-logs"
     deadline = time.monotonic() + 20
@@ -122,9 +129,7 @@ def test_a_flagged_category_is_scored_and_its_record_says_so(churn):
             break
         assert time.monotonic() < deadline, "the record was never written"
         time.sleep(0.1)
-    assert mine[0]["flags"] == [
-        "row 0, feature region: 'central' is outside one of north, south, east, west (flagged)"
-    ]
+    assert mine[0]["flags"] == expected
 
 
 def test_the_openapi_document_is_the_spec_s(churn):

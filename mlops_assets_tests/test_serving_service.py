@@ -84,7 +84,19 @@ BAD_REQUESTS = [
     (b"not json", 400, "body is not valid JSON"),
     (b'{"data": [[1,2,3,4,5,6,7,8,9,NaN]]}', 422, "values must be finite numbers"),
     (b'{"data": [[1,2,3,4,5,6,7,8,9,-Infinity]]}', 422, "values must be finite numbers"),
-    (b'{"data": [[1,2,3,4,5,6,7,8,9,1e999]]}', 422, "values must be finite numbers"),
+    (b'{"data": [[1,2,3,4,5,6,7,8,9,1e999]]}', 422, "a number is too large: beyond a 64-bit float"),
+    (b'{"data": [[1,2,3,4,5,6,7,8,9,1' + b"0" * 400 + b"]]}", 422, "a number is too large"),
+    (
+        b'{"data": [{"age": 1, "age": 2, "sex": 1, "bmi": 1, "bp": 1, "s1": 1, "s2": 1, "s3": 1, '
+        b'"s4": 1, "s5": 1, "s6": 1}]}',
+        422,
+        "key 'age' appears twice in one object",
+    ),
+    (
+        b'{"data": [[1,2,3,4,5,6,7,8,9,10]], "data": [[1,2,3,4,5,6,7,8,9,10]]}',
+        422,
+        "key 'data' appears twice",
+    ),
     (b'{"data": [[1,2,3,4,5,6,7,8,9,NaNa]]}', 400, "body is not valid JSON"),
     (b"[]", 422, 'body must be a JSON object {"data"'),
     (b'{"rows": []}', 422, 'body must be a JSON object {"data"'),

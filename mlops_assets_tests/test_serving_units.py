@@ -532,3 +532,42 @@ def test_a_flood_of_refused_requests_is_counted_in_full_and_logged_within_a_budg
     _call(service, [{"type": "http.request", "body": b"{not json"}])
     last = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rejected ")][-1]
     assert last.endswith("(55 more like it not logged)"), last
+
+
+def test_one_request_flagging_thousands_of_values_of_a_10000_category_feature_stays_small():
+    """A spec with 10,000 categories and the flag policy: each flagged value's message once carried
+    the whole list (a 3,000-row request wrote 207 MB of log, 10,000 rows OOM-killed the worker).
+    Flags now name a few categories, stop at MAX_FLAGS with a count, and a value is echoed short."""
+    from mlops_assets.model.rows import MAX_FLAGS, duplicate_key
+    from mlops_assets.project.rules import Feature
+
+    categories = tuple(f"category-{n:05d}" for n in range(10_000))
+    spec = ServingSpec(
+        "wide", "regression", (Feature("city", "categorical", categories=categories, flag=True),)
+    )
+    rows = rows_from_payload({"data": [[f"unseen-{n}"] for n in range(2_000)]}, spec, 10_000)
+    assert rows.count == 2_000 and len(rows.flags) == MAX_FLAGS + 1
+    assert rows.flags[-1] == f"… and {2_000 - MAX_FLAGS} more values flagged"
+    assert rows.flags[0] == (
+        "row 0, feature city: 'unseen-0' is outside one of "
+        + ", ".join(categories[:10])
+        + ", … (10000 categories) (flagged)"
+    )
+    assert (
+        len(record_line("r", 0.0, "1", b"{}", b"{}", 1.0, False, None, json.dumps(rows.flags).encode()))
+        < 40_000
+    )
+    huge = "x" * 1_000_000
+    with pytest.raises(PayloadError) as refused:
+        rows_from_payload({"data": [[1]]}, spec, 10)
+    assert len(str(refused.value)) < 1_000
+    flagged = rows_from_payload({"data": [[huge]]}, spec, 10).flags
+    assert len(flagged[0]) < 1_000 and "(1000002 characters)" in flagged[0]
+    assert duplicate_key({"data": [{"city": "a"}]}, b'{"data": [{"city": "a:b"}]}') is None  # a colon in text
+
+
+def test_a_spec_bound_that_is_not_a_number_is_refused_when_the_spec_loads():
+    from mlops_assets.project.rules import Feature
+
+    with pytest.raises(ValueError, match="not NaN"):
+        Feature.from_dict({"name": "age", "kind": "numeric", "max": float("nan")})

@@ -3,6 +3,8 @@
 import base64
 import io
 
+from mlops_assets.core.markdown import escape
+
 
 def pyplot():
     """matplotlib.pyplot on the Agg backend (no display here), imported only when a plot is drawn."""
@@ -18,4 +20,4 @@ def as_markdown(figure, title: str) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     pyplot().close(figure)
-    return f"![{title}](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})"
+    return f"![{escape(title)}](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})"

@@ -6,6 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets import quiet_api_stage_warnings
+from mlops_assets.core import markdown
 from mlops_assets.core.project import ModelProjectResource
 from mlops_assets.core.stage_lock import StageLock
 from mlops_assets.core.storage import StorageResource, asset_path, load_stored_value
@@ -57,7 +58,9 @@ def landed_batch(context: dg.AssetExecutionContext, storage: StorageResource) ->
 def _check_result(outcome, severity: dg.AssetCheckSeverity) -> dg.AssetCheckResult:
     metadata = {"message": outcome.message}
     if outcome.problems:
-        metadata["problems"] = dg.MetadataValue.md("\n".join(f"- {p}" for p in outcome.problems))
+        metadata["problems"] = dg.MetadataValue.md(
+            "\n".join(f"- {markdown.escape(p)}" for p in outcome.problems)
+        )
     for key, value in outcome.metadata.items():
         metadata[key] = dg.MetadataValue.json(value) if isinstance(value, dict) else value
     return dg.AssetCheckResult(
@@ -131,7 +134,7 @@ def validated_batch(
         frame,
         metadata={
             "rows": len(frame),
-            "preview": dg.MetadataValue.md(frame.head(5).to_markdown(index=False)),
+            "preview": dg.MetadataValue.md(markdown.table(frame.head(5))),
         },
     )
 

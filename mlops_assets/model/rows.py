@@ -21,12 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from mlops_assets.project.rules import MAX_ABS_VALUE, NUMBER_KINDS, Broken, Feature
+from mlops_assets.project.rules import MAX_ABS_VALUE, NUMBER_KINDS, Broken, Feature, cut, shown
 
 SPEC_NAME = "serving-spec.json"
 _NUMBER_TYPES = frozenset({int, float})
 # Every byte of {"data": [[numbers]]} but its two quote marks.
 _NUMBERS_TEXT = b"0123456789.-+eE,[]{}: \t\r\ndat"
+# A request reports at most this many flagged values, then how many more: the memory and the log
+# line of one request stay bounded whatever it sends (10,000 flagged rows once OOM-killed a worker).
+MAX_FLAGS = 100
 
 
 class PayloadError(ValueError):
@@ -168,6 +171,36 @@ class Rows:
         return self._columns
 
 
+def duplicate_key(payload: Any, text: bytes) -> str | None:
+    """A key that an object of the request repeats (the JSON parser keeps its last value without a
+    word), or None. Every key is followed by a colon, so when the text holds as many colons as the
+    parsed objects hold keys, none repeats: one count in C for nearly every request. Only text with
+    colons inside its strings, or a repeat, is parsed again, pair by pair, to find which."""
+    colons = text.count(b":")
+    if type(payload) is dict and colons == len(payload):
+        return None  # no object but the body's own (rows by position): the hot path stops here
+    pairs = 0
+    if type(payload) is dict:
+        pairs = len(payload)
+        data = payload.get("data")
+        if type(data) is list:
+            pairs += sum(len(row) for row in data if type(row) is dict)
+    if colons == pairs:
+        return None
+    repeated: list[str] = []
+
+    def pairs_of(items: list[tuple[str, Any]]) -> dict:
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen and not repeated:
+                repeated.append(key)
+            seen.add(key)
+        return dict(items)
+
+    json.loads(text, object_pairs_hook=pairs_of)
+    return repeated[0] if repeated else None
+
+
 def rows_from_payload(payload: Any, spec: ServingSpec, max_rows: int, text: bytes | None = None) -> Rows:
     """The request's rows for the model, or a PayloadError naming the row, the feature and the rule.
 
@@ -224,7 +257,7 @@ def _number_matrix(data: list, spec: ServingSpec) -> Rows:
             for column, value in enumerate(row):
                 if type(value) not in _NUMBER_TYPES:
                     raise PayloadError(
-                        422, f"row {index}, feature {spec.names[column]}: {value!r} is not a number"
+                        422, f"row {index}, feature {spec.names[column]}: {shown(value)} is not a number"
                     )
     try:
         rows = np.array(data, dtype=np.float64)
@@ -233,13 +266,35 @@ def _number_matrix(data: list, spec: ServingSpec) -> Rows:
     return _checked_numbers(rows, spec)
 
 
+class Flags:
+    """The values scored though outside their feature's range or categories: the first
+    ``MAX_FLAGS`` described, the rest counted."""
+
+    __slots__ = ("described", "more")
+
+    def __init__(self) -> None:
+        self.described: list[str] = []
+        self.more = 0
+
+    def add(self, index: int, feature: Feature, value: str, hint: str = "") -> None:
+        if len(self.described) < MAX_FLAGS:
+            self.described.append(_out_of_range(index, feature, value) + hint)
+        else:
+            self.more += 1
+
+    def result(self) -> tuple[str, ...]:
+        if self.more:
+            return (*self.described, f"… and {self.more} more values flagged")
+        return tuple(self.described)
+
+
 def _checked_numbers(rows: np.ndarray, spec: ServingSpec) -> Rows:
     """A float matrix in the spec's ranges (or flagged), whole where the spec says integer."""
     if len(rows) == 1 and _plain_row(rows[0].tolist(), spec):
         return Rows(rows, 1)  # one row: a loop of Python comparisons beats five numpy calls
     # One pass: NaN fails every comparison, so this catches NaN and inf as well.
     within = (rows >= spec.low) & (rows <= spec.high)
-    flags: list[str] = []
+    flags = Flags()
     if not within.all():
         for index, column in np.argwhere(~within):
             feature, value = spec.features[column], rows[index, column]
@@ -249,7 +304,7 @@ def _checked_numbers(rows: np.ndarray, spec: ServingSpec) -> Rows:
                 )
             if abs(value) > MAX_ABS_VALUE or not feature.flag:
                 raise PayloadError(422, _out_of_range(index, feature, f"{value:g}"))
-            flags.append(_out_of_range(index, feature, f"{value:g}"))
+            flags.add(index, feature, f"{value:g}")
     integers = spec.integer_columns
     if integers:
         whole = rows[:, integers] == np.round(rows[:, integers])
@@ -260,7 +315,7 @@ def _checked_numbers(rows: np.ndarray, spec: ServingSpec) -> Rows:
                 422,
                 f"row {index}, feature {feature.name}: {rows[index, integers[column]]:g} is not a whole number",
             )
-    return Rows(rows, len(rows), tuple(flags))
+    return Rows(rows, len(rows), flags.result())
 
 
 def _plain_row(row: list[float], spec: ServingSpec) -> bool:
@@ -348,7 +403,7 @@ def _column_at_once(feature: Feature, values: list) -> np.ndarray | None:
 def _frame_by_value(data: list, spec: ServingSpec) -> Rows:
     """Rows checked value by value: the first row, feature and rule broken is named."""
     columns: list[list] = [[] for _ in spec.features]
-    flags: list[str] = []
+    flags = Flags()
     n = len(spec.features)
     for index, row in enumerate(data):
         if type(row) is list:
@@ -358,11 +413,13 @@ def _frame_by_value(data: list, spec: ServingSpec) -> Rows:
                 )
             values = row
         elif type(row) is dict:
-            unknown = [k for k in row if k not in spec.names]
+            unknown = [k for k in row if k not in spec.name_set]
             if unknown:
+                named = ", ".join(cut(str(k), 40) for k in unknown[:5]) + (
+                    f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+                )
                 raise PayloadError(
-                    422,
-                    f"row {index}: unknown feature {', '.join(map(str, unknown))}; the features are {', '.join(spec.names)}",
+                    422, f"row {index}: unknown feature {named}; the features are {', '.join(spec.names)}"
                 )
             missing = [name for name in spec.names if name not in row]
             if missing:
@@ -376,7 +433,7 @@ def _frame_by_value(data: list, spec: ServingSpec) -> Rows:
         for feature, value, column in zip(spec.features, values, columns, strict=True):
             column.append(_value(index, feature, value, flags))
     if spec.all_numbers:
-        return Rows(np.array(columns, dtype=np.float64).T.copy(), len(data), tuple(flags))
+        return Rows(np.array(columns, dtype=np.float64).T.copy(), len(data), flags.result())
     import pandas as pd
 
     frame = pd.DataFrame(
@@ -385,10 +442,10 @@ def _frame_by_value(data: list, spec: ServingSpec) -> Rows:
             for f, column in zip(spec.features, columns, strict=True)
         }
     )
-    return Rows(frame, len(data), tuple(flags))
+    return Rows(frame, len(data), flags.result())
 
 
-def _value(index: int, feature: Feature, value: Any, flags: list[str]) -> Any:
+def _value(index: int, feature: Feature, value: Any, flags: Flags) -> Any:
     """One JSON value read as the feature's kind, then judged by the rule table."""
     where = f"row {index}, feature {feature.name}"
     if value is None:
@@ -397,20 +454,21 @@ def _value(index: int, feature: Feature, value: Any, flags: list[str]) -> Any:
         raise PayloadError(422, f"{where}: null, and the feature is not nullable")
     if feature.kind == "categorical":
         if type(value) is not str:
-            raise PayloadError(422, f"{where}: {value!r} is not text; expected {feature.describe()}")
+            raise PayloadError(422, f"{where}: {shown(value)} is not text; expected {feature.describe()}")
         if feature.judge_category(value) == Broken.OUTSIDE:
-            problem = _out_of_range(index, feature, repr(value))
+            near = feature.near_category(value)
+            hint = f"; it differs from {shown(near, 40)} only in case, spaces or Unicode form" if near else ""
             if not feature.flag:
-                raise PayloadError(422, problem)
-            flags.append(problem)
+                raise PayloadError(422, _out_of_range(index, feature, shown(value)) + hint)
+            flags.add(index, feature, shown(value), hint)
         return value
     # JSON has null for a missing value: NaN (which Python's json module reads) is never one.
     if feature.kind == "boolean":
         if type(value) is bool or (type(value) in _NUMBER_TYPES and value in (0, 1)):
             return float(value)
-        raise PayloadError(422, f"{where}: {value!r} is not true or false")
+        raise PayloadError(422, f"{where}: {shown(value)} is not true or false")
     if type(value) not in _NUMBER_TYPES:
-        raise PayloadError(422, f"{where}: {value!r} is not a number")
+        raise PayloadError(422, f"{where}: {shown(value)} is not a number")
     try:
         number = float(value)
     except OverflowError:
@@ -422,8 +480,7 @@ def _value(index: int, feature: Feature, value: Any, flags: list[str]) -> Any:
         raise PayloadError(422, f"{where}: {value} is not a finite number")
     if broken == Broken.NOT_WHOLE:
         raise PayloadError(422, f"{where}: {number:g} is not a whole number")
-    problem = _out_of_range(index, feature, f"{number:g}")
     if broken == Broken.BEYOND or not feature.flag:
-        raise PayloadError(422, problem)
-    flags.append(problem)
+        raise PayloadError(422, _out_of_range(index, feature, f"{number:g}"))
+    flags.add(index, feature, f"{number:g}")
     return number

@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from mlops_assets.core import keys
+from mlops_assets.core import keys, markdown
 from mlops_assets.core.alerts import AlertWebhook
 from mlops_assets.core.project import ModelProjectResource
 from mlops_assets.core.storage import StorageResource, load_stored_value, relative_path
@@ -179,7 +179,7 @@ def drift_report(
             "rows": len(current),
             "window_days": dg.MetadataValue.json(days),
             "against": against,
-            "table": dg.MetadataValue.md(table.to_markdown(index=False)),
+            "table": dg.MetadataValue.md(markdown.table(table)),
             "plots": dg.MetadataValue.md(plots),
         },
     )

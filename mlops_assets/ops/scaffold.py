@@ -17,7 +17,9 @@ from pathlib import Path
 from string import Template
 
 from mlops_assets.project.metrics import TASKS
+from mlops_assets.project.spec import PROJECT_NAME
 
+UNSAFE_IN_PATH = set("\"'\\`$")
 TEMPLATES = Path(__file__).with_name("project_template")  # the files, and tasks.toml's values
 FILES = ("project.toml", "model.py", "seed.py", "test_project.py", "README.md")
 
@@ -36,6 +38,11 @@ def scaffold(folder: Path, task: str, name: str | None = None) -> list[Path]:
     if folder.exists() and any(folder.iterdir()):
         raise FileExistsError(f"{folder}: not empty; init writes only into a new or empty folder")
     name = name or project_name(folder)
+    if not PROJECT_NAME.fullmatch(name):  # what project.toml's name takes
+        raise ValueError(f"--name {name!r}: letters, digits and underscores only")
+    unsafe = sorted({c for c in str(folder) if c in UNSAFE_IN_PATH or not c.isprintable()})
+    if unsafe:  # the folder is written into the project's docstrings and shell commands
+        raise ValueError(f"{str(folder)!r}: a folder name may not hold {' '.join(map(repr, unsafe))}")
     per_task = tomllib.loads((TEMPLATES / "tasks.toml").read_text())[task]
     values = {"name": name, "task": task, "folder": str(folder), **per_task}
     texts = {file: Template((TEMPLATES / f"{file}.tmpl").read_text()).substitute(values) for file in FILES}

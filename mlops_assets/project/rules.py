@@ -29,8 +29,10 @@ A new feature kind starts here (its judgement in ``Feature.judge_*``, its name i
 requires one verdict from all three.
 """
 
+import functools
 import math
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -59,6 +61,27 @@ class Broken(IntEnum):
     OUTSIDE = 6
 
 
+# A message names at most this many of a feature's categories: a spec may list 10,000, and a
+# refusal or a flag per value must not carry them all (one request once wrote 207 MB of log).
+DESCRIBED_CATEGORIES = 10
+SHOWN_CHARACTERS = 100
+
+
+def cut(text: str, limit: int = SHOWN_CHARACTERS) -> str:
+    """``text``, cut to ``limit`` characters (saying how long it was)."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def shown(value: Any, limit: int = SHOWN_CHARACTERS) -> str:
+    """``repr(value)``, cut to ``limit`` characters: what a message may echo of a request."""
+    return cut(repr(value), limit)
+
+
+def category_form(value: str) -> str:
+    """What a category is once case, surrounding and repeated spaces, and Unicode form are set aside."""
+    return " ".join(unicodedata.normalize("NFKC", value).casefold().split())
+
+
 @dataclass(frozen=True)
 class Feature:
     """One feature's rules: its kind, its bounds (the spec's range within ±1e9), its categories,
@@ -74,7 +97,17 @@ class Feature:
     category_set: frozenset = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if not (self.low == self.low and self.high == self.high):  # NaN would refuse every value
+            raise ValueError(f"feature {self.name}: min and max are finite numbers, not NaN")
         object.__setattr__(self, "category_set", frozenset(self.categories))
+
+    @functools.cached_property
+    def _categories_by_form(self) -> dict[str, str]:
+        return {category_form(c): c for c in self.categories}
+
+    def near_category(self, value: str) -> str | None:
+        """The category ``value`` matches but for case, spaces or Unicode form (None: none)."""
+        return self._categories_by_form.get(category_form(value))
 
     @classmethod
     def from_dict(cls, column: dict[str, Any]) -> "Feature":
@@ -92,7 +125,9 @@ class Feature:
 
     def describe(self) -> str:
         if self.kind == "categorical":
-            return f"one of {', '.join(self.categories)}"
+            listed = ", ".join(cut(c, 40) for c in self.categories[:DESCRIBED_CATEGORIES])
+            more = len(self.categories) - DESCRIBED_CATEGORIES
+            return f"one of {listed}" + (f", … ({len(self.categories)} categories)" if more > 0 else "")
         if self.kind == "boolean":
             return "true or false"
         return (

@@ -6,6 +6,7 @@ Every error names the file, the key and what is allowed, e.g.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from pathlib import Path
@@ -19,7 +20,7 @@ from mlops_assets.project.rules import Feature
 
 Kind = Literal["numeric", "integer", "categorical", "boolean"]
 NUMBER_KINDS = ("numeric", "integer")
-_DAGSTER_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+PROJECT_NAME = re.compile(r"[A-Za-z0-9_]+")  # whole: fullmatch (a "$" passes a trailing newline)
 
 
 class ProjectError(ValueError):
@@ -46,6 +47,10 @@ class ColumnSpec(_Strict):
 
     @model_validator(mode="after")
     def _fits_its_kind(self) -> ColumnSpec:
+        for bound in ("min", "max"):
+            value = getattr(self, bound)
+            if value is not None and not math.isfinite(value):  # TOML has nan and inf
+                raise ValueError(f"{bound} is {value}: a bound is a finite number, or left out")
         if self.kind in NUMBER_KINDS:
             if self.categories is not None:
                 raise ValueError(f"categories are for categorical columns, not {self.kind}")
@@ -109,7 +114,7 @@ class ProjectSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _dagster_name(cls, name: str) -> str:
-        if not _DAGSTER_NAME.match(name):
+        if not PROJECT_NAME.fullmatch(name):
             raise ValueError(f"{name!r} is not a valid name: letters, digits and underscores only")
         return name
 

@@ -15,7 +15,8 @@ import time
 import orjson
 
 from mlops_assets.model.loaded import LoadedModel, score_rows
-from mlops_assets.model.rows import PayloadError, rows_from_payload
+from mlops_assets.model.rows import PayloadError, duplicate_key, rows_from_payload
+from mlops_assets.project.rules import shown
 from mlops_assets.serving.line_budget import REFUSAL_LINES
 from mlops_assets.serving.request_log import record_line
 from mlops_assets.serving.state import ServiceState
@@ -94,13 +95,28 @@ class ScoreHandler:
                 payload = orjson.loads(body)
             except orjson.JSONDecodeError as exc:
                 # JSON has no NaN or Infinity, and 1e999 overflows: the value is wrong, not the syntax.
-                if "infinity when parsed" in str(exc) or NON_FINITE.search(body):
+                if NON_FINITE.search(body):
                     raise PayloadError(
                         422, "values must be finite numbers: NaN and Infinity are not"
                     ) from None
+                if "infinity when parsed" in str(exc):
+                    raise PayloadError(
+                        422,
+                        f"a number is too large: beyond a 64-bit float's range (about ±1.8e308), "
+                        f"{str(exc).rsplit(':', 1)[-1].strip()}",
+                    ) from None
                 raise PayloadError(400, f"body is not valid JSON: {exc}") from None
+            repeated = duplicate_key(payload, body)
+            if repeated is not None:
+                raise PayloadError(
+                    422,
+                    f"key {shown(repeated, 40)} appears twice in one object: each key once (a row names each feature once)",
+                )
             rows = rows_from_payload(payload, model.serving_spec, self.config.max_rows, body)
-            out = orjson.dumps(score_rows(model, rows), option=orjson.OPT_SERIALIZE_NUMPY)
+            scored = score_rows(model, rows)
+            if rows.flags:  # scored though outside the spec: the caller is told which, and why
+                scored["flags"] = rows.flags
+            out = orjson.dumps(scored, option=orjson.OPT_SERIALIZE_NUMPY)
             self.writer.append(
                 record_line(
                     request_id,
