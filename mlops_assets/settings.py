@@ -141,6 +141,12 @@ class Settings(BaseSettings):
     scoring_keys_file: Path | None = Field(
         default=None, description="A file with one key a line; default MLOPS_HOME/secrets/scoring-keys."
     )
+    event_log_key: SecretStr | None = Field(
+        default=None,
+        description="The key that chains the production event log (HMAC-SHA256); on Azure a Key Vault "
+        "secret mounted into MLOPS_SECRETS_DIR; default the file MLOPS_HOME/secrets/event-log-key, "
+        "made at the first event.",
+    )
     scoring_max_body_bytes: int = Field(default=1_048_576, gt=0)
     scoring_max_rows: int = Field(default=10_000, gt=0)
     scoring_max_inflight: int = Field(default=256, gt=0, description="Per worker; beyond it: 503.")
@@ -369,6 +375,10 @@ class Settings(BaseSettings):
     @property
     def scoring_spill(self) -> Path:
         return self.scoring_spill_dir or self.spill_dir / "scoring-logs"
+
+    @property
+    def event_log_key_file(self) -> Path:
+        return self.home_dir / "secrets" / "event-log-key"
 
     @property
     def keys_file(self) -> Path:

@@ -198,6 +198,8 @@ def test_rollback_and_promote_move_production_and_are_recorded(demo_home):
     logged = run([str(BIN / "mlops-assets"), "history"], home).stdout.splitlines()
     assert [line.split()[1:3] for line in logged[-2:]] == [["rollback", "2"], ["promote", "1"]]
     assert "2 -> 1" in logged[-2] and "latency regression" in logged[-2] and "1 -> 2" in logged[-1]
+    verified = run([str(BIN / "mlops-assets"), "history", "--verify"], home)
+    assert verified.returncode == 0 and "the chain verifies:" in verified.stdout, verified.stderr
 
 
 def test_down_stops_the_demo_s_deployments_and_a_new_demo_brings_production_back(demo_home):

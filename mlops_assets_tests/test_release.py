@@ -478,7 +478,7 @@ def test_rollback_returns_to_what_served_before_the_last_change_and_every_change
     not refused for want of a version numbered below 1. Every change is in the event log."""
     from mlops_assets.hosting.processes import LocalTarget
     from mlops_assets.ops.runner import release, rollback
-    from mlops_assets.release.events import history
+    from mlops_assets.release.events import event_log_key, read_log
     from mlops_assets.settings import get_settings
 
     settings, defs = _defs_on_free_ports(monkeypatch)
@@ -498,7 +498,9 @@ def test_rollback_returns_to_what_served_before_the_last_change_and_every_change
         assert back.success, back.errors
         assert back.production["version"] == str(two)
 
-        events = history(defs.resources["storage"].get())
+        storage = defs.resources["storage"].get()
+        log = read_log(storage, event_log_key(settings))
+        events = log.events
         assert [(e.action, e.from_version, e.to_version, e.by, e.reason) for e in events] == [
             ("release", None, str(one), "ci", ""),
             ("release", str(one), str(two), "dagster", ""),
@@ -506,7 +508,28 @@ def test_rollback_returns_to_what_served_before_the_last_change_and_every_change
             ("rollback", str(one), str(two), "bob", "1 was a mistake"),
         ]
         assert all(e.os_user and e.host and e.run_id and e.time for e in events)
-        assert [e.time for e in events] == sorted(e.time for e in events)
+        assert [e.seq for e in events] == [1, 2, 3, 4] and not log.problems
+
+        # Released again while it serves: the way back (to 1) is kept, not lost to "- -> 2".
+        assert release(defs, instance, settings.lock_dir, two).success
+        again = read_log(storage, event_log_key(settings)).events[-1]
+        assert (again.action, again.from_version, again.to_version) == ("release", str(one), str(two))
+
+        # Its last event deleted, the chain still verifies (a chain cannot tell it was cut short),
+        # but its last change no longer moved production to what serves: rollback refuses.
+        kept = storage.read_bytes(f"events/production/seq-{again.seq:010d}.json")
+        promoted_one = release(defs, instance, settings.lock_dir, one, {"mlops/trigger": "manual-promote"})
+        assert promoted_one.success
+        last = read_log(storage, event_log_key(settings)).events[-1]
+        storage.fs.rm(storage.fs_path(f"events/production/seq-{last.seq:010d}.json"))
+        with pytest.raises(ValueError, match="is not what serves"):
+            rollback(defs, instance, settings.lock_dir, "after a deletion")
+        # A forged event (no key) at the end: the chain does not verify, rollback says why.
+        forged = {**json.loads(kept), "seq": last.seq, "to_version": str(one), "from_version": "7"}
+        storage.write_bytes(f"events/production/seq-{last.seq:010d}.json", json.dumps(forged).encode())
+        with pytest.raises(ValueError, match="its MAC does not match"):
+            rollback(defs, instance, settings.lock_dir, "after a forgery")
+        assert defs.resources["registry"].get_registry().get_alias("production").version == one
     finally:
         local = LocalTarget(settings.home_dir)
         for deployment in local.list():
@@ -515,21 +538,87 @@ def test_rollback_returns_to_what_served_before_the_last_change_and_every_change
 
 
 def test_the_event_log_only_appends_and_knows_its_actions(tmp_path):
-    from mlops_assets.release.events import ProductionEvent, history, record, version_before_last_change
+    from mlops_assets.release.events import ProductionEvent, read_log, record, version_before_last_change
     from mlops_assets.storage.fsstore import Storage
 
+    key = b"k" * 32
     storage = Storage((tmp_path / "storage").as_uri())
-    assert history(storage) == [] and version_before_last_change([]) == (None, None)
-    first = record(storage, ProductionEvent("release", "1", None, "", "ci", "u", "h", "run-1"))
+    assert read_log(storage, key).events == [] and version_before_last_change([]) == (None, None)
+    first = record(storage, ProductionEvent("release", "1", None, "", "ci", "u", "h", "run-1"), key)
     record(
-        storage, ProductionEvent("automatic_rollback", "1", "2", "smoke failed", "dagster", "u", "h", "run-2")
+        storage,
+        ProductionEvent("automatic_rollback", "1", "2", "smoke failed", "dagster", "u", "h", "run-2"),
+        key,
     )
-    events = history(storage)
+    events = read_log(storage, key).events
     assert [e.action for e in events] == ["release", "automatic_rollback"] and events[0] == first
     assert version_before_last_change(events) == (None, first)  # an automatic rollback changed nothing
     with pytest.raises(ValueError, match="unknown production event 'deploy'"):
-        record(storage, ProductionEvent("deploy", "1", None, "", "x", "u", "h", "r"))
+        record(storage, ProductionEvent("deploy", "1", None, "", "x", "u", "h", "r"), key)
     assert len(list(storage.list_files("events/production", versions=False))) == 2
+
+
+def test_the_event_log_is_a_keyed_chain_nobody_without_the_key_can_forge_or_fork(tmp_path):
+    """Entries are validated (a bad one is named, never a crash), chained by an HMAC under a key
+    storage does not hold, and appended by a conditional create: concurrent writers never fork it."""
+    import threading
+
+    from mlops_assets.release.events import ProductionEvent, read_log, record
+    from mlops_assets.storage.fsstore import Storage
+
+    key = b"k" * 32
+    storage = Storage((tmp_path / "storage").as_uri())
+    legacy = {"action": "release", "to_version": "1", "from_version": None, "reason": "", "by": "x",
+              "os_user": "u", "host": "h", "run_id": "r", "time": "2026-01-01T00:00:00.000+00:00"}  # fmt: skip
+    storage.write_bytes("events/production/20260101T000000000000-abc.json", json.dumps(legacy).encode())
+
+    def append(n: int) -> None:
+        for i in range(8):
+            record(storage, ProductionEvent("release", str(n * 10 + i), None, "", "w", "u", "h", "r"), key)
+
+    writers = [threading.Thread(target=append, args=(n,)) for n in range(3)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    log = read_log(storage, key)
+    assert not log.problems and log.chained == 24
+    assert [e.seq for e in log.trusted] == list(range(1, 25))  # one chain, no fork, no gap
+    assert len(log.events) == 25 and log.events[0].seq == 0  # the history from before the chain
+
+    def problems_after(path: str, data: bytes) -> list[str]:
+        original = storage.read_bytes(path)
+        storage.write_bytes(path, data)
+        try:
+            return read_log(storage, key).problems
+        finally:
+            storage.write_bytes(path, original)
+
+    fifth = "events/production/seq-0000000005.json"
+    event = json.loads(storage.read_bytes(fifth))
+    edited = problems_after(fifth, json.dumps({**event, "to_version": "99"}).encode())
+    assert edited == [f"{fifth}: its MAC does not match (edited, or written without the key)"]
+    wrong_key = read_log(storage, b"another key").problems
+    assert len(wrong_key) == 24 and "its MAC does not match" in wrong_key[0]
+    extra = problems_after(fifth, json.dumps({**event, "admin": True}).encode())
+    assert extra[0] == f"{fifth}: unexpected admin"  # named, not a TypeError
+    assert problems_after(fifth, b"{not json")[0] == f"{fifth}: not JSON"
+    storage.fs.rm(storage.fs_path(fifth))
+    assert read_log(storage, key).problems == ["event 5 is missing (the chain jumps to 6)"]
+    assert storage.create_bytes(fifth, b"{}") and not storage.create_bytes(fifth, b"[]")
+    assert storage.read_bytes(fifth) == b"{}"  # the second create changed nothing
+
+
+def test_a_conditional_create_on_blob_storage_never_overwrites(azurite):
+    from azure.storage.blob import BlobServiceClient
+
+    from mlops_assets.storage.fsstore import Storage, credential_options
+
+    BlobServiceClient.from_connection_string(azurite.connection_string).create_container("events")
+    storage = Storage("az://events", **credential_options(azurite.connection_string, None))
+    assert storage.create_bytes("events/production/seq-0000000001.json", b"first")
+    assert not storage.create_bytes("events/production/seq-0000000001.json", b"second")
+    assert storage.read_bytes("events/production/seq-0000000001.json") == b"first"
 
 
 @pytest.mark.slow
@@ -541,7 +630,7 @@ def test_a_busy_production_port_fails_naming_the_port_and_the_setting_and_leaves
     from mlops_assets.definitions import build_definitions
     from mlops_assets.hosting.processes import LocalTarget
     from mlops_assets.ops.runner import release
-    from mlops_assets.release.events import history
+    from mlops_assets.release.events import event_log_key, read_log
     from mlops_assets.settings import get_settings
 
     with socket.socket() as holder:  # something else already listens on the production port
@@ -564,7 +653,9 @@ def test_a_busy_production_port_fails_naming_the_port_and_the_setting_and_leaves
             # It never served: "failed" (out of the gate's bar), not "rolled_back".
             assert defs.resources["registry"].get_registry().get_version(one).release_state == "failed"
             assert LocalTarget(settings.home_dir).list() == []  # QA torn down too
-            assert "automatic_rollback" not in [e.action for e in history(defs.resources["storage"].get())]
+            assert "automatic_rollback" not in [
+                e.action for e in read_log(defs.resources["storage"].get(), event_log_key(settings)).events
+            ]
         finally:
             local = LocalTarget(settings.home_dir)
             for deployment in local.list():

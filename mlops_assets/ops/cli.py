@@ -316,14 +316,21 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         return _say(outcome)
 
 
-def cmd_history(_: argparse.Namespace) -> int:
-    from mlops_assets.release.events import history
+def cmd_history(args: argparse.Namespace) -> int:
+    from mlops_assets.release.events import event_log_key, read_log
 
-    events = history(_storage())
-    if not events:
+    log = read_log(_storage(), event_log_key(get_settings()))
+    if not log.events and not log.problems:
         print("no production changes recorded yet")
-    for event in events:
-        print(event.line())
+    for event in log.events:
+        print(event.line() + ("" if event.seq or not log.chained else "  (before the chain: unverified)"))
+    for problem in log.problems:
+        print(f"not verified: {problem}", file=sys.stderr)
+    if args.verify:
+        if log.problems:
+            print(f"the chain does not verify ({len(log.problems)} problem(s) above)", file=sys.stderr)
+            return 1
+        print(f"the chain verifies: {log.chained} event(s), each MAC and link checked")
     return 0
 
 
@@ -452,10 +459,14 @@ def build_parser() -> argparse.ArgumentParser:
         )
     promote.set_defaults(func=cmd_promote)
     back.set_defaults(func=cmd_rollback)
-    commands.add_parser(
+    history = commands.add_parser(
         "history",
         help="the production event log: release, promote, rollback, automatic rollback, QA teardown",
-    ).set_defaults(func=cmd_history)
+    )
+    history.add_argument(
+        "--verify", action="store_true", help="exit 1 unless every entry reads and the MAC chain holds"
+    )
+    history.set_defaults(func=cmd_history)
     init = commands.add_parser(
         "init", help="scaffold a new model project (spec, model, sample data, its test) that runs as it is"
     )

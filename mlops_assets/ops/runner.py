@@ -277,11 +277,20 @@ def rollback_target(defs: dg.Definitions, champion: int) -> int:
     """The version that served before the last production change, read from the production event
     log whatever its number (promote 1, then rollback, goes back to what served before 1). A home
     without a log (older than it) falls back to the newest superseded version before the champion."""
-    from mlops_assets.release.events import history, version_before_last_change
+    from mlops_assets.release.events import event_log_key, read_log, version_before_last_change
+    from mlops_assets.settings import get_settings
 
-    events = history(defs.resources["storage"].get())
+    log = read_log(defs.resources["storage"].get(), event_log_key(get_settings()))
+    log.require_intact()
+    events = log.trusted
     if events:
         before, last = version_before_last_change(events)
+        if last is not None and last.to_version != str(champion):
+            raise ValueError(
+                f"the event log's last production change ({last.action} to version {last.to_version}, "
+                f"{last.time}) is not what serves (version {champion}): events are missing, so "
+                "nothing follows it; promote the version you want instead"
+            )
         if before is None:
             raise ValueError(
                 f"nothing to roll back to: the last production change ({last.action} of version "

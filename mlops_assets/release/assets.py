@@ -20,7 +20,15 @@ from mlops_assets.registry.resource import RegistryResource
 from mlops_assets.release.build_context import image_tag
 from mlops_assets.release.builders import ImageBuilder
 from mlops_assets.release.deployments import Release
-from mlops_assets.release.events import BY_TAG, ProductionEvent, operator, record
+from mlops_assets.release.events import (
+    BY_TAG,
+    ProductionEvent,
+    event_log_key,
+    operator,
+    read_log,
+    record,
+    version_before_last_change,
+)
 from mlops_assets.release.from_registry import (
     ReleaseInputError,
     assemble_version,
@@ -289,6 +297,10 @@ def prod_deployment(
     trigger = context.run.tags.get("mlops/trigger", "")
     action = {"manual-promote": "promote", "manual-rollback": "rollback"}.get(trigger, "release")
     moved_from = previous.version if previous is not None and previous.version != version else None
+    if previous is not None and previous.version == version:
+        # Released again while it serves: what served before it stays the way back.
+        before, last = version_before_last_change(read_log(storage.get(), _event_key()).trusted)
+        moved_from = before if last is not None and last.to_version == str(version) else None
     _log_event(context, storage, action, moved_from, version, reason)
     context.log.info(
         f"version {version} is in production at {endpoint.url} ({rollout.mode}) {reason}".strip()
@@ -351,7 +363,13 @@ def _log_event(context, storage: StorageResource, action: str, from_version, to_
     by = tags.get(BY_TAG) or (f"sensor {tags[SENSOR_NAME_TAG]}" if SENSOR_NAME_TAG in tags else "dagster")
     user, host = operator()
     event = ProductionEvent(action, to_version, from_version, reason, by, user, host, context.run.run_id)
-    context.log.info(record(storage.get(), event).line())
+    context.log.info(record(storage.get(), event, _event_key()).line())
+
+
+def _event_key() -> bytes:
+    from mlops_assets.settings import get_settings
+
+    return event_log_key(get_settings())
 
 
 def _sample(models, version: str, release: ReleaseSettings) -> SmokeSample:

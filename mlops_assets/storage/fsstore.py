@@ -5,6 +5,7 @@ The scoring service writes its request logs through this, so it must not import 
 
 import hashlib
 import json
+import os
 import posixpath
 import uuid
 from collections.abc import Iterator
@@ -99,6 +100,29 @@ class Storage:
         else:
             self.fs.pipe_file(full, data)  # a blob upload is atomic already
         return self.uri(path)
+
+    def create_bytes(self, path: str, data: bytes) -> bool:
+        """Write ``path`` only if nothing is there yet (whole, as ``write_bytes``): False if it
+        was. Two writers racing for one path never both win: how an append-only log stays one."""
+        full = self.fs_path(path)
+        if self._is_local:
+            self.fs.makedirs(posixpath.dirname(full), exist_ok=True)
+            tmp = f"{full}.tmp-{uuid.uuid4().hex}"
+            self.fs.pipe_file(tmp, data)
+            try:
+                os.link(tmp, full)  # fails if ``full`` exists, atomically
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp)
+            return True
+        try:
+            self.fs.pipe_file(full, data, overwrite=False)  # Blob Storage: If-None-Match: *
+        except Exception as exc:
+            if isinstance(exc, FileExistsError) or type(exc).__name__ == "ResourceExistsError":
+                return False
+            raise
+        return True
 
     def modified(self, path: str) -> float:
         return _modified(self.fs.info(self.fs_path(path)))
