@@ -35,6 +35,7 @@ def use_azure_profile(monkeypatch, emulator_connection: str, container: str = ""
         "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000001",
         "AZURE_RESOURCE_GROUP": "rg-mlops",
         "AML_WORKSPACE": "mlw-mlops",
+        "EVENT_LOG_KEY": "the event-log key every writer shares",
         **settings,
     }
     for name, value in chosen.items():

@@ -609,6 +609,16 @@ def test_the_event_log_is_a_keyed_chain_nobody_without_the_key_can_forge_or_fork
     assert storage.read_bytes(fifth) == b"{}"  # the second create changed nothing
 
 
+def test_the_event_log_key_is_made_once_locally_and_required_on_azure(settings):
+    from mlops_assets.release.events import EventLogError, event_log_key
+
+    made = event_log_key(settings)
+    assert len(made) == 64 and event_log_key(settings) == made  # made once, then read
+    assert settings.event_log_key_file.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(EventLogError, match="the azure profile needs MLOPS_EVENT_LOG_KEY"):
+        event_log_key(settings.model_copy(update={"profile": "azure"}))
+
+
 def test_a_conditional_create_on_blob_storage_never_overwrites(azurite):
     from azure.storage.blob import BlobServiceClient
 

@@ -93,6 +93,11 @@ def event_log_key(settings) -> bytes:
     (random, mode 0600) the first time."""
     if settings.event_log_key is not None:
         return settings.event_log_key.get_secret_value().encode()
+    if settings.profile == "azure":  # pods and laptops write one log: a key of their own would break it
+        raise EventLogError(
+            "the azure profile needs MLOPS_EVENT_LOG_KEY (a Key Vault secret, mounted into "
+            "MLOPS_SECRETS_DIR): every writer of the production event log shares one key"
+        )
     path: Path = settings.event_log_key_file
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
