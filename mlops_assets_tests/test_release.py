@@ -786,3 +786,38 @@ def test_a_promote_killed_mid_handover_fails_its_run_and_the_version_it_started_
     assert run.status == dg.DagsterRunStatus.FAILURE
     assert models.get_alias("production").version == two
     assert {d.version for d in local.list()} == {str(two)} and local.strays() == []
+
+
+def test_a_registry_that_lost_its_records_never_gives_a_version_number_to_another_model(settings, defs):
+    """The MLflow database deleted after version 1 was registered: the next process's registry
+    would number the next model 1 again, while the index in storage (and scoring logs,
+    deployments) mean another artifact by 1. Registration refuses, saying what was lost and what
+    to do, and registers nothing."""
+    assert register(defs, 0.5) == 1
+    (settings.home_dir / "mlflow" / "mlflow.db").unlink()
+    again = subprocess.run(
+        [sys.executable, "-c", REGISTER_IN_A_NEW_PROCESS], capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode != 0
+    assert "LostVersionsError: the registry of diabetes no longer has version(s) 1," in again.stderr
+    assert "it would number this model 1 again" in again.stderr and "Nothing was registered" in again.stderr
+    assert (
+        "registered []"
+        in subprocess.run(
+            [sys.executable, "-c", LIST_IN_A_NEW_PROCESS], capture_output=True, text=True, timeout=300
+        ).stdout
+    )
+
+
+REGISTER_IN_A_NEW_PROCESS = """
+from mlops_assets.definitions import build_definitions
+from mlops_assets.settings import get_settings
+from mlops_assets_tests.release_support import register
+register(build_definitions(get_settings()), 50.0)
+"""
+LIST_IN_A_NEW_PROCESS = """
+from mlops_assets.definitions import build_definitions
+from mlops_assets.settings import get_settings
+registry = build_definitions(get_settings()).resources["registry"].get_registry()
+print("registered", [v.version for v in registry.list_versions()])
+"""

@@ -102,6 +102,10 @@ class VersionIndex:
         return sorted(found, key=lambda v: v.version), evaluation.get("holdout_hash", "")
 
 
+class LostVersionsError(RuntimeError):
+    """The registry has lost versions its index records: registering now would reuse a number."""
+
+
 class IndexedRegistry:
     """A ModelRegistry that records each of its changes in a VersionIndex; reads pass straight through."""
 
@@ -115,6 +119,22 @@ class IndexedRegistry:
     def register(
         self, artifact: bytes, artifact_name: str, tags: dict[str, str], metrics: dict[str, float]
     ) -> ModelVersion:
+        """Register, unless the registry has lost versions the index records: its next number
+        would then name another artifact than the one that number already named (in the index,
+        in scoring logs, in deployments), so nothing is registered until that is resolved."""
+        registered = self._registry.list_versions()
+        known = {v.version for v in registered}
+        fingerprint = tags.get("fingerprint", "")
+        if not any(v.tags.get("fingerprint") == fingerprint for v in registered):  # else: no new number
+            lost = [v for v in self.index.read()[0] if v.version not in known]
+            if lost:
+                raise LostVersionsError(
+                    f"the registry of {self.index.model_name} no longer has version(s) "
+                    f"{', '.join(str(v.version) for v in lost)}, which {self.index.root}/ in storage "
+                    f"records: it would number this model {max(known, default=0) + 1} again, a number "
+                    "another artifact had. Nothing was registered. Restore the registry's database "
+                    "(or its records), or register under a new model name (MLOPS_MODEL_NAME)"
+                )
         version = self._registry.register(artifact, artifact_name, tags, metrics)
         self.index.record_version(version)
         return version
