@@ -183,6 +183,13 @@ class Settings(BaseSettings):
         description="A local deployment's log (MLOPS_HOME/deployments/<name>.log) is copied to <name>.log.1 "
         "and truncated past this size (0: never).",
     )
+    service_probe_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="A local deployment's supervisor asks /health/live this often, waiting this long "
+        "for each answer; MLOPS_SERVICE_PROBE_MISSES in a row without one kill and restart the service.",
+    )
+    service_probe_misses: int = Field(default=3, ge=1)
     scoring_drain_seconds: float = Field(
         default=5.0,
         ge=0,

@@ -1,5 +1,6 @@
 """Production on the local target when the serving code changes: a process handover under load."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -387,3 +388,81 @@ def test_a_successor_an_interrupted_release_left_is_found_by_deployments_and_sto
     down = subprocess.run([*cli, "down"], capture_output=True, text=True, timeout=300)
     assert down.returncode == 0 and "stopped production" in down.stdout, down.stdout
     assert _serving_pids(target) == set() and target.list() == [] and target.strays() == []
+
+
+def test_a_service_that_stops_answering_is_killed_and_started_again_within_30_s(
+    settings, target, tmp_path, monkeypatch
+):
+    """kill -STOP the service: it keeps its process and the socket while clients time out. The
+    supervisor's liveness probe misses its answers, kills it, and the usual restart follows."""
+    import time
+
+    from mlops_assets.settings import get_settings
+
+    monkeypatch.setenv("MLOPS_SERVICE_PROBE_SECONDS", "1")
+    monkeypatch.setenv("MLOPS_SERVICE_PROBE_MISSES", "3")
+    get_settings.cache_clear()
+    deployment, _ = target.release(
+        "production", _context(tmp_path, 1, 0.5), "code-a", "1", "scoring:one", free_port()
+    )
+    _until(lambda: httpx.get(f"{deployment.url}/health/live").json()["deployment"], "live answers")
+    time.sleep(1.5)  # the probe has had its first answer from this service
+    hung = deployment.status["service_pid"]
+    os.kill(hung, signal.SIGSTOP)
+    stopped_at = time.monotonic()
+
+    def serving_again() -> bool:
+        status = target.get("production").status
+        return status.get("starts") == 2 and deployment.health(timeout=1) == "answering ready"
+
+    try:
+        _until(serving_again, "killed and started again", timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(hung, signal.SIGCONT)
+    assert time.monotonic() - stopped_at < 30
+    status = target.get("production").status
+    assert status["exits"] == [-signal.SIGKILL] and status["service_pid"] != hung
+    assert target.get("production").pid == deployment.pid  # the same supervisor, no release involved
+
+
+def test_production_comes_back_within_30_s_after_its_supervisor_is_killed_with_no_dagster_running(
+    settings, target, tmp_path
+):
+    """kill -9 the supervisor (its service drains and exits with it): `mlops-assets keep` starts
+    the same release again from the record, with no Dagster process anywhere."""
+    import subprocess
+    import sys
+    import time
+
+    deployment, _ = target.release(
+        "production", _context(tmp_path, 1, 0.5), "code-a", "1", "scoring:one", free_port()
+    )
+    keeper = subprocess.Popen(
+        [sys.executable, "-m", "mlops_assets.ops.cli", "keep", "--every", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        os.killpg(deployment.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+
+        def back() -> bool:
+            now = target.get("production")
+            return (
+                now is not None and now.pid != deployment.pid and now.health(timeout=1) == "answering ready"
+            )
+
+        _until(back, "production started again by the keeper", timeout=30)
+        assert time.monotonic() - killed_at < 30
+        again = target.get("production")
+        assert (again.version, again.port, again.model_dir) == ("1", deployment.port, deployment.model_dir)
+        assert _serving_pids(target) == {again.pid}
+        target.stop("production")  # stopped on purpose: the keeper leaves it stopped
+        time.sleep(3)
+        assert target.get("production") is None and _serving_pids(target) == set()
+    finally:
+        keeper.terminate()
+        output, _ = keeper.communicate(timeout=30)
+    assert keeper.returncode == 0 and "lost its supervisor" in output, output[-2000:]

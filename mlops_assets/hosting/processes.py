@@ -293,6 +293,7 @@ class LocalTarget:
         command += ["--commit", f"{self.store.pending_path(folder)}:{self.store.record_path(name)}"]
         command += ["--deployment-id", deployment_id, "--expect-version", version]
         command += ["--ready-timeout", str(ready_timeout)]
+        command += ["--probe", f"{settings.service_probe_seconds}:{settings.service_probe_misses}"]
         if replacing is not None and replacing.listener:
             command += ["--take-from", replacing.listener]
             command += ["--predecessor-stop-seconds", str(settings.service_stop_seconds)]

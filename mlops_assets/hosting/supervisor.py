@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from mlops_assets.hosting.listener import ListenerError, bind_listener, receive_listener, share_listener
+from mlops_assets.hosting.liveness import Liveness
 from mlops_assets.hosting.takeover import Takeover
 
 LISTEN_FD = 3  # where systemd socket activation puts it too; podman --preserve-fds 1 passes it on
@@ -64,9 +65,11 @@ class Supervisor:
         log_path: Path | None = None,
         log_max_bytes: int = 0,
         takeover: Takeover | None = None,
+        liveness: Liveness | None = None,
     ) -> None:
         self.command = command
         self.takeover = takeover
+        self.liveness = liveness
         self.gave_up = ""
         self._service_exited = threading.Event()
         self._lock = threading.Lock()  # a stop and a commit never interleave
@@ -169,6 +172,11 @@ class Supervisor:
         self.mirror()
         if self.takeover is not None:
             threading.Thread(target=self._take_over, name="takeover", daemon=True).start()
+        if self.liveness is not None:
+            watch = self.liveness.watch
+            threading.Thread(
+                target=watch, args=(lambda: self.service, self.stopping), name="liveness", daemon=True
+            ).start()
         delay = self.first_delay
         while not self.stopping.is_set():
             started = time.monotonic()
@@ -249,6 +257,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "(with this pid) as RECORD and stop the predecessor; give up past --ready-timeout",
     )
     parser.add_argument("--deployment-id", default="")
+    parser.add_argument(
+        "--probe",
+        metavar="SECONDS:MISSES",
+        help="ask /health/live every SECONDS (waiting as long), and kill the service after MISSES "
+        "unanswered in a row (it is restarted); needs --deployment-id",
+    )
     parser.add_argument("--expect-version", default="")
     parser.add_argument("--ready-timeout", type=float, default=90.0)
     parser.add_argument(
@@ -297,6 +311,11 @@ def main(argv: list[str] | None = None) -> int:
     except ListenerError as exc:
         print(f"mlops-assets-supervise: {exc}", file=sys.stderr)
         return 2
+    if args.probe and args.deployment_id:
+        seconds, misses = args.probe.split(":", 1)
+        supervisor.liveness = Liveness(
+            host, int(port), args.deployment_id, float(seconds), float(seconds), int(misses)
+        )
     if args.commit:
         pending, record = args.commit.split(":", 1)
         supervisor.takeover = Takeover(

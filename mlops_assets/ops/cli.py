@@ -246,6 +246,30 @@ def cmd_down(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keep(args: argparse.Namespace) -> int:
+    """Run the keeper until SIGTERM or SIGINT (hosting/keeper.py)."""
+    import logging
+    import signal
+    import threading
+
+    from mlops_assets.core.stage_lock import command_line, hold_stage
+    from mlops_assets.hosting.keeper import keep
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    stopping = threading.Event()
+    for sent in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sent, lambda *_: stopping.set())
+    print(f"keeping production of {settings.home_dir} (a look every {args.every:g} s)", flush=True)
+    keep(
+        _local_target(),
+        lambda: hold_stage(settings.lock_dir, "release", command_line()),
+        stopping,
+        args.every,
+    )
+    return 0
+
+
 def cmd_clean(_: argparse.Namespace) -> int:
     """What ``make clean`` runs for each home before it removes the files: its deployments stopped,
     the scoring images it holds let go of (those another home holds stay, for that home)."""
@@ -442,6 +466,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
     commands.add_parser("deployments", help="list local deployments").set_defaults(func=cmd_deployments)
     commands.add_parser("down", help="stop every local deployment").set_defaults(func=cmd_down)
+    keeper = commands.add_parser(
+        "keep",
+        help="bring production back whenever its supervisor dies, without Dagster (run it under systemd)",
+    )
+    keeper.add_argument("--every", type=float, default=5.0, help="seconds between looks")
+    keeper.set_defaults(func=cmd_keep)
     commands.add_parser(
         "clean",
         help="stop every local deployment and remove the scoring images this home holds (make clean)",

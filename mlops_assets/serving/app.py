@@ -43,9 +43,12 @@ class StatusRoutes:
 
     def __init__(self, state: ServiceState) -> None:
         self.state = state
+        # The deployment's id lets its supervisor's liveness probe tell its own service from a
+        # predecessor that shares the socket during a handover.
+        self._live = orjson.dumps({"status": "live", "deployment": state.config.deployment_id or None})
 
     async def live(self, _: Request) -> Response:
-        return Response(b'{"status":"live"}', media_type=JSON)
+        return Response(self._live, media_type=JSON)
 
     async def ready(self, _: Request) -> Response:
         state = self.state
