@@ -85,10 +85,11 @@ install: $(SYNCED)
 demo: install
 	$(VENV)/bin/mlops-assets demo
 
+# The Dagster UI behind a login (the token in MLOPS_HOME/secrets/ui-token), a Host allow-list and an
+# Origin check, with the daemon (mlops_assets/ops/ui.py); plain `dagster dev` would take mutations
+# from any page the browser opens.
 dev: install
-	$(VENV)/bin/mlops-assets instance
-	DAGSTER_HOME=$(HOME_DIR)/dagster env --default-signal=INT,TERM \
-		$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT)
+	env --default-signal=INT,TERM $(VENV)/bin/mlops-assets ui --host 127.0.0.1 --port $(DAGSTER_PORT)
 
 lint: install
 	$(VENV)/bin/ruff check .

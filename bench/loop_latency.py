@@ -2,8 +2,8 @@
 
 Run: .venv/bin/python bench/loop_latency.py [--interval 30]
 
-Starts `dagster dev` (webserver + daemon) on a fresh MLOPS_HOME with the seeded first file,
-waits until the daemon has ingested and retrained it, then lands the held-back file and times,
+Starts `mlops-assets ui` (what `make dev` runs: the guarded webserver and the daemon) on a fresh
+MLOPS_HOME with the seeded first file, waits until the daemon has ingested and retrained it, then lands the held-back file and times,
 from the moment it lands: the ingest run's start and the retraining run's start. The sensors
 look every ``--interval`` seconds (MLOPS_SENSOR_INTERVAL_SECONDS); the figures are dominated by
 it. Only 127.0.0.1 is used.
@@ -47,7 +47,7 @@ def main() -> int:
     port = free_port()
     server = dagster_dev.start(env, port)
     try:
-        wait_for("dagster dev", lambda: graphql(port, "{ assetNodes { id } }")["assetNodes"], 180)
+        wait_for("the UI", lambda: graphql(port, "{ assetNodes { id } }")["assetNodes"], 180)
         wait_for("the first retrain", lambda: [r for r in runs(port) if r["jobName"] == "retraining_job"
                                                and r["status"] == "SUCCESS"], 600)  # fmt: skip
         from mlops_assets.ingest.seed import land_held_back

@@ -141,6 +141,11 @@ class Settings(BaseSettings):
     scoring_keys_file: Path | None = Field(
         default=None, description="A file with one key a line; default MLOPS_HOME/secrets/scoring-keys."
     )
+    ui_allowed_hosts: str = Field(
+        default="",
+        description="Host headers `mlops-assets ui` answers to besides 127.0.0.1 and localhost on its "
+        "port (comma-separated host:port), e.g. a name behind a proxy.",
+    )
     event_log_key: SecretStr | None = Field(
         default=None,
         description="The key that chains the production event log (HMAC-SHA256); on Azure a Key Vault "

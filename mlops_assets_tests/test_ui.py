@@ -59,13 +59,18 @@ def test_lineage_a_retrain_from_the_page_then_the_daemon_runs_the_loop_alone(tmp
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(
-            "dagster dev to load the code location",
+            "the UI to load the code location",
             lambda: graphql(port, "{ assetNodes { id } }")["assetNodes"],
             180,
         )
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(url)  # not logged in: the UI sends the browser to its login page
+            page.wait_for_url("**/mlops/login", timeout=60_000)
+            page.get_by_label("UI token").fill(dagster_dev.token(port))
+            page.get_by_role("button", name="Log in").click()
+            page.wait_for_url(lambda address: "/mlops/login" not in address, timeout=60_000)
             for group, assets in LINEAGE.items():
                 page.goto(f"{url}/locations/mlops_assets/asset-groups/{group}")
                 for asset in assets:

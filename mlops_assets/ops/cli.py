@@ -246,6 +246,35 @@ def cmd_down(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    """The Dagster UI behind the project's lock, and the daemon (ops/ui.py): what `make dev` runs."""
+    import os
+    from pathlib import Path
+
+    from mlops_assets.core.instance import write_instance_config
+    from mlops_assets.ops.ui import allowed_hosts, serve, start_daemon, ui_token
+
+    settings = get_settings()
+    write_instance_config(settings.dagster_home)
+    os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+    token, made = ui_token(settings)
+    where = settings.home_dir / "secrets" / "ui-token"
+    if made:  # shown this once; never written to a log
+        print(f"the UI token (kept in {where}; the login page asks for it): {token}", flush=True)
+    else:
+        print(f"the UI token is in {where}", flush=True)
+    workspace = Path(args.workspace).resolve()
+    daemon = None if args.no_daemon else start_daemon(workspace)
+    print(f"the Dagster UI at http://{args.host}:{args.port} (log in with the token)", flush=True)
+    try:
+        serve(workspace, args.host, args.port, token, allowed_hosts(args.port, settings.ui_allowed_hosts))
+    finally:
+        if daemon is not None:
+            daemon.terminate()
+            daemon.wait(timeout=60)
+    return 0
+
+
 def cmd_keep(args: argparse.Namespace) -> int:
     """Run the keeper until SIGTERM or SIGINT (hosting/keeper.py)."""
     import logging
@@ -466,6 +495,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
     commands.add_parser("deployments", help="list local deployments").set_defaults(func=cmd_deployments)
     commands.add_parser("down", help="stop every local deployment").set_defaults(func=cmd_down)
+    ui = commands.add_parser(
+        "ui", help="the Dagster UI behind a login, a Host allow-list and an Origin check, with the daemon"
+    )
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument("--workspace", default="workspace.yaml")
+    ui.add_argument("--no-daemon", action="store_true", help="the webserver alone")
+    ui.set_defaults(func=cmd_ui)
     keeper = commands.add_parser(
         "keep",
         help="bring production back whenever its supervisor dies, without Dagster (run it under systemd)",

@@ -1,5 +1,6 @@
 """Image builders behind one interface: local (the first container engine that answers), ACR Tasks."""
 
+import re
 import subprocess
 import time
 from abc import ABC, abstractmethod
@@ -12,6 +13,12 @@ from pydantic import Field
 from mlops_assets.hosting.engines import ENGINES, PROBE_TIMEOUT, PYTHON_BASES, Engine, find_engine
 from mlops_assets.hosting.image_holds import LetGo, hold, let_go
 from mlops_assets.release.build_context import BuildContext
+
+# A build that reused a cached layer another home's release removed meanwhile (its image let go
+# of: hosting/image_holds.py) fails with podman's "layer not known" (seen here with two test
+# workers). Built again, it makes that layer anew.
+CACHE_RACE = re.compile(r"(layer|image) not known")
+BUILD_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -94,16 +101,20 @@ class LocalImageBuilder(ImageBuilder):
                 f"the build context is ready at {context.path}",
             )
         started = time.monotonic()
-        try:
-            result = engine.run(
-                *engine.build_args(image, base, context.path), timeout=self.build_timeout_seconds
-            )
-        except subprocess.TimeoutExpired:
-            raise dg.Failure(
-                f"{engine.name} build of {image} still running after {self.build_timeout_seconds:.0f} s; stopped"
-            ) from None
+        for attempt in range(1, BUILD_ATTEMPTS + 1):
+            try:
+                result = engine.run(
+                    *engine.build_args(image, base, context.path), timeout=self.build_timeout_seconds
+                )
+            except subprocess.TimeoutExpired:
+                raise dg.Failure(
+                    f"{engine.name} build of {image} still running after {self.build_timeout_seconds:.0f} s; stopped"
+                ) from None
+            output = result.stdout + result.stderr
+            if result.returncode == 0 or attempt == BUILD_ATTEMPTS or not CACHE_RACE.search(output):
+                break
         if result.returncode != 0:
-            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-30:])
+            tail = "\n".join(output.strip().splitlines()[-30:])
             raise dg.Failure(f"{engine.name} build of {image} failed (exit {result.returncode}):\n{tail}")
         seconds = time.monotonic() - started
         if not self._held(engine, image, context):
