@@ -146,6 +146,64 @@ def test_the_helm_values_reference_only_what_deploy_defines():
     assert values["telemetry"] == {"enabled": False}
 
 
+def test_on_aks_the_ui_is_reached_only_through_entra_id_proxies_and_viewers_get_a_read_only_webserver():
+    """Checked statically (no cluster or Helm here): the proxies' manifests are valid, each logs in
+    with Entra ID and sends its group to its webserver (operators: the full one; viewers: the
+    chart's read-only one), their secrets are the Key Vault-synced ones, the webservers are not
+    exposed, and a NetworkPolicy lets only the proxies reach them."""
+    valid = subprocess.run(
+        [str(BIN / "kubernetes-validate"), "--strict", str(K8S_DAGSTER / "ui-proxy.yaml")],
+        capture_output=True,
+        text=True,
+    )
+    assert valid.returncode == 0, valid.stdout + valid.stderr
+    values = yaml.safe_load(VALUES.read_text())
+    webserver = values["dagsterWebserver"]
+    assert webserver["enableReadOnly"] is True and webserver["service"]["type"] == "ClusterIP"
+    port = webserver["service"]["port"]
+    objects = _k8s_objects()
+    proxies = {
+        o["metadata"]["name"]: o["spec"]["template"]["spec"]["containers"][0]
+        for o in objects
+        if o["kind"] == "Deployment"
+        and o["metadata"]["labels"].get("app.kubernetes.io/component") == "ui-proxy"
+    }
+    upstreams = {
+        "ui-proxy-operators": f"http://dagster-webserver.dagster.svc.cluster.local:{port}",
+        "ui-proxy-viewers": f"http://dagster-webserver-read-only.dagster.svc.cluster.local:{port}",
+    }
+    assert set(proxies) == set(upstreams)
+    synced = {
+        (s["secretName"], d["key"])
+        for o in objects
+        if o["kind"] == "SecretProviderClass"
+        for s in o["spec"]["secretObjects"]
+        for d in s["data"]
+    }
+    for name, container in proxies.items():
+        args = dict(a.removeprefix("--").split("=", 1) for a in container["args"])
+        assert args["upstream"] == upstreams[name]
+        assert args["provider"] == "entra-id" and args["oidc-issuer-url"].startswith(
+            "https://login.microsoftonline.com/"
+        )
+        assert (
+            args["allowed-group"] and args["cookie-secure"] == "true" and args["cookie-samesite"] == "strict"
+        )
+        used = {
+            (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+            for e in container["env"]
+        }
+        assert used <= synced
+    assert not [
+        o for o in objects if o["kind"] == "Ingress" or o.get("spec", {}).get("type") == "LoadBalancer"
+    ]
+    (policy,) = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    (selected,) = policy["spec"]["podSelector"]["matchExpressions"]
+    assert "dagster-webserver" in selected["values"] and "dagster-webserver-read-only" in selected["values"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/component": "ui-proxy"}}}]
+
+
 def test_the_settings_config_map_and_the_pipeline_exporter_are_valid_manifests():
     result = subprocess.run(
         [
