@@ -277,6 +277,7 @@ def run_demo(settings: Settings) -> int:
     print(f"  curl -X POST {production.url}/score -H \"Authorization: Bearer <key>\" -d '{body}'")
     print(f"\nDone in {time.monotonic() - started:.0f} s. See the lineage and rerun any step: make dev, then")
     print(
-        "open http://127.0.0.1:3000 (same instance, same storage). Stop the deployments: .venv/bin/mlops-assets down"
+        "open http://127.0.0.1:3000 (same instance, same storage; log in with the token in "
+        f"{settings.home_dir / 'secrets' / 'ui-token'}). Stop the deployments: .venv/bin/mlops-assets down"
     )
     return 0
