@@ -95,6 +95,20 @@ def child_environment(*names: str, **values: str) -> dict[str, str]:
     return {name: os.environ[name] for name in (*CHILD_BASE_ENV, *names) if name in os.environ} | values
 
 
+def make_secret_file(path: Path, text: str) -> bool:
+    """Write ``text`` as ``path``, readable by its owner only, unless ``path`` exists (made by
+    another process meanwhile included): whether this call made it. A secret made on first use
+    (scoring keys, the event-log key, the UI token)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    return True
+
+
 def host_ca_bundle() -> str | None:
     """The CA bundle this machine's own pip trusts, if it names one (an inspecting proxy's root)."""
     for name in ("PIP_CERT", "SSL_CERT_FILE"):

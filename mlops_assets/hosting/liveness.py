@@ -13,11 +13,11 @@ service (a predecessor sharing the socket during a handover) counts neither way.
 
 from __future__ import annotations
 
-import http.client
-import json
 import logging
 import threading
 from dataclasses import dataclass
+
+from mlops_assets.hosting.takeover import health_answer
 
 log = logging.getLogger("mlops_assets.supervisor")
 
@@ -29,16 +29,8 @@ PROBE_MISSES = 3
 def live_as(host: str, port: int, timeout: float) -> str | None:
     """The deployment id ``/health/live`` answers with ("" for a service without one), or None
     when no answer came within ``timeout``."""
-    connection = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        connection.request("GET", "/health/live")
-        answer = connection.getresponse()
-        body = json.loads(answer.read() or b"{}")
-        return (body.get("deployment") or "") if answer.status == 200 else None
-    except (OSError, ValueError, http.client.HTTPException):
-        return None
-    finally:
-        connection.close()
+    answer = health_answer(host, port, "/health/live", timeout)
+    return None if answer is None else (answer.get("deployment") or "")
 
 
 @dataclass

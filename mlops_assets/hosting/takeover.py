@@ -66,16 +66,17 @@ def stop_process(pid: int, marker: str, timeout: float) -> None:
             os.killpg(pid, signal.SIGKILL)  # the supervisor and what it runs
 
 
-def ready_as(host: str, port: int, timeout: float = 1.0) -> dict:
-    """What ``/health/ready`` answers on ``host:port`` ({} when nothing readable does)."""
+def health_answer(host: str, port: int, path: str, timeout: float = 1.0) -> dict | None:
+    """The JSON object a 200 answer of ``path`` on ``host:port`` holds; None for anything else
+    (no answer within ``timeout``, another status, not JSON)."""
     connection = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        connection.request("GET", "/health/ready")
+        connection.request("GET", path)
         answer = connection.getresponse()
         body = json.loads(answer.read() or b"{}")
-        return body if answer.status == 200 and isinstance(body, dict) else {}
+        return body if answer.status == 200 and isinstance(body, dict) else None
     except (OSError, ValueError, http.client.HTTPException):
-        return {}
+        return None
     finally:
         connection.close()
 
@@ -105,7 +106,7 @@ class Takeover:
         while not stopping.is_set():
             if service_exited.is_set():
                 return False  # the supervisor's loop has said why
-            answer = ready_as(self.host, self.port)
+            answer = health_answer(self.host, self.port, "/health/ready") or {}
             if answer.get("deployment") == self.deployment_id:
                 if answer.get("version") != self.version:
                     self.gave_up = f"serving version {answer.get('version')}, expected {self.version}"

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import hmac
 import html
-import os
+import json
 import secrets
 import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from mlops_assets.settings import Settings
+from mlops_assets.settings import Settings, make_secret_file
 
 COOKIE = "mlops_ui"
 LOGIN_PATH = "/mlops/login"
@@ -42,17 +42,7 @@ LOGIN_PAGE = """<!doctype html><html><head><title>mlops-assets: log in</title></
 def ui_token(settings: Settings) -> tuple[str, bool]:
     """The UI token, and whether it was made just now (then it is shown once)."""
     path = settings.home_dir / "secrets" / "ui-token"
-    made = False
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(32) + "\n")
-            made = True
+    made = not path.exists() and make_secret_file(path, secrets.token_urlsafe(32) + "\n")
     return path.read_text().strip(), made
 
 
@@ -156,14 +146,8 @@ async def _refuse(scope, send, status: int, message: str) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008})
         return
-    body = ('{"error": ' + _json_text(message) + "}").encode()
+    body = json.dumps({"error": message}).encode()
     await _send(send, status, body, [(b"content-type", b"application/json")])
-
-
-def _json_text(text: str) -> str:
-    import json
-
-    return json.dumps(text)
 
 
 def allowed_hosts(port: int, extra: str = "") -> frozenset[str]:

@@ -19,7 +19,6 @@ import getpass
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 import socket
@@ -27,6 +26,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mlops_assets.settings import make_secret_file
 from mlops_assets.storage.fsstore import Storage
 
 EVENTS_PREFIX = "events/production"
@@ -100,14 +100,7 @@ def event_log_key(settings) -> bytes:
         )
     path: Path = settings.event_log_key_file
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # made by another process meanwhile
-        else:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_hex(32) + "\n")
+        make_secret_file(path, secrets.token_hex(32) + "\n")
     return path.read_text().strip().encode()
 
 

@@ -1,8 +1,9 @@
 """Scoring keys in a 0600 file under MLOPS_HOME (the local profile's secret store)."""
 
-import os
 import secrets
 from pathlib import Path
+
+from mlops_assets.settings import make_secret_file
 
 
 def read_keys(path: Path) -> tuple[str, ...]:
@@ -13,14 +14,8 @@ def read_keys(path: Path) -> tuple[str, ...]:
 
 def ensure_key_file(path: Path) -> bool:
     """Create ``path`` with one random key, readable by the owner only; False if it existed."""
-    if path.exists():
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write("# scoring keys, one a line; add a new key, deploy it to clients, then remove the old\n")
-        handle.write(secrets.token_urlsafe(32) + "\n")
-    return True
+    header = "# scoring keys, one a line; add a new key, deploy it to clients, then remove the old\n"
+    return make_secret_file(path, header + secrets.token_urlsafe(32) + "\n")
 
 
 def add_key(path: Path) -> str:
