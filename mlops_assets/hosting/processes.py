@@ -156,8 +156,8 @@ class LocalTarget:
     def stop(self, name: str, timeout: float | None = None) -> bool:
         """SIGTERM, then SIGKILL after ``timeout`` (default: the service's whole shutdown and a margin)."""
         deployment = self.get(name)
+        strays = self.stop_strays(name)  # while the record still tells the deployment from a stray
         self.store.remove(name)
-        strays = self.stop_strays(name)
         if deployment is None:
             return bool(strays)
         self._terminate(deployment, timeout)
