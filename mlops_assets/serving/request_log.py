@@ -100,7 +100,7 @@ class RequestLogWriter:
         self.refused = 0  # files of the spill folder set aside, not this service's records
         self.stuck = False  # the last batch could be kept nowhere: it waits in memory
         self._line_counts: dict[Path, int] = {}  # spilled file -> records (read once)
-        self._said: set[tuple[Path, str]] = set()
+        self._unmovable: set[Path] = set()  # set aside in place: said once, not at every flush
         self._thread = threading.Thread(target=self._run, name="request-log-writer", daemon=True)
 
     def start(self) -> "RequestLogWriter":
@@ -225,9 +225,9 @@ class RequestLogWriter:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, target)
         except OSError as exc:  # left where it is, still never delivered; said once
-            if (path, "stuck") in self._said:
+            if path in self._unmovable:
                 return
-            self._said.add((path, "stuck"))
+            self._unmovable.add(path)
             why = f"{why}; could not move it ({exc.strerror})"
         self.refused += 1
         log.warning("spill folder: %s set aside, not delivered: %s", relative, why)
