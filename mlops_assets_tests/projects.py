@@ -155,3 +155,86 @@ def custom_transformer_project(folder: Path) -> Path:
         .replace("trusted_types = []", f'trusted_types = ["{CUSTOM_TRANSFORMER}"]')
     )
     return folder
+
+
+# A new user's first real model, made from `mlops-assets init --task binary` one file at a time as
+# README's "Bring your own model, from zero" says: boosted trees (HistGradientBoosting) behind a
+# ColumnTransformer, a transformer of the team's own in a helper module, and sample data kept in a
+# file of the folder that seed.py reads with pathlib. Its artifact holds types skops does not trust
+# by default (the transformer, scikit-learn's TreePredictor): the project's own test names them.
+TREE_TYPES = (
+    "model_project.transforms.CapAmount",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+)
+_TREE_TRANSFORMS = '''"""The team's own step: amounts capped at a fixed ceiling (outliers are data-entry mistakes)."""
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+
+class CapAmount(TransformerMixin, BaseEstimator):
+    def __init__(self, ceiling: float = 2000.0):
+        self.ceiling = ceiling
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        capped = X.copy()
+        capped["amount"] = np.minimum(capped["amount"], self.ceiling)
+        return capped
+'''
+_TREE_MODEL = '''"""Boosted trees over the spec's columns: categories as ordinals, numbers as they are."""
+
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OrdinalEncoder
+
+from .transforms import CapAmount
+
+CATEGORIES = ["channel", "segment"]
+NUMBERS = ["age_days", "amount", "visits", "member"]
+
+
+def build_model(params: dict) -> Pipeline:
+    columns = ColumnTransformer(
+        [
+            ("categories", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1), CATEGORIES),
+            ("numbers", "passthrough", NUMBERS),
+        ]
+    )
+    trees = HistGradientBoostingClassifier(
+        max_iter=int(params["max_iter"]), learning_rate=float(params["learning_rate"]), random_state=0
+    )
+    return make_pipeline(CapAmount(), columns, trees)
+'''
+_TREE_SEED = '''"""The sample data: a file kept in this folder."""
+
+from pathlib import Path
+
+import pandas as pd
+
+DATA = Path(__file__).parent / "data" / "sample.csv"
+
+
+def seed_frame() -> pd.DataFrame:
+    frame = pd.read_csv(DATA)
+    frame["visits"] = frame["visits"].astype("Int64")  # not always recorded
+    return frame
+'''
+
+
+def make_tree_project(folder: Path) -> None:
+    """``folder`` (made by `init --task binary`) turned into the tree project above, its
+    ``[artifact] trusted_types`` left as init wrote it."""
+    seed = load_project(folder).seed_frame()
+    (folder / "data").mkdir()
+    seed.to_csv(folder / "data" / "sample.csv", index=False)
+    (folder / "transforms.py").write_text(_TREE_TRANSFORMS)
+    (folder / "model.py").write_text(_TREE_MODEL)
+    (folder / "seed.py").write_text(_TREE_SEED)
+    spec = folder / "project.toml"
+    text = spec.read_text()
+    params = text.split("[params]\n")[1].split("\n\n")[0]
+    spec.write_text(text.replace(params, "max_iter = 60\nlearning_rate = 0.1"))

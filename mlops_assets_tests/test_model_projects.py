@@ -14,8 +14,10 @@ from mlops_assets.project.spec import ProjectError
 from mlops_assets_tests.projects import (
     CUSTOM_TRANSFORMER,
     FEATURES,
+    TREE_TYPES,
     custom_transformer_project,
     diabetes_frame,
+    make_tree_project,
 )
 from mlops_assets_tests.serving_support import free_port
 
@@ -391,7 +393,7 @@ def test_init_makes_a_project_that_passes_its_own_test(tmp_path, task):
         text=True,
         cwd=tmp_path,
     )
-    assert own_test.returncode == 0 and "2 passed" in own_test.stdout, own_test.stdout[-2000:]
+    assert own_test.returncode == 0 and "3 passed" in own_test.stdout, own_test.stdout[-2000:]
 
     again = subprocess.run(
         [str(Path(sys.executable).parent / "mlops-assets"), "init", str(folder), "--task", task],
@@ -400,6 +402,53 @@ def test_init_makes_a_project_that_passes_its_own_test(tmp_path, task):
     )
     assert again.returncode == 2 and "not empty; init writes only into a new or empty folder" in again.stderr
     assert project.spec_digest == load_project(folder).spec_digest  # nothing was overwritten
+
+
+def test_a_tree_model_s_untrusted_types_fail_its_own_test_and_build_naming_the_line_to_add(tmp_path):
+    """The types a fitted model holds are found on the author's machine (the project's own test,
+    `project --build`), not at the first `make demo`; the message is the line to put in project.toml."""
+    import subprocess
+    import sys
+
+    from mlops_assets.ops.scaffold import scaffold
+    from mlops_assets_tests.conftest import subprocess_env
+
+    folder = tmp_path / "trees"
+    scaffold(folder, "binary")
+    make_tree_project(folder)
+    own_test = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        str(folder / "test_project.py"),
+    ]
+    build = [str(Path(sys.executable).parent / "mlops-assets"), "project", "--build"]
+    env = subprocess_env(tmp_path / "home") | {"MLOPS_MODEL_PROJECT": str(folder)}
+
+    failed = subprocess.run(own_test, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert failed.returncode == 1 and "1 failed, 2 passed" in failed.stdout, failed.stdout[-2000:]
+    refused = subprocess.run(build, env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    said = refused.stderr.strip()
+    assert "\n" not in said and said.startswith("error: the fitted model: refusing to load untrusted types")
+    line = re.search(r"trust them under \[artifact\] in (\S+): (trusted_types = \[.*\])$", said)
+    assert line is not None and line[1] == str(folder / "project.toml"), said
+    assert json.loads(line[2].split(" = ")[1]) == sorted({"numpy.dtype", *TREE_TYPES})
+    assert line[2] in failed.stdout  # the project's test says the same line
+
+    spec = folder / "project.toml"
+    spec.write_text(re.sub(r"^trusted_types = .*$", line[2], spec.read_text(), flags=re.M))
+    passed = subprocess.run(own_test, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert passed.returncode == 0 and "3 passed" in passed.stdout, passed.stdout[-2000:]
+    built = subprocess.run(build, env=env, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    assert (
+        "fitted: fitted on the seed's 1200 rows, saved and loaded back as every stage loads it"
+        in built.stdout
+    )
 
 
 def _seeded(settings):

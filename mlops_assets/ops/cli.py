@@ -36,8 +36,10 @@ def _project():
         raise SystemExit(2) from None
 
 
-def _built(project) -> str:
-    """build_model(params) and seed.py's data, run in the project runner (scikit-learn's import)."""
+def _built(project) -> dict[str, str]:
+    """build_model(params), seed.py's data and the model fitted on it and saved and loaded back,
+    run in the project runner (scikit-learn's import)."""
+    from mlops_assets.model.artifact import ArtifactError
     from mlops_assets.project.spec import ProjectError
     from mlops_assets.runner.client import ProjectRunError, runner_for
 
@@ -47,7 +49,7 @@ def _built(project) -> str:
         if project.seed_file is not None:
             runner.seed_frame(project.folder)
         return runner.build(project.folder, dict(project.spec.params))
-    except (ProjectError, ProjectRunError) as exc:
+    except (ArtifactError, ProjectError, ProjectRunError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 
@@ -58,7 +60,7 @@ def cmd_project(args: argparse.Namespace) -> int:
         print(settings.home_dir)
         return 0
     project = _project()
-    estimator = _built(project) if args.build else None
+    built = _built(project) if args.build else None
     spec = project.spec
     print(f"{spec.name} (spec version {spec.version}): {spec.task}, {spec.description}".rstrip(", "))
     print(f"  folder: {project.folder}")
@@ -73,8 +75,9 @@ def cmd_project(args: argparse.Namespace) -> int:
     )
     print(f"  params: {spec.params}; digests: spec {project.spec_digest}, code {project.code_digest}")
     print(f"  home: {settings.home_dir}")
-    if estimator is not None:
-        print(f"  build_model(params): {estimator}")
+    if built is not None:
+        print(f"  build_model(params): {built['estimator']}")
+        print(f"  fitted: {built['fitted']}")
     return 0
 
 
@@ -451,7 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     project.add_argument(
         "--build",
         action="store_true",
-        help="also run model.py's build_model(params) and seed.py's seed_frame() (imports scikit-learn)",
+        help="also run model.py's build_model(params) and seed.py's seed_frame(), fit the model on the "
+        "seed data and save and load it as every stage does (imports scikit-learn)",
     )
     project.set_defaults(func=cmd_project)
     commands.add_parser("seed", help="write the model project's seed files into storage").set_defaults(

@@ -146,8 +146,10 @@ class ProjectRunner:
     def check(self, project_dir: Path) -> dict[str, Any]:
         return self.call("check", project_dir=str(project_dir))
 
-    def build(self, project_dir: Path, params: dict) -> str:
-        return self.call("build", project_dir=str(project_dir), params=params)["estimator"]
+    def build(self, project_dir: Path, params: dict) -> dict[str, str]:
+        """``estimator``: build_model(params) as people read it; ``fitted``: what fitting it on the
+        seed data and a skops round trip came to."""
+        return self.call("build", project_dir=str(project_dir), params=params)
 
     def seed_frame(self, project_dir: Path) -> pd.DataFrame:
         import pandas as pd

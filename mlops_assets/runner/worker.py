@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
     """``argv``: the project package to mount (the project's folder, or the copy a version carries)."""
     requests, answers = _conversation()
     from mlops_assets.project.package import mount
-    from mlops_assets.runner.tasks import TASKS  # numpy, pandas, scikit-learn: after the fds move
+    from mlops_assets.runner.tasks import EXPLAINED, TASKS  # numpy, pandas, scikit-learn: after the fds move
 
     mount(Path(argv[0]))  # before any artifact loads: its classes may be the project's
 
@@ -47,7 +47,8 @@ def main(argv: list[str]) -> int:
             try:
                 answer = {"result": TASKS[request["task"]](**request.get("args", {}))}
             except Exception as exc:  # every failure is an answer; the next request still runs
-                traceback.print_exc(file=sys.stderr)
+                if not isinstance(exc, EXPLAINED):  # those name the file and the rule: no traceback
+                    traceback.print_exc(file=sys.stderr)
                 answer = {"error": str(exc) or repr(exc), "kind": type(exc).__name__}
             answers.write(json.dumps(answer, default=_plain) + "\n")
     except BrokenPipeError:
