@@ -109,6 +109,44 @@ def make_secret_file(path: Path, text: str) -> bool:
     return True
 
 
+class HomeOfAnotherProject(ValueError):
+    """MLOPS_HOME holds another model project's registry, partitions and deployments."""
+
+
+HOME_RECORD = "project.json"  # in a home: the model project it belongs to
+
+
+def claim_home(settings: Settings) -> None:
+    """Record the model project a home belongs to on its first use, and refuse any other project
+    in it after: one home's registry, partitions and deployments are one project's (two would mix
+    silently: another project's version shown as this one's, training on its columns)."""
+    import json
+
+    home, name = settings.home_dir, settings.project_name
+    record = home / HOME_RECORD
+    home.mkdir(parents=True, exist_ok=True)
+    mine = json.dumps({"project": name, "folder": str(settings.project_dir)})
+    try:
+        fd = os.open(record, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(mine)
+        return
+    try:
+        owner = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return  # a record being written right now by another process of the same start
+    if owner.get("project") != name:
+        raise HomeOfAnotherProject(
+            f"{home} belongs to model project {owner.get('project')} ({owner.get('folder')}), and "
+            f"MLOPS_MODEL_PROJECT names {name} ({settings.project_dir}): one home holds one project's "
+            "registry, runs and deployments. Give this project its own home: unset MLOPS_HOME (each "
+            f"project then lives in .mlops/<its name>) or set MLOPS_HOME to another folder."
+        )
+
+
 def host_ca_bundle() -> str | None:
     """The CA bundle this machine's own pip trusts, if it names one (an inspecting proxy's root)."""
     for name in ("PIP_CERT", "SSL_CERT_FILE"):

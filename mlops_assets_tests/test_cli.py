@@ -208,7 +208,13 @@ def test_down_stops_the_demo_s_deployments_and_a_new_demo_brings_production_back
     assert listed.startswith("production: version") and "qa:" not in listed
     assert "production here: version" in run([str(BIN / "mlops-assets"), "versions"], home).stdout
     assert "answering ready" in run([str(BIN / "mlops-assets"), "versions"], home).stdout
+    serving = re.match(r"production: version (\d+)", listed)[1]
     assert "stopped production" in run([str(BIN / "mlops-assets"), "down"], home).stdout
+    # Production stopped by hand is in its history, in the verified chain.
+    last = run([str(BIN / "mlops-assets"), "history"], home).stdout.splitlines()[-1]
+    assert last.split()[1:3] == ["down", f"{serving}"] and "-> -" in last, last
+    assert "outside any run: stopped by mlops-assets down" in last
+    assert run([str(BIN / "mlops-assets"), "history", "--verify"], home).returncode == 0
     stopped = run([str(BIN / "mlops-assets"), "versions"], home).stdout
     assert "production here: nothing serves version" in stopped and "answering" not in stopped
     again = run([str(BIN / "mlops-assets"), "demo"], home)
@@ -218,7 +224,9 @@ def test_down_stops_the_demo_s_deployments_and_a_new_demo_brings_production_back
 
 
 @pytest.mark.slow
-def test_a_demo_whose_production_port_is_taken_fails_naming_it_and_leaves_nothing_running(tmp_path):
+def test_a_demo_whose_production_port_is_taken_fails_naming_it_and_the_next_demo_releases_it(tmp_path):
+    """A release that failed for a reason outside the model (a busy port) is no verdict on the
+    version: the message names the command that releases it again, and the next demo does."""
     import socket
 
     with socket.socket() as holder:  # something else already listens on the production port
@@ -229,7 +237,9 @@ def test_a_demo_whose_production_port_is_taken_fails_naming_it_and_leaves_nothin
         home = tmp_path / "mlops"
         demo = run([str(BIN / "mlops-assets"), "demo"], home, timeout=600, ports=ports)
         assert demo.returncode == 1, demo.stdout[-3000:]
-        assert "No production deployment is running" in demo.stderr
+        failed = re.search(r"the release of version (\d+) failed, as said above", demo.stderr)
+        assert failed is not None, demo.stderr[-3000:]
+        assert f"release it again: .venv/bin/mlops-assets promote {failed[1]}" in demo.stderr
         assert (
             f"port {busy} on 127.0.0.1 is already in use" in demo.stdout
             and "MLOPS_PRODUCTION_PORT" in demo.stdout
@@ -237,3 +247,42 @@ def test_a_demo_whose_production_port_is_taken_fails_naming_it_and_leaves_nothin
         assert "rolled_back" not in demo.stdout  # the registered versions: none ever served
         listed = run([str(BIN / "mlops-assets"), "deployments"], home, ports=ports)
         assert "no local deployments running" in listed.stdout
+    try:
+        again = run([str(BIN / "mlops-assets"), "demo"], home, timeout=600, ports=ports)
+        assert again.returncode == 0, (again.stdout[-3000:], again.stderr[-3000:])
+        assert f"Production: version {failed[1]}'s release failed before it served; releasing it again" in (
+            again.stdout
+        )
+        assert f"Production URL: http://127.0.0.1:{busy}/score (version {failed[1]})" in again.stdout
+    finally:
+        run([str(BIN / "mlops-assets"), "down"], home, ports=ports)
+
+
+@pytest.mark.slow
+def test_a_demo_whose_model_fails_to_train_says_why_in_one_line(tmp_path):
+    from mlops_assets.ops.scaffold import scaffold
+
+    folder = tmp_path / "broken"
+    scaffold(folder, "regression")
+    model = folder / "model.py"
+    model.write_text(
+        model.read_text().replace(
+            "def build_model(params: dict) -> Pipeline:\n",
+            "def build_model(params: dict) -> Pipeline:\n    raise ValueError('no estimator yet')\n",
+        )
+    )
+    ports = {"MLOPS_PRODUCTION_PORT": str(free_port()), "MLOPS_QA_PORT": str(free_port())}
+    demo = run(
+        [str(BIN / "mlops-assets"), "demo"],
+        tmp_path / "mlops",
+        ports=ports | {"MLOPS_MODEL_PROJECT": str(folder)},
+    )
+    assert demo.returncode == 1, demo.stdout[-3000:]
+    line = next(line for line in demo.stdout.splitlines() if "train.py exited with 1" in line)
+    assert line.strip() == (
+        f"train.py exited with 1: ValueError: no estimator yet (raised at {model}:17, in build_model)"
+    )
+    assert "No production deployment is running: no version was registered (retraining failed" in (
+        demo.stderr
+    )
+    assert "release" not in demo.stderr.split("No production deployment is running")[1]

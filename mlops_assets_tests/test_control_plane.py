@@ -17,7 +17,7 @@ from mlops_assets_tests.serving_support import BIN, free_port
 pytestmark = pytest.mark.slow
 # A mutation that changes what the instance holds: a partition of model_versions.
 ADD_PARTITION = (
-    'mutation { addDynamicPartition(repositorySelector: {repositoryLocationName: "mlops_assets", '
+    'mutation { addDynamicPartition(repositorySelector: {repositoryLocationName: "diabetes", '
     'repositoryName: "__repository__"}, partitionsDefName: "model_versions", partitionKey: "%s") '
     "{ __typename } }"
 )

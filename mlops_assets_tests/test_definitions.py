@@ -15,7 +15,9 @@ def test_every_asset_links_to_its_source_code(defs):
         assert reference.file_path.endswith(".py") and reference.line_number > 0
 
 
-def test_checks_on_landed_batch_are_partitioned_and_blocking_where_they_must_be(defs):
+def test_checks_on_landed_batch_are_partitioned_and_errors_where_they_must_be(defs):
+    """A blocking rule is an ERROR that validated_batch's gate enforces (its failure names the rows),
+    not Dagster's blocking flag (whose run failure would name only the checks)."""
     graph = defs.resolve_asset_graph()
     checks = {
         key.name: graph.get_check_spec(key)
@@ -25,7 +27,7 @@ def test_checks_on_landed_batch_are_partitioned_and_blocking_where_they_must_be(
     assert set(checks) == {"parse", "schema", "nulls", "ranges", "distribution_limit", "drift"}
     for name, spec in checks.items():
         assert spec.partitions_def == landed_files, name
-        assert spec.blocking == (name != "drift"), name
+        assert not spec.blocking, name
 
 
 def test_jobs_carry_the_stage_tags_the_run_queue_limits(defs):
@@ -179,3 +181,43 @@ def test_automation_starts_stopped_outside_the_local_profile(settings):
     assert sensor_status(team) == dg.DefaultSensorStatus.STOPPED
     assert schedule_status(team) == dg.DefaultScheduleStatus.STOPPED
     assert sensor_status(settings) == dg.DefaultSensorStatus.RUNNING
+
+
+def test_the_ui_says_which_project_it_shows(settings, monkeypatch):
+    """The code location (of `mlops-assets ui`) and every group are named by the model project, and
+    the gate's description names the project's own metric (not the diabetes project's mse)."""
+    import yaml
+
+    from mlops_assets.core import keys
+    from mlops_assets.definitions import build_definitions
+    from mlops_assets.ops.ui import project_workspace
+    from mlops_assets.project.locate import MODELS_DIR
+    from mlops_assets.settings import get_settings
+
+    monkeypatch.setenv("MLOPS_MODEL_PROJECT", str(MODELS_DIR / "churn"))
+    get_settings.cache_clear()
+    churn = get_settings()
+    churn.dagster_home.mkdir(parents=True, exist_ok=True)
+    (location,) = yaml.safe_load(project_workspace(churn).read_text())["load_from"]
+    assert location["python_module"]["location_name"] == "churn"
+    assert location["python_module"]["module_name"] == "mlops_assets.definitions"
+
+    graph = build_definitions(churn).resolve_asset_graph()
+    groups = {graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    assert groups == {
+        f"churn_{stage}"
+        for stage in ("ingest", "feedback", "training", "registry", "release", "monitoring", "batch")
+    }
+    gate = graph.get(keys.MODEL_EVALUATION).description
+    assert "its roc_auc (higher is better) improves on the bar's by more than" in gate and "mse" not in gate
+
+
+def test_the_confusion_matrix_names_classes_as_the_service_does():
+    import numpy as np
+
+    from mlops_assets.registry.plots import holdout_figure
+
+    figure = holdout_figure("binary", np.array([0.0, 1.0, 1.0]), np.array([0.0, 1.0, 0.0]), "t", "boolean")
+    axis = figure.axes[0]
+    assert [label.get_text() for label in axis.get_xticklabels()] == ["false", "true"]
+    assert [label.get_text() for label in axis.get_yticklabels()] == ["false", "true"]

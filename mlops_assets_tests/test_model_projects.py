@@ -371,6 +371,7 @@ def test_the_cli_describes_a_project_and_refuses_a_broken_one_by_file_and_key(tm
     refused = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert refused.stderr.startswith(f"error: {folder / 'project.toml'}: target.kind: Input should be")
+    assert refused.stderr.strip().endswith("or 'boolean', not 'yes/no'")  # the misspelled value, named
 
 
 @pytest.mark.parametrize("task", ["regression", "binary", "multiclass"])
@@ -387,6 +388,11 @@ def test_init_makes_a_project_that_passes_its_own_test(tmp_path, task):
     assert made.returncode == 0, made.stderr
     project = load_project(folder)
     assert (project.name, project.spec.task) == (f"my_{task}_model", task)
+    # Above what retrains of the same model on the same data differ by (bench/gate_noise.py): 0 let noise promote.
+    assert (
+        project.spec.evaluation.min_improvement
+        == {"regression": 0.01, "binary": 0.01, "multiclass": 0.04}[task]
+    )
     own_test = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder / "test_project.py")],
         capture_output=True,
@@ -394,6 +400,11 @@ def test_init_makes_a_project_that_passes_its_own_test(tmp_path, task):
         cwd=tmp_path,
     )
     assert own_test.returncode == 0 and "3 passed" in own_test.stdout, own_test.stdout[-2000:]
+    # Made under models/, the project is linted by `make test`: it passes as made.
+    ruff = [str(Path(sys.executable).parent / "ruff"), "--config", str(MODELS_DIR.parent / "pyproject.toml")]
+    for check in (["check"], ["format", "--check"]):
+        linted = subprocess.run([*ruff[:1], *check, *ruff[1:], str(folder)], capture_output=True, text=True)
+        assert linted.returncode == 0, linted.stdout + linted.stderr
 
     again = subprocess.run(
         [str(Path(sys.executable).parent / "mlops-assets"), "init", str(folder), "--task", task],
@@ -449,6 +460,91 @@ def test_a_tree_model_s_untrusted_types_fail_its_own_test_and_build_naming_the_l
         "fitted: fitted on the seed's 1200 rows, saved and loaded back as every stage loads it"
         in built.stdout
     )
+
+
+def test_a_home_belongs_to_one_project_and_refuses_another_naming_both(tmp_path, monkeypatch):
+    """One exported MLOPS_HOME and a switched MLOPS_MODEL_PROJECT: every command that reads or
+    writes the home, and the code location, refuse the second project, naming both and the fix;
+    nothing of it is written there."""
+    import subprocess
+    import sys
+
+    from mlops_assets.definitions import build_definitions
+    from mlops_assets.settings import HomeOfAnotherProject, get_settings
+    from mlops_assets_tests.conftest import subprocess_env
+
+    home = tmp_path / "shared-home"
+    cli = str(Path(sys.executable).parent / "mlops-assets")
+    env = subprocess_env(home)
+    first = subprocess.run([cli, "seed"], env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    env["MLOPS_MODEL_PROJECT"] = str(MODELS_DIR / "churn")
+    for command in (["seed"], ["versions"], ["deployments"], ["promote", "1"], ["demo"]):
+        refused = subprocess.run([cli, *command], env=env, capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, (command, refused.stderr)
+        assert refused.stderr.startswith(
+            f"error: {home} belongs to model project diabetes ({MODELS_DIR / 'diabetes'}), and "
+            f"MLOPS_MODEL_PROJECT names churn ({MODELS_DIR / 'churn'})"
+        ), refused.stderr
+        assert "unset MLOPS_HOME" in refused.stderr
+    assert sorted(p.name for p in (home / "storage" / "landing").iterdir()) == ["diabetes-part-1.csv"]
+
+    monkeypatch.setenv("MLOPS_HOME", str(home))
+    monkeypatch.setenv("MLOPS_MODEL_PROJECT", str(MODELS_DIR / "churn"))
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(HomeOfAnotherProject, match="belongs to model project diabetes"):
+            build_definitions(get_settings())
+    finally:
+        get_settings.cache_clear()
+
+
+@pytest.fixture
+def binary_project_settings(tmp_path, monkeypatch):
+    """Settings of a fresh home for a binary project made by `mlops-assets init`, and its folder."""
+    from mlops_assets.ops.scaffold import scaffold
+    from mlops_assets.settings import get_settings
+
+    folder = tmp_path / "made_by_init"
+    scaffold(folder, "binary")
+    monkeypatch.setenv("MLOPS_MODEL_PROJECT", str(folder))
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "mlops"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "mlops" / "dagster"))
+    monkeypatch.setenv("MLOPS_LANDING_SETTLE_SECONDS", "0")
+    get_settings.cache_clear()
+    yield get_settings(), folder
+    get_settings.cache_clear()
+
+
+def test_a_classifier_s_data_with_one_class_is_refused_as_a_data_rule_naming_the_column(
+    binary_project_settings,
+):
+    """Every batch may hold one class; the training data as a whole may not (a binary model
+    cannot learn, nor be judged, from one): training_data refuses it, naming the target column,
+    before train.py runs (it had crashed with an IndexError in the metrics)."""
+    import dagster as dg
+
+    from mlops_assets.core.instance import write_instance_config
+    from mlops_assets.definitions import build_definitions
+    from mlops_assets.ops.runner import ingest_new_files, retrain
+    from mlops_assets.storage.fsstore import Storage
+
+    settings, folder = binary_project_settings
+    defs = build_definitions(settings)
+    storage = Storage(settings.storage_root)
+    write_instance_config(settings.dagster_home)
+    rows = load_project(folder).seed_frame().head(400).assign(converted=False)
+    storage.write_bytes("landing/no-conversions.csv", rows.to_csv(index=False).encode())
+    with dg.DagsterInstance.get() as instance:
+        (landed,) = ingest_new_files(defs, instance, storage, settings.lock_dir)
+        assert landed.success and landed.rows == 400
+        outcome = retrain(defs, instance, settings.lock_dir)
+    assert not outcome.success and outcome.candidate is None
+    assert outcome.errors == [
+        "target column converted: one class (false) in the training data (400 rows); a binary model "
+        "learns from at least two, so the data lacks the other labels (or the file writes them in a "
+        "way the spec does not read); batches: no-conversions.csv"
+    ]
 
 
 def _seeded(settings):

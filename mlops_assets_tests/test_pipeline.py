@@ -1,6 +1,7 @@
 """The local profile end to end on a real Dagster instance, real MLflow and real Pipes subprocesses."""
 
 import json
+import re
 
 import dagster as dg
 import pandas as pd
@@ -143,6 +144,15 @@ def test_bad_files_are_refused_by_name_and_never_break_training(settings, storag
         said = outcome.failed_checks + outcome.errors  # a file that does not parse fails landed_batch
         assert any(f"landing/{name}: " in m and expected in m for m in said), outcome
         assert outcome.rows is None
+        # The run's headline in the UI is the failed step's description: the rule and the rows.
+        failed = [
+            record.dagster_event
+            for record in instance.all_logs(outcome.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+        ]
+        headline = failed[0].step_failure_data.user_failure_data.description
+        assert len(failed) == 1 and f"landing/{name}: " in headline and expected in headline, name
+        if name in {"text-value.csv", "nulls.csv", "out-of-range.csv"}:
+            assert re.search(r"row \d+", headline), headline  # the first offending rows
     materialized = instance.get_materialized_partitions(validated_batch.key)
     assert materialized == {"diabetes-part-1.csv"}
     # The file that is no CSV shows failed in landed_batch too (not green), with the parse problem
@@ -207,6 +217,21 @@ def test_drifted_valid_batch_passes_with_a_visible_warning(settings, storage, in
     assert drifted.success and drifted.rows == 111
     assert any("column bmi drifted" in w for w in drifted.warnings)
     assert drifted.failed_checks == []
+
+
+def test_a_file_with_columns_the_spec_does_not_name_passes_and_says_which(
+    settings, storage, instance, seeded
+):
+    defs = seeded
+    frame = DIABETES.seed_frame().head(60).assign(clinic="north", visit_id=range(60))
+    storage.write_bytes("landing/wider.csv", frame.to_csv(index=False).encode())
+    outcomes = {o.partition: o for o in ingest_new_files(defs, instance, storage, settings.lock_dir)}
+    wider = outcomes["wider.csv"]
+    assert wider.success and wider.rows == 60 and wider.failed_checks == []
+    said = "landing/wider.csv: 2 column(s) the spec does not name, left out: clinic, visit_id"
+    assert any(said in warning for warning in wider.warnings), wider.warnings
+    run_log = [record.user_message for record in instance.all_logs(wider.run_id)]
+    assert any(said in message for message in run_log)
 
 
 def test_validated_batch_alone_refuses_a_bad_partition(settings, storage, instance, seeded):

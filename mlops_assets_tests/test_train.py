@@ -153,6 +153,7 @@ def test_train_py_imports_only_the_standalone_project_modules_it_ships_with():
             "mlops_assets.core.pipes_transport",
             "mlops_assets.project",
             "mlops_assets.project.code",
+            "mlops_assets.project.fitting",
             "mlops_assets.project.metrics",
             "mlops_assets.project.package",
         ]
@@ -164,3 +165,18 @@ def test_too_little_data_fails_with_the_counts(first_file, tmp_path):
     first_file.head(2).to_parquet(snapshot, index=False)
     with pytest.raises(ValueError, match="need at least 2 of each"):
         train.train(extras(snapshot, tmp_path), log=lambda _: None)
+
+
+def test_a_split_that_leaves_one_class_on_a_side_fails_naming_the_target_column(tmp_path):
+    """Two classes in the data, but the holdout drew rows of one: the trainer says which side and
+    which column instead of failing in a metric."""
+    frame = pd.DataFrame({"x": range(40), "label": ["yes"] * 39 + ["no"]})
+    mask = train.holdout_mask(frame, ["x", "label"], 25)
+    assert frame.loc[mask, "label"].nunique() == 1 and frame.loc[~mask, "label"].nunique() == 2
+    snapshot = tmp_path / "snapshot.parquet"
+    frame.to_parquet(snapshot)
+    overrides = {"task": "binary", "features": ["x"], "target": "label", "holdout_percent": 25}
+    with pytest.raises(
+        ValueError, match=r"target column label: one class \(yes\) in the holdout \(\d+ rows\)"
+    ):
+        train.train(extras(snapshot, tmp_path / "out", **overrides))

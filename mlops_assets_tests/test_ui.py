@@ -72,7 +72,8 @@ def test_lineage_a_retrain_from_the_page_then_the_daemon_runs_the_loop_alone(tmp
             page.get_by_role("button", name="Log in").click()
             page.wait_for_url(lambda address: "/mlops/login" not in address, timeout=60_000)
             for group, assets in LINEAGE.items():
-                page.goto(f"{url}/locations/mlops_assets/asset-groups/{group}")
+                # The code location and its groups are named after the model project.
+                page.goto(f"{url}/locations/diabetes/asset-groups/diabetes_{group}")
                 for asset in assets:
                     expect(page.get_by_text(asset, exact=True).first).to_be_visible(timeout=60_000)
 
@@ -81,7 +82,7 @@ def test_lineage_a_retrain_from_the_page_then_the_daemon_runs_the_loop_alone(tmp
                 "landing_sensor's ingest run",
                 lambda: [r for r in runs(port) if r["jobName"] == "ingest_job" and r["status"] == "SUCCESS"],
             )
-            page.goto(f"{url}/locations/mlops_assets/jobs/retraining_job/playground")
+            page.goto(f"{url}/locations/diabetes/jobs/retraining_job/playground")
             page.get_by_role("button", name="Launch Run").click()
             page.wait_for_url("**/runs/**", timeout=60_000)
             run_id = page.url.split("/runs/")[1].split("?")[0].strip("/")

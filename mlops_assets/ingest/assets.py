@@ -21,7 +21,9 @@ from mlops_assets.ingest.validation import (
     failed_rules,
     parse_batch,
     typed_frame,
+    unnamed_columns,
 )
+from mlops_assets.project.metrics import too_few_classes
 
 quiet_api_stage_warnings()  # before the partitioned checks below are declared
 LANDING_PREFIX = "landing"
@@ -57,6 +59,8 @@ def landed_batch(context: dg.AssetExecutionContext, storage: StorageResource) ->
 
 def _check_result(outcome, severity: dg.AssetCheckSeverity) -> dg.AssetCheckResult:
     metadata = {"message": outcome.message}
+    if outcome.notes:
+        metadata["note"] = "; ".join(outcome.notes)
     if outcome.problems:
         metadata["problems"] = dg.MetadataValue.md(
             "\n".join(f"- {markdown.escape(p)}" for p in outcome.problems)
@@ -69,6 +73,9 @@ def _check_result(outcome, severity: dg.AssetCheckSeverity) -> dg.AssetCheckResu
 
 
 def _landed_check(name: str, rule: Rule, description: str, blocking: bool) -> dg.AssetChecksDefinition:
+    """A rule as a check of landed_batch. A blocking rule's failure is an ERROR that validated_batch's
+    gate enforces: its step failure, the run's headline, names the file, the rule and the first
+    offending rows. (Dagster's own blocking flag would fail the run with only the checks' names.)"""
     severity = dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN
 
     # partitions_def makes the check load only its own partition of landed_batch, not all of them.
@@ -76,7 +83,7 @@ def _landed_check(name: str, rule: Rule, description: str, blocking: bool) -> dg
         asset=landed_batch,
         name=name,
         description=description,
-        blocking=blocking,
+        blocking=False,
         partitions_def=landed_files,
     )
     def _check(
@@ -110,7 +117,10 @@ landed_batch_checks = [
     partitions_def=landed_files,
     group_name="ingest",
     kinds={"pandas", "parquet"},
-    description="The batch typed, only if it passes every blocking rule (re-checked here as well).",
+    description=(
+        "The batch typed, only if it passes every blocking rule: the gate (its failure names the "
+        "file, each rule and the first offending rows)."
+    ),
 )
 def validated_batch(
     context: dg.AssetExecutionContext,
@@ -121,7 +131,7 @@ def validated_batch(
 ) -> dg.Output[pd.DataFrame]:
     batch = parse_batch(landing_path(context.partition_key), landed_batch)
     spec = project.get().spec
-    # The gate itself, so materialising this asset alone can never let a bad batch through.
+    # The gate: materialising this asset alone can never let a bad batch through either.
     failures = failed_rules(batch, spec, validation.thresholds(), read_reference(storage.get()))
     if failures:
         problems = [p for outcome in failures for p in outcome.problems]
@@ -130,10 +140,14 @@ def validated_batch(
             metadata={"failed_rules": ", ".join(o.rule for o in failures)},
         )
     frame = typed_frame(batch, spec)
+    ignored = unnamed_columns(batch, spec)
+    if ignored:
+        context.log.warning(f"{batch.source}: {ignored}")
     return dg.Output(
         frame,
         metadata={
             "rows": len(frame),
+            "unnamed_columns": ignored or "none",
             "preview": dg.MetadataValue.md(markdown.table(frame.head(5))),
         },
     )
@@ -206,6 +220,10 @@ def training_data(
     if not any(not key.startswith("labels/") for key in batches):
         raise dg.Failure(f"no validated batch to train on (left out: {'; '.join(left_out)})")
     frame = combine_batches(batches, list(spec.columns))
+    target = spec.target
+    problem = too_few_classes(spec.task, target.name, frame[target.name], "the training data", target.kind)
+    if problem is not None:  # a data rule of the whole: each batch may hold one class, not all of them
+        raise dg.Failure(f"{problem}; batches: {', '.join(sorted(batches))}")
     snapshot = write_snapshot(store, frame)
     write_reference(store, compute_reference(frame, spec, source=snapshot.uri))
     context.log.info(

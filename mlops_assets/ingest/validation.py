@@ -60,11 +60,12 @@ class RuleOutcome:
     passed: bool
     problems: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what a user should know even when it passes
 
     @property
     def message(self) -> str:
         if self.passed:
-            return f"{self.rule} check passed"
+            return "; ".join([f"{self.rule} check passed", *self.notes])
         return "; ".join(self.problems)
 
 
@@ -185,7 +186,19 @@ def check_schema(
                 f"{len(bad)} row(s): {_examples(bad, cells[name])} (schema check)"
             )
     extra = sorted(set(cells.columns) - set(spec.columns))
-    return RuleOutcome("schema", not problems, problems, {"unexpected_columns": ", ".join(extra)})
+    notes = [f"{batch.source}: {unnamed_columns(batch, spec)}"] if extra else []
+    return RuleOutcome("schema", not problems, problems, {"unexpected_columns": ", ".join(extra)}, notes)
+
+
+def unnamed_columns(batch: ParsedBatch, spec: ProjectSpec) -> str:
+    """The file's columns the spec does not name (left out of everything), in words; "" if none."""
+    extra = sorted(set(batch.cells.columns) - set(spec.columns)) if batch.cells is not None else []
+    if not extra:
+        return ""
+    return (
+        f"{len(extra)} column(s) the spec does not name, left out: {', '.join(extra)} "
+        "(add them to project.toml to use them)"
+    )
 
 
 def typed_frame(batch: ParsedBatch, spec: ProjectSpec) -> pd.DataFrame:

@@ -46,9 +46,13 @@ def _built(project) -> dict[str, str]:
     runner = runner_for(project.folder)
     try:
         runner.check(project.folder)
-        if project.seed_file is not None:
-            runner.seed_frame(project.folder)
-        return runner.build(project.folder, dict(project.spec.params))
+        typed = None
+        if project.seed_file is not None:  # typed as training types it: through ingest's parser
+            from mlops_assets.ingest.validation import parse_batch, typed_frame
+
+            raw = runner.seed_frame(project.folder).to_csv(index=False).encode()
+            typed = typed_frame(parse_batch("seed.csv", raw), project.spec)
+        return runner.build(project.folder, dict(project.spec.params), typed)
     except (ArtifactError, ProjectError, ProjectRunError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -243,10 +247,22 @@ def cmd_deployments(_: argparse.Namespace) -> int:
 
 def cmd_down(_: argparse.Namespace) -> int:
     target = _local_target()
-    names = sorted({d.name for d in target.list()} | {s.name for s in target.strays()})
+    serving = {d.name: d.version for d in target.list()}
+    names = sorted(set(serving) | {s.name for s in target.strays()})
     stopped = [name for name in names if target.stop(name)]
     print(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
+    if "production" in stopped and serving.get("production"):
+        _record_down(serving["production"])
     return 0
+
+
+def _record_down(version: str) -> None:
+    """Production stopped by hand is a production event: `history` shows when and by whom."""
+    from mlops_assets.release.events import ProductionEvent, event_log_key, operator, record
+
+    user, host = operator()
+    event = ProductionEvent("down", None, version, "stopped by mlops-assets down", user, user, host, "")
+    print(record(_storage(), event, event_log_key(get_settings())).line())
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -255,7 +271,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mlops_assets.core.instance import write_instance_config
-    from mlops_assets.ops.ui import allowed_hosts, serve, start_daemon, ui_token
+    from mlops_assets.ops.ui import allowed_hosts, project_workspace, serve, start_daemon, ui_token
 
     settings = get_settings()
     write_instance_config(settings.dagster_home)
@@ -266,9 +282,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
         print(f"the UI token (kept in {where}; the login page asks for it): {token}", flush=True)
     else:
         print(f"the UI token is in {where}", flush=True)
-    workspace = Path(args.workspace).resolve()
+    workspace = Path(args.workspace).resolve() if args.workspace else project_workspace(settings)
     daemon = None if args.no_daemon else start_daemon(workspace)
-    print(f"the Dagster UI at http://{args.host}:{args.port} (log in with the token)", flush=True)
+    print(
+        f"the Dagster UI of {settings.home_dir} at http://{args.host}:{args.port} (log in with the token)",
+        flush=True,
+    )
     try:
         serve(workspace, args.host, args.port, token, allowed_hosts(args.port, settings.ui_allowed_hosts))
     finally:
@@ -504,7 +523,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
-    ui.add_argument("--workspace", default="workspace.yaml")
+    ui.add_argument(
+        "--workspace",
+        help="a Dagster workspace file; default: one whose code location is named after the model project",
+    )
     ui.add_argument("--no-daemon", action="store_true", help="the webserver alone")
     ui.set_defaults(func=cmd_ui)
     keeper = commands.add_parser(
@@ -558,9 +580,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The commands that read or write a home's registry, runs or deployments: a home is one project's.
+# (down and clean stop and remove whatever a home holds, whoever's it is.)
+HOME_COMMANDS = frozenset(
+    {"seed", "demo", "instance", "land", "versions", "deployments", "ui", "keep", "promote", "rollback"}
+    | {"history", "pipeline-metrics"}
+)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from mlops_assets.settings import HomeOfAnotherProject, claim_home
+
     quiet_api_stage_warnings()
     args = build_parser().parse_args(argv)
+    if args.command in HOME_COMMANDS:
+        try:
+            claim_home(get_settings())
+        except HomeOfAnotherProject as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     return args.func(args)
 
 

@@ -98,9 +98,27 @@ def _round(title: str, defs, instance, storage, settings: Settings) -> None:
         )
 
 
+def release_failed_before_serving(versions: list, champion) -> int | None:
+    """The newest version after the champion whose release failed before it ever served (a busy
+    port, an engine down): worth another try; a version rolled back after serving is not."""
+    floor = champion.version if champion is not None else 0
+    failed = [v.version for v in versions if v.version > floor and v.release_state == "failed"]
+    return max(failed, default=None)
+
+
 def _ensure_production(defs, instance, settings: Settings) -> None:
-    """Reuse the production deployment if it serves the champion; otherwise release the champion again."""
-    champion = defs.resources["registry"].get_registry().get_alias(PRODUCTION_ALIAS)
+    """Release again the newest version whose release failed before it served; else reuse the
+    production deployment if it serves the champion, or release the champion again."""
+    registry = defs.resources["registry"].get_registry()
+    champion = registry.get_alias(PRODUCTION_ALIAS)
+    retry = release_failed_before_serving(registry.list_versions(), champion)
+    if retry is not None:
+        print(f"\nProduction: version {retry}'s release failed before it served; releasing it again:")
+        outcome = release(defs, instance, settings.lock_dir, retry, {"mlops/trigger": "demo-retry"})
+        _say_release(outcome)
+        if outcome.success:
+            return
+        champion = registry.get_alias(PRODUCTION_ALIAS)
     if champion is None:
         print("\nNo version has reached production.")
         return
@@ -226,6 +244,25 @@ def _batch_round(defs, instance, storage, settings: Settings) -> None:
         )
 
 
+def _why_nothing_serves(registry) -> str:
+    versions = registry.list_versions()
+    if not versions:
+        return "no version was registered (retraining failed, as said above)."
+    champion = registry.get_alias(PRODUCTION_ALIAS)
+    failed = release_failed_before_serving(versions, champion)
+    if failed is not None:
+        return (
+            f"the release of version {failed} failed, as said above. Once its cause is fixed, release it "
+            f"again: .venv/bin/mlops-assets promote {failed} (or make demo again)"
+        )
+    if champion is not None:
+        return (
+            f"version {champion.version} is the champion but its release failed, as said above; "
+            f"release it again: .venv/bin/mlops-assets promote {champion.version}"
+        )
+    return "no version is in production and none is waiting for a release; see the steps above."
+
+
 def run_demo(settings: Settings) -> int:
     started = time.monotonic()
     dagster_home = settings.dagster_home
@@ -267,7 +304,7 @@ def run_demo(settings: Settings) -> int:
             )
         production = defs.resources["deploy_target"].target().get("production")
     if production is None:
-        print("\n✗ No production deployment is running: its release failed, as said above.", file=sys.stderr)
+        print(f"\n✗ No production deployment is running: {_why_nothing_serves(registry)}", file=sys.stderr)
         return 1
     print(
         f"\nProduction URL: {production.url}/score (version {production.version}); key in {settings.keys_file}"

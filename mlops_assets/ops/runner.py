@@ -89,6 +89,8 @@ def _ingest_outcome(partition: str, result: dg.ExecuteInProcessResult) -> Ingest
     outcome = IngestOutcome(partition, result.run_id, result.success)
     for evaluation in result.get_asset_check_evaluations():
         if evaluation.passed:
+            if "note" in evaluation.metadata:
+                outcome.warnings.append(str(evaluation.metadata["note"].value))
             continue
         message = (
             str(evaluation.metadata["message"].value)

@@ -183,6 +183,23 @@ def serve(workspace: Path, host: str, port: int, token: str, hosts: frozenset[st
         uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
+def project_workspace(settings) -> Path:
+    """A workspace file in the instance's folder whose one code location, the platform's, is named
+    after the model project, so the UI says which project it shows."""
+    import re
+
+    from mlops_assets.project.locate import project_name
+
+    location = re.sub(r"[^A-Za-z0-9_]", "_", project_name(settings.project_dir))
+    path = settings.dagster_home / "workspace.yaml"
+    path.write_text(
+        "load_from:\n  - python_module:\n      module_name: mlops_assets.definitions\n"
+        f"      working_directory: {json.dumps(str(Path(__file__).resolve().parents[2]))}\n"
+        f"      location_name: {location}\n"
+    )
+    return path
+
+
 def start_daemon(workspace: Path) -> subprocess.Popen:
     daemon = Path(sys.executable).parent / "dagster-daemon"
     return subprocess.Popen([str(daemon), "run", "-w", str(workspace)], stdin=subprocess.DEVNULL)

@@ -76,6 +76,30 @@ def task_metrics(task: str) -> dict[str, Metric]:
     return CATALOGUE[task]
 
 
+def label_text(value: Any, kind: str) -> str:
+    """A class as the scoring service writes it: a boolean target's 0.0/1.0 as false/true."""
+    if kind == "boolean":
+        return "true" if bool(value) else "false"
+    return str(value)
+
+
+def too_few_classes(task: str, target: str, labels: Any, rows: str, kind: str = "") -> str | None:
+    """Why ``labels`` (the target column of ``rows``, e.g. "the training rows", of the spec's
+    ``kind``) cannot train or judge a classifier of ``task``, or None: a classifier needs at least
+    two classes in each."""
+    if task == "regression":
+        return None
+    found = sorted({label_text(label, kind) for label in np.asarray(labels).tolist()})
+    if len(found) >= 2:
+        return None
+    held = f"one class ({found[0]})" if found else "no class"
+    return (
+        f"target column {target}: {held} in {rows} ({len(labels)} rows); a {task} model learns from "
+        "at least two, so the data lacks the other labels (or the file writes them in a way the "
+        "spec does not read)"
+    )
+
+
 def evaluate(task: str, model: Any, features: Any, actual: np.ndarray) -> dict[str, float]:
     """Every metric of the task for ``model`` on (``features``, ``actual``)."""
     return evaluate_predicting(task, model, features, actual)[0]

@@ -193,11 +193,20 @@ def read_spec(folder: Path) -> ProjectSpec:
     try:
         return ProjectSpec.model_validate(raw)
     except ValidationError as exc:
-        problems = [
-            f"{path}: {_key(error['loc'])}: {error['msg'].removeprefix('Value error, ')}"
-            for error in exc.errors()
-        ]
+        problems = [f"{path}: {_key(error['loc'])}: {_said(error)}" for error in exc.errors()]
         raise ProjectError("; ".join(problems)) from None
+
+
+def _said(error: dict) -> str:
+    """pydantic's message, with the value the file gave where the message does not say it
+    (``kind = "yes/no"``: "Input should be 'numeric', ... or 'boolean', not 'yes/no'")."""
+    message = error["msg"].removeprefix("Value error, ")
+    given = error.get("input")
+    if error["type"] in ("value_error", "missing", "extra_forbidden") or not isinstance(
+        given, str | int | float
+    ):
+        return message
+    return f"{message}, not {given!r}"
 
 
 __all__ = ["SPEC_FILE", "TASKS", "ColumnSpec", "ProjectError", "ProjectSpec", "TargetSpec", "read_spec"]

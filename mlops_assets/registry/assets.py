@@ -126,7 +126,8 @@ def _comparison_table(decision: Decision, names: list[str]) -> str:
     },
     description=(
         "The candidate against the bar (production and any version still being released; else the "
-        "latest) on the same current holdout; promote only on a strict relative mse improvement."
+        "latest) on the same current holdout; promote only on a strict relative improvement of the "
+        "project's primary metric ([evaluation] in project.toml)."
     ),
 )
 def model_evaluation(
@@ -186,7 +187,11 @@ def model_evaluation(
         "comparison": dg.MetadataValue.md(_comparison_table(decision, list(candidate.metrics))),
         "plots": dg.MetadataValue.md(
             holdout_plots_markdown(
-                spec.task, holdout[spec.target.name].to_numpy(), predicted, "candidate on the holdout"
+                spec.task,
+                holdout[spec.target.name].to_numpy(),
+                predicted,
+                "candidate on the holdout",
+                spec.target.kind,
             )
         ),
     }

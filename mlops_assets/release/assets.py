@@ -285,7 +285,12 @@ def prod_deployment(
                 serving = deploy_target.production()
                 restored = serving.version if serving else None
                 _log_event(context, storage, "automatic_rollback", version, restored, str(exc))
-        raise dg.Failure(str(exc), metadata={"rollback": exc.outcome}) from exc
+        again = (
+            ""
+            if exc.switched
+            else f"; once its cause is fixed, release it again: mlops-assets promote {version}"
+        )
+        raise dg.Failure(f"{exc}{again}", metadata={"rollback": exc.outcome}) from exc
     yield _smoke_check(rollout.smoke, keys.PROD_DEPLOYMENT)
     endpoint, previous = rollout.endpoint, rollout.previous
     if previous is not None and previous.version != version:

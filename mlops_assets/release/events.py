@@ -30,9 +30,10 @@ from mlops_assets.settings import make_secret_file
 from mlops_assets.storage.fsstore import Storage
 
 EVENTS_PREFIX = "events/production"
-# Actions that leave production on another version; an automatic rollback or a QA teardown does not.
+# Actions that leave production on another version; an automatic rollback, a QA teardown or
+# production stopped by hand (down: nothing serves until the next release) does not.
 CHANGES = ("release", "promote", "rollback")
-ACTIONS = (*CHANGES, "automatic_rollback", "qa_teardown")
+ACTIONS = (*CHANGES, "automatic_rollback", "qa_teardown", "down")
 BY_TAG = "mlops/by"  # the self-declared name of whoever started the run
 CHAINED = re.compile(r"seq-(\d{10})\.json")
 APPEND_ATTEMPTS = 50
@@ -57,7 +58,8 @@ class ProductionEvent:
         moved = f"{self.from_version or '-'} -> {self.to_version or '-'}"
         who = f"{self.by} ({self.os_user}@{self.host})"
         why = f": {self.reason}" if self.reason else ""
-        return f"{self.time}  {self.action:<18} {moved:<10} by {who}, run {self.run_id[:8]}{why}"
+        ran = f"run {self.run_id[:8]}" if self.run_id else "outside any run"
+        return f"{self.time}  {self.action:<18} {moved:<10} by {who}, {ran}{why}"
 
 
 _TEXT_FIELDS = ("action", "reason", "by", "os_user", "host", "run_id", "time", "previous", "mac")

@@ -146,10 +146,16 @@ class ProjectRunner:
     def check(self, project_dir: Path) -> dict[str, Any]:
         return self.call("check", project_dir=str(project_dir))
 
-    def build(self, project_dir: Path, params: dict) -> dict[str, str]:
-        """``estimator``: build_model(params) as people read it; ``fitted``: what fitting it on the
-        seed data and a skops round trip came to."""
-        return self.call("build", project_dir=str(project_dir), params=params)
+    def build(self, project_dir: Path, params: dict, frame: pd.DataFrame | None = None) -> dict[str, str]:
+        """``estimator``: build_model(params) as people read it; ``fitted``: what fitting it on
+        ``frame`` (the seed data, typed) and a skops round trip came to."""
+        if frame is None:
+            return self.call("build", project_dir=str(project_dir), params=params)
+        path = self.frame_file(frame)
+        try:
+            return self.call("build", project_dir=str(project_dir), params=params, frame_path=str(path))
+        finally:
+            path.unlink(missing_ok=True)
 
     def seed_frame(self, project_dir: Path) -> pd.DataFrame:
         import pandas as pd

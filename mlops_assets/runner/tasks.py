@@ -51,31 +51,31 @@ def check(project_dir: str) -> dict[str, Any]:
     return {"model_functions": _fitting(Path(project_dir))[1]}
 
 
-def build(project_dir: str, params: dict) -> dict[str, Any]:
-    """build_model(params), unfitted, as people read it; then, if the project has seed data, the
-    model fitted on it as the trainer fits it and taken through the round trip every stage makes
-    (skops out, the spec's trusted types, skops in, the same predictions): what would fail at the
-    first retrain or release fails here, naming the fix."""
+def build(project_dir: str, params: dict, frame_path: str | None = None) -> dict[str, Any]:
+    """build_model(params), unfitted, as people read it; then, given the seed data typed as
+    training types it (``frame_path``), the model fitted on it as the trainer fits it and taken
+    through the round trip every stage makes: what would fail at the first retrain or release
+    fails here, naming the fix."""
     folder = Path(project_dir)
     module, defined = _fitting(folder)
     if "build_model" in defined:
         estimator = repr(module.build_model(dict(params)))
     else:
         estimator = "none to show: model.py fits it in train(frame, params)"
-    project = load_project(folder)
-    if project.seed_file is None:
-        return {"estimator": estimator, "fitted": "no seed.py: nothing to fit it on"}
-    return {"estimator": estimator, "fitted": fitted_round_trip(project, params)}
+    if frame_path is None:
+        return {"estimator": estimator, "fitted": "no seed data: nothing to fit it on"}
+    fitted = fitted_round_trip(load_project(folder), params, pd.read_parquet(frame_path))
+    return {"estimator": estimator, "fitted": fitted}
 
 
-def fitted_round_trip(project, params: dict) -> str:
-    """The project's model fitted on its seed data, saved and loaded back; what happened, in words."""
-    from mlops_assets.ingest.validation import parse_batch, typed_frame
+def fitted_round_trip(project, params: dict, frame: pd.DataFrame) -> str:
+    """The project's model fitted on ``frame`` (its seed data, typed as training types it), saved
+    with skops and loaded back trusting only the spec's ``[artifact] trusted_types``, its
+    predictions the same after; what happened, in words."""
     from mlops_assets.project.code import SPEC_FILE
-    from mlops_assets.training.train import fit
+    from mlops_assets.project.fitting import fit
 
     spec = project.spec
-    frame = typed_frame(parse_batch("seed.csv", project.seed_frame().to_csv(index=False).encode()), spec)
     features = list(spec.feature_names)
     model = fit(project.folder, frame, features, spec.target.name, dict(params))
     loaded = saved_and_loaded(model, spec.artifact.trusted_types, str(project.folder / SPEC_FILE))

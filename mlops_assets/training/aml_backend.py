@@ -19,6 +19,7 @@ TRAINER_FILES = {
     "mlops_assets/project/code.py": "mlops_assets/project/code.py",
     "mlops_assets/project/package.py": "mlops_assets/project/package.py",
     "mlops_assets/project/metrics.py": "mlops_assets/project/metrics.py",
+    "mlops_assets/project/fitting.py": "mlops_assets/project/fitting.py",
 }
 
 

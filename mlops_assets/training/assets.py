@@ -42,6 +42,7 @@ def candidate_model(
         "task": spec.task,
         "features": list(spec.feature_names),
         "target": spec.target.name,
+        "target_kind": spec.target.kind,
         "params": dict(spec.params),
         "holdout_percent": spec.evaluation.holdout_percent,
     }

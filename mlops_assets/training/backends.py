@@ -14,6 +14,7 @@ from pydantic import Field
 
 from mlops_assets.project.loader import ModelProject
 from mlops_assets.settings import child_environment
+from mlops_assets.training.train import FAILURE
 
 TRAIN_SCRIPT = Path(__file__).with_name("train.py")
 
@@ -56,9 +57,13 @@ def run_pipes_subprocess(
             except subprocess.TimeoutExpired:
                 process.kill()
             raise
-        if code != 0:
-            raise dg.Failure(f"{' '.join(command)} exited with {code} (its output is in the step's logs)")
-    return dg.PipesClientCompletedInvocation(session)
+    # Read after the session closed: its messages are all in by then.
+    invocation = dg.PipesClientCompletedInvocation(session)
+    if code != 0:
+        said = [m[FAILURE] for m in invocation.get_custom_messages() if isinstance(m, dict) and FAILURE in m]
+        why = f": {said[-1]}" if said else " (its output is in the step's logs)"
+        raise dg.Failure(f"{Path(command[-1]).name} exited with {code}{why}")
+    return invocation
 
 
 class SubprocessTrainingBackend(TrainingBackend):

@@ -7,7 +7,7 @@ azure-identity) -- never the project's Dagster code.
 
 Extras (from the orchestrator): ``snapshot_uri``, ``data_version``, ``output_uri`` (a folder URL),
 ``project_dir`` (the model project folder as the script sees it), ``task``, ``features``,
-``target``, ``params``, ``holdout_percent``.
+``target``, ``target_kind``, ``params``, ``holdout_percent``.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.core.pipes_transport import pipes_transport
-from mlops_assets.project.code import MODEL_FILE, SPEC_FILE, file_digest, load_module, require_function
-from mlops_assets.project.metrics import evaluate
+from mlops_assets.project.code import MODEL_FILE, SPEC_FILE, file_digest
+from mlops_assets.project.fitting import fit
+from mlops_assets.project.metrics import evaluate, too_few_classes
 from mlops_assets.project.package import package_digest
 
 ARTIFACT_NAME = "model.skops"
@@ -55,16 +56,6 @@ def fingerprint(data_version: str, holdout: str, trainer: str, model_code: str, 
     return hashlib.sha256(f"{data_version}|{holdout}|{trainer}|{model_code}|{spec}".encode()).hexdigest()[:16]
 
 
-def fit(project_dir: Path, rows: pd.DataFrame, features: list[str], target: str, params: dict) -> Any:
-    """The project's ``train(frame, params)`` if it has one, else ``build_model(params).fit``."""
-    model_file = project_dir / MODEL_FILE
-    module = load_module(project_dir, MODEL_FILE)
-    if callable(getattr(module, "train", None)):
-        return module.train(rows[[*features, target]].reset_index(drop=True), dict(params))
-    require_function(module, model_file, "build_model")
-    return module.build_model(dict(params)).fit(rows[features], rows[target].to_numpy())
-
-
 def train(extras: dict, log=print) -> dict:
     """Train, write the artifact and return everything the orchestrator records."""
     import skops.io as sio
@@ -80,6 +71,10 @@ def train(extras: dict, log=print) -> dict:
             f"{extras['snapshot_uri']}: {len(train_rows)} training and {len(holdout_rows)} holdout "
             "rows; need at least 2 of each"
         )
+    for rows, part in (("the training rows", train_rows), ("the holdout", holdout_rows)):
+        problem = too_few_classes(extras["task"], target, part[target], rows, extras.get("target_kind", ""))
+        if problem is not None:
+            raise ValueError(f"{extras['snapshot_uri']}: {problem}")
     log(
         f"fitting {project_dir / MODEL_FILE} {params} on {len(train_rows)} rows, {len(holdout_rows)} held out"
     )
@@ -123,11 +118,33 @@ def _describe(model: Any) -> str:
     return type(model).__name__
 
 
+FAILURE = "failure"  # the custom Pipes message that carries why training failed
+
+
+def failure_line(exc: BaseException, project_dir: Path) -> str:
+    """The exception's last line, and where in the project's code it was raised if it was there."""
+    import traceback
+
+    said = traceback.format_exception_only(exc)[-1].strip()
+    inside = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if Path(frame.filename).resolve().is_relative_to(project_dir.resolve())
+    ]
+    if inside:
+        return f"{said} (raised at {inside[-1].filename}:{inside[-1].lineno}, in {inside[-1].name})"
+    return said
+
+
 def main() -> int:
     from dagster_pipes import open_dagster_pipes
 
     with open_dagster_pipes(**pipes_transport()) as pipes:
-        result = train(dict(pipes.extras), log=pipes.log.info)
+        try:
+            result = train(dict(pipes.extras), log=pipes.log.info)
+        except Exception as exc:  # the step's failure says it in one line; the traceback is in its log
+            pipes.report_custom_message({FAILURE: failure_line(exc, Path(pipes.extras["project_dir"]))})
+            raise
         pipes.report_asset_materialization(
             metadata={key: {"raw_value": value, "type": _pipes_type(value)} for key, value in result.items()},
             data_version=result["fingerprint"],
