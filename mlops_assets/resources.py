@@ -112,7 +112,11 @@ def _shared_resources(settings: Settings, storage: Any) -> dict[str, Any]:
         "alerts": AlertWebhook(
             url=dg.EnvVar("MLOPS_ALERT_WEBHOOK_URL") if settings.alert_webhook_url else None
         ),
-        "project": ModelProjectResource(folder=str(settings.project_dir)),
+        "project": ModelProjectResource(
+            folder=str(settings.project_dir),
+            environments_dir=str(settings.environments_dir),
+            package_index=settings.package_index,
+        ),
         "stage_lock": StageLock(lock_dir=str(settings.lock_dir)),
         **release_resources(settings),
         "release": ReleaseSettings(

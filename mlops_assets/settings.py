@@ -290,6 +290,11 @@ class Settings(BaseSettings):
     )
     retrain_cron: str = Field(default="0 3 * * 1", description="retraining_schedule (UTC): Mondays 03:00.")
 
+    package_index: str = Field(
+        default="https://pypi.org/simple",
+        description="Where `mlops-assets lock` finds a project's packages: an index URL, or a folder of wheels.",
+    )
+
     # Local images: built with the first engine that answers; none: the build context is the deliverable.
     image_engines: str = Field(
         default="podman,docker",
@@ -400,6 +405,11 @@ class Settings(BaseSettings):
     @property
     def home_dir(self) -> Path:
         return (self.home or Path(".mlops") / self.project_name).expanduser().resolve()
+
+    @property
+    def environments_dir(self) -> Path:
+        """Where the environments of projects with [environment] requirements are made."""
+        return self.home_dir / "environments"
 
     @property
     def dagster_home(self) -> Path:

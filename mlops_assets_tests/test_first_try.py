@@ -103,3 +103,14 @@ def test_readme_s_from_zero_takes_a_tree_model_to_production_on_the_first_demo(c
     assert re.search(r"→ version \d serves at http://127\.0\.0\.1:\d+", shown.stdout), shown.stdout[-3000:]
     assert "Production URL: http://127.0.0.1:" in shown.stdout
     assert "Traceback" not in shown.stderr, shown.stderr[-3000:]
+
+
+def test_every_setting_the_makefile_takes_is_documented_in_readme():
+    """`make dev`'s port, the test workers: what a user may set on a make command is in README's
+    settings or quick start, by name."""
+    makefile = (REPO / "Makefile").read_text()
+    settable = re.findall(r"^([A-Z_]+) \?=", makefile, flags=re.M)
+    assert {"DAGSTER_PORT", "PYTEST_WORKERS"} <= set(settable)
+    readme = (REPO / "README.md").read_text()
+    assert [name for name in settable if f"`{name}" not in readme and f"{name}=" not in readme] == []
+    assert "| `DAGSTER_PORT` | `3000` |" in readme

@@ -143,6 +143,8 @@ def test_the_retraining_job_trains_on_aml_through_blob_pipes_and_registers_in_am
         "mlops_assets/core/pipes_transport.py",
         "mlops_assets/project/__init__.py",
         "mlops_assets/project/code.py",
+        "mlops_assets/project/environment.py",
+        "mlops_assets/project/fitting.py",
         "mlops_assets/project/metrics.py",
         "mlops_assets/project/package.py",
         "project/model.py",
@@ -224,6 +226,14 @@ def test_the_aml_environment_pins_what_the_lock_installs_here():
     pins = dict(line.split("==") for line in conda["dependencies"][-1]["pip"])
     assert {"scikit-learn", "numpy", "pandas", "skops", "dagster-pipes", "adlfs"} <= set(pins)
     assert {name: importlib.metadata.version(name) for name in pins} == pins
+    # The same packages as the platform's `train` dependency group (what a project's lock shares).
+    import re
+    import tomllib
+
+    from mlops_assets_tests.conftest import REPO
+
+    group = tomllib.loads((REPO / "pyproject.toml").read_text())["dependency-groups"]["train"]
+    assert {re.match(r"[A-Za-z0-9._-]+", requirement)[0] for requirement in group} == set(pins)
 
 
 def test_the_azure_profile_names_what_it_is_missing(settings, monkeypatch):

@@ -153,6 +153,7 @@ def test_train_py_imports_only_the_standalone_project_modules_it_ships_with():
             "mlops_assets.core.pipes_transport",
             "mlops_assets.project",
             "mlops_assets.project.code",
+            "mlops_assets.project.environment",
             "mlops_assets.project.fitting",
             "mlops_assets.project.metrics",
             "mlops_assets.project.package",

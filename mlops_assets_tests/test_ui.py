@@ -136,4 +136,4 @@ def test_the_lineage_checked_in_the_ui_is_every_asset_of_every_group(defs):
     groups: dict[str, set[str]] = {}
     for key in graph.get_all_asset_keys():
         groups.setdefault(graph.get(key).group_name, set()).add(key.to_user_string())
-    assert groups == {group: set(assets) for group, assets in LINEAGE.items()}
+    assert groups == {f"diabetes_{group}": set(assets) for group, assets in LINEAGE.items()}

@@ -12,6 +12,7 @@ from pydantic import Field
 from mlops_assets.project.loader import ModelProject, current_project
 from mlops_assets.project.spec import ProjectError
 from mlops_assets.runner.client import ProjectRunner, runner_for, runner_for_version
+from mlops_assets.runner.environments import ProjectEnvironmentError, project_python
 
 
 class ModelProjectResource(dg.ConfigurableResource):
@@ -22,6 +23,23 @@ class ModelProjectResource(dg.ConfigurableResource):
         "seed data) runs in it.",
     )
 
+    environments_dir: str = Field(
+        default="", description="Where a project with [environment] requirements gets its environment."
+    )
+    package_index: str = Field(
+        default="https://pypi.org/simple", description="Where a project's own packages come from."
+    )
+
+    def python(self, project: ModelProject | None = None) -> str:
+        """The interpreter that runs the project's code: its own environment (the platform's train
+        group and its lock, made on first use) if it declares requirements, else python_executable."""
+        project = project or self.get()
+        root = Path(self.environments_dir) if self.environments_dir else Path(self.folder) / ".environments"
+        try:
+            return project_python(project, root, self.package_index, self.python_executable)
+        except ProjectEnvironmentError as exc:
+            raise dg.Failure(str(exc)) from None
+
     def get(self) -> ModelProject:
         """The project, checked whole without running it; a broken one fails the step naming file and key."""
         try:
@@ -31,8 +49,8 @@ class ModelProjectResource(dg.ConfigurableResource):
 
     def runner(self) -> ProjectRunner:
         """This process's warm runner for the project's folder as it is now (a candidate's code)."""
-        return runner_for(Path(self.folder), self.python_executable)
+        return runner_for(Path(self.folder), self.python())
 
     def version_runner(self, manifest: dict | None) -> ProjectRunner:
         """The warm runner for a registered version's own package (its manifest's)."""
-        return runner_for_version(manifest, Path(self.folder), self.python_executable)
+        return runner_for_version(manifest, Path(self.folder), self.python())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import pandas as pd
@@ -43,18 +44,19 @@ def split_seed(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return frame.iloc[:cut].reset_index(drop=True), frame.iloc[cut:].reset_index(drop=True)
 
 
-def seed_parts(project: ModelProject) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The first file's rows and the held-back file's rows (seed.py runs in the project runner)."""
-    return split_seed(runner_for(project.folder).seed_frame(project.folder))
+def seed_parts(project: ModelProject, python: str = sys.executable) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The first file's rows and the held-back file's rows (seed.py runs in the project runner,
+    by ``python``: the project's environment)."""
+    return split_seed(runner_for(project.folder, python).seed_frame(project.folder))
 
 
 def _csv(frame: pd.DataFrame) -> bytes:
     return frame.to_csv(index=False, float_format="%.10g").encode()
 
 
-def seed(storage: Storage, project: ModelProject) -> SeedReport:
+def seed(storage: Storage, project: ModelProject, python: str = sys.executable) -> SeedReport:
     """Write the two files and the first reference statistics; rewrite nothing that is already there."""
-    first, held_back = seed_parts(project)
+    first, held_back = seed_parts(project, python)
     files = SeedFiles.of(project)
     written, unchanged = [], []
     for path, frame in ((files.first, first), (files.held_back, held_back)):

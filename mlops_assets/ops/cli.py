@@ -36,6 +36,19 @@ def _project():
         raise SystemExit(2) from None
 
 
+def _python(project) -> str:
+    """The interpreter of the project's code: its own environment's, made on first use, if it
+    declares requirements; a failure to make it ends the command saying why."""
+    from mlops_assets.runner.environments import ProjectEnvironmentError, project_python
+
+    settings = get_settings()
+    try:
+        return project_python(project, settings.environments_dir, settings.package_index)
+    except ProjectEnvironmentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def _built(project) -> dict[str, str]:
     """build_model(params), seed.py's data and the model fitted on it and saved and loaded back,
     run in the project runner (scikit-learn's import)."""
@@ -43,7 +56,7 @@ def _built(project) -> dict[str, str]:
     from mlops_assets.project.spec import ProjectError
     from mlops_assets.runner.client import ProjectRunError, runner_for
 
-    runner = runner_for(project.folder)
+    runner = runner_for(project.folder, _python(project))
     try:
         runner.check(project.folder)
         typed = None
@@ -78,6 +91,12 @@ def cmd_project(args: argparse.Namespace) -> int:
         f"{spec.evaluation.min_improvement:.2%} on a {spec.evaluation.holdout_percent}% holdout"
     )
     print(f"  params: {spec.params}; digests: spec {project.spec_digest}, code {project.code_digest}")
+    if spec.environment.requirements:
+        from mlops_assets.project.environment import LOCK_FILE, read_lock
+
+        lock = read_lock(project.folder / LOCK_FILE)  # checked at load: present and current
+        pins = ", ".join(f"{name}=={version}" for name, version in sorted(lock.pins.items()))
+        print(f"  environment: {', '.join(spec.environment.requirements)}; locked {lock.digest}: {pins}")
     print(f"  home: {settings.home_dir}")
     if built is not None:
         print(f"  build_model(params): {built['estimator']}")
@@ -91,7 +110,8 @@ def cmd_seed(_: argparse.Namespace) -> int:
     settings = get_settings()
     if settings.profile != "local":
         print("note: seeding writes the sample data into the configured storage, as you asked")
-    report = seed(_storage(), _project())
+    project = _project()
+    report = seed(_storage(), project, _python(project))
     print(f"seeded {get_settings().storage_root}: wrote {', '.join(report.written) or 'nothing'}")
     if report.unchanged:
         print(f"already there, unchanged: {', '.join(report.unchanged)}")
@@ -409,6 +429,25 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lock(_: argparse.Namespace) -> int:
+    """The model project's [environment] requirements locked beside project.toml (ops/lock.py)."""
+    from mlops_assets.ops.lock import lock_project
+    from mlops_assets.project.environment import LOCK_FILE, LockError
+    from mlops_assets.project.spec import ProjectError, read_spec
+
+    settings = get_settings()
+    folder = settings.project_dir
+    try:
+        requirements = read_spec(folder).environment.requirements
+        lock = lock_project(folder, requirements, settings.package_index)
+    except (LockError, ProjectError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    pins = ", ".join(f"{name}=={version}" for name, version in sorted(lock.pins.items()))
+    print(f"locked {folder / LOCK_FILE} ({lock.digest}): {pins}")
+    return 0
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -477,6 +516,10 @@ def build_parser() -> argparse.ArgumentParser:
         "seed data and save and load it as every stage does (imports scikit-learn)",
     )
     project.set_defaults(func=cmd_project)
+    commands.add_parser(
+        "lock",
+        help="lock the model project's [environment] requirements (with the platform's pins) into requirements.lock",
+    ).set_defaults(func=cmd_lock)
     commands.add_parser("seed", help="write the model project's seed files into storage").set_defaults(
         func=cmd_seed
     )

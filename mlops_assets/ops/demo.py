@@ -155,7 +155,7 @@ def client_rows(project, frame) -> list[dict]:
 def _client_rows(defs) -> list[dict]:
     """Rows of the held-back seed data, as a client would send them."""
     project = defs.resources["project"].get()
-    return client_rows(project, seed_parts(project)[1])
+    return client_rows(project, seed_parts(project, defs.resources["project"].python(project))[1])
 
 
 def _score_like_a_client(defs, url: str, key: str, requests: int = 40) -> int:
@@ -224,7 +224,8 @@ def _batch_round(defs, instance, storage, settings: Settings) -> None:
         return
     if not storage.exists(DEMO_SCORING_INPUT):
         project = defs.resources["project"].get()
-        rows = seed_parts(project)[1][list(project.spec.feature_names)].astype(object)
+        held_back = seed_parts(project, defs.resources["project"].python(project))[1]
+        rows = held_back[list(project.spec.feature_names)].astype(object)
         rows.loc[rows.index[7], project.spec.feature_names[-1]] = "n/a"
         storage.write_bytes(DEMO_SCORING_INPUT, rows.to_csv(index=False).encode())
     print("\nBatch scoring (scoring-input/ -> scoring-output/):")
@@ -274,7 +275,7 @@ def run_demo(settings: Settings) -> int:
     storage = defs.resources["storage"].get()
     print(f"mlops-assets demo, profile {settings.profile}; everything lives under {settings.home_dir}")
     project = defs.resources["project"].get()
-    report = seed(storage, project)
+    report = seed(storage, project, defs.resources["project"].python(project))
     print(
         f"seed: first file {report.first_rows} rows, held-back file {report.held_back_rows} rows; "
         f"wrote {', '.join(report.written) or 'nothing (already seeded)'}"
@@ -313,8 +314,9 @@ def run_demo(settings: Settings) -> int:
     body = json.dumps({"data": _client_rows(defs)[:1]})
     print(f"  curl -X POST {production.url}/score -H \"Authorization: Bearer <key>\" -d '{body}'")
     print(f"\nDone in {time.monotonic() - started:.0f} s. See the lineage and rerun any step: make dev, then")
+    port = os.environ.get("DAGSTER_PORT", "3000")  # make dev's port (the Makefile's setting)
     print(
-        "open http://127.0.0.1:3000 (same instance, same storage; log in with the token in "
+        f"open http://127.0.0.1:{port} (same instance, same storage; log in with the token in "
         f"{settings.home_dir / 'secrets' / 'ui-token'}). Stop the deployments: .venv/bin/mlops-assets down"
     )
     return 0

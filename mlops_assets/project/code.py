@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from mlops_assets.project.environment import lock_imports
 from mlops_assets.project.package import PACKAGE_NAME, import_project_module, package_files
 
 SPEC_FILE = "project.toml"
@@ -28,19 +29,21 @@ class ProjectCodeError(ValueError):
     """Project code that may not or cannot be loaded; the message names the file and the line."""
 
 
-def _importable(name: str) -> bool:
+def _importable(name: str, locked: frozenset[str]) -> bool:
     top = name.split(".")[0]
     return (
         name.startswith(".")
         or top in ALLOWED_IMPORTS
+        or top in locked
         or top == PACKAGE_NAME
         or top in sys.stdlib_module_names
     )
 
 
-def forbidden_imports(path: Path) -> list[str]:
-    """Each import of ``path`` of a third-party package outside ALLOWED_IMPORTS, as ``file:line: ...``
-    (the standard library, the project's own modules and relative imports are allowed)."""
+def forbidden_imports(path: Path, locked: frozenset[str] = frozenset()) -> list[str]:
+    """Each import of ``path`` of a third-party package outside ALLOWED_IMPORTS and the modules of
+    what the project's lock holds (``locked``), as ``file:line: ...`` (the standard library, the
+    project's own modules and relative imports are allowed)."""
     try:
         tree = ast.parse(path.read_bytes(), filename=str(path))
     except SyntaxError as exc:
@@ -54,10 +57,13 @@ def forbidden_imports(path: Path) -> list[str]:
         else:
             continue
         for name in names:
-            if not _importable(name):
+            if not _importable(name, locked):
+                allowed = ", ".join(sorted(ALLOWED_IMPORTS | locked))
                 problems.append(
                     f"{path}:{node.lineno}: imports {name!r}; beyond the standard library and its own "
-                    f"modules ({PACKAGE_NAME}.*) a model project may import only {', '.join(sorted(ALLOWED_IMPORTS))}"
+                    f"modules ({PACKAGE_NAME}.*) a model project may import only {allowed}, and what "
+                    "its [environment] requirements in project.toml lock (add the package there, then "
+                    "run mlops-assets lock)"
                 )
     return problems
 
@@ -65,7 +71,9 @@ def forbidden_imports(path: Path) -> list[str]:
 def check_package(folder: Path) -> None:
     """Every module of the project in ``folder`` read without running it: valid Python, allowed
     imports only; a ProjectCodeError naming each file and line otherwise."""
-    problems = [p for path in package_files(folder).values() for p in forbidden_imports(path)]
+    locked = lock_imports(folder)
+    modules = [path for path in package_files(folder).values() if path.suffix == ".py"]
+    problems = [p for path in modules for p in forbidden_imports(path, locked)]
     if problems:
         raise ProjectCodeError("; ".join(problems))
 

@@ -22,6 +22,7 @@ from mlops_assets.project.code import (
     require_defined,
     require_function,
 )
+from mlops_assets.project.environment import check_lock
 from mlops_assets.project.package import package_files, package_sources, sources_digest
 from mlops_assets.project.spec import SPEC_FILE, ProjectError, ProjectSpec, read_spec
 
@@ -97,6 +98,7 @@ def load_project(folder: Path) -> ModelProject:
         code_digest=sources_digest(package_sources(folder)),
     )
     try:
+        check_lock(folder, spec.environment.requirements)
         check_package(folder)
         require_defined(project.model_file, "build_model", "train")
         if project.seed_file is not None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import ModuleType
 
 PACKAGE_NAME = "model_project"
+LOCK_FILE = "requirements.lock"  # a project's own packages, locked (project/environment.py)
 # Where a release puts a version's package in the code it ships: beside the packaged serving spec
 # (``mlops_assets/model/``), under a name no import statement can reach by accident.
 PACKAGED_DIR = "project-package"
@@ -29,9 +30,10 @@ MAX_PACKAGE_BYTES = 2 << 20  # a package is source code: anything bigger is a mi
 
 
 def package_files(folder: Path) -> dict[str, Path]:
-    """Every module of the project under ``folder``, by its path relative to it (posix), sorted."""
+    """Every module of the project under ``folder``, by its path relative to it (posix), sorted,
+    and its lock if it has one (``requirements.lock``: a version carries its environment too)."""
     folder = Path(folder)
-    found = {}
+    found = {LOCK_FILE: folder / LOCK_FILE} if (folder / LOCK_FILE).is_file() else {}
     for path in sorted(folder.rglob("*.py")):
         relative = path.relative_to(folder)
         if "__pycache__" in relative.parts or any(part.startswith(".") for part in relative.parts):
@@ -39,7 +41,7 @@ def package_files(folder: Path) -> dict[str, Path]:
         if any(relative.match(pattern) for pattern in _NOT_PACKAGED) or relative.parts[0] == "tests":
             continue
         found[relative.as_posix()] = path
-    return found
+    return dict(sorted(found.items()))
 
 
 def package_sources(folder: Path) -> dict[str, str]:

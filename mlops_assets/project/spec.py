@@ -100,6 +100,29 @@ class ArtifactSpec(_Strict):
     )
 
 
+# A requirement as a project may write it: a distribution from the configured index, with extras,
+# version specifiers and markers; never a URL, a path or a pip option.
+REQUIREMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,\s-]+\])?\s*([<>=!~;(].*)?")
+
+
+class EnvironmentSpec(_Strict):
+    requirements: tuple[str, ...] = Field(
+        default=(),
+        description="Packages the project needs beyond the platform's, locked by `mlops-assets lock`.",
+    )
+
+    @field_validator("requirements")
+    @classmethod
+    def _from_the_index(cls, requirements: tuple[str, ...]) -> tuple[str, ...]:
+        for requirement in requirements:
+            if " @ " in requirement or not REQUIREMENT.fullmatch(requirement.strip()):
+                raise ValueError(
+                    f"{requirement!r}: a requirement is a package of the configured index with optional "
+                    'extras, versions and markers (e.g. "lightgbm>=4.7,<5"); no URL, path or option'
+                )
+        return tuple(requirement.strip() for requirement in requirements)
+
+
 class ProjectSpec(_Strict):
     name: str
     version: str = Field(default="1", description="The spec's own version, recorded with every model.")
@@ -110,6 +133,7 @@ class ProjectSpec(_Strict):
     evaluation: EvaluationSpec
     params: dict[str, Any] = Field(default_factory=dict, description="Passed to build_model/train.")
     artifact: ArtifactSpec = ArtifactSpec()
+    environment: EnvironmentSpec = EnvironmentSpec()
 
     @field_validator("name")
     @classmethod

@@ -14,6 +14,7 @@ from pathlib import Path
 from mlops_assets.model.artifact import ArtifactError, verify_sha256
 from mlops_assets.model.manifest import MANIFEST_NAME
 from mlops_assets.model.smoke import SmokeSample
+from mlops_assets.project.environment import LOCK_FILE
 from mlops_assets.project.package import sources_of
 from mlops_assets.project.spec import ProjectError
 from mlops_assets.registry.protocol import ModelRegistry
@@ -86,6 +87,12 @@ def assemble_version(
         package = sources_of(manifest)
     except ValueError as exc:
         raise ReleaseInputError(str(exc)) from exc
+    if package and LOCK_FILE in package:
+        raise ReleaseInputError(
+            f"version {version}: its project locks packages of its own ([environment] requirements, "
+            f"{LOCK_FILE}), and the scoring image and the local runtimes install the platform's serving "
+            "group only so far: it is trained and registered but not served (not deployed)"
+        )
     return assemble(
         contexts_dir, ARTIFACT_NAME, artifact, manifest, serving_requirements(), azure, serving_spec, package
     )

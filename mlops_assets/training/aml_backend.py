@@ -20,6 +20,7 @@ TRAINER_FILES = {
     "mlops_assets/project/package.py": "mlops_assets/project/package.py",
     "mlops_assets/project/metrics.py": "mlops_assets/project/metrics.py",
     "mlops_assets/project/fitting.py": "mlops_assets/project/fitting.py",
+    "mlops_assets/project/environment.py": "mlops_assets/project/environment.py",
 }
 
 
@@ -31,7 +32,11 @@ class AzureMLTrainingBackend(AzureMLJobs, TrainingBackend):
         return f"azureml:{self.workspace}/{self.compute}"
 
     def run_training(
-        self, context: dg.AssetExecutionContext, extras: dict[str, Any], project: ModelProject
+        self,
+        context: dg.AssetExecutionContext,
+        extras: dict[str, Any],
+        project: ModelProject,
+        python: str | None = None,  # the job's environment is train.yml's (a project's lock: not yet)
     ) -> dict[str, Any]:
         # train.py, the standalone modules it imports, and the model project: not the code location.
         return self.run_pipes_job(

@@ -28,9 +28,14 @@ class TrainingBackend(dg.ConfigurableResource, ABC):
 
     @abstractmethod
     def run_training(
-        self, context: dg.AssetExecutionContext, extras: dict[str, Any], project: ModelProject
+        self,
+        context: dg.AssetExecutionContext,
+        extras: dict[str, Any],
+        project: ModelProject,
+        python: str | None = None,
     ) -> dict[str, Any]:
-        """Run train.py with ``extras`` and the project's folder where the script can read it."""
+        """Run train.py with ``extras`` and the project's folder where the script can read it,
+        by ``python`` (the project's environment) where the backend runs it on this machine."""
 
 
 def run_pipes_subprocess(
@@ -78,11 +83,15 @@ class SubprocessTrainingBackend(TrainingBackend):
         return "local-subprocess"
 
     def run_training(
-        self, context: dg.AssetExecutionContext, extras: dict[str, Any], project: ModelProject
+        self,
+        context: dg.AssetExecutionContext,
+        extras: dict[str, Any],
+        project: ModelProject,
+        python: str | None = None,
     ) -> dict[str, Any]:
         invocation = run_pipes_subprocess(
             context,
-            [self.python_executable, str(TRAIN_SCRIPT)],
+            [python or self.python_executable, str(TRAIN_SCRIPT)],
             {**extras, "project_dir": str(project.folder)},
         )
         reported = invocation.get_materialize_result()

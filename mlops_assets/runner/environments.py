@@ -1,0 +1,102 @@
+"""A model project's own environment: the platform's ``train`` dependency group plus the project's
+lock (``requirements.lock``), made once per digest under ``MLOPS_HOME/environments`` with uv and
+reused by every runner of the project: what runs the project's model runs there.
+
+The platform's packages come from uv.lock as a PEP 751 file (exact URLs and hashes: uv's cache
+serves them without the network once they were fetched), the project's from the lock and the
+configured index, every one by hash. The platform's own package is made importable by a ``.pth``
+file (the runner and train.py import it), never reinstalled. Made in a staging folder and moved
+into place whole, under a file lock: a runner never starts on half an environment.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from mlops_assets.project.environment import LOCK_FILE, PLATFORM_LOCK, Lock, index_options, read_lock, uv
+
+PLATFORM_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the mlops_assets package
+
+
+class ProjectEnvironmentError(RuntimeError):
+    """uv could not make the environment (a package the index no longer has, a hash that differs)."""
+
+
+def environment_digest(lock: Lock) -> str:
+    """The platform's lock and the project's: the same two, the same environment."""
+    platform = PLATFORM_LOCK.read_bytes() if PLATFORM_LOCK.is_file() else b""
+    return hashlib.sha256(platform + b"\0" + lock.body.encode()).hexdigest()[:16]
+
+
+def environment_python(lock: Lock, root: Path, index: str) -> Path:
+    """The interpreter of the project's environment for ``lock``, made now if it is not there yet."""
+    folder = root / environment_digest(lock)
+    python = folder / "bin" / "python"
+    if python.exists():
+        return python
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".{folder.name}.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another process making the same one: wait for it
+        if not python.exists():
+            _make(folder, lock, index)
+    return python
+
+
+def _make(folder: Path, lock: Lock, index: str) -> None:
+    staging = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    run = {"check": True, "capture_output": True, "text": True}
+    try:
+        subprocess.run(
+            [uv(), "venv", "--no-config", "-q", "--python", sys.executable, str(staging / "venv")], **run
+        )
+        python = str(staging / "venv" / "bin" / "python")
+        platform = staging / "pylock.train.toml"
+        subprocess.run(
+            [
+                uv(),
+                "export",
+                "-q",
+                "--format",
+                "pylock.toml",
+                "--only-group",
+                "train",
+                "--frozen",
+                "--no-emit-project",
+                "-o",
+                str(platform),
+            ],
+            cwd=PLATFORM_LOCK.parent,
+            **run,
+        )
+        install = [uv(), "pip", "install", "--no-config", "-q", "--python", python]
+        subprocess.run([*install, "-r", str(platform)], **run)
+        project = staging / "requirements.txt"
+        project.write_text(lock.body)
+        subprocess.run([*install, "--require-hashes", "-r", str(project), *index_options(index)], **run)
+        purelib = subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], **run
+        ).stdout.strip()
+        Path(purelib, "mlops_assets_platform.pth").write_text(f"{PLATFORM_ROOT}\n")
+    except subprocess.CalledProcessError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        said = " ".join(line.strip() for line in (exc.stderr or "").splitlines() if line.strip())
+        raise ProjectEnvironmentError(
+            f"{folder}: the project's environment could not be made ({' '.join(exc.cmd[1:3])}): {said}"
+        ) from None
+    (staging / "venv").rename(folder)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def project_python(project, root: Path, index: str, default: str = sys.executable) -> str:
+    """The interpreter that runs ``project``'s code: its own environment's if it declares
+    requirements (its lock was checked current when it loaded), else ``default``."""
+    if not project.spec.environment.requirements:
+        return default
+    return str(environment_python(read_lock(project.folder / LOCK_FILE), root, index))

@@ -1,0 +1,243 @@
+"""A project's own packages: `[environment] requirements` locked with the platform's pins as
+constraints, checked at load; each bad input refused before any run, naming file, requirement
+and fix. The index is a folder of wheels made here: nothing leaves this machine."""
+
+import base64
+import hashlib
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from mlops_assets.ops.scaffold import scaffold
+from mlops_assets.project.environment import LOCK_FILE, LockError, check_lock, platform_pins, read_lock
+from mlops_assets.project.loader import load_project
+from mlops_assets.project.spec import ProjectError
+from mlops_assets_tests.conftest import subprocess_env
+
+CLI = str(Path(sys.executable).parent / "mlops-assets")
+
+
+def make_wheel(folder: Path, name: str, version: str) -> Path:
+    """A pure-Python wheel as a build backend would write it: a module, METADATA, WHEEL, RECORD."""
+    dist_info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": f"VERSION = {version!r}\n",
+        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+
+    def record_line(path: str, text: str) -> str:
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        return f"{path},sha256={digest},{len(text.encode())}"
+
+    record = "\n".join(record_line(p, t) for p, t in files.items()) + f"\n{dist_info}/RECORD,,\n"
+    wheel = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, text in {**files, f"{dist_info}/RECORD": record}.items():
+            archive.writestr(path, text)
+    return wheel
+
+
+@pytest.fixture
+def index(tmp_path) -> Path:
+    folder = tmp_path / "wheels"
+    folder.mkdir()
+    make_wheel(folder, "tinylib", "1.0")
+    make_wheel(folder, "tinylib", "1.1")
+    return folder
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    folder = tmp_path / "with_env"
+    scaffold(folder, "binary")
+    return folder
+
+
+def require(folder: Path, *requirements: str) -> None:
+    spec = folder / "project.toml"
+    listed = ", ".join(f'"{r}"' for r in requirements)
+    text = spec.read_text().split("\n[environment]")[0]
+    spec.write_text(f"{text}\n[environment]\nrequirements = [{listed}]\n")
+
+
+def cli(folder: Path, index: Path, *args: str) -> subprocess.CompletedProcess:
+    env = subprocess_env(folder.parent / "home") | {
+        "MLOPS_MODEL_PROJECT": str(folder),
+        "MLOPS_PACKAGE_INDEX": str(index),
+    }
+    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_a_locked_project_loads_and_shows_its_pins_with_hashes(project, index):
+    require(project, "tinylib>=1,<1.1")
+    with pytest.raises(
+        ProjectError, match=r"environment.requirements has no lock .* run: MLOPS_MODEL_PROJECT=.* lock"
+    ):
+        load_project(project)
+    locked = cli(project, index, "lock")
+    assert locked.returncode == 0, locked.stderr
+    assert locked.stdout.startswith(f"locked {project / LOCK_FILE} (") and "tinylib==1.0" in locked.stdout
+    lock = read_lock(project / LOCK_FILE)
+    assert lock.pins == {"tinylib": "1.0"} and "--hash=sha256:" in lock.body
+    load_project(project)  # current: loads
+    shown = cli(project, index, "project")
+    assert shown.returncode == 0, shown.stderr
+    assert f"environment: tinylib>=1,<1.1; locked {lock.digest}: tinylib==1.0" in shown.stdout
+
+
+def test_a_project_without_requirements_has_no_lock_and_changes_nothing(project):
+    assert check_lock(project, ()) is None
+    assert load_project(project).spec.environment.requirements == ()
+    assert not (project / LOCK_FILE).exists()
+
+
+def test_a_stale_or_hand_edited_lock_fails_at_load_naming_the_command(project, index):
+    require(project, "tinylib")
+    assert cli(project, index, "lock").returncode == 0
+    require(project, "tinylib>=1.1")
+    with pytest.raises(ProjectError, match=r"made for other requirements .* run: .*mlops-assets lock"):
+        load_project(project)
+    assert cli(project, index, "lock").returncode == 0
+    assert read_lock(project / LOCK_FILE).pins == {"tinylib": "1.1"}
+
+    lock = project / LOCK_FILE
+    lock.write_text(lock.read_text().replace("--hash=sha256:", "--hash=sha256:0"))
+    with pytest.raises(ProjectError, match=r"requirements.lock: edited since `mlops-assets lock` wrote it"):
+        load_project(project)
+
+
+def test_a_lock_whose_shared_package_the_platform_moved_is_stale(project, index, tmp_path):
+    require(project, "tinylib")
+    assert cli(project, index, "lock").returncode == 0
+    platform = tmp_path / "uv.lock"
+    platform.write_text('version = 1\n[[package]]\nname = "TinyLib"\nversion = "2.0"\n')
+    assert platform_pins(platform) == {"tinylib": {"2.0"}}
+    with pytest.raises(
+        LockError,
+        match=r"the platform's pins moved since it was made: tinylib==1.1 \(the platform pins 2.0\)",
+    ):
+        check_lock(project, ("tinylib",), platform)
+
+
+@pytest.mark.parametrize(
+    ("requirement", "says"),
+    [
+        ("numpy<2", "you require numpy<2 and numpy"),  # against the platform's pin
+        ("nosuchpackage", "nosuchpackage was not found"),
+        ("tinylib>=5", "tinylib>=5"),
+    ],
+)
+def test_a_requirement_that_does_not_resolve_is_refused_and_the_old_lock_stays(
+    project, index, requirement, says
+):
+    require(project, "tinylib")
+    assert cli(project, index, "lock").returncode == 0
+    before = (project / LOCK_FILE).read_text()
+    require(project, requirement)
+    refused = cli(project, index, "lock")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    said = refused.stderr
+    assert said.startswith(
+        f"error: {project / 'project.toml'}: environment.requirements ['{requirement}'] do not resolve"
+    )
+    assert says in said and "change the requirement" in said, said
+    assert (project / LOCK_FILE).read_text() == before
+
+
+@pytest.mark.parametrize("requirement", ["tinylib @ https://example.com/t.whl", "-e .", "--index-url=x"])
+def test_a_requirement_that_is_not_a_package_of_the_index_fails_at_load(project, requirement):
+    require(project, requirement)
+    with pytest.raises(ProjectError, match=r"environment.requirements: .*no URL, path or option"):
+        load_project(project)
+
+
+def test_a_module_importing_a_package_the_lock_does_not_hold_is_refused_naming_the_fix(project, index):
+    (project / "model.py").write_text("import tinylib\n\n" + (project / "model.py").read_text())
+    with pytest.raises(
+        ProjectError,
+        match=r"model.py:1: imports 'tinylib'.*add the package there, then run mlops-assets lock",
+    ):
+        load_project(project)
+    require(project, "tinylib")
+    assert cli(project, index, "lock").returncode == 0
+    assert "requirements.lock" in load_project(project).files  # a version carries its lock
+
+
+TRACE = '''
+import sys
+from pathlib import Path
+
+
+def trace(who: str) -> None:
+    """Which interpreter ran the project's code, and what tinylib it saw."""
+    import tinylib
+
+    with open(Path(__file__).parent / "trace.txt", "a") as log:
+        log.write(f"{who} {sys.executable} {tinylib.VERSION}\\n")
+'''
+
+
+def test_the_project_s_code_runs_in_its_own_environment_made_once_and_the_platform_s_is_untouched(
+    project, index, tmp_path, monkeypatch
+):
+    """Trained (train.py) and seeded (the runner) by the environment's interpreter, made once under
+    MLOPS_HOME/environments; the platform's own environment never gets the package; a version
+    whose project locks packages is registered but, until the service installs them, not served."""
+    import dagster as dg
+
+    from mlops_assets.core.instance import write_instance_config
+    from mlops_assets.definitions import build_definitions
+    from mlops_assets.ingest.seed import seed
+    from mlops_assets.ops.runner import ingest_new_files, release, retrain
+    from mlops_assets.settings import get_settings
+    from mlops_assets.storage.fsstore import Storage
+
+    (project / "tracing.py").write_text(TRACE)
+    for module, who in (("model.py", "train"), ("seed.py", "seed")):
+        path = project / module
+        text = path.read_text().replace("\ndef ", "\nfrom .tracing import trace\n\n\ndef ", 1)
+        call = (
+            "def build_model(params: dict) -> Pipeline:\n"
+            if module == "model.py"
+            else "def seed_frame() -> pd.DataFrame:\n"
+        )
+        path.write_text(text.replace(call, f"{call}    trace({who!r})\n"))
+    require(project, "tinylib==1.1")
+    assert cli(project, index, "lock").returncode == 0
+    home = tmp_path / "mlops"
+    for name, value in {
+        "MLOPS_MODEL_PROJECT": str(project),
+        "MLOPS_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "MLOPS_PACKAGE_INDEX": str(index),
+        "MLOPS_LANDING_SETTLE_SECONDS": "0",
+        "MLOPS_IMAGE_ENGINES": "",
+    }.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    settings = get_settings()
+    try:
+        defs = build_definitions(settings)
+        storage = Storage(settings.storage_root)
+        write_instance_config(settings.dagster_home)
+        python = defs.resources["project"].python(load_project(project))
+        seed(storage, load_project(project), python)
+        with dg.DagsterInstance.get() as instance:
+            (landed,) = ingest_new_files(defs, instance, storage, settings.lock_dir)
+            assert landed.success
+            trained = retrain(defs, instance, settings.lock_dir)
+            assert trained.success and trained.registered["version"] == 1, trained.errors
+            refused = release(defs, instance, settings.lock_dir, 1)
+    finally:
+        get_settings.cache_clear()
+    (environment,) = [p for p in (home / "environments").iterdir() if not p.name.startswith(".")]
+    assert python == str(environment / "bin" / "python")
+    ran = {tuple(line.split()) for line in (project / "trace.txt").read_text().splitlines()}
+    assert ran == {("seed", python, "1.1"), ("train", python, "1.1")}
+    assert subprocess.run([sys.executable, "-c", "import tinylib"], capture_output=True).returncode == 1
+    assert not refused.success
+    assert any("its project locks packages of its own" in error for error in refused.errors), refused.errors
