@@ -122,6 +122,8 @@ def _shared_resources(settings: Settings, storage: Any) -> dict[str, Any]:
         "release": ReleaseSettings(
             contexts_dir=str(settings.home_dir / "release" / "contexts"),
             venvs_dir=str(venvs_dir(settings.home_dir)),
+            environments_dir=str(settings.environments_dir),
+            package_index=settings.package_index,
             keep_releases=settings.keep_releases,
             azure_serving=settings.image_serves_azure,
             project_folder=str(settings.project_dir),

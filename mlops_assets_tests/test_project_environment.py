@@ -2,43 +2,22 @@
 constraints, checked at load; each bad input refused before any run, naming file, requirement
 and fix. The index is a folder of wheels made here: nothing leaves this machine."""
 
-import base64
-import hashlib
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
 
+from mlops_assets.hosting.processes import LocalTarget
 from mlops_assets.ops.scaffold import scaffold
 from mlops_assets.project.environment import LOCK_FILE, LockError, check_lock, platform_pins, read_lock
 from mlops_assets.project.loader import load_project
 from mlops_assets.project.spec import ProjectError
 from mlops_assets_tests.conftest import subprocess_env
+from mlops_assets_tests.serving_support import free_port
+from mlops_assets_tests.wheels import make_wheel
 
 CLI = str(Path(sys.executable).parent / "mlops-assets")
-
-
-def make_wheel(folder: Path, name: str, version: str) -> Path:
-    """A pure-Python wheel as a build backend would write it: a module, METADATA, WHEEL, RECORD."""
-    dist_info = f"{name}-{version}.dist-info"
-    files = {
-        f"{name}/__init__.py": f"VERSION = {version!r}\n",
-        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-        f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-
-    def record_line(path: str, text: str) -> str:
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
-        return f"{path},sha256={digest},{len(text.encode())}"
-
-    record = "\n".join(record_line(p, t) for p, t in files.items()) + f"\n{dist_info}/RECORD,,\n"
-    wheel = folder / f"{name}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as archive:
-        for path, text in {**files, f"{dist_info}/RECORD": record}.items():
-            archive.writestr(path, text)
-    return wheel
 
 
 @pytest.fixture
@@ -185,8 +164,8 @@ def test_the_project_s_code_runs_in_its_own_environment_made_once_and_the_platfo
     project, index, tmp_path, monkeypatch
 ):
     """Trained (train.py) and seeded (the runner) by the environment's interpreter, made once under
-    MLOPS_HOME/environments; the platform's own environment never gets the package; a version
-    whose project locks packages is registered but, until the service installs them, not served."""
+    MLOPS_HOME/environments; the platform's own environment never gets the package; the version
+    carries its lock into its build context, and the process runtime's venv installs it."""
     import dagster as dg
 
     from mlops_assets.core.instance import write_instance_config
@@ -216,6 +195,8 @@ def test_the_project_s_code_runs_in_its_own_environment_made_once_and_the_platfo
         "MLOPS_PACKAGE_INDEX": str(index),
         "MLOPS_LANDING_SETTLE_SECONDS": "0",
         "MLOPS_IMAGE_ENGINES": "",
+        "MLOPS_QA_PORT": str(free_port()),
+        "MLOPS_PRODUCTION_PORT": str(free_port()),
     }.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
@@ -231,13 +212,68 @@ def test_the_project_s_code_runs_in_its_own_environment_made_once_and_the_platfo
             assert landed.success
             trained = retrain(defs, instance, settings.lock_dir)
             assert trained.success and trained.registered["version"] == 1, trained.errors
-            refused = release(defs, instance, settings.lock_dir, 1)
+            released = release(defs, instance, settings.lock_dir, 1)
     finally:
         get_settings.cache_clear()
+        for deployment in LocalTarget(home).list():
+            LocalTarget(home).stop(deployment.name)
     (environment,) = [p for p in (home / "environments").iterdir() if not p.name.startswith(".")]
     assert python == str(environment / "bin" / "python")
     ran = {tuple(line.split()) for line in (project / "trace.txt").read_text().splitlines()}
     assert ran == {("seed", python, "1.1"), ("train", python, "1.1")}
     assert subprocess.run([sys.executable, "-c", "import tinylib"], capture_output=True).returncode == 1
-    assert not refused.success
-    assert any("its project locks packages of its own" in error for error in refused.errors), refused.errors
+    assert released.success and released.qa_passed and released.prod_passed, released.errors
+    context = Path(released.production["context"])
+    assert (context / "project-requirements" / "requirements.lock").read_text() == (
+        project / LOCK_FILE
+    ).read_text()
+    assert sorted(p.name for p in (context / "project-requirements" / "wheels").iterdir()) == [
+        "tinylib-1.1-py3-none-any.whl"  # the locked one of the folder index, not 1.0
+    ]
+    assert "COPY project-requirements/ /app/project-requirements/" in (context / "Dockerfile").read_text()
+    (venv,) = (home / "release" / "venvs").iterdir()
+    shown = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import tinylib; print(tinylib.VERSION)"],
+        capture_output=True,
+        text=True,
+    )
+    assert shown.stdout.strip() == "1.1", shown.stderr
+
+
+def test_a_context_gets_the_project_layer_only_for_a_version_that_locks_packages(tmp_path, index):
+    """A project without a lock ships exactly the context it did (the Dockerfile as it is, no
+    project-requirements/); one with a lock gets its own layer, the lock and, from a folder index,
+    the locked wheels (an image build cannot reach this machine's folders)."""
+    from mlops_assets.release.build_context import DOCKERFILE, assemble
+
+    plain, _ = assemble(tmp_path / "plain", "model.skops", b"artifact", {"version": 1}, b"numpy==2\n")
+    assert (plain.path / "Dockerfile").read_bytes() == DOCKERFILE.read_bytes()
+    assert not (plain.path / "project-requirements").exists()
+
+    lock_text = "# a lock\ntinylib==1.0 \\\n    --hash=sha256:00\n"
+    package = {"model.py": "", "requirements.lock": lock_text}
+    locked, _ = assemble(
+        tmp_path / "locked", "model.skops", b"artifact", {"version": 1}, b"numpy==2\n", package=package,
+        package_index=str(index),
+    )  # fmt: skip
+    own = locked.path / "project-requirements"
+    assert (own / "requirements.lock").read_text() == lock_text
+    assert [p.name for p in (own / "wheels").iterdir()] == ["tinylib-1.0-py3-none-any.whl"]
+    dockerfile = (locked.path / "Dockerfile").read_text()
+    assert dockerfile.index("COPY project-requirements/") < dockerfile.index("COPY project/ /app/project/")
+    assert dockerfile.index("COPY requirements-azure.txt") < dockerfile.index("COPY project-requirements/")
+    linted = subprocess.run(
+        [str(Path(sys.executable).parent / "hadolint"), str(locked.path / "Dockerfile")],
+        capture_output=True,
+        text=True,
+    )
+    assert linted.returncode == 0, linted.stdout
+
+    by_url, _ = assemble(
+        tmp_path / "url", "model.skops", b"artifact", {"version": 1}, b"numpy==2\n", package=package,
+        package_index="https://packages.example/simple",
+    )  # fmt: skip
+    assert (
+        by_url.path / "project-requirements" / "index-url"
+    ).read_text() == "https://packages.example/simple"
+    assert not (by_url.path / "project-requirements" / "wheels").exists()

@@ -10,6 +10,7 @@ import dagster as dg
 from mlops_assets.azure.jobs import AzureMLJobs
 from mlops_assets.core.storage import Storage
 from mlops_assets.model.batch_scoring import BatchInputError
+from mlops_assets.project.package import LOCK_FILE, sources_of
 from mlops_assets.runner.client import Artifact, ProjectRunner
 
 # What score_job.py imports of the project: uploaded as the AML job's code, nothing more.
@@ -105,6 +106,12 @@ class AzureMLBatchScorer(AzureMLJobs, BatchScorer):
         return f"azureml:{self.workspace}/{self.compute}"
 
     def score(self, context: dg.AssetExecutionContext, job: BatchJob) -> dict[str, Any]:
+        if LOCK_FILE in (sources_of(job.manifest) or {}):
+            raise BatchInputError(
+                f"version {job.manifest.get('version')}: its project locks packages of its own "
+                f"({LOCK_FILE}), and the AML job's environment (deploy/environments/train.yml) does "
+                "not install them yet (the local profile's batch scoring runs it in the project's environment)"
+            )
         store = job.storage
         reported = self.run_pipes_job(
             context,

@@ -12,7 +12,7 @@ from pydantic import Field
 from mlops_assets.project.loader import ModelProject, current_project
 from mlops_assets.project.spec import ProjectError
 from mlops_assets.runner.client import ProjectRunner, runner_for, runner_for_version
-from mlops_assets.runner.environments import ProjectEnvironmentError, project_python
+from mlops_assets.runner.environments import ProjectEnvironmentError, project_python, version_python
 
 
 class ModelProjectResource(dg.ConfigurableResource):
@@ -30,13 +30,16 @@ class ModelProjectResource(dg.ConfigurableResource):
         default="https://pypi.org/simple", description="Where a project's own packages come from."
     )
 
+    @property
+    def _environments(self) -> Path:
+        return Path(self.environments_dir) if self.environments_dir else Path(self.folder) / ".environments"
+
     def python(self, project: ModelProject | None = None) -> str:
         """The interpreter that runs the project's code: its own environment (the platform's train
         group and its lock, made on first use) if it declares requirements, else python_executable."""
         project = project or self.get()
-        root = Path(self.environments_dir) if self.environments_dir else Path(self.folder) / ".environments"
         try:
-            return project_python(project, root, self.package_index, self.python_executable)
+            return project_python(project, self._environments, self.package_index, self.python_executable)
         except ProjectEnvironmentError as exc:
             raise dg.Failure(str(exc)) from None
 
@@ -53,4 +56,8 @@ class ModelProjectResource(dg.ConfigurableResource):
 
     def version_runner(self, manifest: dict | None) -> ProjectRunner:
         """The warm runner for a registered version's own package (its manifest's)."""
-        return runner_for_version(manifest, Path(self.folder), self.python())
+        try:
+            python = version_python(manifest, self._environments, self.package_index, self.python_executable)
+        except ProjectEnvironmentError as exc:
+            raise dg.Failure(str(exc)) from None
+        return runner_for_version(manifest, Path(self.folder), python)

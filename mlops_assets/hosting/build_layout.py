@@ -8,3 +8,7 @@ REQUIREMENTS = "requirements.txt"  # the locked `serving` group
 AZURE_REQUIREMENTS = "requirements-azure.txt"  # `serving` + `serving-azure`, or empty: its own layer
 PROJECT_DIR = "project"  # the package, installed with --no-deps
 MODEL_DIR = "model"  # artifact + manifest
+PROJECT_REQUIREMENTS = "project-requirements"  # a project's own packages: its lock, index or wheels
+PROJECT_LOCK = f"{PROJECT_REQUIREMENTS}/requirements.lock"
+PROJECT_INDEX = f"{PROJECT_REQUIREMENTS}/index-url"  # the index its packages come from, or
+PROJECT_WHEELS = f"{PROJECT_REQUIREMENTS}/wheels"  # the wheels themselves (a folder index)

@@ -13,7 +13,15 @@ from pathlib import Path
 
 from fsspec.utils import get_protocol
 
-from mlops_assets.hosting.build_layout import AZURE_REQUIREMENTS, PROJECT_DIR, REQUIREMENTS
+from mlops_assets.hosting.build_layout import (
+    AZURE_REQUIREMENTS,
+    PROJECT_DIR,
+    PROJECT_INDEX,
+    PROJECT_LOCK,
+    PROJECT_REQUIREMENTS,
+    PROJECT_WHEELS,
+    REQUIREMENTS,
+)
 from mlops_assets.hosting.engines import PROBE_TIMEOUT, Engine
 from mlops_assets.hosting.supervisor import LISTEN_FD, write_read_only
 from mlops_assets.settings import SERVICE_ENVIRONMENT, child_environment, get_settings
@@ -64,6 +72,11 @@ def venv_key(context: Path) -> str:
         key.update(
             path.relative_to(project).as_posix().encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest()
         )
+    own = context / PROJECT_REQUIREMENTS  # a project's own packages, for a version that locks some
+    for path in sorted(p for p in own.rglob("*") if p.is_file()):
+        key.update(
+            path.relative_to(context).as_posix().encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest()
+        )
     return key.hexdigest()[:16]
 
 
@@ -82,6 +95,15 @@ def ensure_venv(venvs_dir: Path, context: Path) -> Path:
     )
     if azure.exists() and azure.stat().st_size:
         subprocess.run([_uv(), "pip", "install", "-q", "--python", python, "-r", str(azure)], **run)
+    lock = context / PROJECT_LOCK
+    if lock.exists():  # the project's own packages, each by hash, from where the context says
+        wheels, index = context / PROJECT_WHEELS, context / PROJECT_INDEX
+        if wheels.is_dir():
+            source = ["--no-index", "--find-links", str(wheels)]
+        else:
+            source = ["--index-url", index.read_text().strip()]
+        install = [_uv(), "pip", "install", "--no-config", "-q", "--python", python, "--require-hashes"]
+        subprocess.run([*install, "-r", str(lock), *source], **run)
     subprocess.run(
         [_uv(), "pip", "install", "-q", "--python", python, "--no-deps", str(context / PROJECT_DIR)], **run
     )

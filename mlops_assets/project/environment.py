@@ -94,12 +94,17 @@ class Lock:
 
 def read_lock(path: Path) -> Lock:
     """The lock in ``path``; a LockError if it is not one `mlops-assets lock` wrote, as written."""
-    lines = path.read_text(encoding="utf-8").split("\n", 3)
+    return parse_lock(path.read_text(encoding="utf-8"), str(path))
+
+
+def parse_lock(text: str, source: str) -> Lock:
+    """``text`` as a lock (a file's, or the one a registered version carries, named ``source``)."""
+    lines = text.split("\n", 3)
     if len(lines) < 4 or lines[0] != _HEADER or not lines[1].startswith("# requirements: "):
-        raise LockError(f"{path}: not a lock made by `mlops-assets lock` (its header is missing)")
+        raise LockError(f"{source}: not a lock made by `mlops-assets lock` (its header is missing)")
     body = lines[3]
     if lines[2] != f"# body: {hashlib.sha256(body.encode()).hexdigest()}":
-        raise LockError(f"{path}: edited since `mlops-assets lock` wrote it (its digest does not match)")
+        raise LockError(f"{source}: edited since `mlops-assets lock` wrote it (its digest does not match)")
     return Lock(lines[1].removeprefix("# requirements: "), body)
 
 

@@ -40,6 +40,7 @@ from mlops_assets.release.rollout import RolloutError, roll_out_production, roll
 from mlops_assets.release.smoke import SmokeResult
 from mlops_assets.release.targets import DeploymentTarget
 from mlops_assets.runner.client import ProjectRunner, runner_for_version
+from mlops_assets.runner.environments import ProjectEnvironmentError, version_python
 
 model_versions = dg.DynamicPartitionsDefinition(name="model_versions")
 
@@ -61,6 +62,12 @@ class ReleaseSettings(dg.ConfigurableResource):
         default=sys.executable, description="The project's interpreter: a release loads the artifact there."
     )
     venvs_dir: str = Field(description="The process runtime's venvs (pruned with the contexts).")
+    environments_dir: str = Field(
+        default="", description="Where a version whose project locks packages gets its environment."
+    )
+    package_index: str = Field(
+        default="https://pypi.org/simple", description="Where a project's own packages come from."
+    )
     keep_releases: int = Field(
         default=3,
         ge=0,
@@ -78,7 +85,14 @@ class ReleaseSettings(dg.ConfigurableResource):
     def runner(self, manifest: dict) -> ProjectRunner:
         """The runner a release checks that a version's artifact loads in: with the package the
         version carries (the project's folder for one registered before versions carried it)."""
-        return runner_for_version(manifest, Path(self.project_folder or "."), self.python_executable)
+        root = (
+            Path(self.environments_dir) if self.environments_dir else Path(self.contexts_dir) / "environments"
+        )
+        try:
+            python = version_python(manifest, root, self.package_index, self.python_executable)
+        except ProjectEnvironmentError as exc:
+            raise dg.Failure(str(exc)) from None
+        return runner_for_version(manifest, Path(self.project_folder or "."), python)
 
 
 @dg.asset(
@@ -109,6 +123,7 @@ def scoring_image(
             release.azure_serving,
             release.serving_spec(),
             release.runner,
+            release.package_index,
         )
     except ReleaseInputError as exc:
         raise dg.Failure(f"{exc} (scoring_image refuses to package it)") from exc
@@ -261,6 +276,7 @@ def prod_deployment(
             release.azure_serving,
             release.serving_spec(),
             release.runner,
+            release.package_index,
         )
 
     def alert(message: str) -> None:
@@ -395,7 +411,12 @@ def _verified_release(
     (the same bytes: the context's digest covers them)."""
     try:
         verified, _ = assemble_version(
-            models, int(version), Path(release.contexts_dir), release.azure_serving, release.serving_spec()
+            models,
+            int(version),
+            Path(release.contexts_dir),
+            release.azure_serving,
+            release.serving_spec(),
+            package_index=release.package_index,
         )
     except ReleaseInputError as exc:
         raise dg.Failure(f"{exc} (not deployed)") from exc

@@ -1,7 +1,9 @@
 """The scoring image's build context, assembled from a registered version and named by its content.
 
 Layout: ``Dockerfile``, ``requirements.txt`` (the locked `serving` group),
-``requirements-azure.txt`` (`serving` and `serving-azure`, or empty), ``project/`` (the package,
+``requirements-azure.txt`` (`serving` and `serving-azure`, or empty), ``project-requirements/``
+(only for a version whose project locks packages: its lock and where they come from),
+``project/`` (the package,
 installed with --no-deps, with the version's ``serving-spec.json`` and its project package
 (``project-package/``, mounted as ``model_project``) beside ``model/rows.py``: what requests
 may hold, the types the artifact may hold and the classes it loads with are the code's, not the
@@ -13,15 +15,26 @@ from "the code changed" (hand over to a new process).
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mlops_assets.hosting.build_layout import AZURE_REQUIREMENTS, MODEL_DIR, PROJECT_DIR, REQUIREMENTS
+from mlops_assets.hosting.build_layout import (
+    AZURE_REQUIREMENTS,
+    MODEL_DIR,
+    PROJECT_DIR,
+    PROJECT_INDEX,
+    PROJECT_LOCK,
+    PROJECT_REQUIREMENTS,
+    PROJECT_WHEELS,
+    REQUIREMENTS,
+)
 from mlops_assets.model.rows import SPEC_NAME
-from mlops_assets.project.package import PACKAGED_DIR, write_package
+from mlops_assets.project.environment import normalized
+from mlops_assets.project.package import LOCK_FILE, PACKAGED_DIR, write_package
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "deploy" / "docker" / "scoring.Dockerfile"
@@ -63,6 +76,51 @@ def serving_requirements(azure: bool = False, repo: Path = REPO) -> bytes:
     return result.stdout
 
 
+# Where the scoring Dockerfile installs the project (the layer a lock's packages go before).
+_PROJECT_LAYER = "COPY project/ /app/project/"
+_PROJECT_REQUIREMENTS_LAYER = f"""# The model project's own packages (its requirements.lock, each by hash), a layer of their own
+# between the platform's and the code: a new model of the same project rebuilds nothing above it.
+COPY {PROJECT_REQUIREMENTS}/ /app/{PROJECT_REQUIREMENTS}/
+RUN if [ -n "$CA_BUNDLE" ]; then export PIP_CERT="$CA_BUNDLE" SSL_CERT_FILE="$CA_BUNDLE"; fi \\
+    && python3 -m venv /tmp/uv \\
+    && /tmp/uv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check "uv==${{UV_VERSION}}" \\
+    && if [ -d /app/{PROJECT_WHEELS} ]; then set -- --no-index --find-links /app/{PROJECT_WHEELS}; \\
+       else set -- --index-url "$(cat /app/{PROJECT_INDEX})"; fi \\
+    && /tmp/uv/bin/uv pip install --quiet --no-cache --no-config --python /opt/venv/bin/python \\
+       --require-hashes "$@" --requirement /app/{PROJECT_LOCK} \\
+    && rm -rf /tmp/uv /app/{PROJECT_REQUIREMENTS}
+
+"""
+
+
+def project_requirements(lock_text: str, index: str) -> dict[str, bytes]:
+    """The context's files for a version whose project locks packages: the lock, and where its
+    packages come from (the index URL; for a folder of wheels, the locked ones themselves, since
+    an image build cannot reach this machine's folders)."""
+    files = {PROJECT_LOCK: lock_text.encode()}
+    folder = Path(index)
+    if not folder.is_dir():
+        files[PROJECT_INDEX] = index.encode()
+        return files
+    pins = {
+        normalized(name): version
+        for name, version in re.findall(r"^([A-Za-z0-9._-]+)==(\S+)", lock_text, re.M)
+    }
+    for wheel in sorted(folder.glob("*.whl")):
+        name, version = wheel.name.split("-")[:2]
+        if pins.get(normalized(name)) == version:
+            files[f"{PROJECT_WHEELS}/{wheel.name}"] = wheel.read_bytes()
+    return files
+
+
+def dockerfile(with_project_requirements: bool) -> str:
+    """The scoring Dockerfile, with the project's own layer where the version brings packages."""
+    text = DOCKERFILE.read_text()
+    if not with_project_requirements:
+        return text
+    return text.replace(_PROJECT_LAYER, _PROJECT_REQUIREMENTS_LAYER + _PROJECT_LAYER, 1)
+
+
 def _tree_digest(root: Path, exclude: str | None = None) -> tuple[str, int]:
     digest, count = hashlib.sha256(), 0
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
@@ -83,11 +141,15 @@ def _write_tree(
     azure: bytes,
     serving_spec: dict | None,
     package: dict[str, str] | None,
+    extra: dict[str, bytes],
 ) -> None:
     (root / MODEL_DIR).mkdir(parents=True)
     (root / MODEL_DIR / artifact_name).write_bytes(artifact)
     (root / MODEL_DIR / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    shutil.copy(DOCKERFILE, root / "Dockerfile")
+    (root / "Dockerfile").write_text(dockerfile(bool(extra)))
+    for relative, data in extra.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(data)
     (root / REQUIREMENTS).write_bytes(requirements)
     (root / AZURE_REQUIREMENTS).write_bytes(azure)
     project = root / PROJECT_DIR
@@ -121,17 +183,29 @@ def assemble(
     azure_requirements: bytes = b"",
     serving_spec: dict | None = None,
     package: dict[str, str] | None = None,
+    package_index: str = "",
 ) -> tuple[BuildContext, bool]:
     """The context for these inputs, and whether it was new (False: an identical one existed).
     ``azure_requirements``: the `serving` and `serving-azure` groups, for an image that serves the
     Azure profile (empty: none). ``serving_spec``: the model project's (ProjectSpec.serving_dict);
     None: the service takes every feature for a number. ``package``: the version's project package
-    (its modules by path), for an artifact whose classes are the project's."""
+    (its modules by path), for an artifact whose classes are the project's; one that carries a
+    lock gets its packages installed from ``package_index`` (see ``project_requirements``)."""
     contexts_dir.mkdir(parents=True, exist_ok=True)
     staging = contexts_dir / f".staging-{hashlib.sha256(artifact).hexdigest()[:12]}"
     shutil.rmtree(staging, ignore_errors=True)
+    lock = (package or {}).get(LOCK_FILE)
+    extra = project_requirements(lock, package_index) if lock else {}
     _write_tree(
-        staging, artifact_name, artifact, manifest, requirements, azure_requirements, serving_spec, package
+        staging,
+        artifact_name,
+        artifact,
+        manifest,
+        requirements,
+        azure_requirements,
+        serving_spec,
+        package,
+        extra,
     )
     digest, files = _tree_digest(staging)
     code_digest, _ = _tree_digest(staging, exclude=MODEL_DIR)

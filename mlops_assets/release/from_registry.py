@@ -14,7 +14,6 @@ from pathlib import Path
 from mlops_assets.model.artifact import ArtifactError, verify_sha256
 from mlops_assets.model.manifest import MANIFEST_NAME
 from mlops_assets.model.smoke import SmokeSample
-from mlops_assets.project.environment import LOCK_FILE
 from mlops_assets.project.package import sources_of
 from mlops_assets.project.spec import ProjectError
 from mlops_assets.registry.protocol import ModelRegistry
@@ -71,6 +70,7 @@ def assemble_version(
     azure_serving: bool = False,
     serving_spec: dict | None = None,
     runners: Runners | None = None,
+    package_index: str = "",
 ) -> tuple[BuildContext, bool]:
     """The version's build context (assembled if it is not there yet) and whether it was new. It
     packages the spec the version was registered with; ``serving_spec`` (today's) only where the
@@ -87,14 +87,16 @@ def assemble_version(
         package = sources_of(manifest)
     except ValueError as exc:
         raise ReleaseInputError(str(exc)) from exc
-    if package and LOCK_FILE in package:
-        raise ReleaseInputError(
-            f"version {version}: its project locks packages of its own ([environment] requirements, "
-            f"{LOCK_FILE}), and the scoring image and the local runtimes install the platform's serving "
-            "group only so far: it is trained and registered but not served (not deployed)"
-        )
     return assemble(
-        contexts_dir, ARTIFACT_NAME, artifact, manifest, serving_requirements(), azure, serving_spec, package
+        contexts_dir,
+        ARTIFACT_NAME,
+        artifact,
+        manifest,
+        serving_requirements(),
+        azure,
+        serving_spec,
+        package,
+        package_index,
     )
 
 
@@ -118,6 +120,7 @@ def restorable_release(
     azure_serving: bool = False,
     serving_spec: dict | None = None,
     runners: Runners | None = None,
+    package_index: str = "",
 ) -> Release:
     """What served before, as a release again: its image reference, and (for a target that serves
     from a build context) that context if it is intact, else assembled anew from the registry
@@ -125,6 +128,6 @@ def restorable_release(
     context = Path(previous.context) if previous.context else None
     if context is not None and not intact(context):
         context = assemble_version(
-            models, int(previous.version), contexts_dir, azure_serving, serving_spec, runners
+            models, int(previous.version), contexts_dir, azure_serving, serving_spec, runners, package_index
         )[0].path
     return Release(previous.version, previous.image, context, previous.code_digest)

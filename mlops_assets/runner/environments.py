@@ -18,7 +18,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mlops_assets.project.environment import LOCK_FILE, PLATFORM_LOCK, Lock, index_options, read_lock, uv
+from mlops_assets.project.environment import (
+    LOCK_FILE,
+    PLATFORM_LOCK,
+    Lock,
+    index_options,
+    parse_lock,
+    read_lock,
+    uv,
+)
+from mlops_assets.project.package import sources_of
 
 PLATFORM_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the mlops_assets package
 
@@ -100,3 +109,13 @@ def project_python(project, root: Path, index: str, default: str = sys.executabl
     if not project.spec.environment.requirements:
         return default
     return str(environment_python(read_lock(project.folder / LOCK_FILE), root, index))
+
+
+def version_python(manifest: dict | None, root: Path, index: str, default: str = sys.executable) -> str:
+    """The interpreter that loads a registered version: the environment of the lock its package
+    carries (the one it was trained in), else ``default``."""
+    sources = sources_of(manifest) if manifest else None
+    if not sources or LOCK_FILE not in sources:
+        return default
+    lock = parse_lock(sources[LOCK_FILE], f"version {manifest.get('version')}'s {LOCK_FILE}")
+    return str(environment_python(lock, root, index))

@@ -36,8 +36,14 @@ class AzureMLTrainingBackend(AzureMLJobs, TrainingBackend):
         context: dg.AssetExecutionContext,
         extras: dict[str, Any],
         project: ModelProject,
-        python: str | None = None,  # the job's environment is train.yml's (a project's lock: not yet)
+        python: str | None = None,  # the job's environment is train.yml's
     ) -> dict[str, Any]:
+        if project.spec.environment.requirements:
+            raise dg.Failure(
+                f"{project.folder / 'project.toml'}: [environment] requirements: the AML job's environment "
+                "(deploy/environments/train.yml) does not install a project's lock yet; train it locally "
+                "(MLOPS_PROFILE=local), where it runs in the project's own environment"
+            )
         # train.py, the standalone modules it imports, and the model project: not the code location.
         return self.run_pipes_job(
             context,
