@@ -37,9 +37,15 @@ class ModelProjectResource(dg.ConfigurableResource):
     def python(self, project: ModelProject | None = None) -> str:
         """The interpreter that runs the project's code: its own environment (the platform's train
         group and its lock, made on first use) if it declares requirements, else python_executable."""
-        project = project or self.get()
+        return self.own_python(project or self.get()) or self.python_executable
+
+    def own_python(self, project: ModelProject) -> str | None:
+        """The interpreter of the project's own environment; None for a project that declares no
+        requirements (whatever runs its code keeps its own interpreter)."""
+        if not project.spec.environment.requirements:
+            return None
         try:
-            return project_python(project, self._environments, self.package_index, self.python_executable)
+            return project_python(project, self._environments, self.package_index)
         except ProjectEnvironmentError as exc:
             raise dg.Failure(str(exc)) from None
 

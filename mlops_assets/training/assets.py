@@ -46,7 +46,7 @@ def candidate_model(
         "params": dict(spec.params),
         "holdout_percent": spec.evaluation.holdout_percent,
     }
-    result = trainer.run_training(context, extras, model_project, python=project.python(model_project))
+    result = trainer.run_training(context, extras, model_project, python=project.own_python(model_project))
     result["compute_backend"] = trainer.backend_name
     result |= {"project": spec.name, "spec_version": spec.version}
     metrics = reported_metrics(result)
