@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from mlops_assets.hosting.engines import Engine
+from mlops_assets.hosting.image_holds import let_go
 from mlops_assets.hosting.processes import LocalTarget
 from mlops_assets.ops.scaffold import scaffold
 from mlops_assets.project.environment import LOCK_FILE, LockError, check_lock, platform_pins, read_lock
@@ -160,8 +162,9 @@ def trace(who: str) -> None:
 '''
 
 
+@pytest.mark.parametrize("runtime", ["process", pytest.param("container", marks=pytest.mark.slow)])
 def test_the_project_s_code_runs_in_its_own_environment_made_once_and_the_platform_s_is_untouched(
-    project, index, tmp_path, monkeypatch
+    project, index, tmp_path, monkeypatch, runtime
 ):
     """Trained (train.py) and seeded (the runner) by the environment's interpreter, made once under
     MLOPS_HOME/environments; the platform's own environment never gets the package; the version
@@ -194,7 +197,8 @@ def test_the_project_s_code_runs_in_its_own_environment_made_once_and_the_platfo
         "DAGSTER_HOME": str(home / "dagster"),
         "MLOPS_PACKAGE_INDEX": str(index),
         "MLOPS_LANDING_SETTLE_SECONDS": "0",
-        "MLOPS_IMAGE_ENGINES": "",
+        "MLOPS_IMAGE_ENGINES": "podman" if runtime == "container" else "",
+        "MLOPS_LOCAL_RUNTIME": runtime,
         "MLOPS_QA_PORT": str(free_port()),
         "MLOPS_PRODUCTION_PORT": str(free_port()),
     }.items():
@@ -213,10 +217,19 @@ def test_the_project_s_code_runs_in_its_own_environment_made_once_and_the_platfo
             trained = retrain(defs, instance, settings.lock_dir)
             assert trained.success and trained.registered["version"] == 1, trained.errors
             released = release(defs, instance, settings.lock_dir, 1)
+        asked = ["-c", "import tinylib; print(tinylib.VERSION)"]
+        if runtime == "process":
+            (venv,) = (home / "release" / "venvs").iterdir()
+            shown = subprocess.run([str(venv / "bin" / "python"), *asked], capture_output=True, text=True)
+        elif released.success:  # the image's own layer installed it
+            image = released.production["image"]
+            shown = Engine("podman").run("run", "--rm", "--entrypoint", "python", image, *asked, timeout=120)
     finally:
         get_settings.cache_clear()
         for deployment in LocalTarget(home).list():
             LocalTarget(home).stop(deployment.name)
+        if runtime == "container":
+            let_go(Engine("podman"), home.resolve(), keep=set())
     (environment,) = [p for p in (home / "environments").iterdir() if not p.name.startswith(".")]
     assert python == str(environment / "bin" / "python")
     ran = {tuple(line.split()) for line in (project / "trace.txt").read_text().splitlines()}
@@ -231,12 +244,6 @@ def test_the_project_s_code_runs_in_its_own_environment_made_once_and_the_platfo
         "tinylib-1.1-py3-none-any.whl"  # the locked one of the folder index, not 1.0
     ]
     assert "COPY project-requirements/ /app/project-requirements/" in (context / "Dockerfile").read_text()
-    (venv,) = (home / "release" / "venvs").iterdir()
-    shown = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import tinylib; print(tinylib.VERSION)"],
-        capture_output=True,
-        text=True,
-    )
     assert shown.stdout.strip() == "1.1", shown.stderr
 
 
