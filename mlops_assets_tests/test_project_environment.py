@@ -216,6 +216,9 @@ def test_the_project_s_code_runs_in_its_own_environment_made_once_and_the_platfo
             assert landed.success
             trained = retrain(defs, instance, settings.lock_dir)
             assert trained.success and trained.registered["version"] == 1, trained.errors
+            tags = defs.resources["registry"].get_registry().get_version(1).tags
+            lock = read_lock(project / LOCK_FILE)
+            assert (tags["environment_lock"], tags["environment_pins"]) == (lock.digest, "tinylib==1.1")
             released = release(defs, instance, settings.lock_dir, 1)
         asked = ["-c", "import tinylib; print(tinylib.VERSION)"]
         if runtime == "process":

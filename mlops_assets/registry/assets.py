@@ -13,6 +13,7 @@ from mlops_assets.core.stage_lock import StageLock
 from mlops_assets.core.storage import Storage, StorageResource, load_stored_value, relative_path
 from mlops_assets.model.artifact import ArtifactError, verify_sha256
 from mlops_assets.model.manifest import MANIFEST_NAME
+from mlops_assets.project.environment import LOCK_FILE, read_lock
 from mlops_assets.project.loader import ModelProject
 from mlops_assets.project.metrics import task_metrics
 from mlops_assets.project.package import sources_digest
@@ -229,6 +230,10 @@ def _registration_tags(
         "bar_version": bar,
         RELEASE_STATE_TAG: "registered",
     }
+    if project.spec.environment.requirements:  # checked current when the project loaded
+        lock = read_lock(project.folder / LOCK_FILE)
+        tags["environment_lock"] = lock.digest
+        tags["environment_pins"] = ", ".join(f"{n}=={v}" for n, v in sorted(lock.pins.items()))
     return tags
 
 
