@@ -287,3 +287,27 @@ def test_a_context_gets_the_project_layer_only_for_a_version_that_locks_packages
         by_url.path / "project-requirements" / "index-url"
     ).read_text() == "https://packages.example/simple"
     assert not (by_url.path / "project-requirements" / "wheels").exists()
+
+
+def test_the_aml_jobs_refuse_a_locked_project_until_their_environment_installs_it(project, index):
+    """AML's job environment is train.yml's: a locked project's training and batch jobs are
+    refused before anything is submitted, saying why (the local profile runs them)."""
+    from types import SimpleNamespace
+
+    import dagster as dg
+
+    from mlops_assets.batch.backends import AzureMLBatchScorer
+    from mlops_assets.model.batch_scoring import BatchInputError
+    from mlops_assets.project.package import manifest_block, package_sources
+    from mlops_assets.training.aml_backend import AzureMLTrainingBackend
+
+    require(project, "tinylib")
+    assert cli(project, index, "lock").returncode == 0
+    locked = load_project(project)
+    with pytest.raises(
+        dg.Failure, match=r"\[environment\] requirements: the AML job's environment .* does not install"
+    ):
+        AzureMLTrainingBackend.run_training(None, None, {}, locked)  # refused before self is used
+    manifest = {"version": 3, "project_package": manifest_block(package_sources(project))}
+    with pytest.raises(BatchInputError, match=r"version 3: its project locks packages of its own"):
+        AzureMLBatchScorer.score(None, None, SimpleNamespace(manifest=manifest))
