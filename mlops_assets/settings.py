@@ -143,7 +143,7 @@ def claim_home(settings: Settings) -> None:
             f"{home} belongs to model project {owner.get('project')} ({owner.get('folder')}), and "
             f"MLOPS_MODEL_PROJECT names {name} ({settings.project_dir}): one home holds one project's "
             "registry, runs and deployments. Give this project its own home: unset MLOPS_HOME (each "
-            f"project then lives in .mlops/<its name>) or set MLOPS_HOME to another folder."
+            "project then lives in .mlops/<its name>) or set MLOPS_HOME to another folder."
         )
 
 
