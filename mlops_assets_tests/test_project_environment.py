@@ -70,6 +70,27 @@ def test_a_locked_project_loads_and_shows_its_pins_with_hashes(project, index):
     assert f"environment: tinylib>=1,<1.1; locked {lock.digest}: tinylib==1.0" in shown.stdout
 
 
+def test_a_new_lock_is_a_new_project_for_a_long_lived_process(project, tmp_path):
+    """The cached project (the code location's) is read again when only its lock changes (an
+    upgrade: the same requirements locked again once the index has a newer version): the lock is
+    part of the package, so of the code digest a candidate's fingerprint covers."""
+    from mlops_assets.project.loader import current_project
+
+    upgrading = tmp_path / "upgrading"
+    upgrading.mkdir()
+    make_wheel(upgrading, "tinylib", "1.0")
+    require(project, "tinylib")
+    assert cli(project, upgrading, "lock").returncode == 0
+    spec = (project / "project.toml").read_bytes()
+    before = current_project(project).code_digest
+    make_wheel(upgrading, "tinylib", "1.1")
+    assert cli(project, upgrading, "lock").returncode == 0
+    assert (project / "project.toml").read_bytes() == spec and read_lock(project / LOCK_FILE).pins == {
+        "tinylib": "1.1"
+    }
+    assert current_project(project).code_digest == load_project(project).code_digest != before
+
+
 def test_a_project_without_requirements_has_no_lock_and_changes_nothing(project):
     assert check_lock(project, ()) is None
     assert load_project(project).spec.environment.requirements == ()

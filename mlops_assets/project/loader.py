@@ -116,8 +116,7 @@ def cached_project(folder: str, stamp: tuple) -> ModelProject:
 def current_project(folder: Path) -> ModelProject:
     """load_project, done again only when a file of the project changed (its size or mtime)."""
     folder = Path(folder).resolve()
-    stamp = tuple(
-        (str(path), path.stat().st_mtime_ns, path.stat().st_size)
-        for path in sorted(folder.rglob("*.py")) + sorted(folder.glob("*.toml"))
-    )
+    # The package's files (its modules and its lock) and the spec: whatever load_project reads.
+    files = sorted({*package_files(folder).values(), *folder.glob("*.toml")})
+    stamp = tuple((str(path), path.stat().st_mtime_ns, path.stat().st_size) for path in files)
     return cached_project(str(folder), stamp)
