@@ -46,12 +46,12 @@ def project_naming(settings: Settings):
     name (`diabetes_training`), and the gate's description with the project's own metric. A spec
     that does not load leaves them plain: the code location still loads, and its runs say why."""
     from mlops_assets.core import keys
-    from mlops_assets.project.loader import load_project
+    from mlops_assets.project.loader import current_project
     from mlops_assets.project.metrics import task_metrics
     from mlops_assets.project.spec import ProjectError
 
-    try:
-        spec = load_project(settings.project_dir).spec
+    try:  # the resource's own cached load: the code location reads the project once
+        spec = current_project(settings.project_dir).spec
     except ProjectError:
         return lambda asset_spec: asset_spec
     evaluation = spec.evaluation

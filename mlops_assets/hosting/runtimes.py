@@ -24,6 +24,7 @@ from mlops_assets.hosting.build_layout import (
 )
 from mlops_assets.hosting.engines import PROBE_TIMEOUT, Engine
 from mlops_assets.hosting.supervisor import LISTEN_FD, write_read_only
+from mlops_assets.project.environment import uv
 from mlops_assets.settings import SERVICE_ENVIRONMENT, child_environment, get_settings
 
 SERVE = "mlops-assets"
@@ -49,10 +50,6 @@ AZURE_IDENTITY = ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_AUTHORITY_HOST")
 SPILL_IN_CONTAINER = "/srv/spill"
 LOG_ROOT_IN_CONTAINER = "/srv/log-root"
 SECRETS_IN_CONTAINER = "/run/secrets/mlops"
-
-
-def _uv() -> str:
-    return str(Path(sys.executable).parent / "uv")
 
 
 def venvs_dir(home: Path) -> Path:
@@ -88,13 +85,13 @@ def ensure_venv(venvs_dir: Path, context: Path) -> Path:
     if (venv / ".complete").exists():
         return venv
     run = {"check": True, "capture_output": True, "stdin": subprocess.DEVNULL}
-    subprocess.run([_uv(), "venv", "-q", "--python", sys.executable, str(venv)], **run)
+    subprocess.run([uv(), "venv", "-q", "--python", sys.executable, str(venv)], **run)
     python = str(venv / "bin" / "python")
     subprocess.run(
-        [_uv(), "pip", "install", "-q", "--python", python, "-r", str(context / REQUIREMENTS)], **run
+        [uv(), "pip", "install", "-q", "--python", python, "-r", str(context / REQUIREMENTS)], **run
     )
     if azure.exists() and azure.stat().st_size:
-        subprocess.run([_uv(), "pip", "install", "-q", "--python", python, "-r", str(azure)], **run)
+        subprocess.run([uv(), "pip", "install", "-q", "--python", python, "-r", str(azure)], **run)
     lock = context / PROJECT_LOCK
     if lock.exists():  # the project's own packages, each by hash, from where the context says
         wheels, index = context / PROJECT_WHEELS, context / PROJECT_INDEX
@@ -102,10 +99,10 @@ def ensure_venv(venvs_dir: Path, context: Path) -> Path:
             source = ["--no-index", "--find-links", str(wheels)]
         else:
             source = ["--index-url", index.read_text().strip()]
-        install = [_uv(), "pip", "install", "--no-config", "-q", "--python", python, "--require-hashes"]
+        install = [uv(), "pip", "install", "--no-config", "-q", "--python", python, "--require-hashes"]
         subprocess.run([*install, "-r", str(lock), *source], **run)
     subprocess.run(
-        [_uv(), "pip", "install", "-q", "--python", python, "--no-deps", str(context / PROJECT_DIR)], **run
+        [uv(), "pip", "install", "-q", "--python", python, "--no-deps", str(context / PROJECT_DIR)], **run
     )
     (venv / ".complete").write_text("")
     return venv

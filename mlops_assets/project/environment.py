@@ -14,6 +14,7 @@ import re
 import sys
 import tomllib
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from mlops_assets.project.package import LOCK_FILE
@@ -62,13 +63,20 @@ def requirements_digest(requirements: tuple[str, ...]) -> str:
     return hashlib.sha256("\n".join(sorted(requirements)).encode()).hexdigest()[:16]
 
 
-def platform_pins(lock: Path = PLATFORM_LOCK) -> dict[str, set[str]]:
-    """Every package uv.lock pins, by normalized name (a few have one version per Python range)."""
+def platform_pins(lock: Path = PLATFORM_LOCK) -> dict[str, frozenset[str]]:
+    """Every package uv.lock pins, by normalized name (a few have one version per Python range);
+    parsed once per version of the file (about 60 ms), not at every load of a locked project."""
+    stat = lock.stat()
+    return _parsed_pins(str(lock), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=2)
+def _parsed_pins(lock: str, _mtime_ns: int, _size: int) -> dict[str, frozenset[str]]:
     pins: dict[str, set[str]] = {}
-    for package in tomllib.loads(lock.read_text(encoding="utf-8")).get("package", []):
+    for package in tomllib.loads(Path(lock).read_text(encoding="utf-8")).get("package", []):
         if "version" in package:
             pins.setdefault(normalized(package["name"]), set()).add(str(package["version"]))
-    return pins
+    return {name: frozenset(versions) for name, versions in pins.items()}
 
 
 @dataclass(frozen=True)
