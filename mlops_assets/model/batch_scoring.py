@@ -272,15 +272,7 @@ def check_chunk(batch: pa.RecordBatch, spec: ServingSpec) -> tuple[Any, np.ndarr
                 reasons[row] = found.reason(row)
     if matrix is not None:
         return matrix, ~refused, reasons, flagged
-    import pandas as pd
-
-    frame = pd.DataFrame(
-        {
-            f.name: pd.Series(columns[f.name], dtype=object if f.kind == "categorical" else np.float64)
-            for f in spec.features
-        }
-    )
-    return frame, ~refused, reasons, flagged
+    return spec.frame([columns[f.name] for f in spec.features]), ~refused, reasons, flagged
 
 
 def output_schema(model: LoadedModel) -> pa.Schema:

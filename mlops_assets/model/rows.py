@@ -50,6 +50,7 @@ class ServingSpec:
     features: tuple[Feature, ...]
     target_kind: str = "numeric"
     trusted_types: tuple[str, ...] = ()
+    categorical_dtype: str = "object"  # "category": pandas Categorical over the spec's categories
     names: tuple[str, ...] = field(init=False)
     name_set: frozenset = field(init=False)
     all_numbers: bool = field(init=False)  # a float matrix carries every row: the fast path
@@ -83,11 +84,35 @@ class ServingSpec:
             tuple(features),
             spec.get("target", {}).get("kind", "numeric"),
             tuple(spec.get("trusted_types", ())),
+            spec.get("categorical_dtype", "object"),
         )
 
     @classmethod
     def load(cls, path: str | Path) -> "ServingSpec":
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def frame(self, columns: list) -> Any:
+        """Each feature's typed values (float64 with NaN for null; categories as text) as the named
+        frame the model was trained on: categories as object columns, or, where the spec says
+        ``categorical_dtype = "category"``, as pandas Categorical over the spec's categories (what
+        training gave the model: ``project/fitting.as_model_input``; a flagged value is missing)."""
+        import pandas as pd
+
+        native = self.categorical_dtype == "category"
+        typed = {}
+        for f, column in zip(self.features, columns, strict=True):
+            if f.kind == "categorical":
+                # object, not pandas' inferred arrow-backed text, which the encoders take several times slower
+                typed[f.name] = (
+                    pd.Categorical(column, categories=f.categories)
+                    if native
+                    else pd.Series(column, dtype=object)
+                )
+            elif isinstance(column, np.ndarray) and column.dtype == np.float64:
+                typed[f.name] = column
+            else:
+                typed[f.name] = pd.Series(column, dtype=np.float64)
+        return pd.DataFrame(typed, copy=False)
 
 
 def packaged_spec_path() -> Path | None:
@@ -137,7 +162,7 @@ class Rows:
     ``columns``: each feature's values, typed (float64, NaN for null; categories as an object
     array), or None where the rows were checked value by value."""
 
-    __slots__ = ("_columns", "_names", "_values", "count", "flags")
+    __slots__ = ("_columns", "_spec", "_values", "count", "flags")
 
     def __init__(
         self,
@@ -145,23 +170,15 @@ class Rows:
         count: int,
         flags: tuple[str, ...] = (),
         columns: list[np.ndarray] | None = None,
-        names: tuple[str, ...] = (),
+        spec: ServingSpec | None = None,
     ) -> None:
-        self._values, self._columns, self._names = values, columns, names
+        self._values, self._columns, self._spec = values, columns, spec
         self.count, self.flags = count, flags
 
     @property
     def values(self) -> Any:
         if self._values is None:
-            import pandas as pd
-
-            # Categories stay object columns: pandas would infer its arrow-backed text type, which
-            # the encoders take several times slower.
-            typed = {
-                name: pd.Series(column, dtype=object) if column.dtype == object else column
-                for name, column in zip(self._names, self._columns, strict=True)
-            }
-            self._values = pd.DataFrame(typed, copy=False)
+            self._values = self._spec.frame(self._columns)
         return self._values
 
     @property
@@ -342,7 +359,7 @@ def _checked_frame(data: list, spec: ServingSpec) -> Rows:
         return _frame_by_value(data, spec)
     if spec.all_numbers:
         return Rows(np.column_stack(columns), len(data))
-    return Rows(None, len(data), columns=columns, names=spec.names)
+    return Rows(None, len(data), columns=columns, spec=spec)
 
 
 _NONE = type(None)
@@ -434,15 +451,7 @@ def _frame_by_value(data: list, spec: ServingSpec) -> Rows:
             column.append(_value(index, feature, value, flags))
     if spec.all_numbers:
         return Rows(np.array(columns, dtype=np.float64).T.copy(), len(data), flags.result())
-    import pandas as pd
-
-    frame = pd.DataFrame(
-        {
-            f.name: pd.Series(column, dtype=object if f.kind == "categorical" else np.float64)
-            for f, column in zip(spec.features, columns, strict=True)
-        }
-    )
-    return Rows(frame, len(data), flags.result())
+    return Rows(spec.frame(columns), len(data), flags.result())
 
 
 def _value(index: int, feature: Feature, value: Any, flags: Flags) -> Any:

@@ -134,6 +134,13 @@ class ProjectSpec(_Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="Passed to build_model/train.")
     artifact: ArtifactSpec = ArtifactSpec()
     environment: EnvironmentSpec = EnvironmentSpec()
+    categorical_dtype: Literal["object", "category"] = Field(
+        default="object",
+        description=(
+            "How the model gets categorical features: text (object), or pandas Categorical over the "
+            "spec's categories, for libraries that take categories natively (LightGBM)."
+        ),
+    )
 
     @field_validator("name")
     @classmethod
@@ -172,6 +179,14 @@ class ProjectSpec(_Strict):
         return tuple(self.features)
 
     @property
+    def native_categories(self) -> dict[str, list[str]]:
+        """Each categorical feature's categories where the model takes pandas Categorical columns
+        (``categorical_dtype = "category"``); empty where it takes text."""
+        if self.categorical_dtype == "object":
+            return {}
+        return {name: list(f.categories) for name, f in self.features.items() if f.kind == "categorical"}
+
+    @property
     def columns(self) -> dict[str, ColumnSpec]:
         """Every column a data file holds, features first, the target last."""
         return {**self.features, self.target.name: self.target}
@@ -198,6 +213,8 @@ class ProjectSpec(_Strict):
             "features": [column(name, spec) for name, spec in self.features.items()],
             "target": column(self.target.name, self.target),
             "trusted_types": list(self.artifact.trusted_types),
+            # only where set: a project that leaves it ships the spec it shipped before
+            **({"categorical_dtype": self.categorical_dtype} if self.native_categories else {}),
         }
 
 

@@ -14,6 +14,7 @@ from mlops_assets.core.storage import Storage, StorageResource, load_stored_valu
 from mlops_assets.model.artifact import ArtifactError, verify_sha256
 from mlops_assets.model.manifest import MANIFEST_NAME
 from mlops_assets.project.environment import LOCK_FILE, read_lock
+from mlops_assets.project.fitting import as_model_input
 from mlops_assets.project.loader import ModelProject
 from mlops_assets.project.metrics import task_metrics
 from mlops_assets.project.package import sources_digest
@@ -57,9 +58,12 @@ def _artifact(data: bytes, sha256: str, source: str, project: ModelProject) -> A
 
 
 def _holdout(storage: Storage, snapshot_path: str, project: ModelProject) -> pd.DataFrame:
+    """The snapshot's holdout rows as the model takes them (parquet keeps Categorical columns on
+    their way to the runner)."""
     frame = load_stored_value(storage, snapshot_path)
     spec = project.spec
-    return frame[holdout_mask(frame, list(spec.columns), spec.evaluation.holdout_percent)]
+    held = frame[holdout_mask(frame, list(spec.columns), spec.evaluation.holdout_percent)]
+    return as_model_input(held, spec.native_categories)
 
 
 def _evaluate(

@@ -73,10 +73,11 @@ def fitted_round_trip(project, params: dict, frame: pd.DataFrame) -> str:
     with skops and loaded back trusting only the spec's ``[artifact] trusted_types``, its
     predictions the same after; what happened, in words."""
     from mlops_assets.project.code import SPEC_FILE
-    from mlops_assets.project.fitting import fit
+    from mlops_assets.project.fitting import as_model_input, fit
 
     spec = project.spec
     features = list(spec.feature_names)
+    frame = as_model_input(frame, spec.native_categories)
     model = fit(project.folder, frame, features, spec.target.name, dict(params))
     loaded = saved_and_loaded(model, spec.artifact.trusted_types, str(project.folder / SPEC_FILE))
     before, after = model.predict(frame[features]), loaded.predict(frame[features])

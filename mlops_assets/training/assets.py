@@ -46,6 +46,8 @@ def candidate_model(
         "params": dict(spec.params),
         "holdout_percent": spec.evaluation.holdout_percent,
     }
+    if spec.native_categories:
+        extras["categories"] = spec.native_categories
     result = trainer.run_training(context, extras, model_project, python=project.own_python(model_project))
     result["compute_backend"] = trainer.backend_name
     result |= {"project": spec.name, "spec_version": spec.version}

@@ -7,7 +7,8 @@ azure-identity) -- never the project's Dagster code.
 
 Extras (from the orchestrator): ``snapshot_uri``, ``data_version``, ``output_uri`` (a folder URL),
 ``project_dir`` (the model project folder as the script sees it), ``task``, ``features``,
-``target``, ``target_kind``, ``params``, ``holdout_percent``.
+``target``, ``target_kind``, ``params``, ``holdout_percent``; ``categories`` (the spec's
+``native_categories``) where the model takes pandas Categorical columns.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pandas as pd
 
 from mlops_assets.core.pipes_transport import pipes_transport
 from mlops_assets.project.code import MODEL_FILE, SPEC_FILE, file_digest
-from mlops_assets.project.fitting import fit
+from mlops_assets.project.fitting import as_model_input, fit
 from mlops_assets.project.metrics import evaluate, too_few_classes
 from mlops_assets.project.package import package_digest
 
@@ -78,8 +79,10 @@ def train(extras: dict, log=print) -> dict:
     log(
         f"fitting {project_dir / MODEL_FILE} {params} on {len(train_rows)} rows, {len(holdout_rows)} held out"
     )
-    model = fit(project_dir, train_rows, features, target, params)
-    metrics = evaluate(extras["task"], model, holdout_rows[features], holdout_rows[target].to_numpy())
+    categories = extras.get("categories")  # after the split: the holdout is chosen on the rows as stored
+    model = fit(project_dir, as_model_input(train_rows, categories), features, target, params)
+    held = as_model_input(holdout_rows, categories)
+    metrics = evaluate(extras["task"], model, held[features], held[target].to_numpy())
 
     holdout = holdout_hash(frame, [*features, target], holdout_percent)
     trainer = trainer_version()
