@@ -27,6 +27,15 @@ $(SYNCED): uv.lock pyproject.toml | $(UV)
 	$(UV) sync --frozen --python $(PYTHON)
 	touch $@
 
+# The wheels the tests' library projects lock (LightGBM, XGBoost), fetched by hash: their
+# environments are made from this folder (MLOPS_PACKAGE_INDEX) while the tests run offline.
+WHEELHOUSE := .wheelhouse
+WHEELHOUSE_SYNCED := $(WHEELHOUSE)/.synced
+$(WHEELHOUSE_SYNCED): mlops_assets_tests/wheelhouse.txt | $(UV)
+	$(TOOLS)/bin/pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+		--require-hashes --dest $(WHEELHOUSE) --requirement $<
+	touch $@
+
 $(NODE_SYNCED): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
@@ -99,12 +108,12 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: lint $(NODE_SYNCED) $(CHROMIUM) postgres-server prometheus-tools container-base
+test: lint $(WHEELHOUSE_SYNCED) $(NODE_SYNCED) $(CHROMIUM) postgres-server prometheus-tools container-base
 	$(PYTEST)
 
 # What the build pipelines run (deploy/azure-pipelines/ci.yml, .github/workflows/ci.yml): the
 # same suite as `make test`, with JUnit results and Cobertura coverage for the pipeline to publish.
-test-ci: lint $(NODE_SYNCED) $(CHROMIUM) postgres-server prometheus-tools container-base
+test-ci: lint $(WHEELHOUSE_SYNCED) $(NODE_SYNCED) $(CHROMIUM) postgres-server prometheus-tools container-base
 	$(PYTEST) --junitxml=test-results/junit.xml --cov=mlops_assets --cov-report=xml:test-results/coverage.xml
 
 # The data tests: validation rules and training on the shipped model projects' seed data.

@@ -165,6 +165,7 @@ def run_lifecycle(defs, settings, instance, storage) -> dict:
         assert probabilities and ((output[probabilities].sum(axis=1) - 1).abs() < 1e-9).all()
     return {
         "project": project,
+        "candidate": first.candidate,
         "released": released,
         "answer": answer,
         "output": output,

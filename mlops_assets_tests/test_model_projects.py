@@ -20,16 +20,20 @@ from mlops_assets_tests.projects import (
     make_tree_project,
 )
 from mlops_assets_tests.serving_support import free_port
+from mlops_assets_tests.wheels import WHEELHOUSE
 
 SHIPPED = sorted(p.name for p in MODELS_DIR.iterdir() if (p / "project.toml").is_file())
 
 
-def test_both_projects_ship_and_load():
-    assert SHIPPED == ["churn", "diabetes"]
-    churn, diabetes = (load_project(MODELS_DIR / name) for name in SHIPPED)
-    assert (churn.spec.task, diabetes.spec.task) == ("binary", "regression")
+def test_the_shipped_projects_load():
+    assert SHIPPED == ["churn", "diabetes", "parcels"]
+    churn, diabetes, parcels = (load_project(MODELS_DIR / name) for name in SHIPPED)
+    assert (churn.spec.task, parcels.spec.task, diabetes.spec.task) == ("binary", "regression", "regression")
     assert {c.kind for c in churn.spec.features.values()} == {"categorical", "integer", "numeric", "boolean"}
     assert len(churn.spec.features) != len(diabetes.spec.features)
+    # The one on a library outside scikit-learn, locked in its own environment, on native categories.
+    assert parcels.spec.environment.requirements == ("lightgbm>=4.7,<5",)
+    assert set(parcels.spec.native_categories) == {"carrier", "service", "region"}
 
 
 def _broken(tmp_path: Path, edit) -> Path:
@@ -180,6 +184,11 @@ def project_settings(tmp_path, monkeypatch, request):
         folder = custom_transformer_project(tmp_path / "clipped")
     else:
         folder = MODELS_DIR / request.param
+    if load_project(folder).spec.environment.requirements:
+        # Its packages from the wheelhouse make fetched; served by processes, whose environment is
+        # the project's own lock (an image of it is another test's: test_project_environment.py).
+        monkeypatch.setenv("MLOPS_PACKAGE_INDEX", str(WHEELHOUSE))
+        monkeypatch.setenv("MLOPS_LOCAL_RUNTIME", "process")
     monkeypatch.setenv("MLOPS_MODEL_PROJECT", str(folder))
     monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "mlops"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "mlops" / "dagster"))
@@ -256,12 +265,15 @@ def _the_production_version_keeps_its_own_classes(defs, settings, instance, proj
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("project_settings", ["diabetes", "churn", "init", "custom"], indirect=True)
+@pytest.mark.parametrize(
+    "project_settings", ["diabetes", "churn", "parcels", "init", "custom"], indirect=True
+)
 def test_a_project_lives_from_landing_to_batch_scoring_by_its_spec(project_settings):
     """diabetes (regression, numbers only), churn (binary: categories, booleans, a nullable
-    integer, a flagged category), a multiclass project made by `mlops-assets init` and a project
-    whose pipeline holds a transformer class of its own (in a helper module), each through the
-    same lifecycle."""
+    integer, a flagged category), parcels (LightGBM in the project's own locked environment, on
+    native categories, fitted by its own train() with early stopping), a multiclass project made
+    by `mlops-assets init` and a project whose pipeline holds a transformer class of its own (in a
+    helper module), each through the same lifecycle."""
     import dagster as dg
 
     from mlops_assets.core.instance import write_instance_config
@@ -282,6 +294,15 @@ def test_a_project_lives_from_landing_to_batch_scoring_by_its_spec(project_setti
     if spec.target.kind == "categorical":
         assert set(lived["answer"]["probabilities"][0]) == set(spec.target.categories)
         assert set(lived["output"]["prediction"]) <= set(spec.target.categories)
+    if spec.environment.requirements:
+        # LightGBM is the project's, never the platform's: it ran in the environment of the lock.
+        import importlib.util
+
+        assert importlib.util.find_spec("lightgbm") is None
+        assert lived["candidate"]["model_kind"] == "LGBMRegressor"
+        assert lived["manifest"]["project_package"]["modules"]["requirements.lock"].startswith(
+            "# mlops-assets lock"
+        )
     if CUSTOM_TRANSFORMER in spec.artifact.trusted_types:
         # The version carries its package: the class loaded from it in the runner, the service
         # (served above) and batch scoring, and the release packaged it beside the serving spec.

@@ -1,10 +1,14 @@
-"""Wheels made by hand for a package index of the tests' own (a folder uv reads with --find-links):
+"""Package indexes of the tests' own (folders uv reads with --find-links): wheels made by hand, and
+the wheelhouse make fills with the real libraries the tests' projects lock (LightGBM, XGBoost):
 a project's requirements resolve and install without leaving this machine."""
 
 import base64
 import hashlib
 import zipfile
 from pathlib import Path
+
+# `make test` fetches these by hash (mlops_assets_tests/wheelhouse.txt) before the tests run.
+WHEELHOUSE = Path(__file__).resolve().parents[1] / ".wheelhouse"
 
 
 def make_wheel(folder: Path, name: str, version: str) -> Path:
