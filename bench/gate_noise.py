@@ -5,16 +5,25 @@ Each task's project made by ``mlops-assets init`` is fitted 30 times on 90% subs
 training rows and scored on the same holdout; printed: the primary metric's mean, its standard
 deviation and the 95th percentile of the relative difference between two such retrains.
 
-Run: .venv/bin/python bench/gate_noise.py [--quick]
+With ``--library lightgbm`` (or xgboost), the project init makes on that library: locked from
+MLOPS_PACKAGE_INDEX, its environment made, and the library imported from there into this process
+(after the platform's own packages, which the lock shares at the same versions).
+
+Run: .venv/bin/python bench/gate_noise.py [--quick] [--library sklearn|lightgbm|xgboost]
 """
 
 import argparse
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from mlops_assets.ops.scaffold import scaffold
+from mlops_assets.ops.lock import lock_project
+from mlops_assets.ops.scaffold import LIBRARIES, scaffold
+from mlops_assets.project.environment import LOCK_FILE, read_lock
+from mlops_assets.project.fitting import as_model_input
 from mlops_assets.project.loader import load_project
 from mlops_assets.project.metrics import TASKS, evaluate, task_metrics
 from mlops_assets.training.train import holdout_mask
@@ -23,11 +32,37 @@ from mlops_assets_tests.projects import typed_seed
 RETRAINS = 30
 
 
-def spread(task: str, folder: Path, retrains: int) -> str:
-    scaffold(folder, task)
+def import_from_its_environment(folder: Path, scratch: Path) -> None:
+    """The project's locked library importable here: its environment's packages after ours."""
+    from mlops_assets.runner.environments import environment_python
+    from mlops_assets.settings import get_settings
+
+    index = get_settings().package_index
+    lock_project(folder, load_project_spec_requirements(folder), index)
+    python = environment_python(read_lock(folder / LOCK_FILE), scratch / "environments", index)
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if purelib not in sys.path:
+        sys.path.append(purelib)
+
+
+def load_project_spec_requirements(folder: Path) -> tuple[str, ...]:
+    from mlops_assets.project.spec import read_spec
+
+    return read_spec(folder).environment.requirements
+
+
+def spread(task: str, folder: Path, retrains: int, library: str = "sklearn") -> str:
+    scaffold(folder, task, library=library)
+    if library != "sklearn":
+        import_from_its_environment(folder, folder.parent)
     project = load_project(folder)
     spec = project.spec
-    frame = typed_seed(project)
+    frame = as_model_input(typed_seed(project), spec.native_categories)
     features, target = list(spec.feature_names), spec.target.name
     held = holdout_mask(frame, list(spec.columns), spec.evaluation.holdout_percent)
     train, test = frame[~held], frame[held]
@@ -42,7 +77,7 @@ def spread(task: str, folder: Path, retrains: int) -> str:
     found = np.array(values)
     pairs = np.abs(found[:, None] - found[None, :])[np.triu_indices(retrains, 1)] / abs(found.mean())
     return (
-        f"{task:<11} {metric.name:<9} mean {found.mean():.4f}  sd {found.std():.4f}  "
+        f"{library:<9} {task:<11} {metric.name:<9} mean {found.mean():.4f}  sd {found.std():.4f}  "
         f"p95 relative difference between two retrains {np.percentile(pairs, 95):.2%}  "
         f"(init's min_improvement: {spec.evaluation.min_improvement:.0%})"
     )
@@ -51,7 +86,10 @@ def spread(task: str, folder: Path, retrains: int) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 retrains: checks the script works")
-    retrains = 3 if parser.parse_args().quick else RETRAINS
+    parser.add_argument("--library", default="sklearn", choices=list(LIBRARIES))
+    args = parser.parse_args()
+    retrains = 3 if args.quick else RETRAINS
     with tempfile.TemporaryDirectory() as scratch:
         for task in TASKS:
-            print(spread(task, Path(scratch) / task, retrains))
+            if task in LIBRARIES[args.library]["estimators"] or args.library == "sklearn":
+                print(spread(task, Path(scratch) / task, retrains, args.library))

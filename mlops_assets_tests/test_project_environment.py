@@ -332,3 +332,63 @@ def test_the_aml_jobs_refuse_a_locked_project_until_their_environment_installs_i
     manifest = {"version": 3, "project_package": manifest_block(package_sources(project))}
     with pytest.raises(BatchInputError, match=r"version 3: its project locks packages of its own"):
         AzureMLBatchScorer.score(None, None, SimpleNamespace(manifest=manifest))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("library", "task", "package"), [("xgboost", "binary", "xgboost"), ("lightgbm", "multiclass", "lightgbm")]
+)
+def test_init_on_a_library_locks_it_and_the_project_s_own_test_passes_in_its_environment(
+    tmp_path, library, task, package
+):
+    """`init --library` writes a project on XGBoost (the xgboost-cpu wheel) or LightGBM, locks it
+    from the index and passes its own test, run by `project --test` in the project's environment;
+    the platform's environment never gets the library."""
+    import importlib.util
+
+    from mlops_assets_tests.wheels import WHEELHOUSE
+
+    folder = tmp_path / f"on_{library}"
+    made = subprocess.run(
+        [CLI, "init", str(folder), "--task", task, "--library", library],
+        env=subprocess_env(tmp_path / "home") | {"MLOPS_PACKAGE_INDEX": str(WHEELHOUSE)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stderr
+    assert f"its lock:  {folder / LOCK_FILE} from {WHEELHOUSE}" in made.stdout
+    assert f"MLOPS_MODEL_PROJECT={folder} .venv/bin/mlops-assets project --test" in made.stdout
+    spec = load_project(folder).spec
+    assert spec.native_categories and spec.environment.requirements[0].startswith(
+        {"xgboost": "xgboost-cpu>=", "lightgbm": "lightgbm>="}[library]
+    )
+    tested = cli(folder, WHEELHOUSE, "project", "--test")
+    assert tested.returncode == 0 and "3 passed" in tested.stdout, (
+        tested.stdout[-3000:] + tested.stderr[-2000:]
+    )
+    assert importlib.util.find_spec(package) is None
+    ruff = [
+        str(Path(sys.executable).parent / "ruff"),
+        "--config",
+        str(Path(__file__).parents[1] / "pyproject.toml"),
+    ]
+    for check in (["check"], ["format", "--check"]):
+        linted = subprocess.run([ruff[0], *check, *ruff[1:], str(folder)], capture_output=True, text=True)
+        assert linted.returncode == 0, linted.stdout + linted.stderr
+
+
+def test_init_refuses_a_library_that_cannot_take_the_task_s_labels(tmp_path):
+    with pytest.raises(
+        ValueError, match=r"--library xgboost --task multiclass: its classifier takes labels 0..n-1"
+    ):
+        scaffold(tmp_path / "x", "multiclass", library="xgboost")
+    with pytest.raises(ValueError, match=r"unknown library 'catboost'; one of sklearn, lightgbm, xgboost"):
+        scaffold(tmp_path / "y", "binary", library="catboost")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_project_test_says_when_there_is_no_test_to_run(project, index):
+    (project / "test_project.py").unlink()
+    said = cli(project, index, "project", "--test")
+    assert said.returncode == 2 and "no test_*.py to run" in said.stderr

@@ -71,12 +71,30 @@ def _built(project) -> dict[str, str]:
         raise SystemExit(2) from None
 
 
+def _tested(project) -> int:
+    """pytest on the project's folder, run by the interpreter of the project's code: its own
+    environment's (which holds pytest) if it locks packages, so a test imports what model.py
+    imports; pytest's exit status."""
+    import os
+    import subprocess
+
+    if not [p for p in project.folder.rglob("test_*.py") if "__pycache__" not in p.parts]:
+        print(f"error: {project.folder}: no test_*.py to run (mlops-assets init writes one)", file=sys.stderr)
+        return 2
+    # Its own settings only: a project inside this repository must not get the platform suite's.
+    own = ["-c", os.devnull, "--rootdir", str(project.folder)]
+    command = [_python(project), "-m", "pytest", "-q", "-p", "no:cacheprovider", *own, str(project.folder)]
+    return subprocess.run(command, cwd=project.folder).returncode
+
+
 def cmd_project(args: argparse.Namespace) -> int:
     settings = get_settings()
     if args.field == "home":  # for the Makefile: where this project's runs write
         print(settings.home_dir)
         return 0
     project = _project()
+    if args.test:
+        return _tested(project)
     built = _built(project) if args.build else None
     spec = project.spec
     print(f"{spec.name} (spec version {spec.version}): {spec.task}, {spec.description}".rstrip(", "))
@@ -451,16 +469,32 @@ def cmd_lock(_: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mlops_assets.ops.scaffold import scaffold
+    from mlops_assets.ops.scaffold import library_values, scaffold
 
     folder = Path(args.folder)
     try:
-        written = scaffold(folder, args.task, args.name)
+        written = scaffold(folder, args.task, args.name, args.library)
     except (FileExistsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"a {args.task} model project in {folder}: " + ", ".join(p.name for p in written))
-    print(f"  its test:  .venv/bin/pytest {folder}/test_project.py")
+    print(f"a {args.task} model project on {args.library} in {folder}: " + ", ".join(p.name for p in written))
+    if args.library != "sklearn":  # its library is a requirement of its own: locked before it loads
+        from mlops_assets.ops.lock import lock_project
+        from mlops_assets.project.environment import LockError
+        from mlops_assets.project.spec import read_spec
+
+        index = get_settings().package_index
+        try:
+            lock = lock_project(folder, read_spec(folder).environment.requirements, index)
+        except LockError as exc:
+            print(
+                f"error: {exc}; then run: MLOPS_MODEL_PROJECT={folder} .venv/bin/mlops-assets lock",
+                file=sys.stderr,
+            )
+            return 1
+        pins = ", ".join(f"{name}=={version}" for name, version in sorted(lock.pins.items()))
+        print(f"  its lock:  {folder}/requirements.lock from {index}: {pins}")
+    print(f"  its test:  {library_values(args.library, args.task, folder)['test_command']}")
     print(f"  the loop:  MLOPS_MODEL_PROJECT={folder} make demo")
     return 0
 
@@ -514,6 +548,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also run model.py's build_model(params) and seed.py's seed_frame(), fit the model on the "
         "seed data and save and load it as every stage does (imports scikit-learn)",
+    )
+    project.add_argument(
+        "--test",
+        action="store_true",
+        help="run the project's own tests (its test_*.py, with pytest) in the project's environment: "
+        "the platform's, or the one its lock makes",
     )
     project.set_defaults(func=cmd_project)
     commands.add_parser(
@@ -609,6 +649,13 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("folder", help="a new or empty folder, e.g. models/my_model")
     init.add_argument("--task", required=True, choices=["regression", "binary", "multiclass"])
     init.add_argument("--name", help="the project's name (default: the folder's, letters, digits and _)")
+    init.add_argument(
+        "--library",
+        default="sklearn",
+        choices=["sklearn", "lightgbm", "xgboost"],
+        help="the model's library (default sklearn); lightgbm and xgboost are locked into the project's own "
+        "environment from MLOPS_PACKAGE_INDEX",
+    )
     init.set_defaults(func=cmd_init)
     commands.add_parser(
         "alert-rules",

@@ -31,10 +31,66 @@ def project_name(folder: Path) -> str:
     return name
 
 
-def scaffold(folder: Path, task: str, name: str | None = None) -> list[Path]:
-    """Write the project into ``folder`` (new or empty); returns the files written."""
+LIBRARIES = tomllib.loads((TEMPLATES / "libraries.toml").read_text())
+
+
+def library_values(library: str, task: str, folder: Path) -> dict[str, str]:
+    """What ``library`` puts into the templates for ``task``: its model.py, params, requirement
+    (a project of its own environment), trusted types, and the command that runs its test."""
+    if library not in LIBRARIES:
+        raise ValueError(f"unknown library {library!r}; one of {', '.join(LIBRARIES)}")
+    values = LIBRARIES[library]
+    if library == "sklearn":
+        return {
+            "model_template": values["model"],
+            "categorical_dtype": "",
+            "environment": "",
+            "trusted_types": values["trusted_types"],
+            "trusted_why": values["trusted_why"],
+            "library_imports": "",
+            "library_note": "",
+            "test_command": f".venv/bin/pytest {folder}/test_project.py",
+        }
+    estimator = values["estimators"].get(task)
+    if estimator is None:
+        raise ValueError(
+            f"--library {library} --task {task}: its classifier takes labels 0..n-1 only, not a target of "
+            f"text labels; use --library lightgbm or sklearn for a {task} task"
+        )
+    requirement = values["requirement"]
+    return {
+        "model_template": values["model"],
+        "estimator_class": estimator,
+        "noise": values["noise"][task],
+        "min_improvement": values["min_improvement"][task],
+        "params": values["params"].strip("\n"),
+        "categorical_dtype": (
+            "\n# The model gets the categorical features as pandas Categorical columns over the categories"
+            "\n# below (the same codes in training and serving), which it splits on natively."
+            '\ncategorical_dtype = "category"'
+        ),
+        "environment": (
+            "\n[environment]\n# Locked with hashes into requirements.lock by `mlops-assets lock` (init ran it);"
+            "\n# packages the platform pins (numpy, scipy, pandas, scikit-learn) keep its versions."
+            f'\nrequirements = ["{requirement}"]\n'
+        ),
+        "trusted_types": Template(values["trusted_types"]).substitute(estimator_class=estimator),
+        "trusted_why": values["trusted_why"],
+        "library_imports": f", and {library}, which `[environment]` locks in `requirements.lock`",
+        "library_note": (
+            f"\n- `requirements.lock`: `{requirement}` and what it needs, pinned with hashes (run "
+            f"`MLOPS_MODEL_PROJECT={folder} .venv/bin/mlops-assets lock` after editing `[environment]`)."
+        ),
+        "test_command": f"MLOPS_MODEL_PROJECT={folder} .venv/bin/mlops-assets project --test",
+    }
+
+
+def scaffold(folder: Path, task: str, name: str | None = None, library: str = "sklearn") -> list[Path]:
+    """Write the project into ``folder`` (new or empty); returns the files written. A library
+    outside scikit-learn is a requirement of the project's own: ``lock`` it before it loads."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; one of {', '.join(TASKS)}")
+    chosen = library_values(library, task, folder)
     if folder.exists() and any(folder.iterdir()):
         raise FileExistsError(f"{folder}: not empty; init writes only into a new or empty folder")
     name = name or project_name(folder)
@@ -44,8 +100,9 @@ def scaffold(folder: Path, task: str, name: str | None = None) -> list[Path]:
     if unsafe:  # the folder is written into the project's docstrings and shell commands
         raise ValueError(f"{str(folder)!r}: a folder name may not hold {' '.join(map(repr, unsafe))}")
     per_task = tomllib.loads((TEMPLATES / "tasks.toml").read_text())[task]
-    values = {"name": name, "task": task, "folder": str(folder), **per_task}
-    texts = {file: Template((TEMPLATES / f"{file}.tmpl").read_text()).substitute(values) for file in FILES}
+    values = {"name": name, "task": task, "folder": str(folder), **per_task, **chosen}
+    templates = {file: f"{file}.tmpl" for file in FILES} | {"model.py": chosen["model_template"]}
+    texts = {file: Template((TEMPLATES / t).read_text()).substitute(values) for file, t in templates.items()}
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for file_name, text in texts.items():

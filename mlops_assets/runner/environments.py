@@ -1,5 +1,5 @@
-"""A model project's own environment: the platform's ``train`` dependency group plus the project's
-lock (``requirements.lock``), made once per digest under ``MLOPS_HOME/environments`` with uv and
+"""A model project's own environment: the platform's ``train`` dependency group (and
+``project-test``: pytest, for the project's own test) plus the project's lock (``requirements.lock``), made once per digest under ``MLOPS_HOME/environments`` with uv and
 reused by every runner of the project: what runs the project's model runs there.
 
 The platform's packages come from uv.lock as a PEP 751 file (exact URLs and hashes: uv's cache
@@ -76,6 +76,8 @@ def _make(folder: Path, lock: Lock, index: str) -> None:
                 "pylock.toml",
                 "--only-group",
                 "train",
+                "--only-group",
+                "project-test",  # pytest: the project's own test runs here (`project --test`)
                 "--frozen",
                 "--no-emit-project",
                 "-o",
