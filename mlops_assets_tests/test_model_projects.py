@@ -185,8 +185,8 @@ def project_settings(tmp_path, monkeypatch, request):
     else:
         folder = MODELS_DIR / request.param
     if load_project(folder).spec.environment.requirements:
-        # Its packages from the wheelhouse make fetched; served by processes, whose environment is
-        # the project's own lock (an image of it is another test's: test_project_environment.py).
+        # Its packages from the wheelhouse make fetched; served by processes, whose venv installs
+        # the project's lock (a locked project's image: test_project_environment.py).
         monkeypatch.setenv("MLOPS_PACKAGE_INDEX", str(WHEELHOUSE))
         monkeypatch.setenv("MLOPS_LOCAL_RUNTIME", "process")
     monkeypatch.setenv("MLOPS_MODEL_PROJECT", str(folder))

@@ -310,6 +310,24 @@ def test_a_context_gets_the_project_layer_only_for_a_version_that_locks_packages
     assert not (by_url.path / "project-requirements" / "wheels").exists()
 
 
+def test_a_context_leaves_out_the_wheels_the_platform_installs_and_names_the_debian_packages(tmp_path, index):
+    """From a folder index, a locked package the serving requirements pin at the same version
+    (numpy, scipy: the platform's) is installed by the layer above and stays out of the context;
+    a spec's system_packages go into the context for the image's apt layer."""
+    from mlops_assets.release.build_context import assemble
+
+    make_wheel(index, "numpy", "2")
+    lock_text = "tinylib==1.0 \\\n    --hash=sha256:00\nnumpy==2 \\\n    --hash=sha256:11\n"
+    serving_spec = {"name": "x", "features": [], "system_packages": ["libgomp1"]}
+    context, _ = assemble(
+        tmp_path / "ctx", "model.skops", b"artifact", {"version": 1}, b"numpy==2 ; python_full_version < '3.12'\n",
+        serving_spec=serving_spec, package={"requirements.lock": lock_text}, package_index=str(index),
+    )  # fmt: skip
+    own = context.path / "project-requirements"
+    assert [p.name for p in (own / "wheels").iterdir()] == ["tinylib-1.0-py3-none-any.whl"]
+    assert (own / "debian-packages").read_text() == "libgomp1\n"
+
+
 def test_the_aml_jobs_refuse_a_locked_project_until_their_environment_installs_it(project, index):
     """AML's job environment is train.yml's: a locked project's training and batch jobs are
     refused before anything is submitted, saying why (the local profile runs them)."""
@@ -392,3 +410,13 @@ def test_project_test_says_when_there_is_no_test_to_run(project, index):
     (project / "test_project.py").unlink()
     said = cli(project, index, "project", "--test")
     assert said.returncode == 2 and "no test_*.py to run" in said.stderr
+
+
+@pytest.mark.parametrize("package", ["libgomp1; rm -rf /", "libgomp1=12.2", "--allow-unauthenticated", "Lib"])
+def test_a_system_package_is_a_debian_name_and_nothing_else(project, package):
+    spec = project / "project.toml"
+    spec.write_text(spec.read_text() + f'\n[environment]\nsystem_packages = ["{package}"]\n')
+    with pytest.raises(
+        ProjectError, match=r"project.toml: environment.system_packages: .* a Debian package's name"
+    ):
+        load_project(project)

@@ -12,3 +12,4 @@ PROJECT_REQUIREMENTS = "project-requirements"  # a project's own packages: its l
 PROJECT_LOCK = f"{PROJECT_REQUIREMENTS}/requirements.lock"
 PROJECT_INDEX = f"{PROJECT_REQUIREMENTS}/index-url"  # the index its packages come from, or
 PROJECT_WHEELS = f"{PROJECT_REQUIREMENTS}/wheels"  # the wheels themselves (a folder index)
+PROJECT_DEBIAN_PACKAGES = f"{PROJECT_REQUIREMENTS}/debian-packages"  # its [environment] system_packages

@@ -73,6 +73,12 @@ def library_values(library: str, task: str, folder: Path) -> dict[str, str]:
             "\n[environment]\n# Locked with hashes into requirements.lock by `mlops-assets lock` (init ran it);"
             "\n# packages the platform pins (numpy, scipy, pandas, scikit-learn) keep its versions."
             f'\nrequirements = ["{requirement}"]\n'
+            + (
+                f"# The scoring image installs these Debian packages ({library}'s wheel needs them).\n"
+                f"system_packages = {values['system_packages']}\n"
+                if values["system_packages"]
+                else ""
+            )
         ),
         "trusted_types": Template(values["trusted_types"]).substitute(estimator_class=estimator),
         "trusted_why": values["trusted_why"],

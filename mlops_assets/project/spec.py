@@ -105,11 +105,31 @@ class ArtifactSpec(_Strict):
 REQUIREMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,\s-]+\])?\s*([<>=!~;(].*)?")
 
 
+DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+
+
 class EnvironmentSpec(_Strict):
     requirements: tuple[str, ...] = Field(
         default=(),
         description="Packages the project needs beyond the platform's, locked by `mlops-assets lock`.",
     )
+
+    system_packages: tuple[str, ...] = Field(
+        default=(),
+        description="Debian packages the scoring image installs for the project's packages (e.g. libgomp1, "
+        "LightGBM's OpenMP runtime); the machine's own where the model runs as a process.",
+    )
+
+    @field_validator("system_packages")
+    @classmethod
+    def _debian_names(cls, packages: tuple[str, ...]) -> tuple[str, ...]:
+        for package in packages:
+            if not DEBIAN_PACKAGE.fullmatch(package):
+                raise ValueError(
+                    f"{package!r}: a Debian package's name (lower-case letters, digits, + - .), e.g. libgomp1; "
+                    "no version, option or shell"
+                )
+        return packages
 
     @field_validator("requirements")
     @classmethod
@@ -215,6 +235,11 @@ class ProjectSpec(_Strict):
             "trusted_types": list(self.artifact.trusted_types),
             # only where set: a project that leaves it ships the spec it shipped before
             **({"categorical_dtype": self.categorical_dtype} if self.native_categories else {}),
+            **(
+                {"system_packages": list(self.environment.system_packages)}
+                if self.environment.system_packages
+                else {}
+            ),
         }
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from mlops_assets.hosting.build_layout import (
     AZURE_REQUIREMENTS,
     MODEL_DIR,
+    PROJECT_DEBIAN_PACKAGES,
     PROJECT_DIR,
     PROJECT_INDEX,
     PROJECT_LOCK,
@@ -78,37 +79,54 @@ def serving_requirements(azure: bool = False, repo: Path = REPO) -> bytes:
 
 # Where the scoring Dockerfile installs the project (the layer a lock's packages go before).
 _PROJECT_LAYER = "COPY project/ /app/project/"
-_PROJECT_REQUIREMENTS_LAYER = f"""# The model project's own packages (its requirements.lock, each by hash), a layer of their own
-# between the platform's and the code: a new model of the same project rebuilds nothing above it.
+_PROJECT_REQUIREMENTS_LAYER = f"""# The model project's own packages (the Debian packages its [environment] names, then its
+# requirements.lock, each by hash), layers of their own between the platform's and the code: a
+# new model of the same project rebuilds nothing above it.
 COPY {PROJECT_REQUIREMENTS}/ /app/{PROJECT_REQUIREMENTS}/
-RUN if [ -n "$CA_BUNDLE" ]; then export PIP_CERT="$CA_BUNDLE" SSL_CERT_FILE="$CA_BUNDLE"; fi \\
-    && python3 -m venv /tmp/uv \\
-    && /tmp/uv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check "uv==${{UV_VERSION}}" \\
-    && if [ -d /app/{PROJECT_WHEELS} ]; then set -- --no-index --find-links /app/{PROJECT_WHEELS}; \\
-       else set -- --index-url "$(cat /app/{PROJECT_INDEX})"; fi \\
-    && /tmp/uv/bin/uv pip install --quiet --no-cache --no-config --python /opt/venv/bin/python \\
-       --require-hashes "$@" --requirement /app/{PROJECT_LOCK} \\
-    && rm -rf /tmp/uv /app/{PROJECT_REQUIREMENTS}
+# hadolint ignore=DL3008,SC2046
+RUN if [ -s /app/{PROJECT_DEBIAN_PACKAGES} ]; then \\
+        apt-get update -qq \\
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \\
+           $(cat /app/{PROJECT_DEBIAN_PACKAGES}) \\
+        && rm -rf /var/lib/apt/lists/*; \\
+    fi
+RUN if [ -f /app/{PROJECT_LOCK} ]; then \\
+        if [ -n "$CA_BUNDLE" ]; then export PIP_CERT="$CA_BUNDLE" SSL_CERT_FILE="$CA_BUNDLE"; fi \\
+        && python3 -m venv /tmp/uv \\
+        && /tmp/uv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check "uv==${{UV_VERSION}}" \\
+        && if [ -d /app/{PROJECT_WHEELS} ]; then set -- --no-index --find-links /app/{PROJECT_WHEELS}; \\
+           else set -- --index-url "$(cat /app/{PROJECT_INDEX})"; fi \\
+        && /tmp/uv/bin/uv pip install --quiet --no-cache --no-config --python /opt/venv/bin/python \\
+           --require-hashes "$@" --requirement /app/{PROJECT_LOCK} \\
+        && rm -rf /tmp/uv; \\
+    fi \\
+    && rm -rf /app/{PROJECT_REQUIREMENTS}
 
 """
 
 
-def project_requirements(lock_text: str, index: str) -> dict[str, bytes]:
+def _pins(requirements_text: str) -> dict[str, str]:
+    return {
+        normalized(name): version
+        for name, version in re.findall(r"^([A-Za-z0-9._-]+)==([^\s;]+)", requirements_text, re.M)
+    }
+
+
+def project_requirements(lock_text: str, index: str, serving: bytes = b"") -> dict[str, bytes]:
     """The context's files for a version whose project locks packages: the lock, and where its
     packages come from (the index URL; for a folder of wheels, the locked ones themselves, since
-    an image build cannot reach this machine's folders)."""
+    an image build cannot reach this machine's folders, but for those the ``serving`` requirements
+    install at the same version before them: a satisfied pin is not installed again)."""
     files = {PROJECT_LOCK: lock_text.encode()}
     folder = Path(index)
     if not folder.is_dir():
         files[PROJECT_INDEX] = index.encode()
         return files
-    pins = {
-        normalized(name): version
-        for name, version in re.findall(r"^([A-Za-z0-9._-]+)==(\S+)", lock_text, re.M)
-    }
+    platform = _pins(serving.decode())
+    wanted = {name: v for name, v in _pins(lock_text).items() if platform.get(name) != v}
     for wheel in sorted(folder.glob("*.whl")):
         name, version = wheel.name.split("-")[:2]
-        if pins.get(normalized(name)) == version:
+        if wanted.get(normalized(name)) == version:
             files[f"{PROJECT_WHEELS}/{wheel.name}"] = wheel.read_bytes()
     return files
 
@@ -195,7 +213,10 @@ def assemble(
     staging = contexts_dir / f".staging-{hashlib.sha256(artifact).hexdigest()[:12]}"
     shutil.rmtree(staging, ignore_errors=True)
     lock = (package or {}).get(LOCK_FILE)
-    extra = project_requirements(lock, package_index) if lock else {}
+    extra = project_requirements(lock, package_index, requirements) if lock else {}
+    system = (serving_spec or {}).get("system_packages")
+    if system:
+        extra[PROJECT_DEBIAN_PACKAGES] = ("\n".join(system) + "\n").encode()
     _write_tree(
         staging,
         artifact_name,
