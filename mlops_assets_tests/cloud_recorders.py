@@ -354,6 +354,7 @@ class LocalAmlWorkspace:
         self.cancelled: set[str] = set()
         self.jobs = SimpleNamespace(get=self._get_job, begin_cancel=self._cancel)
         self.models = RecordingAmlModels(workdir / "models", self.recorder)
+        self.environments = RecordingAmlEnvironments(self.recorder)
 
     def create_or_update(self, job):
         import os
@@ -409,6 +410,28 @@ class LocalAmlWorkspace:
 
     def log(self, name: str) -> str:
         return (self.workdir / name / "std_log.txt").read_text()
+
+
+class RecordingAmlEnvironments:
+    """``MLClient.environments``: versions kept as AML keeps them (an entity per name and version;
+    ``get`` of one never created raises ResourceNotFoundError, as the service answers)."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.stored: dict[tuple[str, str], Any] = {}
+
+    def get(self, name: str, version: str):
+        from azure.core.exceptions import ResourceNotFoundError
+
+        self.recorder.record("environments.get", name, version=version)
+        if (name, version) not in self.stored:
+            raise ResourceNotFoundError(f"Environment {name}:{version} not found")
+        return self.stored[(name, version)]
+
+    def create_or_update(self, environment):
+        self.recorder.record("environments.create_or_update", environment._to_dict())
+        self.stored[(environment.name, environment.version)] = environment
+        return environment
 
 
 class RecordingAmlModels:

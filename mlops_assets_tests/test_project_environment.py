@@ -328,28 +328,59 @@ def test_a_context_leaves_out_the_wheels_the_platform_installs_and_names_the_deb
     assert (own / "debian-packages").read_text() == "libgomp1\n"
 
 
-def test_the_aml_jobs_refuse_a_locked_project_until_their_environment_installs_it(project, index):
-    """AML's job environment is train.yml's: a locked project's training and batch jobs are
-    refused before anything is submitted, saying why (the local profile runs them)."""
+def test_a_locked_project_s_aml_jobs_run_in_an_environment_registered_under_its_digest(
+    project, index, tmp_path
+):
+    """AML's training and batch jobs of a project that locks packages run in an AML Environment of
+    its own: train.yml plus the lock's pins, registered once under the digest of what it installs,
+    the job referring to it by id; a project without a lock keeps train.yml's inline environment."""
     from types import SimpleNamespace
 
     import dagster as dg
+    import yaml
 
-    from mlops_assets.batch.backends import AzureMLBatchScorer
-    from mlops_assets.model.batch_scoring import BatchInputError
-    from mlops_assets.project.package import manifest_block, package_sources
-    from mlops_assets.training.aml_backend import AzureMLTrainingBackend
+    from mlops_assets.azure.jobs import TRAIN_ENVIRONMENT, AzureMLJobs
+    from mlops_assets.core.storage import StorageResource
+    from mlops_assets_tests.cloud_recorders import LocalAmlWorkspace
 
-    require(project, "tinylib")
+    require(project, "tinylib<1.1")
     assert cli(project, index, "lock").returncode == 0
-    locked = load_project(project)
-    with pytest.raises(
-        dg.Failure, match=r"\[environment\] requirements: the AML job's environment .* does not install"
-    ):
-        AzureMLTrainingBackend.run_training(None, None, {}, locked)  # refused before self is used
-    manifest = {"version": 3, "project_package": manifest_block(package_sources(project))}
-    with pytest.raises(BatchInputError, match=r"version 3: its project locks packages of its own"):
-        AzureMLBatchScorer.score(None, None, SimpleNamespace(manifest=manifest))
+    lock_text = (project / LOCK_FILE).read_text()
+    workspace = LocalAmlWorkspace(tmp_path / "aml", job_secrets={})
+
+    class Jobs(AzureMLJobs):
+        def ml_client(self):
+            return workspace
+
+    jobs = Jobs(
+        subscription_id="sub",
+        resource_group="rg",
+        workspace="mlw",
+        storage=StorageResource(root_url="file:///x"),
+    )
+    chosen = jobs.job_environment("with_env", lock_text)
+    (registered,), _ = workspace.recorder.last("environments.create_or_update")
+    assert chosen == f"azureml:mlops-assets-train-with_env:{registered['version']}"
+    assert registered["name"] == "mlops-assets-train-with_env" and len(registered["version"]) == 16
+    assert registered["image"] == jobs.environment_image
+    pip = registered["conda_file"]["dependencies"][-1]["pip"]
+    train = yaml.safe_load(TRAIN_ENVIRONMENT.read_text())["dependencies"][-1]["pip"]
+    assert pip == [*train, "tinylib==1.0"]  # the platform's pins as train.yml has them, then the lock's
+
+    # The same lock again (the next retrain, a batch job): found, not registered again.
+    assert jobs.job_environment("with_env", lock_text) == chosen
+    assert workspace.recorder.names().count("environments.create_or_update") == 1
+    # Another lock is another environment.
+    require(project, "tinylib>=1.1")
+    assert cli(project, index, "lock").returncode == 0
+    upgraded = jobs.job_environment("with_env", (project / LOCK_FILE).read_text())
+    assert upgraded != chosen and workspace.recorder.names().count("environments.create_or_update") == 2
+
+    context = SimpleNamespace(run_id="r" * 36, asset_key=dg.AssetKey("candidate_model"))
+    job = jobs.command(context, tmp_path, "python train.py", "train", "https://acct", chosen)._to_dict()
+    assert job["environment"] == chosen
+    plain = jobs.command(context, tmp_path, "python train.py", "train", "https://acct")._to_dict()
+    assert plain["environment"]["name"] == "mlops-assets-train" and "tinylib==1.0" not in str(plain)
 
 
 @pytest.mark.slow

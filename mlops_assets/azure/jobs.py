@@ -8,6 +8,8 @@ definition, readable by anyone who can read the job).
 """
 
 import contextlib
+import hashlib
+import json
 import shutil
 import tempfile
 import uuid
@@ -19,6 +21,8 @@ from pydantic import Field
 
 from mlops_assets.azure.ml_client import aml_client
 from mlops_assets.core.storage import StorageResource
+from mlops_assets.project.environment import normalized, parse_lock
+from mlops_assets.project.package import LOCK_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_ENVIRONMENT = REPO / "deploy" / "environments" / "train.yml"
@@ -45,6 +49,34 @@ class AzureMLJobs(dg.ConfigurableResource):
     def ml_client(self) -> Any:
         return aml_client(self.subscription_id, self.resource_group, self.workspace)
 
+    def job_environment(self, project_name: str, lock_text: str | None) -> Any:
+        """What the job runs in: train.yml's environment; for a project that locks packages of its
+        own, train.yml plus the lock's pins, registered in the workspace as
+        ``mlops-assets-train-<project>`` under the digest of what it installs (made once: AML builds
+        it at its first use, and every later job of the same lock reuses it), referred to by id."""
+        from azure.ai.ml.entities import Environment
+        from azure.core.exceptions import ResourceNotFoundError
+
+        if lock_text is None:
+            return Environment(
+                name="mlops-assets-train", image=self.environment_image, conda_file=str(TRAIN_ENVIRONMENT)
+            )
+        conda = conda_with_lock(lock_text)
+        digest = hashlib.sha256(json.dumps([self.environment_image, conda], sort_keys=True).encode())
+        wanted = Environment(
+            name=f"mlops-assets-train-{project_name}",
+            version=digest.hexdigest()[:16],
+            image=self.environment_image,
+            conda_file=conda,
+            description="The platform's train group (train.yml) and the project's requirements.lock.",
+        )
+        client = self.ml_client()
+        try:
+            found = client.environments.get(wanted.name, version=wanted.version)
+        except ResourceNotFoundError:
+            found = client.environments.create_or_update(wanted)
+        return f"azureml:{found.name}:{found.version}"
+
     def command(
         self,
         context: dg.AssetExecutionContext,
@@ -52,10 +84,11 @@ class AzureMLJobs(dg.ConfigurableResource):
         command_line: str,
         purpose: str,
         account_url: str,
+        environment: Any = None,
     ) -> Any:
         """The job as AML stores it: code, command line, environment, compute, identity, no secret."""
         from azure.ai.ml import command
-        from azure.ai.ml.entities import Environment, ManagedIdentityConfiguration
+        from azure.ai.ml.entities import ManagedIdentityConfiguration
 
         variables = {
             "MLOPS_PIPES_ACCOUNT_URL": account_url,
@@ -74,9 +107,7 @@ class AzureMLJobs(dg.ConfigurableResource):
             description=f"{command_line} for the {asset} asset, launched by Dagster Pipes",
             code=str(code_dir),
             command=command_line,
-            environment=Environment(
-                name="mlops-assets-train", image=self.environment_image, conda_file=str(TRAIN_ENVIRONMENT)
-            ),
+            environment=environment or self.job_environment("", None),
             compute=self.compute,
             instance_count=1,
             environment_variables=variables,
@@ -92,9 +123,11 @@ class AzureMLJobs(dg.ConfigurableResource):
         command_line: str,
         extras: dict[str, Any],
         purpose: str,
+        environment: Any = None,
     ) -> dict[str, Any]:
         """Upload ``files`` ({path in the job: path in the repository}) as the job's code, run
-        ``command_line`` there, and return what the script reported."""
+        ``command_line`` there (in ``environment``, default train.yml's), and return what the
+        script reported."""
         from mlops_assets.azure.blob import blob_resource
         from mlops_assets.azure.pipes import (
             BoundedPipesAzureMLClient,
@@ -118,11 +151,24 @@ class AzureMLJobs(dg.ConfigurableResource):
                 poll_interval_seconds=self.poll_interval_seconds,
                 timeout_seconds=self.timeout_seconds,
             )
-            job = self.command(context, Path(code), command_line, purpose, blob.account_url)
+            job = self.command(context, Path(code), command_line, purpose, blob.account_url, environment)
             reported = client.run(context=context, command=job, extras=extras).get_materialize_result()
         result = {key: value.value for key, value in reported.metadata.items()}
         result["aml_job"] = result.pop("AzureML Job Name")
         return result
+
+
+def conda_with_lock(lock_text: str) -> dict:
+    """train.yml with the lock's pins it does not hold added to its pip list, by version (a conda
+    file's pip list cannot hash some packages and not others; train.yml's own are by version too)."""
+    import yaml
+
+    conda = yaml.safe_load(TRAIN_ENVIRONMENT.read_text())
+    pip = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict) and "pip" in d)
+    platform = {normalized(line.split("==")[0]) for line in pip}
+    pins = parse_lock(lock_text, LOCK_FILE).pins
+    pip += [f"{name}=={version}" for name, version in sorted(pins.items()) if name not in platform]
+    return conda
 
 
 def _ensure_container(blobs: Any, name: str) -> None:

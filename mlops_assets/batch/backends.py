@@ -106,12 +106,8 @@ class AzureMLBatchScorer(AzureMLJobs, BatchScorer):
         return f"azureml:{self.workspace}/{self.compute}"
 
     def score(self, context: dg.AssetExecutionContext, job: BatchJob) -> dict[str, Any]:
-        if LOCK_FILE in (sources_of(job.manifest) or {}):
-            raise BatchInputError(
-                f"version {job.manifest.get('version')}: its project locks packages of its own "
-                f"({LOCK_FILE}), and the AML job's environment (deploy/environments/train.yml) does "
-                "not install them yet (the local profile's batch scoring runs it in the project's environment)"
-            )
+        lock = (sources_of(job.manifest) or {}).get(LOCK_FILE)  # the version's own, as it was trained
+        project = str((job.manifest.get("project") or {}).get("name") or job.manifest.get("model_name"))
         store = job.storage
         reported = self.run_pipes_job(
             context,
@@ -126,6 +122,7 @@ class AzureMLBatchScorer(AzureMLJobs, BatchScorer):
                 "serving_spec": job.serving_spec,
             },
             purpose="batch",
+            environment=self.job_environment(project, lock) if lock else None,
         )
         if "error" in reported:
             raise BatchInputError(reported["error"])

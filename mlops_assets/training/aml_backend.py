@@ -6,6 +6,7 @@ import dagster as dg
 
 from mlops_assets.azure.jobs import TRAIN_ENVIRONMENT, AzureMLJobs
 from mlops_assets.project.loader import ModelProject
+from mlops_assets.project.package import LOCK_FILE
 from mlops_assets.training.backends import TrainingBackend
 
 __all__ = ["TRAIN_ENVIRONMENT", "AzureMLTrainingBackend"]
@@ -36,14 +37,10 @@ class AzureMLTrainingBackend(AzureMLJobs, TrainingBackend):
         context: dg.AssetExecutionContext,
         extras: dict[str, Any],
         project: ModelProject,
-        python: str | None = None,  # the job's environment is train.yml's
+        python: str | None = None,  # the job's environment: train.yml's, plus the project's lock
     ) -> dict[str, Any]:
-        if project.spec.environment.requirements:
-            raise dg.Failure(
-                f"{project.folder / 'project.toml'}: [environment] requirements: the AML job's environment "
-                "(deploy/environments/train.yml) does not install a project's lock yet; train it locally "
-                "(MLOPS_PROFILE=local), where it runs in the project's own environment"
-            )
+        lock = project.folder / LOCK_FILE
+        locked = lock.read_text(encoding="utf-8") if project.spec.environment.requirements else None
         # train.py, the standalone modules it imports, and the model project: not the code location.
         return self.run_pipes_job(
             context,
@@ -51,4 +48,5 @@ class AzureMLTrainingBackend(AzureMLJobs, TrainingBackend):
             "python train.py",
             {**extras, "project_dir": PROJECT_DIR},
             purpose="train",
+            environment=self.job_environment(project.name, locked) if locked else None,
         )
