@@ -417,6 +417,16 @@ def test_init_on_a_library_locks_it_and_the_project_s_own_test_passes_in_its_env
         tested.stdout[-3000:] + tested.stderr[-2000:]
     )
     assert importlib.util.find_spec(package) is None
+    if library == "lightgbm":
+        # A type the spec does not trust fails on the author's machine, naming the line to put back.
+        spec_file = folder / "project.toml"
+        trusting = spec_file.read_text()
+        spec_file.write_text(trusting.replace('"lightgbm.basic.Booster", ', ""))
+        refused = cli(folder, WHEELHOUSE, "project", "--build")
+        assert refused.returncode == 2, refused.stderr
+        assert "refusing to load untrusted types ['lightgbm.basic.Booster']" in refused.stderr
+        assert '"lightgbm.basic.Booster"' in refused.stderr.rsplit("trusted_types = ", 1)[1]
+        spec_file.write_text(trusting)
     ruff = [
         str(Path(sys.executable).parent / "ruff"),
         "--config",
