@@ -52,6 +52,17 @@ class ParsedBatch:
     source: str
     cells: pd.DataFrame | None
     error: str | None = None
+    _columns: dict = field(default_factory=dict, compare=False, repr=False)  # typed once: see typed()
+
+    def typed(self, name: str, column: ColumnSpec) -> tuple[pd.Series, pd.Series, np.ndarray]:
+        """``_typed`` of the column: read once per batch, then shared by every rule and the typed
+        frame (a step that checks all the rules and types the batch reads each column once, not
+        five times)."""
+        key = (name, column.model_dump_json())
+        if key not in self._columns:
+            assert self.cells is not None
+            self._columns[key] = _typed(self.cells[name], name, column)
+        return self._columns[key]
 
 
 @dataclass
@@ -177,7 +188,7 @@ def check_schema(
     cells = batch.cells
     problems = [f"{batch.source}: column {c} missing (schema check)" for c in spec.columns if c not in cells]
     for name, column in _present(batch, spec).items():
-        _, _, codes = _typed(cells[name], name, column)
+        _, _, codes = batch.typed(name, column)
         wrong = np.isin(codes, _NOT_OF_KIND)
         if wrong.any():
             bad = cells.index[wrong]
@@ -204,7 +215,7 @@ def unnamed_columns(batch: ParsedBatch, spec: ProjectSpec) -> str:
 def typed_frame(batch: ParsedBatch, spec: ProjectSpec) -> pd.DataFrame:
     """The spec's columns, typed by kind (see ``_typed``); bad cells and null tokens become NaN."""
     return pd.DataFrame(
-        {name: _typed(batch.cells[name], name, column)[0] for name, column in _present(batch, spec).items()}
+        {name: batch.typed(name, column)[0] for name, column in _present(batch, spec).items()}
     )
 
 
@@ -216,7 +227,7 @@ def check_nulls(
     cells = batch.cells
     problems, fractions = [], {}
     for name, column in _present(batch, spec).items():
-        _, is_null, _ = _typed(cells[name], name, column)
+        _, is_null, _ = batch.typed(name, column)
         fractions[name] = float(is_null.mean())
         if is_null.any() and not column.nullable:
             bad = cells.index[is_null.to_numpy()]
@@ -237,7 +248,7 @@ def check_ranges(
         return skipped
     problems, flagged = [], {}
     for name, column in _present(batch, spec).items():
-        values, _, codes = _typed(batch.cells[name], name, column)
+        values, _, codes = batch.typed(name, column)
         beyond = codes == Broken.BEYOND
         if beyond.any():
             bad = values.index[beyond]
