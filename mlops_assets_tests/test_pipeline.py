@@ -281,3 +281,54 @@ def test_landing_sensor_requests_each_file_version_once(settings, storage, insta
     (changed,) = tick().run_requests
     assert changed.partition_key == "diabetes-part-1.csv" and changed.run_key != request.run_key
     assert tick().dynamic_partitions_requests == []
+
+
+def test_a_landed_file_is_parsed_and_checked_once_and_read_by_its_checks_and_the_gate(
+    settings, storage, instance, seeded, monkeypatch
+):
+    """landed_batch makes the one pass (kept by the file's sha256 and the configuration the rules
+    read); the six checks and validated_batch read it, so the file is parsed once per run: a pass
+    that somebody edits shows in what they report. Other thresholds make a pass of their own."""
+    from mlops_assets.ingest import checked
+
+    defs = seeded
+    ingest_new_files(defs, instance, storage, settings.lock_dir)  # the seed's file first: its own pass
+    before = {f.path for f in storage.list_files(checked.CHECKED_PREFIX, versions=False)}
+    storage.write_bytes("landing/first.csv", DIABETES.seed_frame().head(80).to_csv(index=False).encode())
+    parsed = []
+    real = checked.parse_batch
+    monkeypatch.setattr(checked, "parse_batch", lambda *a: parsed.append(a[0]) or real(*a))
+    (first,) = ingest_new_files(defs, instance, storage, settings.lock_dir)
+    assert first.success and first.rows == 80
+    assert parsed == ["landing/first.csv"]  # in-process: every step of the run shared one parse
+    kept = sorted({f.path for f in storage.list_files(checked.CHECKED_PREFIX, versions=False)} - before)
+    assert [p.rsplit(".", 1)[1] for p in kept] == ["json", "parquet"]
+
+    # What the checks and the gate report is the pass's: an outcome edited in storage shows.
+    outcomes_path = next(p for p in kept if p.endswith(".json"))
+    kept_pass = json.loads(storage.read_bytes(outcomes_path))
+    kept_pass["outcomes"]["ranges"].update(
+        passed=False, problems=["landing/first.csv: planted (ranges check)"]
+    )
+    storage.write_bytes(outcomes_path, json.dumps(kept_pass).encode())
+    again = dg.materialize(
+        [landed_batch, validated_batch],
+        partition_key="first.csv",
+        resources=defs.resources,
+        instance=instance,
+        raise_on_error=False,
+    )
+    failure = next(e for e in again.all_events if e.is_step_failure)
+    assert (
+        failure.step_failure_data.user_failure_data.description == "landing/first.csv: planted (ranges check)"
+    )
+
+    # Other thresholds: a pass of their own, made from the file again.
+    from mlops_assets.ingest.config import ValidationConfig
+
+    stricter = {**defs.resources, "validation": ValidationConfig(hard_mean_shift_sd=3.5)}
+    redone = dg.materialize(
+        [landed_batch, validated_batch], partition_key="first.csv", resources=stricter, instance=instance
+    )
+    assert redone.success
+    assert len(list(storage.list_files(checked.CHECKED_PREFIX, versions=False))) == len(before) + 4

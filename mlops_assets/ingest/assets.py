@@ -10,19 +10,12 @@ from mlops_assets.core import markdown
 from mlops_assets.core.project import ModelProjectResource
 from mlops_assets.core.stage_lock import StageLock
 from mlops_assets.core.storage import StorageResource, asset_path, load_stored_value
+from mlops_assets.ingest.checked import DRIFT_RULE, checked_batch
 from mlops_assets.ingest.config import ValidationConfig
 from mlops_assets.ingest.feedback_batch import feedback_batch, feedback_files
 from mlops_assets.ingest.reference import compute_reference, read_reference, write_reference
 from mlops_assets.ingest.training_data import combine_batches, lacking_columns, write_snapshot
-from mlops_assets.ingest.validation import (
-    BLOCKING_RULES,
-    Rule,
-    check_drift,
-    failed_rules,
-    parse_batch,
-    typed_frame,
-    unnamed_columns,
-)
+from mlops_assets.ingest.validation import BLOCKING_RULES
 from mlops_assets.project.metrics import too_few_classes
 
 quiet_api_stage_warnings()  # before the partitioned checks below are declared
@@ -43,7 +36,12 @@ def landing_path(partition_key: str) -> str:
         "that does not read as a CSV fails here, with why: its partition shows failed, not landed."
     ),
 )
-def landed_batch(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.Output[bytes]:
+def landed_batch(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    validation: ValidationConfig,
+    project: ModelProjectResource,
+) -> dg.Output[bytes]:
     path = landing_path(context.partition_key)
     store = storage.get()
     if not store.exists(path):
@@ -51,10 +49,18 @@ def landed_batch(context: dg.AssetExecutionContext, storage: StorageResource) ->
     raw = store.read_bytes(path)
     sha256 = hashlib.sha256(raw).hexdigest()
     metadata = {"source": store.uri(path), "bytes": len(raw), "sha256": sha256}
-    unreadable = parse_batch(path, raw).error
-    if unreadable:  # the file stays in landing/: nothing is lost, a fixed version lands as a new run
-        raise dg.Failure(f"{path}: {unreadable} (parse check)", metadata=metadata)
+    # The one pass: parsed, typed and checked here; the checks and the gate read what it found.
+    checked = _checked(store, path, raw, validation, project)
+    unreadable = checked.outcomes["parse"]
+    if (
+        not unreadable.passed
+    ):  # the file stays in landing/: nothing is lost, a fixed version lands as a new run
+        raise dg.Failure("; ".join(unreadable.problems), metadata=metadata)
     return dg.Output(raw, metadata=metadata, data_version=dg.DataVersion(sha256[:16]))
+
+
+def _checked(store, path: str, raw: bytes, validation: ValidationConfig, project: ModelProjectResource):
+    return checked_batch(store, path, raw, project.get().spec, validation.thresholds(), read_reference(store))
 
 
 def _check_result(outcome, severity: dg.AssetCheckSeverity) -> dg.AssetCheckResult:
@@ -72,7 +78,7 @@ def _check_result(outcome, severity: dg.AssetCheckSeverity) -> dg.AssetCheckResu
     )
 
 
-def _landed_check(name: str, rule: Rule, description: str, blocking: bool) -> dg.AssetChecksDefinition:
+def _landed_check(name: str, description: str, blocking: bool) -> dg.AssetChecksDefinition:
     """A rule as a check of landed_batch. A blocking rule's failure is an ERROR that validated_batch's
     gate enforces: its step failure, the run's headline, names the file, the rule and the first
     offending rows. (Dagster's own blocking flag would fail the run with only the checks' names.)"""
@@ -93,20 +99,18 @@ def _landed_check(name: str, rule: Rule, description: str, blocking: bool) -> dg
         project: ModelProjectResource,
         storage: StorageResource,
     ) -> dg.AssetCheckResult:
-        batch = parse_batch(landing_path(context.partition_key), landed_batch)
-        outcome = rule(batch, project.get().spec, validation.thresholds(), read_reference(storage.get()))
+        path = landing_path(context.partition_key)
+        outcome = _checked(storage.get(), path, landed_batch, validation, project).outcomes[name]
         return _check_result(outcome, severity)
 
     return _check
 
 
 landed_batch_checks = [
-    _landed_check(name, rule, description, blocking=True)
-    for name, (rule, description) in BLOCKING_RULES.items()
+    _landed_check(name, description, blocking=True) for name, (_, description) in BLOCKING_RULES.items()
 ] + [
     _landed_check(
-        "drift",
-        check_drift,
+        DRIFT_RULE,
         "Warning only: mean/std shift and a two-sample KS test against the reference.",
         blocking=False,
     )
@@ -129,20 +133,20 @@ def validated_batch(
     project: ModelProjectResource,
     storage: StorageResource,
 ) -> dg.Output[pd.DataFrame]:
-    batch = parse_batch(landing_path(context.partition_key), landed_batch)
-    spec = project.get().spec
+    path = landing_path(context.partition_key)
+    checked = _checked(storage.get(), path, landed_batch, validation, project)
     # The gate: materialising this asset alone can never let a bad batch through either.
-    failures = failed_rules(batch, spec, validation.thresholds(), read_reference(storage.get()))
+    failures = checked.failed()
     if failures:
         problems = [p for outcome in failures for p in outcome.problems]
         raise dg.Failure(
             description="; ".join(problems),
             metadata={"failed_rules": ", ".join(o.rule for o in failures)},
         )
-    frame = typed_frame(batch, spec)
-    ignored = unnamed_columns(batch, spec)
+    frame = checked.typed
+    ignored = checked.unnamed
     if ignored:
-        context.log.warning(f"{batch.source}: {ignored}")
+        context.log.warning(f"{path}: {ignored}")
     return dg.Output(
         frame,
         metadata={
