@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from scipy import stats
 
 from mlops_assets.ingest.reference import ReferenceStats, category_shares
@@ -133,7 +135,7 @@ def _typed(cells: pd.Series, name: str, column: ColumnSpec) -> tuple[pd.Series, 
     numbers = lowered.str.fullmatch(NUMBER_TEXT).fillna(False).to_numpy(dtype=bool) & ~is_null.to_numpy()
     values = np.full(len(cells), np.nan)
     if numbers.any():
-        values[numbers] = pd.to_numeric(lowered[numbers]).to_numpy(dtype=np.float64)
+        values[numbers] = _numbers(lowered if numbers.all() else lowered[numbers])
     readable = numbers
     if column.kind == "boolean":
         true, false = lowered.isin(TRUE_TOKENS).to_numpy(), lowered.isin(FALSE_TOKENS).to_numpy()
@@ -142,6 +144,15 @@ def _typed(cells: pd.Series, name: str, column: ColumnSpec) -> tuple[pd.Series, 
     codes = feature.judge_numbers(values, is_null.to_numpy(), ~readable & ~is_null.to_numpy())
     typed = pd.Series(values, index=cells.index)
     return typed.where(~np.isin(codes, _NOT_OF_KIND)), is_null, codes
+
+
+def _numbers(text: pd.Series) -> np.ndarray:
+    """Cells that all match ``NUMBER_TEXT``, as float64: cast by pyarrow (a tenth of pandas'
+    to_numeric on a million cells), pandas for what pyarrow's parser does not take."""
+    try:
+        return pc.cast(pa.array(text), pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pd.to_numeric(text).to_numpy(dtype=np.float64)
 
 
 # What the schema check reports: a value that is not of its column's kind at all.
