@@ -156,6 +156,7 @@ def test_every_format_gives_a_value_the_same_verdict(feature_and_value):
         ({"kind": "numeric", "min": 0, "max": 10, "out_of_range": "flag"}, 11, "flagged"),
         ({"kind": "numeric", "min": 0, "max": 10, "out_of_range": "flag"}, 2e9, "refused"),
         ({"kind": "integer"}, 2.5, "refused"),
+        ({"kind": "numeric"}, "\u0668\u0660", "refused"),  # Arabic-Indic digits: ASCII only
         ({"kind": "boolean"}, 1, "accepted"),
         ({"kind": "boolean"}, 2, "refused"),
         ({"kind": "categorical", "categories": ["red"], "nullable": True}, None, "accepted"),

@@ -1,6 +1,8 @@
 """The blocking rules and the drift warning, on the bytes a user would land."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlops_assets.ingest.config import ValidationConfig
 from mlops_assets.ingest.reference import compute_reference
@@ -15,6 +17,7 @@ from mlops_assets.ingest.validation import (
     parse_batch,
     typed_frame,
 )
+from mlops_assets.project.rules import NUMBER_TEXT
 from mlops_assets_tests import data_files
 from mlops_assets_tests.projects import DIABETES, diabetes_frame, split_seed
 
@@ -153,3 +156,19 @@ def test_a_file_cut_inside_its_last_value_is_refused_by_the_parse_rule(limits, r
     )
     assert [o.rule for o in failed_rules(batch, SPEC, limits, reference)] == ["parse"]
     assert failed_rules(parse_batch(SOURCE, whole), SPEC, limits, reference) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.from_regex(NUMBER_TEXT, fullmatch=True), min_size=1, max_size=20))
+def test_number_cells_read_as_python_reads_them(texts):
+    """The cells the rule table takes for numbers (pyarrow casts them, pandas where it cannot) read
+    as Python's float() reads them, the sign of a zero and infinities included."""
+    import numpy as np
+    import pandas as pd
+
+    from mlops_assets.ingest.validation import _numbers
+
+    found = _numbers(pd.Series([t.lower() for t in texts], dtype="str"))
+    expected = np.array([float(t) for t in texts])
+    assert np.array_equal(found, expected, equal_nan=True)
+    assert np.array_equal(np.signbit(found), np.signbit(expected))

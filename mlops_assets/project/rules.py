@@ -45,7 +45,9 @@ NULL_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
 TRUE_TOKENS = frozenset({"true", "yes", "y", "t"})  # and any number equal to 1
 FALSE_TOKENS = frozenset({"false", "no", "n", "f"})  # and any number equal to 0
 # A number's text, lower-cased and trimmed ("nan" is a null token; "inf" reads, then is not finite).
-NUMBER_TEXT = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?|[-+]?inf"
+# ASCII digits only: Python's \d takes other scripts' digits (float("٨0") is 80.0), RE2's (the
+# arrow strings ingest matches) does not, and the rule table must mean the same everywhere.
+NUMBER_TEXT = r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[-+]?[0-9]+)?|[-+]?inf"
 _NUMBER = re.compile(NUMBER_TEXT)
 
 
