@@ -53,9 +53,11 @@ def library_values(library: str, task: str, folder: Path) -> dict[str, str]:
         }
     estimator = values["estimators"].get(task)
     if estimator is None:
+        others = " or ".join(
+            name for name, lib in LIBRARIES.items() if name == "sklearn" or task in lib["estimators"]
+        )
         raise ValueError(
-            f"--library {library} --task {task}: its classifier takes labels 0..n-1 only, not a target of "
-            f"text labels; use --library lightgbm or sklearn for a {task} task"
+            f"--library {library} --task {task}: {values['refused'][task]}; use --library {others} for a {task} task"
         )
     requirement = values["requirement"]
     return {
