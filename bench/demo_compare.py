@@ -1,6 +1,11 @@
 """`make demo` from nothing at two commits, side by side: each in a worktree of its own (installed
 from uv's cache), run alternately in fresh homes, so the before/after figures share the machine.
 
+Read the first release's image build with care: a commit whose code an image on this machine
+already holds (another home's release, a test's) finds its ``COPY project/`` layer cached and builds
+3-4 s faster than one never built (seen comparing c775262 with its successor: the whole gap was
+there; with that layer cold for both, the two built in the same 5.5-5.8 s).
+
 Run: .venv/bin/python bench/demo_compare.py BEFORE [AFTER] [--rounds N] [--quick]
 (AFTER defaults to HEAD; the worktrees and homes go to a temporary folder and are removed.)
 """
