@@ -19,6 +19,7 @@ from mlops_assets.project.fitting import as_model_input
 from mlops_assets.project.loader import load_project
 from mlops_assets.runner.tasks import fitted_round_trip
 from mlops_assets.training import train
+from mlops_assets.training.assets import trainer_extras
 from mlops_assets_tests.projects import CHURN, CHURN_ROWS, typed_seed
 
 NATIVE_MODEL = '''"""Churn on trees that split on the plan and region categories themselves."""
@@ -61,14 +62,9 @@ def trained(native, tmp_path_factory):
         "data_version": "abc",
         "output_uri": (work / "out").as_uri(),
         "project_dir": str(native.folder),
-        "task": spec.task,
-        "features": list(spec.feature_names),
-        "target": spec.target.name,
-        "target_kind": spec.target.kind,
-        "params": dict(spec.params),
-        "holdout_percent": spec.evaluation.holdout_percent,
-        "categories": spec.native_categories,
+        **trainer_extras(spec),
     }
+    assert extras["categories"] == spec.native_categories
     result = train.train(extras, log=lambda _: None)
     data = (work / "out" / result["fingerprint"] / train.ARTIFACT_NAME).read_bytes()
     model = load_verified_model(data, result["artifact_sha256"], trusted=spec.artifact.trusted_types)

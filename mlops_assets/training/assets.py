@@ -6,9 +6,25 @@ from mlops_assets.core import keys
 from mlops_assets.core.project import ModelProjectResource
 from mlops_assets.core.stage_lock import StageLock
 from mlops_assets.core.storage import StorageResource
+from mlops_assets.project.spec import ProjectSpec
 from mlops_assets.training.backends import TrainingBackend
 
 CANDIDATE_PREFIX = "models/candidates"
+
+
+def trainer_extras(spec: ProjectSpec) -> dict:
+    """What train.py reads of the project's spec (its extras beside the data's and the output's)."""
+    extras = {
+        "task": spec.task,
+        "features": list(spec.feature_names),
+        "target": spec.target.name,
+        "target_kind": spec.target.kind,
+        "params": dict(spec.params),
+        "holdout_percent": spec.evaluation.holdout_percent,
+    }
+    if spec.native_categories:  # only where set: a project that leaves it sends what it sent
+        extras["categories"] = spec.native_categories
+    return extras
 
 
 def reported_metrics(result: dict) -> dict[str, float]:
@@ -39,15 +55,8 @@ def candidate_model(
         "snapshot_uri": training_data["uri"],
         "data_version": training_data["data_version"],
         "output_uri": storage.get().uri(CANDIDATE_PREFIX),
-        "task": spec.task,
-        "features": list(spec.feature_names),
-        "target": spec.target.name,
-        "target_kind": spec.target.kind,
-        "params": dict(spec.params),
-        "holdout_percent": spec.evaluation.holdout_percent,
+        **trainer_extras(spec),
     }
-    if spec.native_categories:
-        extras["categories"] = spec.native_categories
     result = trainer.run_training(context, extras, model_project, python=project.own_python(model_project))
     result["compute_backend"] = trainer.backend_name
     result |= {"project": spec.name, "spec_version": spec.version}
