@@ -24,7 +24,7 @@ from mlops_assets.hosting.build_layout import (
 )
 from mlops_assets.hosting.engines import PROBE_TIMEOUT, Engine
 from mlops_assets.hosting.supervisor import LISTEN_FD, write_read_only
-from mlops_assets.project.environment import uv
+from mlops_assets.project.environment import index_options, uv
 from mlops_assets.settings import SERVICE_ENVIRONMENT, child_environment, get_settings
 
 SERVE = "mlops-assets"
@@ -95,10 +95,7 @@ def ensure_venv(venvs_dir: Path, context: Path) -> Path:
     lock = context / PROJECT_LOCK
     if lock.exists():  # the project's own packages, each by hash, from where the context says
         wheels, index = context / PROJECT_WHEELS, context / PROJECT_INDEX
-        if wheels.is_dir():
-            source = ["--no-index", "--find-links", str(wheels)]
-        else:
-            source = ["--index-url", index.read_text().strip()]
+        source = index_options(str(wheels) if wheels.is_dir() else index.read_text().strip())
         install = [uv(), "pip", "install", "--no-config", "-q", "--python", python, "--require-hashes"]
         subprocess.run([*install, "-r", str(lock), *source], **run)
     subprocess.run(

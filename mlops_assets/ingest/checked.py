@@ -20,6 +20,7 @@ from mlops_assets.ingest.validation import (
     BLOCKING_RULES,
     RuleOutcome,
     ValidationThresholds,
+    blocking_failures,
     check_drift,
     parse_batch,
     typed_frame,
@@ -41,9 +42,8 @@ class CheckedBatch:
     typed: pd.DataFrame | None
 
     def failed(self) -> list[RuleOutcome]:
-        """The blocking rules that failed; a file that does not parse fails that rule alone."""
-        failed = [o for name, o in self.outcomes.items() if name in BLOCKING_RULES and not o.passed]
-        return [o for o in failed if o.rule == "parse"] or failed
+        """The blocking rules that failed, as ``failed_rules`` says them."""
+        return blocking_failures(o for name, o in self.outcomes.items() if name in BLOCKING_RULES)
 
 
 def pass_key(

@@ -14,7 +14,7 @@ import csv
 import io
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -415,8 +415,12 @@ BLOCKING_RULES: dict[str, tuple[Rule, str]] = {
 def failed_rules(
     batch: ParsedBatch, spec: ProjectSpec, limits: ValidationThresholds, reference: ReferenceStats | None
 ) -> list[RuleOutcome]:
-    """The blocking rules that fail; a file that does not parse fails that rule alone, so the
-    parse problem is the headline, not the rules that could not look at it."""
-    outcomes = [rule(batch, spec, limits, reference) for rule, _ in BLOCKING_RULES.values()]
+    """The blocking rules that fail (see ``blocking_failures``)."""
+    return blocking_failures(rule(batch, spec, limits, reference) for rule, _ in BLOCKING_RULES.values())
+
+
+def blocking_failures(outcomes: Iterable[RuleOutcome]) -> list[RuleOutcome]:
+    """The failed ones of the blocking rules' ``outcomes``; a file that does not parse fails that
+    rule alone, so the parse problem is the headline, not the rules that could not look at it."""
     failed = [outcome for outcome in outcomes if not outcome.passed]
     return [o for o in failed if o.rule == "parse"] or failed

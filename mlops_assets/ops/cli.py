@@ -113,8 +113,9 @@ def cmd_project(args: argparse.Namespace) -> int:
         from mlops_assets.project.environment import LOCK_FILE, read_lock
 
         lock = read_lock(project.folder / LOCK_FILE)  # checked at load: present and current
-        pins = ", ".join(f"{name}=={version}" for name, version in sorted(lock.pins.items()))
-        print(f"  environment: {', '.join(spec.environment.requirements)}; locked {lock.digest}: {pins}")
+        print(
+            f"  environment: {', '.join(spec.environment.requirements)}; locked {lock.digest}: {lock.pinned}"
+        )
     print(f"  home: {settings.home_dir}")
     if built is not None:
         print(f"  build_model(params): {built['estimator']}")
@@ -461,8 +462,7 @@ def cmd_lock(_: argparse.Namespace) -> int:
     except (LockError, ProjectError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    pins = ", ".join(f"{name}=={version}" for name, version in sorted(lock.pins.items()))
-    print(f"locked {folder / LOCK_FILE} ({lock.digest}): {pins}")
+    print(f"locked {folder / LOCK_FILE} ({lock.digest}): {lock.pinned}")
     return 0
 
 
@@ -492,8 +492,7 @@ def cmd_init(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
-        pins = ", ".join(f"{name}=={version}" for name, version in sorted(lock.pins.items()))
-        print(f"  its lock:  {folder}/requirements.lock from {index}: {pins}")
+        print(f"  its lock:  {folder}/requirements.lock from {index}: {lock.pinned}")
     print(f"  its test:  {library_values(args.library, args.task, folder)['test_command']}")
     print(f"  the loop:  MLOPS_MODEL_PROJECT={folder} make demo")
     return 0

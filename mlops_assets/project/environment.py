@@ -21,7 +21,7 @@ from mlops_assets.project.package import LOCK_FILE
 
 PLATFORM_LOCK = Path(__file__).resolve().parents[2] / "uv.lock"  # absent: the pins are not checked
 _HEADER = "# mlops-assets lock: made by `mlops-assets lock` from project.toml's [environment]; do not edit"
-_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", re.M)
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)", re.M)
 
 
 def uv() -> str:
@@ -59,6 +59,12 @@ def normalized(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def pins_of(requirements_text: str) -> dict[str, str]:
+    """``name==version`` lines of a requirements file or lock (markers and hashes aside), by
+    normalized name."""
+    return {normalized(name): version for name, version in _PIN.findall(requirements_text)}
+
+
 def requirements_digest(requirements: tuple[str, ...]) -> str:
     return hashlib.sha256("\n".join(sorted(requirements)).encode()).hexdigest()[:16]
 
@@ -88,7 +94,12 @@ class Lock:
 
     @property
     def pins(self) -> dict[str, str]:
-        return {normalized(name): version for name, version in _PIN.findall(self.body)}
+        return pins_of(self.body)
+
+    @property
+    def pinned(self) -> str:
+        """Its pins as people read them: ``name==version, ...``."""
+        return ", ".join(f"{name}=={version}" for name, version in sorted(self.pins.items()))
 
     def text(self) -> str:
         digest = hashlib.sha256(self.body.encode()).hexdigest()

@@ -237,7 +237,7 @@ def _registration_tags(
     if project.spec.environment.requirements:  # checked current when the project loaded
         lock = read_lock(project.folder / LOCK_FILE)
         tags["environment_lock"] = lock.digest
-        tags["environment_pins"] = ", ".join(f"{n}=={v}" for n, v in sorted(lock.pins.items()))
+        tags["environment_pins"] = lock.pinned
     return tags
 
 

@@ -15,7 +15,6 @@ from "the code changed" (hand over to a new process).
 
 import hashlib
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from mlops_assets.hosting.build_layout import (
     REQUIREMENTS,
 )
 from mlops_assets.model.rows import SPEC_NAME
-from mlops_assets.project.environment import normalized
+from mlops_assets.project.environment import normalized, pins_of
 from mlops_assets.project.package import LOCK_FILE, PACKAGED_DIR, write_package
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,13 +104,6 @@ RUN if [ -f /app/{PROJECT_LOCK} ]; then \\
 """
 
 
-def _pins(requirements_text: str) -> dict[str, str]:
-    return {
-        normalized(name): version
-        for name, version in re.findall(r"^([A-Za-z0-9._-]+)==([^\s;]+)", requirements_text, re.M)
-    }
-
-
 def project_requirements(lock_text: str, index: str, serving: bytes = b"") -> dict[str, bytes]:
     """The context's files for a version whose project locks packages: the lock, and where its
     packages come from (the index URL; for a folder of wheels, the locked ones themselves, since
@@ -122,8 +114,8 @@ def project_requirements(lock_text: str, index: str, serving: bytes = b"") -> di
     if not folder.is_dir():
         files[PROJECT_INDEX] = index.encode()
         return files
-    platform = _pins(serving.decode())
-    wanted = {name: v for name, v in _pins(lock_text).items() if platform.get(name) != v}
+    platform = pins_of(serving.decode())
+    wanted = {name: v for name, v in pins_of(lock_text).items() if platform.get(name) != v}
     for wheel in sorted(folder.glob("*.whl")):
         name, version = wheel.name.split("-")[:2]
         if wanted.get(normalized(name)) == version:
