@@ -1,17 +1,20 @@
 """An ingest_job run on a big file against the limit of the same work, in one run per size.
 
-For each size a fresh process and home: a CSV of that many rows of the default project's columns
-(the seed's rows drawn with replacement, so every value passes) lands; the limit is pyarrow reading
-it, the range and null checks over its columns (pyarrow compute) and a parquet write; then one
-ingest_job run on a real Dagster instance, with each step's seconds and the process's peak RSS.
+For each size: a CSV of that many rows of the default project's columns (the seed's rows drawn
+with replacement, so every value passes), written a million rows at a time; the limit, in a process
+of its own, is pyarrow reading it, the range and null checks over its columns (pyarrow compute) and
+a parquet write; then, in a fresh process and home that holds nothing else, one ingest_job run on a
+real Dagster instance with each step's seconds, the process's RSS before the run (imports, the
+seed) and its peak.
 
-Run: .venv/bin/python bench/ingest_scale.py [--rows 200000 1000000]
+Run: .venv/bin/python bench/ingest_scale.py [--rows 1000000 10000000]
 """
 
 import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,11 +43,19 @@ def limit_seconds(path: Path, spec, out: Path) -> float:
     return time.perf_counter() - started
 
 
-def one(rows: int) -> dict:
+def write_csv(path: Path, rows: int, sample) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for start in range(0, rows, 1_000_000):
+        part = sample.iloc[rng.integers(0, len(sample), min(1_000_000, rows - start))]
+        part.to_csv(path, index=False, mode="w" if start == 0 else "a", header=start == 0)
+
+
+def one(csv: Path) -> dict:
     home = Path(tempfile.mkdtemp(prefix="mlops-ingest-bench-"))
     os.environ.update(MLOPS_HOME=str(home), DAGSTER_HOME=str(home / "dagster"))
     import dagster as dg
-    import numpy as np
 
     from bench.pipeline import step_times
     from mlops_assets import quiet_api_stage_warnings
@@ -62,12 +73,8 @@ def one(rows: int) -> dict:
     storage = defs.resources["storage"].get()
     project = defs.resources["project"].get()
     seed(storage, project)  # the reference statistics the distribution checks compare with
-    sample = project.seed_frame()
-    frame = sample.iloc[np.random.default_rng(0).integers(0, len(sample), rows)]
-    csv = home / "big.csv"
-    frame.to_csv(csv, index=False)
-    limit = limit_seconds(csv, project.spec, home / "big.parquet")
-    storage.write_bytes("landing/big.csv", csv.read_bytes())
+    storage.put_file(str(csv), "landing/big.csv")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions(landed_files.name, ["big.csv"])
         started = time.perf_counter()
@@ -76,40 +83,59 @@ def one(rows: int) -> dict:
         steps = step_times(instance, result.run_id)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {
-        "rows": rows,
         "mb": csv.stat().st_size / 1e6,
         "success": result.success,
-        "limit_s": limit,
         "run_s": wall,
         "steps": steps,
+        "before_rss_mb": before / 1e6,
         "peak_rss_mb": peak / 1e6,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=[200_000, 1_000_000])
-    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--limit", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one(args.one)))
+        print(json.dumps(one(Path(args.one))))
         return
+    if args.limit:
+        from mlops_assets.project.loader import load_project
+        from mlops_assets.settings import get_settings
+
+        spec = load_project(get_settings().project_dir).spec
+        print(json.dumps(limit_seconds(Path(args.limit), spec, Path(args.limit).with_suffix(".parquet"))))
+        return
+    from mlops_assets.project.loader import load_project
+    from mlops_assets.settings import get_settings
+
+    sample = load_project(get_settings().project_dir).seed_frame()
     print(
-        f"{'rows':>9} {'MB':>6} {'limit s':>8} {'run s':>7} {'limit/run':>9} {'peak RSS MB':>12}  steps (s)"
+        f"{'rows':>9} {'MB':>6} {'limit s':>8} {'run s':>7} {'limit/run':>9} {'RSS before MB':>14} "
+        f"{'peak RSS MB':>12}  steps (s)"
     )
     for rows in args.rows:
-        done = subprocess.run(
-            [sys.executable, __file__, "--one", str(rows)], capture_output=True, text=True, check=True
-        )
-        found = json.loads(done.stdout.strip().splitlines()[-1])
+        folder = Path(tempfile.mkdtemp(prefix="mlops-ingest-bench-csv-"))
+        csv = folder / "big.csv"
+        write_csv(csv, rows, sample)
+        limit = json.loads(_child("--limit", str(csv)))
+        found = json.loads(_child("--one", str(csv)))
+        shutil.rmtree(folder)
         steps = ", ".join(
             f"{k.split('.')[-1].removeprefix('landed_batch_')} {v:.1f}" for k, v in found["steps"].items()
         )
         print(
-            f"{rows:>9} {found['mb']:>6.0f} {found['limit_s']:>8.2f} {found['run_s']:>7.1f} "
-            f"{found['limit_s'] / found['run_s']:>9.3f} {found['peak_rss_mb']:>12.0f}  {steps}"
-            + ("" if found["success"] else "  (FAILED)")
+            f"{rows:>9} {found['mb']:>6.0f} {limit:>8.2f} {found['run_s']:>7.1f} "
+            f"{limit / found['run_s']:>9.3f} {found['before_rss_mb']:>14.0f} {found['peak_rss_mb']:>12.0f}  "
+            f"{steps}" + ("" if found["success"] else "  (FAILED)")
         )
+
+
+def _child(*args: str) -> str:
+    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=True)
+    return done.stdout.strip().splitlines()[-1]
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from mlops_assets.ingest.tally import tally_of
 from mlops_assets.ingest.validation import ValidationThresholds, check_ranges, failed_rules, parse_batch
 from mlops_assets.model.batch_scoring import check_chunk, read_chunks
 from mlops_assets.model.rows import PayloadError, ServingSpec, rows_from_payload
@@ -90,7 +91,7 @@ def project_spec(column: dict[str, Any]) -> ProjectSpec:
 
 
 def ingest_verdict(spec: ProjectSpec, data: bytes) -> str:
-    batch = parse_batch("landing/x.csv", data)
+    batch = tally_of(parse_batch("landing/x.csv", data), spec)
     if failed_rules(batch, spec, ValidationThresholds(), None):
         return "refused"
     return (

@@ -296,8 +296,8 @@ def test_a_landed_file_is_parsed_and_checked_once_and_read_by_its_checks_and_the
     before = {f.path for f in storage.list_files(checked.CHECKED_PREFIX, versions=False)}
     storage.write_bytes("landing/first.csv", DIABETES.seed_frame().head(80).to_csv(index=False).encode())
     parsed = []
-    real = checked.parse_batch
-    monkeypatch.setattr(checked, "parse_batch", lambda *a: parsed.append(a[0]) or real(*a))
+    real = checked.read_batches
+    monkeypatch.setattr(checked, "read_batches", lambda *a: parsed.append(a[0]) or real(*a))
     (first,) = ingest_new_files(defs, instance, storage, settings.lock_dir)
     assert first.success and first.rows == 80
     assert parsed == ["landing/first.csv"]  # in-process: every step of the run shared one parse

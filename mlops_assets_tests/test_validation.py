@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from mlops_assets.ingest.config import ValidationConfig
 from mlops_assets.ingest.reference import compute_reference
+from mlops_assets.ingest.tally import tally_of
 from mlops_assets.ingest.validation import (
     check_distribution_limit,
     check_drift,
@@ -27,6 +28,11 @@ SOURCE = "landing/new.csv"
 SPEC = DIABETES.spec
 
 
+def read(raw: bytes):
+    """The file read whole, as the rules see it."""
+    return tally_of(parse_batch(SOURCE, raw), SPEC)
+
+
 @pytest.fixture(scope="module")
 def reference():
     return compute_reference(split_seed(diabetes_frame())[0], SPEC, source="first file")
@@ -40,7 +46,7 @@ def limits():
 def test_held_back_file_passes_every_blocking_rule_and_raises_no_drift(limits, reference):
     batch = parse_batch(SOURCE, data_files.csv_bytes(data_files.held_back()))
     assert failed_rules(batch, SPEC, limits, reference) == []
-    assert check_drift(batch, SPEC, limits, reference).passed
+    assert check_drift(tally_of(batch, SPEC), SPEC, limits, reference).passed
     frame = typed_frame(batch, SPEC)
     assert len(frame) == 111
     assert str(frame["s6"].dtype) == "float64"
@@ -64,7 +70,7 @@ def test_held_back_file_passes_every_blocking_rule_and_raises_no_drift(limits, r
 def test_each_bad_batch_fails_its_rule_naming_file_column_and_rule(
     make_bytes, rule, expected, limits, reference
 ):
-    batch = parse_batch(SOURCE, make_bytes())
+    batch = read(make_bytes())
     outcome = rule(batch, SPEC, limits, reference)
     assert not outcome.passed
     assert expected in outcome.message
@@ -74,9 +80,7 @@ def test_each_bad_batch_fails_its_rule_naming_file_column_and_rule(
 
 
 def test_unit_change_names_the_column_and_the_limit(limits, reference):
-    outcome = check_distribution_limit(
-        parse_batch(SOURCE, data_files.changed_units()), SPEC, limits, reference
-    )
+    outcome = check_distribution_limit(read(data_files.changed_units()), SPEC, limits, reference)
     (problem,) = outcome.problems
     assert "column s1" in problem and "the limit is 4" in problem
 
@@ -91,7 +95,7 @@ def test_unit_change_names_the_column_and_the_limit(limits, reference):
     ],
 )
 def test_unreadable_files_fail_parse_and_every_other_rule_says_why(raw, error, limits, reference):
-    batch = parse_batch(SOURCE, raw)
+    batch = read(raw)
     assert error in check_parse(batch, SPEC, limits, reference).message
     (failure,) = failed_rules(batch, SPEC, limits, reference)  # the headline: why it did not parse
     assert failure.rule == "parse" and error in failure.message
@@ -106,7 +110,7 @@ def test_a_header_that_repeats_a_column_is_refused_before_pandas_renames_it(head
     first, rest = good.split("\n", 1)
     rows = [line + ",1" for line in rest.splitlines()]
     raw = "\n".join([first + "," + header, *rows]).encode()  # a second s6 column
-    batch = parse_batch(SOURCE, raw)
+    batch = read(raw)
     outcome = check_parse(batch, SPEC, limits, reference)
     assert not outcome.passed
     assert outcome.message == f"{SOURCE}: column names repeated in the header: 's6' (2 times) (parse check)"
@@ -114,14 +118,14 @@ def test_a_header_that_repeats_a_column_is_refused_before_pandas_renames_it(head
 
 
 def test_json_is_refused_by_the_schema_rule(limits, reference):
-    batch = parse_batch(SOURCE, b'[\n  {"age": 50, "sex": 1},\n  {"age": 51, "sex": 2}\n]\n')
+    batch = read(b'[\n  {"age": 50, "sex": 1},\n  {"age": 51, "sex": 2}\n]\n')
     outcome = check_schema(batch, SPEC, limits, reference)
     assert not outcome.passed
     assert "column age missing (schema check)" in outcome.message
 
 
 def test_drifted_but_valid_batch_passes_the_blocking_rules_with_a_warning(limits, reference):
-    batch = parse_batch(SOURCE, data_files.drifted())
+    batch = read(data_files.drifted())
     assert failed_rules(batch, SPEC, limits, reference) == []
     warning = check_drift(batch, SPEC, limits, reference)
     assert not warning.passed
@@ -130,7 +134,7 @@ def test_drifted_but_valid_batch_passes_the_blocking_rules_with_a_warning(limits
 
 
 def test_without_reference_the_distribution_rules_pass_and_say_so(limits):
-    batch = parse_batch(SOURCE, data_files.changed_units())
+    batch = read(data_files.changed_units())
     outcome = check_distribution_limit(batch, SPEC, limits, None)
     assert outcome.passed
     assert "no reference" in outcome.metadata["note"]
@@ -140,7 +144,7 @@ def test_null_tokens_count_as_nulls_not_text(limits):
     frame = data_files.held_back().astype(object)
     frame.loc[0, "s2"] = "NA"
     frame.loc[1, "s2"] = ""
-    batch = parse_batch(SOURCE, data_files.csv_bytes(frame))
+    batch = read(data_files.csv_bytes(frame))
     assert check_schema(batch, SPEC, limits, None).passed
     assert "column s2 has 2 empty value(s)" in check_nulls(batch, SPEC, limits, None).message
 
@@ -148,14 +152,14 @@ def test_null_tokens_count_as_nulls_not_text(limits):
 def test_a_file_cut_inside_its_last_value_is_refused_by_the_parse_rule(limits, reference):
     whole = data_files.csv_bytes(data_files.held_back())
     cut = whole.rstrip(b"\n")[:-2]  # e.g. "...,151.2" arrives as "...,15": still a plausible number
-    batch = parse_batch(SOURCE, cut)
+    batch = read(cut)
     outcome = check_parse(batch, SPEC, limits, reference)
     assert (
         outcome.message
         == f"{SOURCE}: the last line has no line break: the file may be cut short (parse check)"
     )
     assert [o.rule for o in failed_rules(batch, SPEC, limits, reference)] == ["parse"]
-    assert failed_rules(parse_batch(SOURCE, whole), SPEC, limits, reference) == []
+    assert failed_rules(read(whole), SPEC, limits, reference) == []
 
 
 @settings(max_examples=300, deadline=None)
@@ -166,7 +170,7 @@ def test_number_cells_read_as_python_reads_them(texts):
     import numpy as np
     import pandas as pd
 
-    from mlops_assets.ingest.validation import _numbers
+    from mlops_assets.ingest.parsing import _numbers
 
     found = _numbers(pd.Series([t.lower() for t in texts], dtype="str"))
     expected = np.array([float(t) for t in texts])

@@ -93,6 +93,7 @@ def asset_path(asset_key: dg.AssetKey, partition_key: str | None, suffix: str) -
 
 
 _SUFFIX = {pd.DataFrame: "parquet", bytes: "bin"}
+_SUFFIXES = ("parquet", "bin", "json")
 
 
 class StorageIOManager(dg.ConfigurableIOManager):
@@ -113,7 +114,10 @@ class StorageIOManager(dg.ConfigurableIOManager):
             data = obj
         else:
             data = json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
-        uri = self.storage.get().write_bytes(path, data)
+        storage = self.storage.get()
+        uri = storage.write_bytes(path, data)
+        for other in set(_SUFFIXES) - {suffix}:  # one stored form at a time: load_input reads the first
+            storage.remove(asset_path(context.asset_key, _partition(context), other))
         context.add_output_metadata({"storage_uri": dg.MetadataValue.path(uri)})
 
     def load_input(self, context: dg.InputContext) -> Any:
@@ -138,7 +142,7 @@ class StorageIOManager(dg.ConfigurableIOManager):
 
 def _stored_path(storage: Storage, asset_key: dg.AssetKey, partition: str | None) -> str | None:
     """Where handle_output put this asset (partition), whichever format it was stored in."""
-    for suffix in ("parquet", "bin", "json"):
+    for suffix in _SUFFIXES:
         path = asset_path(asset_key, partition, suffix)
         if storage.exists(path):
             return path

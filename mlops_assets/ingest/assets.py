@@ -1,16 +1,17 @@
 """Ingest: each landed file is a partition, checked, then validated; passing batches become training data."""
 
-import hashlib
+import os
 
 import dagster as dg
 import pandas as pd
+import pyarrow.parquet as pq
 
 from mlops_assets import quiet_api_stage_warnings
 from mlops_assets.core import markdown
 from mlops_assets.core.project import ModelProjectResource
 from mlops_assets.core.stage_lock import StageLock
 from mlops_assets.core.storage import StorageResource, asset_path, load_stored_value
-from mlops_assets.ingest.checked import DRIFT_RULE, checked_batch
+from mlops_assets.ingest.checked import DRIFT_RULE, CheckedBatch, checked_batch, file_sha256
 from mlops_assets.ingest.config import ValidationConfig
 from mlops_assets.ingest.feedback_batch import feedback_batch, feedback_files
 from mlops_assets.ingest.reference import compute_reference, read_reference, write_reference
@@ -32,8 +33,9 @@ def landing_path(partition_key: str) -> str:
     group_name="ingest",
     kinds={"csv"},
     description=(
-        "An immutable copy of one file as it landed under landing/ (partition = file name). A file "
-        "that does not read as a CSV fails here, with why: its partition shows failed, not landed."
+        "An immutable copy of one file as it landed under landing/ (partition = file name), read and "
+        "checked in one pass, a chunk of rows at a time. A file that does not read as a CSV fails "
+        "here, with why: its partition shows failed, not landed."
     ),
 )
 def landed_batch(
@@ -41,26 +43,38 @@ def landed_batch(
     storage: StorageResource,
     validation: ValidationConfig,
     project: ModelProjectResource,
-) -> dg.Output[bytes]:
+) -> dg.Output[dict]:
     path = landing_path(context.partition_key)
     store = storage.get()
     if not store.exists(path):
         raise dg.Failure(f"{path}: no such file in storage {store.root_url}")
-    raw = store.read_bytes(path)
-    sha256 = hashlib.sha256(raw).hexdigest()
-    metadata = {"source": store.uri(path), "bytes": len(raw), "sha256": sha256}
-    # The one pass: parsed, typed and checked here; the checks and the gate read what it found.
-    checked = _checked(store, path, raw, validation, project)
+    copy = asset_path(landed_batch.key, context.partition_key, "csv")
+    store.copy(path, copy)  # what every step after this reads: landing/ may change meanwhile
+    with store.local_file(copy) as local:
+        landed = {"copy": copy, "sha256": file_sha256(local), "bytes": os.path.getsize(local)}
+        metadata = {"source": store.uri(path), "bytes": landed["bytes"], "sha256": landed["sha256"]}
+        # The one pass, streamed: the checks and the gate read what it found.
+        checked = _checked(store, path, landed, validation, project, local_path=local)
     unreadable = checked.outcomes["parse"]
     if (
         not unreadable.passed
     ):  # the file stays in landing/: nothing is lost, a fixed version lands as a new run
         raise dg.Failure("; ".join(unreadable.problems), metadata=metadata)
-    return dg.Output(raw, metadata=metadata, data_version=dg.DataVersion(sha256[:16]))
+    return dg.Output(landed, metadata=metadata, data_version=dg.DataVersion(landed["sha256"][:16]))
 
 
-def _checked(store, path: str, raw: bytes, validation: ValidationConfig, project: ModelProjectResource):
-    return checked_batch(store, path, raw, project.get().spec, validation.thresholds(), read_reference(store))
+def _checked(
+    store,
+    path: str,
+    landed: dict,
+    validation: ValidationConfig,
+    project: ModelProjectResource,
+    local_path: str | None = None,
+) -> CheckedBatch:
+    thresholds, reference = validation.thresholds(), read_reference(store)
+    return checked_batch(
+        store, path, landed, project.get().spec, thresholds, reference, validation.chunk_rows, local_path
+    )
 
 
 def _check_result(outcome, severity: dg.AssetCheckSeverity) -> dg.AssetCheckResult:
@@ -94,7 +108,7 @@ def _landed_check(name: str, description: str, blocking: bool) -> dg.AssetChecks
     )
     def _check(
         context: dg.AssetCheckExecutionContext,
-        landed_batch: bytes,
+        landed_batch: dict,
         validation: ValidationConfig,
         project: ModelProjectResource,
         storage: StorageResource,
@@ -120,7 +134,7 @@ landed_batch_checks = [
 @dg.asset(
     partitions_def=landed_files,
     group_name="ingest",
-    kinds={"pandas", "parquet"},
+    kinds={"parquet"},
     description=(
         "The batch typed, only if it passes every blocking rule: the gate (its failure names the "
         "file, each rule and the first offending rows)."
@@ -128,13 +142,13 @@ landed_batch_checks = [
 )
 def validated_batch(
     context: dg.AssetExecutionContext,
-    landed_batch: bytes,
+    landed_batch: dict,
     validation: ValidationConfig,
     project: ModelProjectResource,
     storage: StorageResource,
-) -> dg.Output[pd.DataFrame]:
-    path = landing_path(context.partition_key)
-    checked = _checked(storage.get(), path, landed_batch, validation, project)
+) -> dg.MaterializeResult:
+    path, store = landing_path(context.partition_key), storage.get()
+    checked = _checked(store, path, landed_batch, validation, project)
     # The gate: materialising this asset alone can never let a bad batch through either.
     failures = checked.failed()
     if failures:
@@ -143,18 +157,30 @@ def validated_batch(
             description="; ".join(problems),
             metadata={"failed_rules": ", ".join(o.rule for o in failures)},
         )
-    frame = checked.typed
+    assert checked.typed_path is not None
+    # Written here, not by the IO manager: the batch is copied as a file, never held as a frame.
+    uri = store.copy(checked.typed_path, validated_path(context.partition_key))
     ignored = checked.unnamed
     if ignored:
         context.log.warning(f"{path}: {ignored}")
-    return dg.Output(
-        frame,
+    return dg.MaterializeResult(
         metadata={
-            "rows": len(frame),
+            "rows": checked.rows,
             "unnamed_columns": ignored or "none",
-            "preview": dg.MetadataValue.md(markdown.table(frame.head(5))),
+            "preview": dg.MetadataValue.md(markdown.table(_first_rows(store, checked.typed_path))),
+            "storage_uri": dg.MetadataValue.path(uri),
         },
     )
+
+
+def validated_path(partition_key: str) -> str:
+    return asset_path(validated_batch.key, partition_key, "parquet")
+
+
+def _first_rows(store, path: str, rows: int = 5) -> pd.DataFrame:
+    with store.fs.open(store.fs_path(path), "rb") as handle:
+        first = next(pq.ParquetFile(handle).iter_batches(batch_size=rows), None)
+        return first.to_pandas() if first is not None else pd.DataFrame()
 
 
 def current_batches(instance: dg.DagsterInstance, store) -> tuple[list[str], list[str]]:
@@ -203,9 +229,7 @@ def training_data(
             "no validated batch to train on: land a file under landing/ and run ingest_job"
             + (f" (left out: {'; '.join(left_out)})" if left_out else "")
         )
-    batches = {
-        key: load_stored_value(store, asset_path(validated_batch.key, key, "parquet")) for key in passed
-    }
+    batches = {key: load_stored_value(store, validated_path(key)) for key in passed}
     # Labelled production rows (feedback_batch partitions that passed the same rules).
     live_feedback = set(context.instance.get_dynamic_partitions(feedback_files.name))
     for key in sorted(context.instance.get_materialized_partitions(feedback_batch.key) & live_feedback):

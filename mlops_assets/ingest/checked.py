@@ -1,56 +1,75 @@
-"""One pass over a landed file: parsed once, each column typed once, every rule checked and the
-batch typed, kept in storage beside the landed files by what decides it (the file's sha256, the
-spec, the thresholds, the reference statistics). ``landed_batch`` makes the pass as the file lands;
-its checks and ``validated_batch`` read it instead of parsing the file again. A check or gate run
-under another spec, other thresholds or another reference makes a pass of its own: what they
-report is always what the rules say of the file under the configuration in force.
+"""One pass over a landed file: read chunk by chunk, each column of a chunk typed once, every rule
+checked over the tally of all chunks, the typed rows written to parquet as they go, kept in storage
+by what decides it (the file's sha256, the spec, the thresholds, the reference statistics).
+``landed_batch`` makes the pass as the file lands; its checks and ``validated_batch`` read it
+instead of reading the file again. A check or gate run under another spec, other thresholds or
+another reference makes a pass of its own: what they report is always what the rules say of the
+file under the configuration in force.
+
+Memory is that of one chunk (``chunk_rows`` rows) and the tally, whatever the file's size.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import io
 import json
+import os
+import tempfile
 from dataclasses import asdict, dataclass
 
-import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from mlops_assets.ingest.parsing import ParsedBatch, read_batches, typed_frame
 from mlops_assets.ingest.reference import ReferenceStats
+from mlops_assets.ingest.tally import BatchTally
 from mlops_assets.ingest.validation import (
     BLOCKING_RULES,
     RuleOutcome,
     ValidationThresholds,
     blocking_failures,
     check_drift,
-    parse_batch,
-    typed_frame,
     unnamed_columns,
 )
-from mlops_assets.project.spec import ProjectSpec
+from mlops_assets.project.spec import NUMBER_KINDS, ProjectSpec
 
 CHECKED_PREFIX = "checked"  # storage: <key>.json (the outcomes) and <key>.parquet (the typed batch)
 DRIFT_RULE = "drift"
+DEFAULT_CHUNK_ROWS = 100_000
+PASS_FORMAT = 2  # what a kept pass holds; a pass kept in another format is made again
 
 
 @dataclass
 class CheckedBatch:
     """Every rule's outcome (the blocking ones and drift), the file's columns the spec does not
-    name, and the typed batch where every blocking rule passed (else None)."""
+    name, its rows, and where the typed batch is kept if every blocking rule passed (else None)."""
 
     outcomes: dict[str, RuleOutcome]
     unnamed: str
-    typed: pd.DataFrame | None
+    rows: int
+    typed_path: str | None
 
     def failed(self) -> list[RuleOutcome]:
         """The blocking rules that failed, as ``failed_rules`` says them."""
         return blocking_failures(o for name, o in self.outcomes.items() if name in BLOCKING_RULES)
 
 
+def file_sha256(local_path: str) -> str:
+    digest = hashlib.sha256()
+    with open(local_path, "rb") as handle:
+        for block in iter(lambda: handle.read(4 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def pass_key(
     sha256: str, spec: ProjectSpec, thresholds: ValidationThresholds, reference: ReferenceStats | None
 ) -> str:
-    """What decides the pass: the file's bytes and the configuration the rules read."""
+    """What decides the pass: the file's bytes and the configuration the rules read (the chunk size
+    does not: the pass is the same whatever it is)."""
     decided_by = [
+        PASS_FORMAT,
         sha256,
         spec.model_dump(mode="json"),
         asdict(thresholds),
@@ -59,45 +78,87 @@ def pass_key(
     return hashlib.sha256(json.dumps(decided_by, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
+def typed_schema(spec: ProjectSpec, header: list[str]) -> pa.Schema:
+    """The typed batch's columns: the spec's that the file has, numbers as float64, the rest text."""
+    return pa.schema(
+        [
+            (name, pa.float64() if column.kind in NUMBER_KINDS or column.kind == "boolean" else pa.string())
+            for name, column in spec.columns.items()
+            if name in header
+        ]
+    )
+
+
 def run_pass(
     source: str,
-    raw: bytes,
+    local_path: str,
     spec: ProjectSpec,
     thresholds: ValidationThresholds,
     reference: ReferenceStats | None,
-) -> CheckedBatch:
-    batch = parse_batch(source, raw)
+    typed_to: str,
+    chunk_rows: int | None = DEFAULT_CHUNK_ROWS,
+) -> tuple[dict[str, RuleOutcome], BatchTally]:
+    """Every rule's outcome over the file at ``local_path``, its typed rows written to ``typed_to``
+    (parquet) as each chunk is read; the file is never held whole."""
+    tally = BatchTally(source, spec)
+    writer: pq.ParquetWriter | None = None
+    try:
+        for batch in read_batches(source, functools.partial(open, local_path, "rb"), chunk_rows):
+            tally.add(batch)
+            if tally.parsed:
+                writer = _write_typed(writer, batch, spec, typed_to)
+    finally:
+        if writer is not None:
+            writer.close()
     rules = {name: rule for name, (rule, _) in BLOCKING_RULES.items()} | {DRIFT_RULE: check_drift}
-    outcomes = {name: rule(batch, spec, thresholds, reference) for name, rule in rules.items()}
-    passed = all(outcomes[name].passed for name in BLOCKING_RULES)
-    return CheckedBatch(outcomes, unnamed_columns(batch, spec), typed_frame(batch, spec) if passed else None)
+    return {name: rule(tally, spec, thresholds, reference) for name, rule in rules.items()}, tally
+
+
+def _write_typed(
+    writer: pq.ParquetWriter | None, batch: ParsedBatch, spec: ProjectSpec, typed_to: str
+) -> pq.ParquetWriter:
+    assert batch.cells is not None
+    schema = typed_schema(spec, list(batch.cells.columns))
+    if writer is None:
+        writer = pq.ParquetWriter(typed_to, schema)
+    writer.write_table(pa.Table.from_pandas(typed_frame(batch, spec), schema=schema, preserve_index=False))
+    return writer
 
 
 def checked_batch(
     store,
     source: str,
-    raw: bytes,
+    landed: dict,
     spec: ProjectSpec,
     thresholds: ValidationThresholds,
     reference: ReferenceStats | None,
+    chunk_rows: int | None = DEFAULT_CHUNK_ROWS,
+    local_path: str | None = None,
 ) -> CheckedBatch:
-    """The pass for this file under this configuration: read if it was made, else made and kept."""
-    key = pass_key(hashlib.sha256(raw).hexdigest(), spec, thresholds, reference)
+    """The pass for the landed file (``landed``: its stored ``copy`` and ``sha256``) under this
+    configuration: read if it was made, else made from the copy (or ``local_path``, a file of this
+    machine with its bytes) and kept."""
+    key = pass_key(landed["sha256"], spec, thresholds, reference)
     outcomes_path, typed_path = f"{CHECKED_PREFIX}/{key}.json", f"{CHECKED_PREFIX}/{key}.parquet"
     if store.exists(outcomes_path):
         kept = json.loads(store.read_bytes(outcomes_path))
-        typed = pd.read_parquet(io.BytesIO(store.read_bytes(typed_path))) if kept["typed"] else None
         outcomes = {name: RuleOutcome(**outcome) for name, outcome in kept["outcomes"].items()}
-        return CheckedBatch(outcomes, kept["unnamed"], typed)
-    made = run_pass(source, raw, spec, thresholds, reference)
-    if made.typed is not None:  # written first: a pass whose outcomes are there has its batch too
-        buffer = io.BytesIO()
-        made.typed.to_parquet(buffer, index=False)
-        store.write_bytes(typed_path, buffer.getvalue())
+        return CheckedBatch(outcomes, kept["unnamed"], kept["rows"], typed_path if kept["typed"] else None)
+    if local_path is None:
+        with store.local_file(landed["copy"]) as fetched:
+            return checked_batch(store, source, landed, spec, thresholds, reference, chunk_rows, fetched)
+    with tempfile.TemporaryDirectory(prefix="mlops-pass-") as folder:
+        typed_to = os.path.join(folder, "typed.parquet")
+        outcomes, tally = run_pass(source, local_path, spec, thresholds, reference, typed_to, chunk_rows)
+        typed = all(outcomes[name].passed for name in BLOCKING_RULES)
+        if typed:  # written first: a pass whose outcomes are there has its batch too
+            store.put_file(typed_to, typed_path)
+    made = CheckedBatch(outcomes, unnamed_columns(tally), tally.rows, typed_path if typed else None)
     kept = {
-        "outcomes": {name: asdict(outcome) for name, outcome in made.outcomes.items()},
+        "outcomes": {name: asdict(outcome) for name, outcome in outcomes.items()},
         "unnamed": made.unnamed,
-        "typed": made.typed is not None,
+        "rows": made.rows,
+        "typed": typed,
     }
     store.write_bytes(outcomes_path, json.dumps(kept, default=_plain).encode())
     return made

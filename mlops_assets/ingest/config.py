@@ -9,6 +9,7 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
+from mlops_assets.ingest.checked import DEFAULT_CHUNK_ROWS
 from mlops_assets.ingest.validation import ValidationThresholds
 
 
@@ -23,6 +24,14 @@ class ValidationConfig(dg.ConfigurableResource):
     drift_ks_pvalue: float = Field(default=0.001, description="Warning: KS test p-value below this.")
     drift_category_shift: float = Field(
         default=0.15, description="Warning: total variation distance of a category column's shares."
+    )
+    chunk_rows: int = Field(
+        default=DEFAULT_CHUNK_ROWS,
+        gt=0,
+        description=(
+            "A landed file is read and checked this many rows at a time: the ingest run's memory is "
+            "that of one chunk, whatever the file's size. It decides nothing the checks report."
+        ),
     )
 
     def thresholds(self) -> ValidationThresholds:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from mlops_assets.ingest.parsing import parse_batch, typed_frame
 from mlops_assets.ingest.reference import REFERENCE_PATH, compute_reference, write_reference
-from mlops_assets.ingest.validation import parse_batch, typed_frame
 from mlops_assets.project.loader import ModelProject
 from mlops_assets.runner.client import runner_for
 from mlops_assets.storage.fsstore import Storage

@@ -61,7 +61,7 @@ def _built(project) -> dict[str, str]:
         runner.check(project.folder)
         typed = None
         if project.seed_file is not None:  # typed as training types it: through ingest's parser
-            from mlops_assets.ingest.validation import parse_batch, typed_frame
+            from mlops_assets.ingest.parsing import parse_batch, typed_frame
 
             raw = runner.seed_frame(project.folder).to_csv(index=False).encode()
             typed = typed_frame(parse_batch("seed.csv", raw), project.spec)

@@ -3,10 +3,13 @@
 The scoring service writes its request logs through this, so it must not import dagster or pandas.
 """
 
+import contextlib
 import hashlib
 import json
 import os
 import posixpath
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -100,6 +103,42 @@ class Storage:
         else:
             self.fs.pipe_file(full, data)  # a blob upload is atomic already
         return self.uri(path)
+
+    def put_file(self, local_path: str, path: str) -> str:
+        """Write ``path`` from a file of this machine, streamed, whole or not at all (as
+        ``write_bytes``)."""
+        full = self.fs_path(path)
+        if self._is_local:
+            self.fs.makedirs(posixpath.dirname(full), exist_ok=True)
+            tmp = f"{full}.tmp-{uuid.uuid4().hex}"
+            shutil.copyfile(local_path, tmp)
+            os.replace(tmp, full)
+        else:
+            self.fs.put_file(local_path, full)  # one blob, committed when the last block is
+        return self.uri(path)
+
+    @contextlib.contextmanager
+    def local_file(self, path: str) -> Iterator[str]:
+        """A file of this machine holding ``path``'s bytes, for as long as the block lasts: the
+        file itself on a local root (read it, never write it), else a download, removed after."""
+        if self._is_local:
+            yield self.fs_path(path)
+            return
+        with tempfile.TemporaryDirectory(prefix="mlops-storage-") as folder:
+            local = os.path.join(folder, posixpath.basename(path) or "file")
+            self.fs.get_file(self.fs_path(path), local)
+            yield local
+
+    def copy(self, source: str, path: str) -> str:
+        """``source``'s bytes at ``path`` too, streamed (whole or not at all, as ``write_bytes``)."""
+        with self.local_file(source) as local:
+            return self.put_file(local, path)
+
+    def remove(self, path: str) -> None:
+        """Delete ``path`` if it is there."""
+        full = self.fs_path(path)
+        if self.fs.exists(full):
+            self.fs.rm_file(full)
 
     def create_bytes(self, path: str, data: bytes) -> bool:
         """Write ``path`` only if nothing is there yet (whole, as ``write_bytes``): False if it
