@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlops_assets_tests.ports import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 MAIN = REPO / "node_modules" / "azurite" / "dist" / "src" / "blob" / "main.js"
 # Azurite's documented development account (public, the same in every emulator).
@@ -31,9 +33,7 @@ class Azurite:
 
 
 def start(location: Path) -> tuple[subprocess.Popen, Azurite]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     return start_on(location, port)
 
 

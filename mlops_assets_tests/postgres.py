@@ -7,11 +7,12 @@ as the ``postgres`` user (``runuser``) on a data directory it owns.
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from mlops_assets_tests.ports import free_port
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,7 @@ def start() -> tuple[Path, Postgres]:
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
         shutil.chown(root / "pw", "postgres")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     run = {"check": True, "capture_output": True, "text": True}
     subprocess.run(
         _as_owner(

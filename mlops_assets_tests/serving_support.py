@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import pandas as pd
 import skops.io as sio
 
 from mlops_assets.model.artifact import sha256_hex
+from mlops_assets_tests.ports import free_port as free_port
 from mlops_assets_tests.projects import DIABETES, FEATURES, diabetes_frame, fit_diabetes, split_seed
 
 BIN = Path(sys.executable).parent
@@ -61,12 +61,6 @@ def service_with_own_log(tmp_path: Path) -> tuple["Service", Path, Path]:
     logs.mkdir()
     env = {"MLOPS_SCORING_LOG_URL": str(logs), "MLOPS_SCORING_SPILL_DIR": str(spill)}
     return Service(home, home / "release", env=env).wait_live(), logs, spill
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def predictions(model, payload=SAMPLE) -> list[float]:

@@ -4,7 +4,6 @@ command the build pipelines run exists. (No Docker engine, Helm or cluster here.
 
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import yaml
 
 from mlops_assets.ops.cli import build_parser
 from mlops_assets_tests.conftest import REPO, subprocess_env
+from mlops_assets_tests.ports import free_port
 
 DOCKERFILE = REPO / "deploy" / "docker" / "dagster.Dockerfile"
 VALUES = REPO / "deploy" / "helm" / "values.yaml"
@@ -58,9 +58,7 @@ def test_the_image_command_serves_the_definitions_and_passes_its_health_check(se
     import json
 
     cmd = json.loads(next(arg for op, arg in dockerfile_instructions() if op == "CMD"))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     cmd = [str(BIN / cmd[0]), *cmd[1:]]
     cmd[cmd.index("--host") + 1], cmd[cmd.index("--port") + 1] = "127.0.0.1", str(port)
     env = subprocess_env(settings.home_dir)
