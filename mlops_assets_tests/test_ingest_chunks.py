@@ -176,12 +176,12 @@ def test_a_file_of_many_chunks_is_ingested_in_the_memory_of_one_and_its_last_bad
     assert done.returncode == 0, done.stderr[-3000:]
     runs = json.loads(done.stdout.strip().splitlines()[-1])
     assert runs["one-chunk.csv"]["failures"] == []
-    assert storage.exists("assets/validated_batch/one-chunk.csv.parquet")
+    assert storage.exists("assets/validated_batch/one-chunk.csv.json")
     assert runs["many-chunks.csv"]["failures"] == [
         f"landing/many-chunks.csv: column age has 1 value(s) outside [0, 120]: row {bad_row + 2}: 250 "
         "(ranges check)"
     ]
-    assert not storage.exists("assets/validated_batch/many-chunks.csv.parquet")
+    assert not storage.exists("assets/validated_batch/many-chunks.csv.json")
     assert storage.exists("landing/many-chunks.csv")  # refused, not lost
     grew = runs["many-chunks.csv"]["peak_mb"] - runs["one-chunk.csv"]["peak_mb"]
     assert grew < MEMORY_BOUND_MB, f"a file of 30 chunks took {grew:.0f} MB more than one of one chunk"

@@ -55,7 +55,8 @@ def test_new_and_changed_blobs_each_start_one_ingest_run(settings, instance, def
     assert first.dynamic_partitions_requests[0].partition_keys == ["a.csv", "b.csv"]
     for request in first.run_requests:
         assert _ingest_as_the_daemon_would(defs, instance, blob_storage, request).success
-    assert store.exists("assets/validated_batch/a.csv.parquet")  # the batch itself lives in the container
+    kept = store.read_json("assets/validated_batch/a.csv.json")
+    assert store.exists(kept["path"])  # the batch itself lives in the container, kept by its digest
 
     # A second evaluation, a restarted sensor (no cursor at all): nothing twice.
     assert _tick(defs, instance, blob_storage).run_requests == []

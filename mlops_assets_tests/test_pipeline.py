@@ -302,7 +302,10 @@ def test_a_landed_file_is_parsed_and_checked_once_and_read_by_its_checks_and_the
     assert first.success and first.rows == 80
     assert parsed == ["landing/first.csv"]  # in-process: every step of the run shared one parse
     kept = sorted({f.path for f in storage.list_files(checked.CHECKED_PREFIX, versions=False)} - before)
-    assert [p.rsplit(".", 1)[1] for p in kept] == ["json", "parquet"]
+    assert [p.rsplit(".", 1)[1] for p in kept] == ["json"]  # the outcomes; the typed rows in batches/
+    (reference,) = [f.path for f in storage.list_files("assets/validated_batch") if "first.csv" in f.path]
+    batch = storage.read_json(reference)
+    assert storage.exists(batch["path"]) and batch["rows"] == 80
 
     # What the checks and the gate report is the pass's: an outcome edited in storage shows.
     outcomes_path = next(p for p in kept if p.endswith(".json"))
@@ -331,4 +334,5 @@ def test_a_landed_file_is_parsed_and_checked_once_and_read_by_its_checks_and_the
         [landed_batch, validated_batch], partition_key="first.csv", resources=stricter, instance=instance
     )
     assert redone.success
-    assert len(list(storage.list_files(checked.CHECKED_PREFIX, versions=False))) == len(before) + 4
+    assert len(list(storage.list_files(checked.CHECKED_PREFIX, versions=False))) == len(before) + 2
+    assert storage.read_json(reference) == batch  # the same rows: the same batch, kept once

@@ -147,6 +147,7 @@ def test_the_retraining_job_trains_on_aml_through_blob_pipes_and_registers_in_am
         "mlops_assets/project/fitting.py",
         "mlops_assets/project/metrics.py",
         "mlops_assets/project/package.py",
+        "mlops_assets/project/snapshot.py",
         "project/model.py",
         "project/project.toml",
         "project/seed.py",  # every module of the package: one may import another
@@ -308,7 +309,7 @@ def test_storage_credentials_from_key_vault_never_reach_logs_or_metadata(
     )
     outcomes = ingest_new_files(on_vault, instance, storage.get(), azure.lock_dir)
     assert [o.success for o in outcomes] == [True]
-    assert storage.get().exists("assets/validated_batch/diabetes-part-1.csv.parquet")
+    assert storage.get().exists("assets/validated_batch/diabetes-part-1.csv.json")
     # Fetched when a run sets the resource up (a rotated secret reaches the next run), not per call.
     assert set(asked) == {"storage-connection-string"} and len(asked) <= 3
 

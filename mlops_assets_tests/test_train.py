@@ -157,6 +157,7 @@ def test_train_py_imports_only_the_standalone_project_modules_it_ships_with():
             "mlops_assets.project.fitting",
             "mlops_assets.project.metrics",
             "mlops_assets.project.package",
+            "mlops_assets.project.snapshot",
         ]
     )
 

@@ -1,6 +1,7 @@
 """Ingest: each landed file is a partition, checked, then validated; passing batches become training data."""
 
 import os
+from collections import Counter
 
 import dagster as dg
 import pandas as pd
@@ -10,14 +11,15 @@ from mlops_assets import quiet_api_stage_warnings
 from mlops_assets.core import markdown
 from mlops_assets.core.project import ModelProjectResource
 from mlops_assets.core.stage_lock import StageLock
-from mlops_assets.core.storage import StorageResource, asset_path, load_stored_value
-from mlops_assets.ingest.checked import DRIFT_RULE, CheckedBatch, checked_batch, file_sha256
+from mlops_assets.core.storage import StorageResource, asset_path
+from mlops_assets.ingest.batches import file_sha256
+from mlops_assets.ingest.checked import DRIFT_RULE, CheckedBatch, checked_batch
 from mlops_assets.ingest.config import ValidationConfig
 from mlops_assets.ingest.feedback_batch import feedback_batch, feedback_files
-from mlops_assets.ingest.reference import compute_reference, read_reference, write_reference
-from mlops_assets.ingest.training_data import combine_batches, lacking_columns, write_snapshot
+from mlops_assets.ingest.reference import merged_reference, read_reference, write_reference
+from mlops_assets.ingest.training_data import lacking_columns, manifest_of, write_snapshot
 from mlops_assets.ingest.validation import BLOCKING_RULES
-from mlops_assets.project.metrics import too_few_classes
+from mlops_assets.project.metrics import class_shortage
 
 quiet_api_stage_warnings()  # before the partitioned checks below are declared
 LANDING_PREFIX = "landing"
@@ -137,7 +139,8 @@ landed_batch_checks = [
     kinds={"parquet"},
     description=(
         "The batch typed, only if it passes every blocking rule: the gate (its failure names the "
-        "file, each rule and the first offending rows)."
+        "file, each rule and the first offending rows). Its value is where the typed rows are kept "
+        "(batches/<sha256>.parquet, never changed) with their digest, rows and columns."
     ),
 )
 def validated_batch(
@@ -146,7 +149,7 @@ def validated_batch(
     validation: ValidationConfig,
     project: ModelProjectResource,
     storage: StorageResource,
-) -> dg.MaterializeResult:
+) -> dg.Output[dict]:
     path, store = landing_path(context.partition_key), storage.get()
     checked = _checked(store, path, landed_batch, validation, project)
     # The gate: materialising this asset alone can never let a bad batch through either.
@@ -157,30 +160,33 @@ def validated_batch(
             description="; ".join(problems),
             metadata={"failed_rules": ", ".join(o.rule for o in failures)},
         )
-    assert checked.typed_path is not None
-    # Written here, not by the IO manager: the batch is copied as a file, never held as a frame.
-    uri = store.copy(checked.typed_path, validated_path(context.partition_key))
+    kept = checked.kept
+    assert kept is not None
     ignored = checked.unnamed
     if ignored:
         context.log.warning(f"{path}: {ignored}")
-    return dg.MaterializeResult(
+    return dg.Output(
+        kept,
         metadata={
             "rows": checked.rows,
             "unnamed_columns": ignored or "none",
-            "preview": dg.MetadataValue.md(markdown.table(_first_rows(store, checked.typed_path))),
-            "storage_uri": dg.MetadataValue.path(uri),
+            "preview": dg.MetadataValue.md(markdown.table(_first_rows(store, kept["path"]))),
+            "batch": dg.MetadataValue.path(store.uri(kept["path"])),
         },
     )
-
-
-def validated_path(partition_key: str) -> str:
-    return asset_path(validated_batch.key, partition_key, "parquet")
 
 
 def _first_rows(store, path: str, rows: int = 5) -> pd.DataFrame:
     with store.fs.open(store.fs_path(path), "rb") as handle:
         first = next(pq.ParquetFile(handle).iter_batches(batch_size=rows), None)
         return first.to_pandas() if first is not None else pd.DataFrame()
+
+
+def _kept(store, asset_key: dg.AssetKey, partition: str) -> dict | None:
+    """Where a partition's typed rows are kept (its stored value), or None for one stored by a
+    version before batches were kept by reference."""
+    path = asset_path(asset_key, partition, "json")
+    return store.read_json(path) if store.exists(path) else None
 
 
 def current_batches(instance: dg.DagsterInstance, store) -> tuple[list[str], list[str]]:
@@ -229,13 +235,25 @@ def training_data(
             "no validated batch to train on: land a file under landing/ and run ingest_job"
             + (f" (left out: {'; '.join(left_out)})" if left_out else "")
         )
-    batches = {key: load_stored_value(store, validated_path(key)) for key in passed}
+    batches, legacy = {}, []
+    for key in passed:
+        kept = _kept(store, validated_batch.key, key)
+        if kept is None:
+            legacy.append(key)
+        else:
+            batches[key] = kept
     # Labelled production rows (feedback_batch partitions that passed the same rules).
     live_feedback = set(context.instance.get_dynamic_partitions(feedback_files.name))
     for key in sorted(context.instance.get_materialized_partitions(feedback_batch.key) & live_feedback):
-        labelled = load_stored_value(store, asset_path(feedback_batch.key, key, "parquet"))
-        if len(labelled):
-            batches[f"labels/{key}"] = labelled
+        kept = _kept(store, feedback_batch.key, key)
+        if kept is None:
+            legacy.append(f"labels/{key}")
+        elif kept["rows"]:
+            batches[f"labels/{key}"] = kept
+    for key in legacy:  # a batch validated by a version before batches were kept by reference
+        reason = f"{key}: validated before batches were kept by their digest (run its ingest again)"
+        context.log.warning(f"left out of training data: {reason}")
+        left_out.append(reason)
     # A batch validated before the spec gained a column has no values for it: it cannot feed a
     # model that takes the column, so it is left out (landed again with the column, it counts).
     for key, missing in lacking_columns(batches, list(spec.columns)).items():
@@ -247,13 +265,18 @@ def training_data(
         del batches[key]
     if not any(not key.startswith("labels/") for key in batches):
         raise dg.Failure(f"no validated batch to train on (left out: {'; '.join(left_out)})")
-    frame = combine_batches(batches, list(spec.columns))
+    # Statistics, not rows: the code location never reads the batches (the trainer does).
+    statistics = [store.read_json(kept["statistics"]) for kept in batches.values()]
     target = spec.target
-    problem = too_few_classes(spec.task, target.name, frame[target.name], "the training data", target.kind)
+    classes = Counter()
+    for batch in statistics:
+        classes.update(batch["classes"].get(target.name, {}))
+    rows = sum(kept["rows"] for kept in batches.values())
+    problem = class_shortage(spec.task, target.name, set(classes), rows, "the training data")
     if problem is not None:  # a data rule of the whole: each batch may hold one class, not all of them
         raise dg.Failure(f"{problem}; batches: {', '.join(sorted(batches))}")
-    snapshot = write_snapshot(store, frame)
-    write_reference(store, compute_reference(frame, spec, source=snapshot.uri))
+    snapshot = write_snapshot(store, manifest_of(store, batches, list(spec.columns)))
+    write_reference(store, merged_reference(statistics, spec, source=snapshot.uri))
     context.log.info(
         f"training data {snapshot.data_version}: {snapshot.rows} rows from {len(batches)} batches"
     )

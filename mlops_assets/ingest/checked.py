@@ -1,6 +1,7 @@
 """One pass over a landed file: read chunk by chunk, each column of a chunk typed once, every rule
-checked over the tally of all chunks, the typed rows written to parquet as they go, kept in storage
-by what decides it (the file's sha256, the spec, the thresholds, the reference statistics).
+checked over the tally of all chunks, the typed rows written to parquet as they go (kept as a batch
+by its content, ``batches.py``, if every blocking rule passed), the outcomes kept in storage by
+what decides them (the file's sha256, the spec, the thresholds, the reference statistics).
 ``landed_batch`` makes the pass as the file lands; its checks and ``validated_batch`` read it
 instead of reading the file again. A check or gate run under another spec, other thresholds or
 another reference makes a pass of its own: what they report is always what the rules say of the
@@ -21,6 +22,7 @@ from dataclasses import asdict, dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mlops_assets.ingest.batches import keep_batch, typed_schema
 from mlops_assets.ingest.parsing import ParsedBatch, read_batches, typed_frame
 from mlops_assets.ingest.reference import ReferenceStats
 from mlops_assets.ingest.tally import BatchTally
@@ -32,35 +34,28 @@ from mlops_assets.ingest.validation import (
     check_drift,
     unnamed_columns,
 )
-from mlops_assets.project.spec import NUMBER_KINDS, ProjectSpec
+from mlops_assets.project.spec import ProjectSpec
 
-CHECKED_PREFIX = "checked"  # storage: <key>.json (the outcomes) and <key>.parquet (the typed batch)
+CHECKED_PREFIX = "checked"  # storage: <key>.json, the outcomes (the typed batch is kept in batches/)
 DRIFT_RULE = "drift"
 DEFAULT_CHUNK_ROWS = 100_000
-PASS_FORMAT = 2  # what a kept pass holds; a pass kept in another format is made again
+PASS_FORMAT = 3  # what a kept pass holds; a pass kept in another format is made again
 
 
 @dataclass
 class CheckedBatch:
     """Every rule's outcome (the blocking ones and drift), the file's columns the spec does not
-    name, its rows, and where the typed batch is kept if every blocking rule passed (else None)."""
+    name, its rows, and the typed batch as kept (``keep_batch``) if every blocking rule passed
+    (else None)."""
 
     outcomes: dict[str, RuleOutcome]
     unnamed: str
     rows: int
-    typed_path: str | None
+    kept: dict | None
 
     def failed(self) -> list[RuleOutcome]:
         """The blocking rules that failed, as ``failed_rules`` says them."""
         return blocking_failures(o for name, o in self.outcomes.items() if name in BLOCKING_RULES)
-
-
-def file_sha256(local_path: str) -> str:
-    digest = hashlib.sha256()
-    with open(local_path, "rb") as handle:
-        for block in iter(lambda: handle.read(4 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def pass_key(
@@ -78,17 +73,6 @@ def pass_key(
     return hashlib.sha256(json.dumps(decided_by, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def typed_schema(spec: ProjectSpec, header: list[str]) -> pa.Schema:
-    """The typed batch's columns: the spec's that the file has, numbers as float64, the rest text."""
-    return pa.schema(
-        [
-            (name, pa.float64() if column.kind in NUMBER_KINDS or column.kind == "boolean" else pa.string())
-            for name, column in spec.columns.items()
-            if name in header
-        ]
-    )
-
-
 def run_pass(
     source: str,
     local_path: str,
@@ -97,10 +81,11 @@ def run_pass(
     reference: ReferenceStats | None,
     typed_to: str,
     chunk_rows: int | None = DEFAULT_CHUNK_ROWS,
+    salt: int = 0,
 ) -> tuple[dict[str, RuleOutcome], BatchTally]:
     """Every rule's outcome over the file at ``local_path``, its typed rows written to ``typed_to``
-    (parquet) as each chunk is read; the file is never held whole."""
-    tally = BatchTally(source, spec)
+    (parquet) as each chunk is read; the file is never held whole. ``salt``: see ``row_keys``."""
+    tally = BatchTally(source, spec, salt=salt)
     writer: pq.ParquetWriter | None = None
     try:
         for batch in read_batches(source, functools.partial(open, local_path, "rb"), chunk_rows):
@@ -139,26 +124,29 @@ def checked_batch(
     configuration: read if it was made, else made from the copy (or ``local_path``, a file of this
     machine with its bytes) and kept."""
     key = pass_key(landed["sha256"], spec, thresholds, reference)
-    outcomes_path, typed_path = f"{CHECKED_PREFIX}/{key}.json", f"{CHECKED_PREFIX}/{key}.parquet"
+    outcomes_path = f"{CHECKED_PREFIX}/{key}.json"
     if store.exists(outcomes_path):
         kept = json.loads(store.read_bytes(outcomes_path))
         outcomes = {name: RuleOutcome(**outcome) for name, outcome in kept["outcomes"].items()}
-        return CheckedBatch(outcomes, kept["unnamed"], kept["rows"], typed_path if kept["typed"] else None)
+        return CheckedBatch(outcomes, kept["unnamed"], kept["rows"], kept["kept"])
     if local_path is None:
         with store.local_file(landed["copy"]) as fetched:
             return checked_batch(store, source, landed, spec, thresholds, reference, chunk_rows, fetched)
+    salt = int(landed["sha256"][:15], 16)  # two files' samples of the reference are unrelated
     with tempfile.TemporaryDirectory(prefix="mlops-pass-") as folder:
         typed_to = os.path.join(folder, "typed.parquet")
-        outcomes, tally = run_pass(source, local_path, spec, thresholds, reference, typed_to, chunk_rows)
-        typed = all(outcomes[name].passed for name in BLOCKING_RULES)
-        if typed:  # written first: a pass whose outcomes are there has its batch too
-            store.put_file(typed_to, typed_path)
-    made = CheckedBatch(outcomes, unnamed_columns(tally), tally.rows, typed_path if typed else None)
+        outcomes, tally = run_pass(
+            source, local_path, spec, thresholds, reference, typed_to, chunk_rows, salt
+        )
+        passed = all(outcomes[name].passed for name in BLOCKING_RULES)
+        # Kept first: a pass whose outcomes are there has its batch too.
+        batch = keep_batch(store, typed_to, tally.statistics()) if passed else None
+    made = CheckedBatch(outcomes, unnamed_columns(tally), tally.rows, batch)
     kept = {
         "outcomes": {name: asdict(outcome) for name, outcome in outcomes.items()},
         "unnamed": made.unnamed,
         "rows": made.rows,
-        "typed": typed,
+        "kept": batch,
     }
     store.write_bytes(outcomes_path, json.dumps(kept, default=_plain).encode())
     return made

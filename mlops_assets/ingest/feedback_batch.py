@@ -1,17 +1,23 @@
 """feedback_batch: one labels file under labels/, joined with the compacted scoring logs, checked like a batch."""
 
+import hashlib
+import tempfile
 import time
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pydantic import Field
 
 from mlops_assets.core import keys
 from mlops_assets.core.project import ModelProjectResource
 from mlops_assets.core.storage import StorageResource, asset_path, load_stored_value
+from mlops_assets.ingest.batches import keep_batch, typed_schema
 from mlops_assets.ingest.config import ValidationConfig
 from mlops_assets.ingest.feedback import LabelsError, join_labels, read_labels
 from mlops_assets.ingest.reference import read_reference
+from mlops_assets.ingest.tally import BatchTally
 from mlops_assets.ingest.validation import failed_rules, parse_batch, typed_frame
 
 LABELS_PREFIX = "labels"
@@ -40,10 +46,11 @@ def compacted_logs(instance: dg.DagsterInstance, storage) -> tuple[pd.DataFrame,
 @dg.asset(
     partitions_def=feedback_files,
     group_name="feedback",
-    kinds={"pandas", "parquet"},
+    kinds={"parquet"},
     description=(
         "One labels file (request_id, row_index and the target column) joined with the scored rows it labels, "
-        "through the same blocking rules as a landed batch; pending and unknown labels reported."
+        "through the same blocking rules as a landed batch; pending and unknown labels reported. Its "
+        "value is where the labelled rows are kept (batches/<sha256>.parquet), as validated_batch's."
     ),
 )
 def feedback_batch(
@@ -52,7 +59,7 @@ def feedback_batch(
     validation: ValidationConfig,
     feedback: FeedbackConfig,
     project: ModelProjectResource,
-) -> dg.Output[pd.DataFrame]:
+) -> dg.Output[dict]:
     store, spec = storage.get(), project.get().spec
     path = f"{LABELS_PREFIX}/{context.partition_key}"
     if not store.exists(path):
@@ -64,22 +71,26 @@ def feedback_batch(
     logs, days = compacted_logs(context.instance, store)
     age_hours = (time.time() - store.modified(path)) / 3600
     joined = join_labels(labels, logs, still_waiting=age_hours < feedback.wait_hours, spec=spec)
-    frame = joined.frame
+    frame, kept = joined.frame, {"rows": 0}
     if joined.matched:
-        checked = parse_batch(path, joined.frame.to_csv(index=False).encode())
-        failures = failed_rules(checked, spec, validation.thresholds(), read_reference(store))
+        raw = joined.frame.to_csv(index=False).encode()
+        checked = parse_batch(path, raw)
+        tally = BatchTally(path, spec, salt=int(hashlib.sha256(raw).hexdigest()[:15], 16))
+        tally.add(checked)
+        failures = failed_rules(tally, spec, validation.thresholds(), read_reference(store))
         if failures:
             raise dg.Failure(
                 description="; ".join(p for outcome in failures for p in outcome.problems),
                 metadata={"failed_rules": ", ".join(o.rule for o in failures)},
             )
         frame = typed_frame(checked, spec)
+        kept = _keep(store, frame, spec, tally)
     production = _production_metrics(spec, frame, joined.predictions)
     context.log.info(
         f"{path}: {joined.matched} matched, {len(joined.pending)} pending, {len(joined.unknown)} unknown"
     )
     return dg.Output(
-        frame,
+        kept,
         metadata={
             "labels": len(labels),
             "matched": joined.matched,
@@ -91,6 +102,14 @@ def feedback_batch(
             **production,
         },
     )
+
+
+def _keep(store, frame: pd.DataFrame, spec, tally: BatchTally) -> dict:
+    with tempfile.TemporaryDirectory(prefix="mlops-feedback-") as folder:
+        local = f"{folder}/labelled.parquet"
+        schema = typed_schema(spec, list(frame.columns))
+        pq.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False), local)
+        return keep_batch(store, local, tally.statistics())
 
 
 def _production_metrics(spec, frame: pd.DataFrame, predictions: list) -> dict[str, float]:

@@ -6,17 +6,19 @@ which rewrites the reference, so an input would make a cycle.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 
+from mlops_assets.ingest.tally import REFERENCE_SAMPLE, KeyedSample, Moments
 from mlops_assets.project.spec import NUMBER_KINDS, ProjectSpec
 from mlops_assets.storage.fsstore import Storage
 
 REFERENCE_PATH = "reference/stats.json"
-SAMPLE_SIZE = 2000
+SAMPLE_SIZE = REFERENCE_SAMPLE
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,39 @@ def compute_reference(frame: pd.DataFrame, spec: ProjectSpec, source: str) -> Re
     return ReferenceStats(
         source=source, created=created, rows=len(frame), columns=columns, categories=categories
     )
+
+
+def merged_reference(statistics: list[dict], spec: ProjectSpec, source: str) -> ReferenceStats:
+    """The reference of several batches from each one's ``BatchTally.statistics``, never their
+    rows: moments merged exactly, the sample a uniform one of all their rows (the smallest keys of
+    the union), category shares from the merged counts."""
+    columns, categories = {}, {}
+    for name, column in spec.columns.items():
+        if column.kind not in NUMBER_KINDS:
+            counts = Counter()
+            for batch in statistics:
+                counts.update(batch["counts"].get(name, {}))
+            total = sum(counts.values())
+            if total:
+                categories[name] = {value: count / total for value, count in counts.items()}
+            continue
+        moments, sample = Moments(), KeyedSample(size=SAMPLE_SIZE)
+        for batch in (b["numbers"][name] for b in statistics if name in b["numbers"]):
+            moments.merge(Moments(batch["count"], batch["mean"], batch["m2"], batch["min"], batch["max"]))
+            sample.merge(
+                np.array(batch["keys"], dtype=np.uint64), np.array(batch["values"], dtype=np.float64)
+            )
+        if moments.count:
+            columns[name] = ColumnStats(
+                mean=moments.mean,
+                std=moments.std() if moments.count > 1 else 0.0,
+                min=moments.min,
+                max=moments.max,
+                sample=sorted(float(v) for v in sample.values),
+            )
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    rows = sum(batch["rows"] for batch in statistics)
+    return ReferenceStats(source=source, created=created, rows=rows, columns=columns, categories=categories)
 
 
 def write_reference(storage: Storage, reference: ReferenceStats) -> str:

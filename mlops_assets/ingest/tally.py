@@ -6,13 +6,15 @@ the KS test, and the counts of each category. A file read whole is a tally of on
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from mlops_assets.ingest.parsing import NOT_OF_KIND, ParsedBatch
+from mlops_assets.project.metrics import label_text
 from mlops_assets.project.rules import Broken
 from mlops_assets.project.spec import NUMBER_KINDS, ColumnSpec, ProjectSpec
 
@@ -20,6 +22,9 @@ SHOWN_ROWS = 3  # offending rows a message names; the rest are counted
 # The KS test's sample of a batch's number column. A batch this small is compared whole; beyond it,
 # the p-value barely moves (the reference keeps 2000 values: the test's power is bounded by those).
 DRIFT_SAMPLE_ROWS = 50_000
+# The reference's sample of a number column (``reference.py``): the batches keep this many each
+# (their rows of smallest key), merged the same way (see ``KeyedSample.merge``).
+REFERENCE_SAMPLE = 2000
 
 
 def show(value: object) -> str:
@@ -54,26 +59,42 @@ class Moments:
     count: int = 0
     mean: float = 0.0
     m2: float = 0.0
+    min: float = math.inf
+    max: float = -math.inf
 
     def add(self, values: np.ndarray) -> None:
         if not len(values):
             return
-        mean = float(values.mean())
-        m2 = float(((values - mean) ** 2).sum())
-        total = self.count + len(values)
+        self.merge(
+            Moments(
+                len(values),
+                float(values.mean()),
+                float(((values - values.mean()) ** 2).sum()),
+                float(values.min()),
+                float(values.max()),
+            )
+        )
+
+    def merge(self, other: Moments) -> None:
+        if not other.count:
+            return
+        mean, m2 = other.mean, other.m2
+        total = self.count + other.count
         delta = mean - self.mean
-        self.mean += delta * len(values) / total
-        self.m2 += m2 + delta * delta * self.count * len(values) / total  # not **: inf, not OverflowError
+        self.mean += delta * other.count / total
+        self.m2 += m2 + delta * delta * self.count * other.count / total  # not **: inf, not OverflowError
         self.count = total
+        self.min, self.max = min(self.min, other.min), max(self.max, other.max)
 
     def std(self) -> float:
         return float(np.sqrt(self.m2 / (self.count - 1))) if self.count > 1 else float("nan")
 
 
-def row_keys(rows: np.ndarray) -> np.ndarray:
-    """A well-mixed 64-bit hash of each row's place in the file (splitmix64's finaliser)."""
+def row_keys(rows: np.ndarray, salt: int = 0) -> np.ndarray:
+    """A well-mixed 64-bit hash of each row's place in the file and the file's ``salt``
+    (splitmix64's finaliser): two files' rows get unrelated keys."""
     with np.errstate(over="ignore"):
-        z = rows.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+        z = rows.astype(np.uint64) + np.uint64(salt) + np.uint64(0x9E3779B97F4A7C15)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         return z ^ (z >> np.uint64(31))
@@ -85,11 +106,17 @@ class KeyedSample:
     the smallest ``row_keys`` are kept. A column of no more rows is kept whole."""
 
     size: int = DRIFT_SAMPLE_ROWS
+    salt: int = 0
     keys: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
     values: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     def add(self, rows: np.ndarray, values: np.ndarray) -> None:
-        keys = np.concatenate([self.keys, row_keys(rows)])
+        self.merge(row_keys(rows, self.salt), values)
+
+    def merge(self, keys: np.ndarray, values: np.ndarray) -> None:
+        """Keep the smallest keys of these and those kept: the bottom ``size`` of a union is a
+        uniform sample of it (how the reference's sample is merged from the batches')."""
+        keys = np.concatenate([self.keys, keys.astype(np.uint64)])
         values = np.concatenate([self.values, values])
         if len(keys) > self.size:
             kept = np.argpartition(keys, self.size - 1)[: self.size]
@@ -106,8 +133,9 @@ class ColumnTally:
     moments: Moments = field(default_factory=Moments)  # number columns: their values of the kind
     sample: KeyedSample = field(default_factory=KeyedSample)
     shares: Counter = field(default_factory=Counter)  # categorical and boolean: each value's count
+    classes: Counter = field(default_factory=Counter)  # a classifier's target: each label's count
 
-    def add(self, batch: ParsedBatch, name: str, column: ColumnSpec) -> None:
+    def add(self, batch: ParsedBatch, name: str, column: ColumnSpec, is_label: bool = False) -> None:
         assert batch.cells is not None
         values, is_null, codes = batch.typed(name, column)
         self.not_of_kind.add(np.isin(codes, NOT_OF_KIND), batch.cells[name])
@@ -121,6 +149,9 @@ class ColumnTally:
             self.sample.add(present.index.to_numpy(), numbers)
         else:
             self.shares.update(present.astype(str).value_counts().to_dict())
+        if is_label:
+            counts = present.value_counts()
+            self.classes.update({label_text(label, column.kind): int(n) for label, n in counts.items()})
 
     def share_of_each(self) -> dict[str, float]:
         """Each value's share of the non-empty cells (as ``reference.category_shares``)."""
@@ -139,6 +170,8 @@ class BatchTally:
     header: list[str] | None = None
     columns: dict[str, ColumnTally] = field(default_factory=dict)  # the spec's columns in the file
 
+    salt: int = 0  # the keys of the samples: see ``row_keys``
+
     def add(self, batch: ParsedBatch) -> None:
         if self.error is not None:
             return
@@ -147,10 +180,15 @@ class BatchTally:
             return
         if self.header is None:
             self.header = list(batch.cells.columns)
-            self.columns = {name: ColumnTally() for name in self.spec.columns if name in self.header}
+            self.columns = {
+                name: ColumnTally(sample=KeyedSample(salt=self.salt))
+                for name in self.spec.columns
+                if name in self.header
+            }
         self.rows += len(batch.cells)
+        labels = self.spec.target.name if self.spec.task != "regression" else None
         for name, tally in self.columns.items():
-            tally.add(batch, name, self.spec.columns[name])
+            tally.add(batch, name, self.spec.columns[name], is_label=name == labels)
 
     @property
     def parsed(self) -> bool:
@@ -161,6 +199,26 @@ class BatchTally:
 
     def unexpected(self) -> list[str]:
         return sorted(set(self.header or ()) - set(self.spec.columns))
+
+    def statistics(self) -> dict:
+        """What the reference statistics of several batches are merged from (``reference.py``),
+        as JSON: per number column its moments and the ``REFERENCE_SAMPLE`` values of smallest
+        key, per category column (and a classifier's target) the count of each value."""
+        numbers, counts, classes = {}, {}, {}
+        for name, tally in self.columns.items():
+            if tally.classes:
+                classes[name] = dict(tally.classes)
+            if self.spec.columns[name].kind not in NUMBER_KINDS:
+                counts[name] = dict(tally.shares)
+                continue
+            moments, sample = tally.moments, tally.sample
+            smallest = np.argsort(sample.keys)[:REFERENCE_SAMPLE]
+            numbers[name] = {
+                **asdict(moments),
+                "keys": sample.keys[smallest].tolist(),
+                "values": sample.values[smallest].tolist(),
+            }
+        return {"rows": self.rows, "numbers": numbers, "counts": counts, "classes": classes}
 
 
 def tally_of(batch: ParsedBatch, spec: ProjectSpec) -> BatchTally:

@@ -1,24 +1,27 @@
-"""Immutable training snapshots: the batches that passed, concatenated, named by their content hash."""
+"""Immutable training snapshots by reference: a manifest of the kept batches that passed (each by
+its path and digest, ``batches.py``), named by the digest of the manifest. Nothing here reads a
+row: the trainer reads the files itself (``project/snapshot.py``), wherever it runs.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import io
+import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 import pandas as pd
 
-from mlops_assets.core.storage import Storage
+from mlops_assets.core.storage import Storage, load_stored_value, relative_path
+from mlops_assets.project.snapshot import MANIFEST_NAME, snapshot_frame
 
 SNAPSHOT_PREFIX = "training-data"
-BATCH_COLUMN = "batch"
 
 
 @dataclass(frozen=True)
 class TrainingSnapshot:
     data_version: str
-    uri: str
+    uri: str  # the manifest's
     path: str
     rows: int
     batches: list[str]
@@ -28,40 +31,57 @@ class TrainingSnapshot:
         return asdict(self)
 
 
-def data_version(frame: pd.DataFrame) -> str:
-    """A hash of the values, column names and row order: same content, same version."""
-    digest = hashlib.sha256()
-    digest.update(",".join(frame.columns).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-def lacking_columns(batches: dict[str, pd.DataFrame], columns: list[str]) -> dict[str, list[str]]:
-    """Each batch that lacks some of ``columns`` (validated before the spec gained them), with those."""
-    lacking = {key: [c for c in columns if c not in frame.columns] for key, frame in batches.items()}
+def lacking_columns(batches: dict[str, dict], columns: list[str]) -> dict[str, list[str]]:
+    """Each kept batch that lacks some of ``columns`` (validated before the spec gained them), with those."""
+    lacking = {key: [c for c in columns if c not in kept["columns"]] for key, kept in batches.items()}
     return {key: missing for key, missing in sorted(lacking.items()) if missing}
 
 
-def combine_batches(batches: dict[str, pd.DataFrame], columns: list[str]) -> pd.DataFrame:
-    """``columns`` of every batch in partition-key order, each row tagged with the batch it came from."""
-    frames = [batches[key][columns].assign(**{BATCH_COLUMN: key}) for key in sorted(batches)]
-    if not frames:
+def manifest_of(storage: Storage, batches: dict[str, dict], columns: list[str]) -> dict:
+    """``columns`` of every kept batch in partition-key order, each by its URI and digest."""
+    if not batches:
         raise ValueError("no validated batch to build training data from")
-    return pd.concat(frames, ignore_index=True)
+    entries = [
+        {
+            "batch": key,
+            "uri": storage.uri(batches[key]["path"]),
+            "sha256": batches[key]["sha256"],
+            "rows": batches[key]["rows"],
+        }
+        for key in sorted(batches)
+    ]
+    return {"columns": list(columns), "batches": entries}
 
 
-def write_snapshot(storage: Storage, frame: pd.DataFrame) -> TrainingSnapshot:
-    version = data_version(frame)
-    path = f"{SNAPSHOT_PREFIX}/{version}/training_data.parquet"
+def data_version(manifest: dict) -> str:
+    """The digest of what the manifest names (columns, batches and their digests, in order): the
+    same batches, the same version, wherever the storage is."""
+    named = [manifest["columns"], [(entry["batch"], entry["sha256"]) for entry in manifest["batches"]]]
+    return hashlib.sha256(json.dumps(named).encode()).hexdigest()[:16]
+
+
+def write_snapshot(storage: Storage, manifest: dict) -> TrainingSnapshot:
+    version = data_version(manifest)
+    path = f"{SNAPSHOT_PREFIX}/{version}/{MANIFEST_NAME}"
     if not storage.exists(path):  # immutable: a registered model points at it
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        storage.write_bytes(path, buffer.getvalue())
+        storage.write_json(path, {**manifest, "data_version": version})
     return TrainingSnapshot(
         data_version=version,
         uri=storage.uri(path),
         path=path,
-        rows=len(frame),
-        batches=sorted(frame[BATCH_COLUMN].unique().tolist()),
+        rows=sum(entry["rows"] for entry in manifest["batches"]),
+        batches=[entry["batch"] for entry in manifest["batches"]],
         created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def load_snapshot(storage: Storage, uri: str) -> pd.DataFrame:
+    """The rows of the snapshot at ``uri`` (a manifest; a parquet file from before manifests),
+    read through ``storage``'s credentials: for the orchestrator's own uses (the holdout, drift)."""
+    path = relative_path(storage, uri)
+    if not path.endswith(".json"):
+        return load_stored_value(storage, path)
+    manifest = storage.read_json(path)
+    return snapshot_frame(
+        manifest, lambda file: storage.fs.open(storage.fs_path(relative_path(storage, file)))
     )

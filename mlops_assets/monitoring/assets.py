@@ -9,7 +9,8 @@ from pydantic import Field
 from mlops_assets.core import keys, markdown
 from mlops_assets.core.alerts import AlertWebhook
 from mlops_assets.core.project import ModelProjectResource
-from mlops_assets.core.storage import StorageResource, load_stored_value, relative_path
+from mlops_assets.core.storage import StorageResource
+from mlops_assets.ingest.training_data import load_snapshot
 from mlops_assets.monitoring.drift import DriftThresholds, drift_table, feature_plot
 from mlops_assets.monitoring.scoring_logs import compact_day, fingerprint, source_files
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS
@@ -92,7 +93,7 @@ def reference_frame(registry: RegistryResource, storage: StorageResource) -> tup
             "drift_report: no model is registered yet, so there is no training data to compare with"
         )
     uri = version.tags["snapshot_uri"]
-    frame = load_stored_value(storage.get(), relative_path(storage.get(), uri))
+    frame = load_snapshot(storage.get(), uri)
     return frame, f"version {version.version} ({uri})"
 
 

@@ -87,14 +87,21 @@ def too_few_classes(task: str, target: str, labels: Any, rows: str, kind: str = 
     """Why ``labels`` (the target column of ``rows``, e.g. "the training rows", of the spec's
     ``kind``) cannot train or judge a classifier of ``task``, or None: a classifier needs at least
     two classes in each."""
+    classes = {label_text(label, kind) for label in np.asarray(labels).tolist()}
+    return class_shortage(task, target, classes, len(labels), rows)
+
+
+def class_shortage(task: str, target: str, classes: set[str], count: int, rows: str) -> str | None:
+    """``too_few_classes`` of ``count`` rows whose labels, as ``label_text`` writes them, are
+    ``classes``: what the orchestrator asks of training data it knows by its batches' counts."""
     if task == "regression":
         return None
-    found = sorted({label_text(label, kind) for label in np.asarray(labels).tolist()})
+    found = sorted(classes)
     if len(found) >= 2:
         return None
     held = f"one class ({found[0]})" if found else "no class"
     return (
-        f"target column {target}: {held} in {rows} ({len(labels)} rows); a {task} model learns from "
+        f"target column {target}: {held} in {rows} ({count} rows); a {task} model learns from "
         "at least two, so the data lacks the other labels (or the file writes them in a way the "
         "spec does not read)"
     )

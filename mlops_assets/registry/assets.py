@@ -10,7 +10,8 @@ import pandas as pd
 from mlops_assets.core import keys
 from mlops_assets.core.project import ModelProjectResource
 from mlops_assets.core.stage_lock import StageLock
-from mlops_assets.core.storage import Storage, StorageResource, load_stored_value, relative_path
+from mlops_assets.core.storage import Storage, StorageResource, relative_path
+from mlops_assets.ingest.training_data import load_snapshot
 from mlops_assets.model.artifact import ArtifactError, verify_sha256
 from mlops_assets.model.manifest import MANIFEST_NAME
 from mlops_assets.project.environment import LOCK_FILE, read_lock
@@ -57,10 +58,10 @@ def _artifact(data: bytes, sha256: str, source: str, project: ModelProject) -> A
     return Artifact(data, sha256, tuple(project.spec.artifact.trusted_types), source)
 
 
-def _holdout(storage: Storage, snapshot_path: str, project: ModelProject) -> pd.DataFrame:
+def _holdout(storage: Storage, snapshot_uri: str, project: ModelProject) -> pd.DataFrame:
     """The snapshot's holdout rows as the model takes them (parquet keeps Categorical columns on
     their way to the runner)."""
-    frame = load_stored_value(storage, snapshot_path)
+    frame = load_snapshot(storage, snapshot_uri)
     spec = project.spec
     held = frame[holdout_mask(frame, list(spec.columns), spec.evaluation.holdout_percent)]
     return as_model_input(held, spec.native_categories)
@@ -147,7 +148,7 @@ def model_evaluation(
     store, models, model_project = storage.get(), registry.get_registry(), project.get()
     runner = project.runner()
     spec = model_project.spec
-    holdout = _holdout(store, training_data["path"], model_project)
+    holdout = _holdout(store, training_data["uri"], model_project)
     artifact = _artifact(
         store.read_bytes(relative_path(store, candidate_model["artifact_uri"])),
         candidate_model["artifact_sha256"],
@@ -295,8 +296,7 @@ def registered_model(
     registered = _artifact(
         models.read_file(version.version, ARTIFACT_NAME), sha256, f"version {version.version}", model_project
     )
-    snapshot = relative_path(store, candidate_model["snapshot_uri"])
-    holdout = _holdout(store, snapshot, model_project)
+    holdout = _holdout(store, candidate_model["snapshot_uri"], model_project)
     try:
         smoke = project.runner().smoke(registered, list(model_project.spec.feature_names), holdout)
     except (ArtifactError, ProjectError, ProjectRunError) as exc:

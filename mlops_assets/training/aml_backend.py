@@ -22,6 +22,7 @@ TRAINER_FILES = {
     "mlops_assets/project/metrics.py": "mlops_assets/project/metrics.py",
     "mlops_assets/project/fitting.py": "mlops_assets/project/fitting.py",
     "mlops_assets/project/environment.py": "mlops_assets/project/environment.py",
+    "mlops_assets/project/snapshot.py": "mlops_assets/project/snapshot.py",
 }
 
 

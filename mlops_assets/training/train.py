@@ -5,7 +5,8 @@ pandas, scikit-learn, skops, fsspec, dagster-pipes and the standalone modules of
 ``mlops_assets.project`` that travel with it (code, package, metrics; on AML also adlfs, azure-storage-blob and
 azure-identity) -- never the project's Dagster code.
 
-Extras (from the orchestrator): ``snapshot_uri``, ``data_version``, ``output_uri`` (a folder URL),
+Extras (from the orchestrator): ``snapshot_uri`` (the training data's manifest: the script reads
+its files itself), ``data_version``, ``output_uri`` (a folder URL),
 ``project_dir`` (the model project folder as the script sees it), ``task``, ``features``,
 ``target``, ``target_kind``, ``params``, ``holdout_percent``; ``categories`` (the spec's
 ``native_categories``) where the model takes pandas Categorical columns.
@@ -14,6 +15,7 @@ Extras (from the orchestrator): ``snapshot_uri``, ``data_version``, ``output_uri
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +30,7 @@ from mlops_assets.project.code import MODEL_FILE, SPEC_FILE, file_digest
 from mlops_assets.project.fitting import as_model_input, fit
 from mlops_assets.project.metrics import evaluate, too_few_classes
 from mlops_assets.project.package import package_digest
+from mlops_assets.project.snapshot import snapshot_frame
 
 ARTIFACT_NAME = "model.skops"
 
@@ -48,6 +51,16 @@ def holdout_hash(frame: pd.DataFrame, columns: Sequence[str], holdout_percent: i
     return hashlib.sha256(held.astype("<u8").tobytes()).hexdigest()[:16]
 
 
+def read_snapshot(uri: str) -> pd.DataFrame:
+    """The rows of the training snapshot whose manifest is at ``uri``, read from its files here
+    (a file, a folder of this machine, Blob Storage from an Azure ML job); a parquet file: those rows."""
+    if not uri.endswith(".json"):
+        return pd.read_parquet(uri)
+    with fsspec.open(uri, "rb") as handle:
+        manifest = json.load(handle)
+    return snapshot_frame(manifest, lambda file: fsspec.open(file, "rb"))
+
+
 def trainer_version() -> str:
     return file_digest(Path(__file__))
 
@@ -64,7 +77,7 @@ def train(extras: dict, log=print) -> dict:
     project_dir = Path(extras["project_dir"])
     features, target = list(extras["features"]), str(extras["target"])
     params, holdout_percent = dict(extras["params"]), int(extras["holdout_percent"])
-    frame = pd.read_parquet(extras["snapshot_uri"])
+    frame = read_snapshot(extras["snapshot_uri"])
     mask = holdout_mask(frame, [*features, target], holdout_percent)
     train_rows, holdout_rows = frame[~mask], frame[mask]
     if len(train_rows) < 2 or len(holdout_rows) < 2:
