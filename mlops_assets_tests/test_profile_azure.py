@@ -118,6 +118,17 @@ def test_the_retraining_job_trains_on_aml_through_blob_pipes_and_registers_in_am
     assert candidate["compute_backend"] == "azureml:mlw-mlops/cpu-cluster"
     assert candidate["artifact_uri"].startswith(f"{azure_settings.storage_url}/models/candidates/")
     assert outcome.registered["version"] == 1
+    # The job read the training data itself, from the container: the manifest, then its files
+    # (the rows it trained and held out are the manifest's, and the orchestrator read none).
+    snapshot = outcome.training_data
+    assert candidate["snapshot_uri"] == snapshot["uri"]
+    assert snapshot["uri"].startswith(f"{azure_settings.storage_url}/training-data/")
+    store = ingested.resources["storage"].get()
+    manifest = store.read_json(snapshot["path"])
+    assert [e["uri"].rsplit("/", 2)[-2] for e in manifest["batches"]] == ["batches"]
+    assert all(store.exists(e["uri"].removeprefix(f"{store.root_url}/")) for e in manifest["batches"])
+    assert candidate["n_train"] + candidate["n_holdout"] == sum(e["rows"] for e in manifest["batches"])
+    assert candidate["holdout_uri"].startswith(f"{azure_settings.storage_url}/models/candidates/")
 
     # The job AML would store: code, command line, environment, compute, identity -- and no secret.
     (job,), meta = aml.recorder.last("jobs.create_or_update")

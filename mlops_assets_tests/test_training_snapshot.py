@@ -120,3 +120,28 @@ def test_the_reference_merged_from_batch_statistics_is_that_of_their_rows():
             (column.mean, column.std, column.min, column.max), rel=1e-9
         )
         assert len(ours.sample) == min(2000, typed[name].notna().sum())
+
+
+def test_a_retrain_over_several_batches_reads_no_whole_file_of_rows_in_the_code_location(
+    settings, storage, instance, defs, monkeypatch
+):
+    """train.py (a process of its own) reads the batches and writes the holdout beside the
+    artifact; the evaluation hands that file to the project runner (another process): the code
+    location reads the holdout's first rows only, for the smoke block."""
+    from mlops_assets.ops.runner import retrain
+
+    _land_three(storage, defs, instance, settings)
+
+    def no_rows(*_, **__):
+        raise AssertionError("the code location read a whole file of rows")
+
+    monkeypatch.setattr(pd, "read_parquet", no_rows)
+    monkeypatch.setattr(pq, "read_table", no_rows)
+    outcome = retrain(defs, instance, settings.lock_dir)
+    assert outcome.success, outcome.errors
+    assert outcome.registered["version"] == 1
+    candidate = outcome.candidate
+    assert candidate["holdout_uri"].endswith(f"{candidate['fingerprint']}/holdout.parquet")
+    monkeypatch.undo()
+    holdout = pd.read_parquet(storage.fs_path(candidate["holdout_uri"].removeprefix(f"{storage.root_url}/")))
+    assert len(holdout) == candidate["n_holdout"] > 0

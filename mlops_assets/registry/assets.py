@@ -1,11 +1,16 @@
 """model_evaluation (the gate) and registered_model (the registry version + release manifest)."""
 
+import contextlib
 import hashlib
 import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from mlops_assets.core import keys
 from mlops_assets.core.project import ModelProjectResource
@@ -14,6 +19,7 @@ from mlops_assets.core.storage import Storage, StorageResource, relative_path
 from mlops_assets.ingest.training_data import load_snapshot
 from mlops_assets.model.artifact import ArtifactError, verify_sha256
 from mlops_assets.model.manifest import MANIFEST_NAME
+from mlops_assets.model.smoke import SMOKE_ROWS
 from mlops_assets.project.environment import LOCK_FILE, read_lock
 from mlops_assets.project.fitting import as_model_input
 from mlops_assets.project.loader import ModelProject
@@ -58,35 +64,61 @@ def _artifact(data: bytes, sha256: str, source: str, project: ModelProject) -> A
     return Artifact(data, sha256, tuple(project.spec.artifact.trusted_types), source)
 
 
-def _holdout(storage: Storage, snapshot_uri: str, project: ModelProject) -> pd.DataFrame:
-    """The snapshot's holdout rows as the model takes them (parquet keeps Categorical columns on
-    their way to the runner)."""
-    frame = load_snapshot(storage, snapshot_uri)
+PLOTTED_ROWS = 5000  # the holdout rows the plots show (the metrics are of all of them)
+
+
+@contextlib.contextmanager
+def _holdout_file(storage: Storage, candidate: dict, project: ModelProject) -> Iterator[Path]:
+    """A file of this machine with the candidate's holdout rows as stored: the one train.py wrote
+    beside the artifact (the orchestrator never reads the snapshot's rows), or, for a candidate
+    trained before it wrote one, drawn from the snapshot here."""
+    if "holdout_uri" in candidate:
+        with storage.local_file(relative_path(storage, candidate["holdout_uri"])) as local:
+            yield Path(local)
+        return
+    frame = load_snapshot(storage, candidate["snapshot_uri"])
     spec = project.spec
     held = frame[holdout_mask(frame, list(spec.columns), spec.evaluation.holdout_percent)]
-    return as_model_input(held, spec.native_categories)
+    with tempfile.TemporaryDirectory(prefix="mlops-holdout-") as folder:
+        path = Path(folder) / "holdout.parquet"
+        held.to_parquet(path, index=False)
+        yield path
+
+
+def _first_holdout_rows(storage: Storage, candidate: dict, project: ModelProject, rows: int) -> pd.DataFrame:
+    """The holdout's first ``rows`` rows as the model takes them, read without the rest."""
+    with _holdout_file(storage, candidate, project) as path:
+        first = next(pq.ParquetFile(path).iter_batches(batch_size=rows), None)
+        frame = first.to_pandas() if first is not None else pd.DataFrame()
+    return as_model_input(frame, project.spec.native_categories)
 
 
 def _evaluate(
     runner: ProjectRunner,
     project: ModelProject,
     artifact: Artifact,
-    holdout: pd.DataFrame,
-    predictions: bool = False,
+    holdout: Path,
+    predictions: int = 0,
 ) -> dict:
     """The artifact's metrics on the holdout (and its predictions), computed in the project runner;
     an artifact that does not verify or project code that cannot load fails the step."""
     spec = project.spec
     try:
         return runner.evaluate(
-            artifact, spec.task, list(spec.feature_names), spec.target.name, holdout, predictions
+            artifact,
+            spec.task,
+            list(spec.feature_names),
+            spec.target.name,
+            holdout,
+            spec.native_categories,
+            predictions,
         )
     except (ArtifactError, ProjectError) as exc:
         raise dg.Failure(str(exc)) from exc
 
 
 def _score_version(
-    runner: ProjectRunner, registry: ModelRegistry, version, holdout: pd.DataFrame, project: ModelProject
+    runner: ProjectRunner, registry: ModelRegistry, version, holdout: Path, project: ModelProject
 ) -> Scored:
     label = f"version {version.version}"
     trained_for = version.tags.get(COLUMNS_TAG)
@@ -148,35 +180,35 @@ def model_evaluation(
     store, models, model_project = storage.get(), registry.get_registry(), project.get()
     runner = project.runner()
     spec = model_project.spec
-    holdout = _holdout(store, training_data["uri"], model_project)
     artifact = _artifact(
         store.read_bytes(relative_path(store, candidate_model["artifact_uri"])),
         candidate_model["artifact_sha256"],
         candidate_model["artifact_uri"],
         model_project,
     )
-    try:
-        evaluated = _evaluate(runner, model_project, artifact, holdout, predictions=True)
-    except ProjectRunError as exc:
-        raise dg.Failure(f"the candidate cannot score the holdout: {exc}") from exc
-    candidate = Scored("candidate", None, evaluated["metrics"])
+    with _holdout_file(store, candidate_model, model_project) as holdout:
+        try:
+            evaluated = _evaluate(runner, model_project, artifact, holdout, predictions=PLOTTED_ROWS)
+        except ProjectRunError as exc:
+            raise dg.Failure(f"the candidate cannot score the holdout: {exc}") from exc
+        candidate = Scored("candidate", None, evaluated["metrics"])
 
-    primary = spec.evaluation.primary_metric
-    same = models.find_by_fingerprint(candidate_model["fingerprint"])
-    if same is not None:
-        decision = already_registered(candidate, same)
-        scored = [Scored(f"version {same.version}", same.version, candidate.metrics)]
-    else:
-        bar = bar_versions(models.list_versions(), models.get_alias(PRODUCTION_ALIAS))
-        scored = [
-            _score_version(
-                project.version_runner(_manifest(models, v.version)), models, v, holdout, model_project
+        primary = spec.evaluation.primary_metric
+        same = models.find_by_fingerprint(candidate_model["fingerprint"])
+        if same is not None:
+            decision = already_registered(candidate, same)
+            scored = [Scored(f"version {same.version}", same.version, candidate.metrics)]
+        else:
+            bar = bar_versions(models.list_versions(), models.get_alias(PRODUCTION_ALIAS))
+            scored = [
+                _score_version(
+                    project.version_runner(_manifest(models, v.version)), models, v, holdout, model_project
+                )
+                for v in bar
+            ]
+            decision = decide(
+                candidate, scored, task_metrics(spec.task)[primary], spec.evaluation.min_improvement
             )
-            for v in bar
-        ]
-        decision = decide(
-            candidate, scored, task_metrics(spec.task)[primary], spec.evaluation.min_improvement
-        )
     context.log.info(decision.reason)
     VersionIndex(store, models.model_name).record_evaluation(
         candidate_model["holdout_hash"],
@@ -189,12 +221,12 @@ def model_evaluation(
         "promote": decision.promote,
         "reason": decision.reason,
         "primary_metric": spec.evaluation.primary_metric,
-        "holdout_rows": len(holdout),
+        "holdout_rows": evaluated["rows"],
         "comparison": dg.MetadataValue.md(_comparison_table(decision, list(candidate.metrics))),
         "plots": dg.MetadataValue.md(
             holdout_plots_markdown(
                 spec.task,
-                holdout[spec.target.name].to_numpy(),
+                np.asarray(evaluated["actual"]),
                 predicted,
                 "candidate on the holdout",
                 spec.target.kind,
@@ -296,9 +328,9 @@ def registered_model(
     registered = _artifact(
         models.read_file(version.version, ARTIFACT_NAME), sha256, f"version {version.version}", model_project
     )
-    holdout = _holdout(store, candidate_model["snapshot_uri"], model_project)
+    first_rows = _first_holdout_rows(store, candidate_model, model_project, SMOKE_ROWS)
     try:
-        smoke = project.runner().smoke(registered, list(model_project.spec.feature_names), holdout)
+        smoke = project.runner().smoke(registered, list(model_project.spec.feature_names), first_rows)
     except (ArtifactError, ProjectError, ProjectRunError) as exc:
         raise dg.Failure(str(exc)) from exc
     manifest = build_manifest(

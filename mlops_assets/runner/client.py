@@ -173,10 +173,16 @@ class ProjectRunner:
         task: str,
         features: list[str],
         target: str,
-        frame: pd.DataFrame,
-        predictions: bool = False,
+        holdout: Path,
+        categories: dict[str, list[str]] | None = None,
+        predictions: int = 0,
     ) -> dict[str, Any]:
-        path = self.frame_file(frame[[*features, target]])
+        """The artifact's metrics on the rows of the parquet file ``holdout`` (as stored: the
+        worker makes them what the model takes, ``categories`` being the spec's native ones), and
+        the predictions and targets of its first ``predictions`` rows. The rows are read in the
+        worker, never here."""
+        path = self.scratch / f"frame-{next(self._names)}.parquet"
+        shutil.copyfile(holdout, path)
         try:
             return self.call(
                 "evaluate",
@@ -185,6 +191,7 @@ class ProjectRunner:
                 features=list(features),
                 target=target,
                 frame_path=str(path),
+                categories=categories,
                 predictions=predictions,
             )
         finally:

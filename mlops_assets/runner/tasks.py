@@ -97,16 +97,25 @@ def seed(project_dir: str, out_path: str) -> dict[str, Any]:
 
 
 def evaluate(
-    artifact: dict, task: str, features: list[str], target: str, frame_path: str, predictions: bool = False
+    artifact: dict,
+    task: str,
+    features: list[str],
+    target: str,
+    frame_path: str,
+    categories: dict[str, list[str]] | None = None,
+    predictions: int = 0,
 ) -> dict[str, Any]:
-    """The task's metrics of the artifact on the frame (the holdout), and its predictions if asked."""
-    frame = pd.read_parquet(frame_path)
-    metrics, predicted = evaluate_predicting(
-        task, _model(**artifact), frame[list(features)], frame[target].to_numpy()
-    )
-    result: dict[str, Any] = {"metrics": metrics}
+    """The task's metrics of the artifact on the frame (the holdout, as stored), its rows, and the
+    predictions and targets of its first ``predictions`` rows (what the plots show)."""
+    from mlops_assets.project.fitting import as_model_input
+
+    frame = as_model_input(pd.read_parquet(frame_path), categories)
+    actual = frame[target].to_numpy()
+    metrics, predicted = evaluate_predicting(task, _model(**artifact), frame[list(features)], actual)
+    result: dict[str, Any] = {"metrics": metrics, "rows": len(frame)}
     if predictions:
-        result["predictions"] = predicted.tolist()
+        result["predictions"] = predicted[:predictions].tolist()
+        result["actual"] = actual[:predictions].tolist()
     return result
 
 

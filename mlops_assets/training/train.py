@@ -15,6 +15,7 @@ its files itself), ``data_version``, ``output_uri`` (a folder URL),
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import sys
 from collections.abc import Sequence
@@ -33,6 +34,7 @@ from mlops_assets.project.package import package_digest
 from mlops_assets.project.snapshot import snapshot_frame
 
 ARTIFACT_NAME = "model.skops"
+HOLDOUT_NAME = "holdout.parquet"  # the holdout rows as stored, beside the artifact: the evaluation's
 
 
 def row_digests(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
@@ -107,6 +109,11 @@ def train(extras: dict, log=print) -> dict:
     fs, path = fsspec.core.url_to_fs(artifact_uri)
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     fs.pipe_file(path, artifact)
+    # Written here, where the rows are: the orchestrator evaluates on this file, never the snapshot.
+    holdout_uri = f"{extras['output_uri'].rstrip('/')}/{candidate}/{HOLDOUT_NAME}"
+    buffer = io.BytesIO()
+    holdout_rows.to_parquet(buffer, index=False)
+    fs.pipe_file(f"{path.rsplit('/', 1)[0]}/{HOLDOUT_NAME}", buffer.getvalue())
     return {
         **metrics,
         "metric_names": ",".join(metrics),
@@ -121,6 +128,7 @@ def train(extras: dict, log=print) -> dict:
         "spec_digest": spec,
         "fingerprint": candidate,
         "artifact_uri": artifact_uri,
+        "holdout_uri": holdout_uri,
         "artifact_sha256": hashlib.sha256(artifact).hexdigest(),
         "model_kind": _describe(model),
     }
