@@ -13,6 +13,7 @@ from mlops_assets.ingest.assets import training_data
 from mlops_assets.ingest.reference import compute_reference, merged_reference, read_reference
 from mlops_assets.ingest.seed import seed
 from mlops_assets.ingest.tally import BatchTally
+from mlops_assets.ingest.training_data import sample_snapshot
 from mlops_assets.ingest.validation import parse_batch, typed_frame
 from mlops_assets.ops.runner import ingest_new_files
 from mlops_assets.project.snapshot import SnapshotError
@@ -78,6 +79,12 @@ def test_training_data_over_several_batches_reads_no_row_and_names_each_file_by_
             (column.mean, column.std, column.min, column.max), rel=1e-9
         )
         assert len(ours.sample) == min(2000, whole.rows) and set(ours.sample) <= set(frame[name])
+
+    # What drift compares with: a sample of each batch in proportion to its rows, a batch at a time.
+    sample = sample_snapshot(storage, snapshot["uri"], 100)
+    per_batch = sample["batch"].value_counts().to_dict()
+    assert per_batch == {e["batch"]: -(-100 * e["rows"] // snapshot["rows"]) for e in manifest["batches"]}
+    assert len(sample_snapshot(storage, snapshot["uri"], 10_000)) == snapshot["rows"]
 
     # The same batches again: the same version. A batch's file changed under the snapshot: refused.
     again = dg.materialize([training_data], resources=defs.resources, instance=instance)

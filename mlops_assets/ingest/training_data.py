@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 import pandas as pd
 
 from mlops_assets.core.storage import Storage, load_stored_value, relative_path
-from mlops_assets.project.snapshot import MANIFEST_NAME, snapshot_frame
+from mlops_assets.project.snapshot import MANIFEST_NAME, snapshot_batches
 
 SNAPSHOT_PREFIX = "training-data"
 
@@ -77,11 +79,30 @@ def write_snapshot(storage: Storage, manifest: dict) -> TrainingSnapshot:
 
 def load_snapshot(storage: Storage, uri: str) -> pd.DataFrame:
     """The rows of the snapshot at ``uri`` (a manifest; a parquet file from before manifests),
-    read through ``storage``'s credentials: for the orchestrator's own uses (the holdout, drift)."""
+    read through ``storage``'s credentials: for the orchestrator's own uses (a candidate's holdout
+    from before train.py wrote it)."""
+    return pd.concat(_batches(storage, uri), ignore_index=True)
+
+
+def sample_snapshot(storage: Storage, uri: str, rows: int) -> pd.DataFrame:
+    """At most about ``rows`` rows of the snapshot at ``uri``, drawn from each batch in proportion
+    to its size, a batch at a time: what drift compares production with, in memory that does not
+    grow with the training data."""
+    path = relative_path(storage, uri)
+    total = sum(e["rows"] for e in storage.read_json(path)["batches"]) if path.endswith(".json") else 0
+    kept = []
+    for batch in _batches(storage, uri):
+        share = math.ceil(rows * len(batch) / total) if total else rows
+        kept.append(batch.sample(n=share, random_state=0) if len(batch) > share else batch)
+    return pd.concat(kept, ignore_index=True)
+
+
+def _batches(storage: Storage, uri: str) -> Iterator[pd.DataFrame]:
     path = relative_path(storage, uri)
     if not path.endswith(".json"):
-        return load_stored_value(storage, path)
+        yield load_stored_value(storage, path)
+        return
     manifest = storage.read_json(path)
-    return snapshot_frame(
+    yield from snapshot_batches(
         manifest, lambda file: storage.fs.open(storage.fs_path(relative_path(storage, file)))
     )

@@ -10,7 +10,7 @@ from mlops_assets.core import keys, markdown
 from mlops_assets.core.alerts import AlertWebhook
 from mlops_assets.core.project import ModelProjectResource
 from mlops_assets.core.storage import StorageResource
-from mlops_assets.ingest.training_data import load_snapshot
+from mlops_assets.ingest.training_data import sample_snapshot
 from mlops_assets.monitoring.drift import DriftThresholds, drift_table, feature_plot
 from mlops_assets.monitoring.scoring_logs import compact_day, fingerprint, source_files
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS
@@ -20,6 +20,7 @@ from mlops_assets.registry.resource import RegistryResource
 scoring_days = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1, timezone="UTC")
 SOURCE_FINGERPRINT = "source_fingerprint"
 WINDOW_DAYS = 7
+REFERENCE_ROWS = 100_000  # the training rows drift compares with: a sample of a bigger snapshot
 NEW_BATCHES = "new_batches_since_training"
 
 
@@ -93,7 +94,7 @@ def reference_frame(registry: RegistryResource, storage: StorageResource) -> tup
             "drift_report: no model is registered yet, so there is no training data to compare with"
         )
     uri = version.tags["snapshot_uri"]
-    frame = load_snapshot(storage.get(), uri)
+    frame = sample_snapshot(storage.get(), uri, REFERENCE_ROWS)
     return frame, f"version {version.version} ({uri})"
 
 

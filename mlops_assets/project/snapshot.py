@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO
 
 import pandas as pd
@@ -25,7 +25,11 @@ def snapshot_frame(manifest: dict, open_file: Callable[[str], IO[bytes]]) -> pd.
     """The manifest's ``columns`` of each batch file in its order, each row tagged with its batch;
     every file checked against the digest the manifest recorded (a snapshot is immutable: a
     changed file is an error, not other training data)."""
-    frames = []
+    return pd.concat(snapshot_batches(manifest, open_file), ignore_index=True)
+
+
+def snapshot_batches(manifest: dict, open_file: Callable[[str], IO[bytes]]) -> Iterator[pd.DataFrame]:
+    """``snapshot_frame``'s batches one at a time (a reader that keeps a sample of each holds one)."""
     for entry in manifest["batches"]:
         with open_file(entry["uri"]) as handle:
             data = handle.read()
@@ -35,5 +39,4 @@ def snapshot_frame(manifest: dict, open_file: Callable[[str], IO[bytes]]) -> pd.
                 f"recorded (sha256 {entry['sha256'][:16]}…): the snapshot cannot be read as it was"
             )
         frame = pd.read_parquet(io.BytesIO(data), columns=manifest["columns"])
-        frames.append(frame.assign(**{BATCH_COLUMN: entry["batch"]}))
-    return pd.concat(frames, ignore_index=True)
+        yield frame.assign(**{BATCH_COLUMN: entry["batch"]})
