@@ -336,3 +336,29 @@ def test_a_landed_file_is_parsed_and_checked_once_and_read_by_its_checks_and_the
     assert redone.success
     assert len(list(storage.list_files(checked.CHECKED_PREFIX, versions=False))) == len(before) + 2
     assert storage.read_json(reference) == batch  # the same rows: the same batch, kept once
+
+    # A partition an earlier version landed (its value the bytes, no copy): its gate says what to do,
+    # and landing it again replaces that value with the copy's reference.
+    value = "assets/landed_batch/first.csv"
+    storage.remove(f"{value}.json")
+    storage.write_bytes(f"{value}.bin", storage.read_bytes("landing/first.csv"))
+    gate = dg.materialize(
+        [landed_batch, validated_batch],
+        selection=[validated_batch],
+        partition_key="first.csv",
+        resources=stricter,
+        instance=instance,
+        raise_on_error=False,
+    )
+    failure = next(e for e in gate.all_events if e.is_step_failure)
+    assert failure.step_failure_data.user_failure_data.description == (
+        "landing/first.csv: landed by an earlier version, which kept no copy to check; "
+        "materialize landed_batch for it again (the file is still in landing/)"
+    )
+    again = dg.materialize(
+        [landed_batch, validated_batch],
+        partition_key="first.csv",
+        resources=stricter,
+        instance=instance,
+    )
+    assert again.success and not storage.exists(f"{value}.bin") and storage.exists(f"{value}.json")

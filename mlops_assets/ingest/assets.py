@@ -68,11 +68,16 @@ def landed_batch(
 def _checked(
     store,
     path: str,
-    landed: dict,
+    landed: object,
     validation: ValidationConfig,
     project: ModelProjectResource,
     local_path: str | None = None,
 ) -> CheckedBatch:
+    if not isinstance(landed, dict):  # the bytes a version before kept copies stored as the value
+        raise dg.Failure(
+            f"{path}: landed by an earlier version, which kept no copy to check; "
+            "materialize landed_batch for it again (the file is still in landing/)"
+        )
     thresholds, reference = validation.thresholds(), read_reference(store)
     return checked_batch(
         store, path, landed, project.get().spec, thresholds, reference, validation.chunk_rows, local_path
@@ -110,7 +115,7 @@ def _landed_check(name: str, description: str, blocking: bool) -> dg.AssetChecks
     )
     def _check(
         context: dg.AssetCheckExecutionContext,
-        landed_batch: dict,
+        landed_batch: object,  # a dict; bytes where an earlier version stored the value (see _checked)
         validation: ValidationConfig,
         project: ModelProjectResource,
         storage: StorageResource,
@@ -145,7 +150,7 @@ landed_batch_checks = [
 )
 def validated_batch(
     context: dg.AssetExecutionContext,
-    landed_batch: dict,
+    landed_batch: object,  # a dict; bytes where an earlier version stored the value (see _checked)
     validation: ValidationConfig,
     project: ModelProjectResource,
     storage: StorageResource,
