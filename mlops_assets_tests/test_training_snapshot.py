@@ -46,7 +46,7 @@ def test_training_data_over_several_batches_reads_no_row_and_names_each_file_by_
 
         monkeypatch.setattr(Storage, name, recording)
 
-    for name in ("read_bytes", "local_file", "copy"):
+    for name in ("read_bytes", "local_file", "copied"):
         record(name, getattr(Storage, name))
 
     def no_rows(*_, **__):

@@ -4,15 +4,13 @@ import os
 from collections import Counter
 
 import dagster as dg
-import pandas as pd
-import pyarrow.parquet as pq
 
 from mlops_assets import quiet_api_stage_warnings
 from mlops_assets.core import markdown
 from mlops_assets.core.project import ModelProjectResource
 from mlops_assets.core.stage_lock import StageLock
 from mlops_assets.core.storage import StorageResource, asset_path
-from mlops_assets.ingest.batches import file_sha256
+from mlops_assets.ingest.batches import file_sha256, first_rows
 from mlops_assets.ingest.checked import DRIFT_RULE, CheckedBatch, checked_batch
 from mlops_assets.ingest.config import ValidationConfig
 from mlops_assets.ingest.feedback_batch import feedback_batch, feedback_files
@@ -51,8 +49,8 @@ def landed_batch(
     if not store.exists(path):
         raise dg.Failure(f"{path}: no such file in storage {store.root_url}")
     copy = asset_path(landed_batch.key, context.partition_key, "csv")
-    store.copy(path, copy)  # what every step after this reads: landing/ may change meanwhile
-    with store.local_file(copy) as local:
+    # The copy is what every step after this reads: landing/ may change meanwhile.
+    with store.copied(path, copy) as local:
         landed = {"copy": copy, "sha256": file_sha256(local), "bytes": os.path.getsize(local)}
         metadata = {"source": store.uri(path), "bytes": landed["bytes"], "sha256": landed["sha256"]}
         # The one pass, streamed: the checks and the gate read what it found.
@@ -175,16 +173,10 @@ def validated_batch(
         metadata={
             "rows": checked.rows,
             "unnamed_columns": ignored or "none",
-            "preview": dg.MetadataValue.md(markdown.table(_first_rows(store, kept["path"]))),
+            "preview": dg.MetadataValue.md(markdown.table(first_rows(store, kept["path"], 5))),
             "batch": dg.MetadataValue.path(store.uri(kept["path"])),
         },
     )
-
-
-def _first_rows(store, path: str, rows: int = 5) -> pd.DataFrame:
-    with store.fs.open(store.fs_path(path), "rb") as handle:
-        first = next(pq.ParquetFile(handle).iter_batches(batch_size=rows), None)
-        return first.to_pandas() if first is not None else pd.DataFrame()
 
 
 def _kept(store, asset_key: dg.AssetKey, partition: str) -> dict | None:

@@ -6,34 +6,40 @@ and be read again, the same, for as long as a model version points at it.
 
 from __future__ import annotations
 
-import hashlib
-
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlops_assets.project.spec import NUMBER_KINDS, ProjectSpec
+from mlops_assets.storage.fsstore import sha256_of
 
 BATCHES_PREFIX = "batches"
 
 
 def file_sha256(local_path: str) -> str:
-    digest = hashlib.sha256()
     with open(local_path, "rb") as handle:
-        for block in iter(lambda: handle.read(4 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return sha256_of(handle)
 
 
-def typed_schema(spec: ProjectSpec, header: list[str]) -> pa.Schema:
-    """A typed batch's columns: the spec's that the file has, numbers and booleans as float64,
+def typed_table(frame: pd.DataFrame, spec: ProjectSpec) -> pa.Table:
+    """A typed frame (``typed_frame``) as arrow, by the spec's kinds, not by what a chunk holds (a
+    chunk whose category column is all empty is still text): numbers and booleans as float64,
     categories as text."""
-    return pa.schema(
+    schema = pa.schema(
         [
             (name, pa.float64() if column.kind in NUMBER_KINDS or column.kind == "boolean" else pa.string())
             for name, column in spec.columns.items()
-            if name in header
+            if name in frame.columns
         ]
     )
+    return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+
+
+def first_rows(store, path: str, rows: int) -> pd.DataFrame:
+    """The first ``rows`` rows of the parquet file at ``path`` in storage, read without the rest."""
+    with store.fs.open(store.fs_path(path), "rb") as handle:
+        first = next(pq.ParquetFile(handle).iter_batches(batch_size=rows), None)
+        return first.to_pandas() if first is not None else pd.DataFrame()
 
 
 def keep_batch(store, local_parquet: str, statistics: dict) -> dict:

@@ -19,10 +19,9 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlops_assets.ingest.batches import keep_batch, typed_schema
+from mlops_assets.ingest.batches import keep_batch, typed_table
 from mlops_assets.ingest.parsing import ParsedBatch, read_batches, typed_frame
 from mlops_assets.ingest.reference import ReferenceStats
 from mlops_assets.ingest.tally import BatchTally
@@ -102,11 +101,9 @@ def run_pass(
 def _write_typed(
     writer: pq.ParquetWriter | None, batch: ParsedBatch, spec: ProjectSpec, typed_to: str
 ) -> pq.ParquetWriter:
-    assert batch.cells is not None
-    schema = typed_schema(spec, list(batch.cells.columns))
-    if writer is None:
-        writer = pq.ParquetWriter(typed_to, schema)
-    writer.write_table(pa.Table.from_pandas(typed_frame(batch, spec), schema=schema, preserve_index=False))
+    table = typed_table(typed_frame(batch, spec), spec)
+    writer = writer or pq.ParquetWriter(typed_to, table.schema)
+    writer.write_table(table)
     return writer
 
 
@@ -126,7 +123,7 @@ def checked_batch(
     key = pass_key(landed["sha256"], spec, thresholds, reference)
     outcomes_path = f"{CHECKED_PREFIX}/{key}.json"
     if store.exists(outcomes_path):
-        kept = json.loads(store.read_bytes(outcomes_path))
+        kept = store.read_json(outcomes_path)
         outcomes = {name: RuleOutcome(**outcome) for name, outcome in kept["outcomes"].items()}
         return CheckedBatch(outcomes, kept["unnamed"], kept["rows"], kept["kept"])
     if local_path is None:

@@ -6,14 +6,13 @@ import time
 
 import dagster as dg
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 
 from mlops_assets.core import keys
 from mlops_assets.core.project import ModelProjectResource
 from mlops_assets.core.storage import StorageResource, asset_path, load_stored_value
-from mlops_assets.ingest.batches import keep_batch, typed_schema
+from mlops_assets.ingest.batches import keep_batch, typed_table
 from mlops_assets.ingest.config import ValidationConfig
 from mlops_assets.ingest.feedback import LabelsError, join_labels, read_labels
 from mlops_assets.ingest.reference import read_reference
@@ -107,8 +106,7 @@ def feedback_batch(
 def _keep(store, frame: pd.DataFrame, spec, tally: BatchTally) -> dict:
     with tempfile.TemporaryDirectory(prefix="mlops-feedback-") as folder:
         local = f"{folder}/labelled.parquet"
-        schema = typed_schema(spec, list(frame.columns))
-        pq.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False), local)
+        pq.write_table(typed_table(frame, spec), local)
         return keep_batch(store, local, tally.statistics())
 
 

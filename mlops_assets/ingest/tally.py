@@ -65,11 +65,12 @@ class Moments:
     def add(self, values: np.ndarray) -> None:
         if not len(values):
             return
+        mean = float(values.mean())
         self.merge(
             Moments(
                 len(values),
-                float(values.mean()),
-                float(((values - values.mean()) ** 2).sum()),
+                mean,
+                float(((values - mean) ** 2).sum()),
                 float(values.min()),
                 float(values.max()),
             )

@@ -81,28 +81,32 @@ def load_snapshot(storage: Storage, uri: str) -> pd.DataFrame:
     """The rows of the snapshot at ``uri`` (a manifest; a parquet file from before manifests),
     read through ``storage``'s credentials: for the orchestrator's own uses (a candidate's holdout
     from before train.py wrote it)."""
-    return pd.concat(_batches(storage, uri), ignore_index=True)
+    return pd.concat(_batches(storage, _manifest(storage, uri), uri), ignore_index=True)
 
 
 def sample_snapshot(storage: Storage, uri: str, rows: int) -> pd.DataFrame:
     """At most about ``rows`` rows of the snapshot at ``uri``, drawn from each batch in proportion
     to its size, a batch at a time: what drift compares production with, in memory that does not
     grow with the training data."""
-    path = relative_path(storage, uri)
-    total = sum(e["rows"] for e in storage.read_json(path)["batches"]) if path.endswith(".json") else 0
+    manifest = _manifest(storage, uri)
+    total = sum(e["rows"] for e in manifest["batches"]) if manifest else 0
     kept = []
-    for batch in _batches(storage, uri):
+    for batch in _batches(storage, manifest, uri):
         share = math.ceil(rows * len(batch) / total) if total else rows
         kept.append(batch.sample(n=share, random_state=0) if len(batch) > share else batch)
     return pd.concat(kept, ignore_index=True)
 
 
-def _batches(storage: Storage, uri: str) -> Iterator[pd.DataFrame]:
+def _manifest(storage: Storage, uri: str) -> dict | None:
+    """The manifest at ``uri``; None for a snapshot from before manifests (one parquet file)."""
     path = relative_path(storage, uri)
-    if not path.endswith(".json"):
-        yield load_stored_value(storage, path)
+    return storage.read_json(path) if path.endswith(".json") else None
+
+
+def _batches(storage: Storage, manifest: dict | None, uri: str) -> Iterator[pd.DataFrame]:
+    if manifest is None:
+        yield load_stored_value(storage, relative_path(storage, uri))
         return
-    manifest = storage.read_json(path)
     yield from snapshot_batches(
         manifest, lambda file: storage.fs.open(storage.fs_path(relative_path(storage, file)))
     )

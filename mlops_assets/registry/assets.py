@@ -10,12 +10,12 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from mlops_assets.core import keys
 from mlops_assets.core.project import ModelProjectResource
 from mlops_assets.core.stage_lock import StageLock
 from mlops_assets.core.storage import Storage, StorageResource, relative_path
+from mlops_assets.ingest.batches import first_rows
 from mlops_assets.ingest.training_data import load_snapshot
 from mlops_assets.model.artifact import ArtifactError, verify_sha256
 from mlops_assets.model.manifest import MANIFEST_NAME
@@ -86,10 +86,13 @@ def _holdout_file(storage: Storage, candidate: dict, project: ModelProject) -> I
 
 
 def _first_holdout_rows(storage: Storage, candidate: dict, project: ModelProject, rows: int) -> pd.DataFrame:
-    """The holdout's first ``rows`` rows as the model takes them, read without the rest."""
-    with _holdout_file(storage, candidate, project) as path:
-        first = next(pq.ParquetFile(path).iter_batches(batch_size=rows), None)
-        frame = first.to_pandas() if first is not None else pd.DataFrame()
+    """The holdout's first ``rows`` rows as the model takes them, read without the rest where
+    train.py wrote the holdout."""
+    if "holdout_uri" in candidate:
+        frame = first_rows(storage, relative_path(storage, candidate["holdout_uri"]), rows)
+    else:
+        with _holdout_file(storage, candidate, project) as path:
+            frame = pd.read_parquet(path).head(rows)
     return as_model_input(frame, project.spec.native_categories)
 
 

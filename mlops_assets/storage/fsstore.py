@@ -129,10 +129,15 @@ class Storage:
             self.fs.get_file(self.fs_path(path), local)
             yield local
 
-    def copy(self, source: str, path: str) -> str:
-        """``source``'s bytes at ``path`` too, streamed (whole or not at all, as ``write_bytes``)."""
+    @contextlib.contextmanager
+    def copied(self, source: str, path: str) -> Iterator[str]:
+        """``source``'s bytes written at ``path`` too, streamed (whole or not at all, as
+        ``write_bytes``), and a file of this machine with the copy's bytes for as long as the block
+        lasts: the copy itself on a local root (``source`` may be replaced meanwhile), else the one
+        download the upload was made from."""
         with self.local_file(source) as local:
-            return self.put_file(local, path)
+            self.put_file(local, path)
+            yield self.fs_path(path) if self._is_local else local
 
     def remove(self, path: str) -> None:
         """Delete ``path`` if it is there."""
@@ -197,15 +202,20 @@ class Storage:
         key = (full, int(info["size"]), info.get("mtime"))
         digest = _CONTENT_HASHES.get(key)
         if digest is None:
-            hasher = hashlib.sha256()
             with self.fs.open(full, "rb") as handle:  # streamed: scoring inputs can be gigabytes
-                for block in iter(lambda: handle.read(4 << 20), b""):
-                    hasher.update(block)
-            digest = hasher.hexdigest()
+                digest = sha256_of(handle)
             if len(_CONTENT_HASHES) >= _CONTENT_HASHES_MAX:
                 _CONTENT_HASHES.clear()
             _CONTENT_HASHES[key] = digest
         return digest
+
+
+def sha256_of(handle: Any) -> str:
+    """The sha256 of what an open binary file holds, read a block at a time."""
+    digest = hashlib.sha256()
+    for block in iter(lambda: handle.read(4 << 20), b""):
+        digest.update(block)
+    return digest.hexdigest()
 
 
 # Storage's own policy waits 15 s, then 18 s, 24 s, ... per call (80 s against a closed port,
