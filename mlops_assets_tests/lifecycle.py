@@ -96,6 +96,7 @@ def run_lifecycle(defs, settings, instance, storage) -> dict:
         assert len(answer["probabilities"]) == 6 and all(
             abs(sum(p.values()) - 1) < 1e-9 for p in answer["probabilities"]
         )
+    answered_by = served_by(url)
     wrong = httpx.post(f"{url}/score", json={"data": [{**by_name_rows[0], feature: bad_value}]}, headers=key)
     assert wrong.status_code == 422 and f"row 0, feature {feature}: " in wrong.json()["error"], wrong.text
 
@@ -170,4 +171,12 @@ def run_lifecycle(defs, settings, instance, storage) -> dict:
         "answer": answer,
         "output": output,
         "manifest": manifest,
+        "answered_by": answered_by,
     }
+
+
+def served_by(url: str) -> str:
+    """What answers for the model the service at ``url`` serves (its /metrics say)."""
+    text = httpx.get(f"{url}/metrics").text
+    (line,) = [x for x in text.splitlines() if x.startswith("scoring_model_info{") and x.endswith(" 1.0")]
+    return line.split('answered_by="')[1].split('"')[0]

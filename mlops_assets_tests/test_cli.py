@@ -117,7 +117,7 @@ def test_versions_show_each_metric_on_its_own_holdout_and_on_the_current_one(dem
     lines = [line for line in lines if line not in serving]
     pattern = re.compile(
         r"diabetes v(\d+)(?: \[[a-z, ]+\])?: mse ([\d.e+]+) on holdout (\w{8})"
-        r"(?:, ([\d.e+]+) on the current (\w{8}))?; (\w+)"
+        r"(?:, ([\d.e+]+) on the current (\w{8}))?; (\w+); compiled \(onnx, matrix of float64\)"
     )
     parsed = {int(m[1]): m.groups()[1:] for m in map(pattern.fullmatch, lines) if m}
     assert len(parsed) == len(lines) >= 2, lines

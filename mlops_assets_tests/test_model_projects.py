@@ -264,11 +264,21 @@ def _the_production_version_keeps_its_own_classes(defs, settings, instance, proj
     assert name == "after-the-rewrite.csv" and scored.success
 
 
+# Per project: compiled?, what answers in production, and a word of the reason it did not compile.
+EXPECTED_COMPILED = {
+    "diabetes": (True, "affine map", ""),
+    "churn": (True, "onnx graph", ""),
+    "parcels": (False, "the model", "pandas Categorical"),
+    "init": (True, "onnx graph", ""),
+    "custom": (False, "the model", "no converter"),
+}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "project_settings", ["diabetes", "churn", "parcels", "init", "custom"], indirect=True
 )
-def test_a_project_lives_from_landing_to_batch_scoring_by_its_spec(project_settings):
+def test_a_project_lives_from_landing_to_batch_scoring_by_its_spec(project_settings, request):
     """diabetes (regression, numbers only), churn (binary: categories, booleans, a nullable
     integer, a flagged category), parcels (LightGBM in the project's own locked environment, on
     native categories, fitted by its own train() with early stopping), a multiclass project made
@@ -289,6 +299,12 @@ def test_a_project_lives_from_landing_to_batch_scoring_by_its_spec(project_setti
         if CUSTOM_TRANSFORMER in lived["project"].spec.artifact.trusted_types:
             _the_production_version_keeps_its_own_classes(defs, settings, instance, lived["project"])
     spec = lived["project"].spec
+    # Each registers a compiled graph or says why not; production answers with the fastest
+    # predictor proven equal to the model: a linear model's reading, else the graph, else the model.
+    compiled = lived["manifest"]["compiled"]
+    expected = EXPECTED_COMPILED[request.node.callspec.params["project_settings"]]
+    assert ("sha256" in compiled, lived["answered_by"]) == expected[:2], compiled
+    assert "sha256" in compiled or expected[2] in compiled["reason"], compiled
     labels = {"boolean": bool, "categorical": str, "numeric": float}[spec.target.kind]
     assert all(isinstance(label, labels) for label in lived["answer"]["result"])
     if spec.target.kind == "categorical":

@@ -124,9 +124,17 @@ def test_the_version_index_follows_every_change_made_through_the_registry(regist
     models = IndexedRegistry(registry, index)
     judged = {"primary_metric": "mse", "holdout_hash": "aaaaaaaa11", "release_state": "registered"}
     models.register(b"m", "model.skops", tags("fp", b"m") | judged, {"mse": 1.5})
+    from mlops_assets.registry.compiled import COMPILED_TAG, compiled_tag
+
+    graph = {"format": "onnx", "inputs": "columns", "numbers": "float32", "sha256": "ab" * 32}
     models.register(
-        b"n", "model.skops", tags("fp2", b"n") | judged | {"holdout_hash": "bbbbbbbb22"}, {"mse": 1.2}
+        b"n",
+        "model.skops",
+        tags("fp2", b"n") | judged | {"holdout_hash": "bbbbbbbb22", COMPILED_TAG: compiled_tag(graph)},
+        {"mse": 1.2},
+        {"model.onnx": b"the graph"},
     )
+    assert registry.read_file(2, "model.onnx") == b"the graph"  # beside the artifact, in either registry
     index.record_evaluation("bbbbbbbb22", "mse", {1: 1.61234})
     models.set_alias("production", 1)
     models.set_alias("qa", 2)
@@ -134,8 +142,9 @@ def test_the_version_index_follows_every_change_made_through_the_registry(regist
     versions, current = index.read()
     assert current == "bbbbbbbb22"
     assert [v.line(registry.model_name, current) for v in versions] == [
-        "test-model v1 [production]: mse 1.5 on holdout aaaaaaaa, 1.612 on the current bbbbbbbb; registered",
-        "test-model v2 [qa]: mse 1.5 on holdout bbbbbbbb (the current one); qa",
+        "test-model v1 [production]: mse 1.5 on holdout aaaaaaaa, 1.612 on the current bbbbbbbb; registered; "
+        "served as fitted: registered before models were compiled",
+        "test-model v2 [qa]: mse 1.5 on holdout bbbbbbbb (the current one); qa; compiled (onnx, columns of float32)",
     ]
     models.remove_alias("qa")  # QA torn down
     assert [v.aliases for v in index.read()[0]] == [("production",), ()]

@@ -25,11 +25,14 @@ EVERY_ROW_SCORED = "every_row_scored"
 scoring_inputs = dg.DynamicPartitionsDefinition(name="scoring_inputs")
 
 
-def production_model(registry: RegistryResource, serving_spec: dict) -> tuple[Artifact, dict, dict]:
+def production_model(
+    registry: RegistryResource, serving_spec: dict
+) -> tuple[Artifact, dict, dict, bytes | None]:
     """The version holding the production alias: its artifact (bytes checked against its
     manifest's sha256, trusting only the types the spec it was registered with lists), its
-    manifest and that spec (``serving_spec``, today's, only where it has none). It loads in the
-    project runner, never here."""
+    manifest, that spec (``serving_spec``, today's, only where it has none) and its compiled
+    graph, if it has one (checked against its sha256 where it loads). It loads in the project
+    runner, never here."""
     models = registry.get_registry()
     version = models.get_alias(PRODUCTION_ALIAS)
     if version is None:
@@ -46,7 +49,9 @@ def production_model(registry: RegistryResource, serving_spec: dict) -> tuple[Ar
     except ArtifactError as exc:
         raise dg.Failure(description=str(exc)) from exc
     trusted = tuple(own_spec.get("trusted_types", ())) if own_spec else ()
-    return Artifact(artifact, manifest["sha256"], trusted, source), manifest, own_spec
+    graph_file = manifest.get("compiled", {}).get("file")
+    graph = models.read_file(version.version, graph_file) if graph_file else None
+    return Artifact(artifact, manifest["sha256"], trusted, source), manifest, own_spec, graph
 
 
 @dg.asset(
@@ -73,7 +78,7 @@ def batch_predictions(
     project: ModelProjectResource,
 ) -> dg.MaterializeResult:
     store, name = storage.get(), context.partition_key
-    artifact, manifest, serving_spec = production_model(registry, project.get().spec.serving_dict())
+    artifact, manifest, serving_spec, graph = production_model(registry, project.get().spec.serving_dict())
     model_name, model_version = manifest["model_name"], manifest["version"]
     input_path = f"{INPUT_PREFIX}/{name}"
     output, refused = output_paths(input_path, INPUT_PREFIX, OUTPUT_PREFIX)
@@ -88,6 +93,7 @@ def batch_predictions(
         artifact_path=f"{RELEASE_PREFIX}/{model_name}/{model_version}/{manifest['artifact']}",
         runner=project.version_runner(manifest),
         serving_spec=serving_spec,
+        graph=graph,
     )
     try:
         result = batch.score(context, job)

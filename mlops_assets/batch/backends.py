@@ -26,6 +26,7 @@ JOB_FILES = (
     "mlops_assets/model/rows.py",
     "mlops_assets/model/manifest.py",
     "mlops_assets/model/artifact.py",
+    "mlops_assets/model/compiled.py",
     "mlops_assets/model/predictors.py",
     "mlops_assets/model/loaded.py",
     "mlops_assets/core/__init__.py",
@@ -44,6 +45,12 @@ class BatchJob:
     artifact_path: str  # the released artifact in storage (registered_model writes it)
     runner: ProjectRunner  # where a fitted project model may load in this deployment
     serving_spec: dict[str, Any] | None = None  # the version's: how each column is read
+    graph: bytes | None = None  # its compiled graph, beside the artifact in storage
+
+    @property
+    def graph_path(self) -> str | None:
+        graph_file = self.manifest.get("compiled", {}).get("file")
+        return f"{self.artifact_path.rsplit('/', 1)[0]}/{graph_file}" if graph_file else None
 
 
 class BatchScorer(dg.ConfigurableResource, ABC):
@@ -94,7 +101,7 @@ class InProcessBatchScorer(BatchScorer):
     @staticmethod
     def _run(job: BatchJob, input_path: str, output_path: str, refused_path: str) -> dict[str, Any]:
         return job.runner.score_file(
-            job.artifact, job.manifest, job.serving_spec, input_path, output_path, refused_path
+            job.artifact, job.manifest, job.serving_spec, input_path, output_path, refused_path, job.graph
         )
 
 
@@ -118,6 +125,7 @@ class AzureMLBatchScorer(AzureMLJobs, BatchScorer):
                 "output_uri": store.uri(job.output_path),
                 "refused_uri": store.uri(job.refused_path),
                 "artifact_uri": store.uri(job.artifact_path),
+                "graph_uri": store.uri(job.graph_path) if job.graph_path else None,
                 "manifest": job.manifest,
                 "serving_spec": job.serving_spec,
             },

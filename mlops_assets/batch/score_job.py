@@ -1,6 +1,6 @@
 """batch_predictions as a Dagster Pipes script (an Azure ML command job): the same ``score_file``.
 
-Extras: ``input_uri``, ``output_uri``, ``refused_uri`` (fsspec URLs), ``artifact_uri``, the
+Extras: ``input_uri``, ``output_uri``, ``refused_uri`` (fsspec URLs), ``artifact_uri``, ``graph_uri`` (its compiled graph, or null), the
 registry's ``manifest`` (the artifact is verified against its sha256 here too) and the model
 project's ``serving_spec`` (how each column is read, the artifact's trusted types). Uploaded with
 the few project modules it imports (numpy, pyarrow, fsspec, skops, dagster-pipes otherwise), so
@@ -28,9 +28,13 @@ def main() -> int:
         sources = sources_of(extras["manifest"])  # from the registry, through the orchestrator
         if sources is not None:
             mount(write_package(sources, Path(tempfile.mkdtemp(prefix="project-package-"))))
+        graph = None
+        if extras.get("graph_uri"):
+            with fsspec.open(extras["graph_uri"], "rb") as handle:
+                graph = handle.read()
         with fsspec.open(extras["artifact_uri"], "rb") as handle:
             spec = ServingSpec.from_dict(extras["serving_spec"]) if extras.get("serving_spec") else None
-            model = loaded_model(extras["manifest"], handle.read(), extras["artifact_uri"], spec)
+            model = loaded_model(extras["manifest"], handle.read(), extras["artifact_uri"], spec, graph)
         fs, input_path = fsspec.core.url_to_fs(extras["input_uri"])
         try:
             result = score_file(

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from mlops_assets.model.artifact import ArtifactError, load_verified_model
+from mlops_assets.model.compiled import CompiledModel, compiled_model, first_difference
 from mlops_assets.model.manifest import find_manifest, read_manifest
-from mlops_assets.model.predictors import additive_classifier, affine_predictor, labels_are_likeliest
-from mlops_assets.model.rows import PayloadError, Rows, ServingSpec
+from mlops_assets.model.predictors import affine_predictor, labels_are_likeliest
+from mlops_assets.model.rows import PayloadError, Rows, ServingSpec, rows_from_payload
 from mlops_assets.project.package import PACKAGED_DIR, mount
 
 # Where a release packages the version's project package (build context, AML code folder).
@@ -39,9 +40,18 @@ class LoadedModel:
     spec: ServingSpec | None = None  # None: numbers only (a model folder without its project's spec)
     classes: tuple = ()  # a classifier's labels, in predict_proba's column order
     labels_from_proba: bool = False  # its label is always the likeliest class: one pass gives both
-    additive: Callable | None = None  # its probabilities as a sum per feature (additive_classifier)
+    compiled: CompiledModel | None = None  # its graph, checked at registration and at load
     serving_spec: ServingSpec = field(init=False, repr=False)  # the spec, or numbers only: built once
     version_header: bytes = field(init=False, repr=False)  # the X-Model-Version value, encoded once
+
+    @property
+    def answered_by(self) -> str:
+        """What answers a plain request: the fastest of the predictors proven equal to the model."""
+        if self.fast_path:
+            return "affine map"
+        if self.compiled is not None:
+            return "onnx graph"
+        return "the model"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "serving_spec", self.spec or ServingSpec.numbers_only(self.features))
@@ -59,13 +69,26 @@ def load_release(model_dir: str | os.PathLike, spec: ServingSpec | None = None) 
     artifact_path = manifest_path.parent / manifest["artifact"]
     if not artifact_path.is_file():
         raise ArtifactError(f"{artifact_path}: the artifact the manifest names is missing")
-    return loaded_model(manifest, artifact_path.read_bytes(), str(artifact_path), spec)
+    graph = None
+    graph_file = manifest.get("compiled", {}).get("file")
+    if graph_file:
+        graph_path = manifest_path.parent / graph_file
+        if not graph_path.is_file():
+            raise ArtifactError(f"{graph_path}: the compiled graph the manifest names is missing")
+        graph = graph_path.read_bytes()
+    return loaded_model(manifest, artifact_path.read_bytes(), str(artifact_path), spec, graph)
 
 
 def loaded_model(
-    manifest: dict[str, Any], artifact: bytes, source: str, spec: ServingSpec | None = None
+    manifest: dict[str, Any],
+    artifact: bytes,
+    source: str,
+    spec: ServingSpec | None = None,
+    graph: bytes | None = None,
 ) -> LoadedModel:
-    """The artifact verified against its manifest and loaded, with the fastest equal predictor."""
+    """The artifact verified against its manifest and loaded, with the fastest equal predictor;
+    ``graph``: the compiled graph the manifest names, verified against its sha256 and checked on
+    the manifest's smoke rows (a tampered or wrong graph is refused, naming it)."""
     features = tuple(manifest["features"])
     if spec is not None and spec.names != features:
         raise ArtifactError(
@@ -83,6 +106,7 @@ def loaded_model(
     numbers_regression = serving_spec.all_numbers and serving_spec.task == "regression"
     fast = affine_predictor(model, len(features)) if numbers_regression else None
     likeliest = serving_spec.task != "regression" and labels_are_likeliest(model, serving_spec)
+    compiled = _checked_graph(manifest, graph, serving_spec, source) if graph is not None else None
     return LoadedModel(
         name=str(manifest["model_name"]),
         version=str(manifest["version"]),
@@ -90,14 +114,35 @@ def loaded_model(
         sha256=manifest["sha256"],
         source=source,
         model=model,
-        predict=fast or model.predict,
+        predict=fast or (compiled.predict if compiled is not None else model.predict),
         fast_path=fast is not None,
         bounded=bool(getattr(fast, "bounded", False)),
         spec=spec,
         classes=tuple(getattr(model, "classes_", ())) if hasattr(model, "predict_proba") else (),
         labels_from_proba=likeliest,
-        additive=additive_classifier(model, serving_spec) if likeliest else None,
+        compiled=compiled,
     )
+
+
+def _checked_graph(manifest: dict[str, Any], graph: bytes, spec: ServingSpec, source: str) -> CompiledModel:
+    """The graph, verified against the manifest's sha256, answering the manifest's smoke rows as
+    the model did at registration (within the stated tolerance): a graph that does not is refused."""
+    where = f"{source}: the compiled graph"
+    categorical = [f.kind == "categorical" for f in spec.features]
+    compiled = compiled_model(graph, manifest["compiled"], spec.task, spec.names, categorical, where)
+    smoke = manifest.get("smoke")
+    if smoke:
+        rows = rows_from_payload({"data": smoke["rows"]}, spec, len(smoke["rows"]))
+        if spec.task == "regression":
+            expected, found = (smoke["predictions"],), (compiled.predict(rows.values),)
+        else:
+            expected, found = (smoke["predictions"], None), (compiled.classify(rows.values)[0], None)
+        differs = first_difference(spec.task, expected, found)
+        if differs is not None:
+            raise ArtifactError(
+                f"{where} does not answer the manifest's smoke row {differs[0]} as the model did: {differs[1]}"
+            )
+    return compiled
 
 
 def predict_checked(model: LoadedModel, rows: np.ndarray) -> np.ndarray:
@@ -136,9 +181,10 @@ def score_rows(model: LoadedModel, rows: Rows) -> dict[str, Any]:
     spec = model.serving_spec
     if spec.task == "regression":
         return {"result": predict_checked(model, rows.values)}
-    columns = rows.columns if model.additive and not rows.flags else None
-    found = model.additive(columns) if columns else None
-    labels, probabilities = found or classify(model, rows.values)
+    if model.compiled is not None:  # each feature's values, not the frame the model would need
+        labels, probabilities = classify(model, rows.columns if rows.columns is not None else rows.values)
+    else:
+        labels, probabilities = classify(model, rows.values)
     result: dict[str, Any] = {"result": [_label(v, spec.target_kind) for v in labels.tolist()]}
     if probabilities is not None:
         keys = [json_key(_label(c, spec.target_kind)) for c in model.classes]
@@ -148,7 +194,11 @@ def score_rows(model: LoadedModel, rows: Rows) -> dict[str, Any]:
 
 def classify(model: LoadedModel, rows: Any) -> tuple[np.ndarray, np.ndarray | None]:
     """A classifier's labels and, when it has them, its class probabilities: one pass through the
-    model when its label is the likeliest class (``labels_are_likeliest``, checked at load)."""
+    model when its label is the likeliest class (``labels_are_likeliest``, checked at load), or
+    its compiled graph."""
+    if model.compiled is not None:
+        labels, probabilities = model.compiled.classify(rows)
+        return labels, (probabilities if model.classes else None)
     if model.labels_from_proba:
         probabilities = np.asarray(model.model.predict_proba(rows))
         return np.asarray(model.model.classes_)[probabilities.argmax(axis=1)], probabilities

@@ -17,6 +17,9 @@ class SmokeSample:
     rows: list[list[float]]
     predictions: list[float]
     source: str  # where the sample came from, shown in the UI ("manifest")
+    # How near a served number must be: the model's own rounding, or the tolerance its compiled
+    # graph, which answers for it, was checked to (``compiled.REGRESSION_RTOL``).
+    rtol: float = 1e-9
 
 
 def smoke_block(model: Any, rows: Any, features: Sequence[str]) -> dict[str, list]:
@@ -28,11 +31,11 @@ def smoke_block(model: Any, rows: Any, features: Sequence[str]) -> dict[str, lis
     return {"rows": values, "predictions": predictions.tolist()}
 
 
-def same_predictions(served: list, expected: list) -> bool:
+def same_predictions(served: list, expected: list, rtol: float = 1e-9) -> bool:
     """Numbers (and a classifier's true/false against the 1.0/0.0 it was trained on) within
-    rounding; text labels exactly."""
+    ``rtol``; text labels exactly."""
     if len(served) != len(expected):
         return False
     if all(isinstance(v, int | float) for v in [*served, *expected]):
-        return bool(np.allclose(served, expected, rtol=1e-9, atol=1e-9))
+        return bool(np.allclose(served, expected, rtol=rtol, atol=1e-9))
     return [str(v) for v in served] == [str(v) for v in expected]

@@ -130,7 +130,12 @@ class AzureMLRegistry:
     # --- writing -------------------------------------------------------------------------
 
     def register(
-        self, artifact: bytes, artifact_name: str, tags: dict[str, str], metrics: dict[str, float]
+        self,
+        artifact: bytes,
+        artifact_name: str,
+        tags: dict[str, str],
+        metrics: dict[str, float],
+        files: dict[str, bytes] | None = None,
     ) -> ModelVersion:
         from azure.ai.ml.constants import AssetTypes
         from azure.ai.ml.entities import Model
@@ -142,7 +147,8 @@ class AzureMLRegistry:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / "model"
             folder.mkdir()
-            (folder / artifact_name).write_bytes(artifact)
+            for name, data in {artifact_name: artifact, **(files or {})}.items():
+                (folder / name).write_bytes(data)
             created = self.client.models.create_or_update(
                 Model(
                     name=self.model_name,

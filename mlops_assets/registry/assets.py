@@ -18,6 +18,7 @@ from mlops_assets.core.storage import Storage, StorageResource, relative_path
 from mlops_assets.ingest.batches import first_rows
 from mlops_assets.ingest.training_data import load_snapshot
 from mlops_assets.model.artifact import ArtifactError, verify_sha256
+from mlops_assets.model.compiled import COMPILED_NAME
 from mlops_assets.model.manifest import MANIFEST_NAME
 from mlops_assets.model.smoke import SMOKE_ROWS
 from mlops_assets.project.environment import LOCK_FILE, read_lock
@@ -26,6 +27,7 @@ from mlops_assets.project.loader import ModelProject
 from mlops_assets.project.metrics import task_metrics
 from mlops_assets.project.package import sources_digest
 from mlops_assets.project.spec import ProjectError
+from mlops_assets.registry.compiled import COMPILED_TAG, compiled_tag, verdict_words, version_verdict
 from mlops_assets.registry.evaluation import (
     Decision,
     Scored,
@@ -138,6 +140,36 @@ def _score_version(
         if not exc.kind:
             raise dg.Failure(str(exc)) from exc
         return Scored(label, version.version, {}, f"cannot score the current holdout ({exc})")
+
+
+def _compiled(
+    runner: ProjectRunner, project: ModelProject, artifact: Artifact, holdout: Path
+) -> tuple[bytes | None, dict]:
+    """The artifact compiled and checked in the project runner, or why not: compiling speeds up
+    serving, so a converter that brings the runner down is a reason, never a failed registration."""
+    try:
+        return runner.compile_graph(artifact, project.spec.serving_dict(), holdout)
+    except ProjectRunError as exc:
+        return None, {"reason": f"compiling failed in the project runner ({exc})"}
+
+
+def _registered_graph(models: ModelRegistry, version, compiled: dict) -> tuple[bytes | None, dict]:
+    """The graph the registry holds for ``version`` (verified against its tag) and its block: this
+    run's (``compiled``, whose reason is whole) when the version is the one just made, else the
+    version's own (registered earlier, perhaps before models were compiled)."""
+    block = (
+        compiled
+        if version.tags.get(COMPILED_TAG) == compiled_tag(compiled)
+        else version_verdict(version.tags)
+    )
+    if "sha256" not in block:
+        return None, block
+    graph = models.read_file(version.version, COMPILED_NAME)
+    try:
+        verify_sha256(graph, block["sha256"], f"version {version.version}'s {COMPILED_NAME}")
+    except ArtifactError as exc:
+        raise dg.Failure(str(exc)) from exc
+    return graph, block | {"file": COMPILED_NAME}
 
 
 def _manifest(registry: ModelRegistry, version: int) -> dict | None:
@@ -316,6 +348,17 @@ def registered_model(
         candidate_model["artifact_uri"],
         model_project,
     ).data
+    runner = project.runner()
+    with _holdout_file(store, candidate_model, model_project) as holdout:
+        graph, compiled = _compiled(
+            runner,
+            model_project,
+            _artifact(
+                artifact, candidate_model["artifact_sha256"], candidate_model["artifact_uri"], model_project
+            ),
+            holdout,
+        )
+    context.log.info(f"{candidate_model['artifact_uri']}: {verdict_words(compiled)}")
     champion = models.get_alias(PRODUCTION_ALIAS)
     bar = model_evaluation.get("bar") or {}
     tags = _registration_tags(
@@ -325,7 +368,15 @@ def registered_model(
         champion=str(champion.version) if champion else "",
         bar=str(bar.get("version") or ""),
     )
-    version = models.register(artifact, ARTIFACT_NAME, tags, reported_metrics(candidate_model))
+    tags[COMPILED_TAG] = compiled_tag(compiled)
+    version = models.register(
+        artifact,
+        ARTIFACT_NAME,
+        tags,
+        reported_metrics(candidate_model),
+        {COMPILED_NAME: graph} if graph is not None else None,
+    )
+    graph, compiled = _registered_graph(models, version, compiled)
     # Release what the registry holds: if this fingerprint was registered before, that is its artifact.
     sha256 = version.tags["artifact_sha256"]
     registered = _artifact(
@@ -333,7 +384,7 @@ def registered_model(
     )
     first_rows = _first_holdout_rows(store, candidate_model, model_project, SMOKE_ROWS)
     try:
-        smoke = project.runner().smoke(registered, list(model_project.spec.feature_names), first_rows)
+        smoke = runner.smoke(registered, list(model_project.spec.feature_names), first_rows)
     except (ArtifactError, ProjectError, ProjectRunError) as exc:
         raise dg.Failure(str(exc)) from exc
     manifest = build_manifest(
@@ -345,11 +396,14 @@ def registered_model(
         candidate_model,
         smoke=smoke,
         sources=sources,
+        compiled=compiled,
     )
     # Written every time, so a registration interrupted before its manifest is repaired by a rerun.
     models.write_manifest(version.version, manifest)
     release_dir = f"{RELEASE_PREFIX}/{models.model_name}/{version.version}"
     store.write_bytes(f"{release_dir}/{ARTIFACT_NAME}", registered.data)
+    if graph is not None:
+        store.write_bytes(f"{release_dir}/{COMPILED_NAME}", graph)
     manifest_uri = store.write_json(f"{release_dir}/{MANIFEST_NAME}", manifest)
     context.log.info(f"registered {models.model_name} version {version.version}")
     yield dg.Output(
@@ -367,6 +421,7 @@ def registered_model(
             **reported_metrics(candidate_model),
             "manifest": dg.MetadataValue.path(manifest_uri),
             "reason": model_evaluation["reason"],
+            "compiled": verdict_words(compiled),
         },
         data_version=dg.DataVersion(str(version.version)),
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mlops_assets.registry.compiled import verdict_words, version_verdict
 from mlops_assets.registry.protocol import PRODUCTION_ALIAS, QA_ALIAS, ModelRegistry, ModelVersion
 from mlops_assets.storage.fsstore import Storage
 
@@ -45,7 +46,8 @@ class IndexedVersion:
         else:  # not scored since; if it was judged on the current holdout, that is its figure there
             now = " (the current one)" if self.tags.get("holdout_hash") == current_holdout else ""
         state = self.tags.get("release_state", "registered")
-        return f"{model_name} v{self.version}{marks}: {judged}{now}; {state}"
+        compiled = verdict_words(version_verdict(self.tags))
+        return f"{model_name} v{self.version}{marks}: {judged}{now}; {state}; {compiled}"
 
 
 class VersionIndex:
@@ -117,7 +119,12 @@ class IndexedRegistry:
         return getattr(self._registry, name)
 
     def register(
-        self, artifact: bytes, artifact_name: str, tags: dict[str, str], metrics: dict[str, float]
+        self,
+        artifact: bytes,
+        artifact_name: str,
+        tags: dict[str, str],
+        metrics: dict[str, float],
+        files: dict[str, bytes] | None = None,
     ) -> ModelVersion:
         """Register, unless the registry has lost versions the index records: its next number
         would then name another artifact than the one that number already named (in the index,
@@ -135,7 +142,7 @@ class IndexedRegistry:
                     "another artifact had. Nothing was registered. Restore the registry's database "
                     "(or its records), or register under a new model name (MLOPS_MODEL_NAME)"
                 )
-        version = self._registry.register(artifact, artifact_name, tags, metrics)
+        version = self._registry.register(artifact, artifact_name, tags, metrics, files)
         self.index.record_version(version)
         return version
 

@@ -21,8 +21,11 @@ def build_manifest(
     candidate: dict[str, Any],
     smoke: dict[str, list] | None = None,
     sources: dict[str, str] | None = None,
+    compiled: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``sources``: the project package the candidate was trained with (ModelProject.sources)."""
+    """``sources``: the project package the candidate was trained with (ModelProject.sources);
+    ``compiled``: the version's graph (``model/compiled.py``: its file, sha256 and how it is fed)
+    or why it has none."""
     spec = project.spec
     manifest = {
         "model_name": model_name,
@@ -52,4 +55,6 @@ def build_manifest(
         manifest[MANIFEST_KEY] = manifest_block(sources)
     if smoke is not None:
         manifest["smoke"] = smoke
+    if compiled is not None:
+        manifest["compiled"] = compiled
     return manifest

@@ -84,7 +84,12 @@ class MlflowRegistry:
         )
 
     def register(
-        self, artifact: bytes, artifact_name: str, tags: dict[str, str], metrics: dict[str, float]
+        self,
+        artifact: bytes,
+        artifact_name: str,
+        tags: dict[str, str],
+        metrics: dict[str, float],
+        files: dict[str, bytes] | None = None,
     ) -> ModelVersion:
         existing = self.find_by_fingerprint(tags["fingerprint"])
         if existing is not None:
@@ -95,9 +100,10 @@ class MlflowRegistry:
             self._experiment_id(), run_name=f"register-{tags['fingerprint']}", tags=tags
         )
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / artifact_name
-            path.write_bytes(artifact)
-            self.client.log_artifact(run.info.run_id, str(path), ARTIFACT_DIR)
+            for name, data in {artifact_name: artifact, **(files or {})}.items():
+                path = Path(tmp) / name
+                path.write_bytes(data)
+                self.client.log_artifact(run.info.run_id, str(path), ARTIFACT_DIR)
         for name, value in metrics.items():
             self.client.log_metric(run.info.run_id, name, value)
         self.client.set_terminated(run.info.run_id)

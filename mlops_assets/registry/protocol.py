@@ -41,9 +41,15 @@ class ModelRegistry(Protocol):
     def find_by_fingerprint(self, fingerprint: str) -> ModelVersion | None: ...
 
     def register(
-        self, artifact: bytes, artifact_name: str, tags: dict[str, str], metrics: dict[str, float]
+        self,
+        artifact: bytes,
+        artifact_name: str,
+        tags: dict[str, str],
+        metrics: dict[str, float],
+        files: dict[str, bytes] | None = None,
     ) -> ModelVersion:
-        """A new version for ``tags['fingerprint']``, or the version that already has it."""
+        """A new version for ``tags['fingerprint']`` (with ``files``, by name, beside the artifact:
+        its compiled graph), or the version that already has it, as it was registered."""
         ...
 
     def write_manifest(self, version: int, manifest: dict[str, Any]) -> None: ...

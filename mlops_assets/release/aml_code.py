@@ -23,6 +23,7 @@ MODEL_LIBRARY = (
     "model/rows.py",
     "model/manifest.py",
     "model/artifact.py",
+    "model/compiled.py",
     "model/predictors.py",
     "model/loaded.py",
 )

@@ -7,7 +7,7 @@ Layout: ``Dockerfile``, ``requirements.txt`` (the locked `serving` group),
 installed with --no-deps, with the version's ``serving-spec.json`` and its project package
 (``project-package/``, mounted as ``model_project``) beside ``model/rows.py``: what requests
 may hold, the types the artifact may hold and the classes it loads with are the code's, not the
-manifest's), ``model/`` (artifact + manifest). The digest covers every
+manifest's), ``model/`` (artifact, its compiled graph if it has one, manifest). The digest covers every
 file, so the same inputs give the same tag and nothing is rebuilt; ``code_digest`` leaves out
 ``model/``, so a release target can tell "only the model changed" (swap the model in place)
 from "the code changed" (hand over to a new process).
@@ -152,9 +152,11 @@ def _write_tree(
     serving_spec: dict | None,
     package: dict[str, str] | None,
     extra: dict[str, bytes],
+    model_files: dict[str, bytes],
 ) -> None:
     (root / MODEL_DIR).mkdir(parents=True)
-    (root / MODEL_DIR / artifact_name).write_bytes(artifact)
+    for name, data in {artifact_name: artifact, **model_files}.items():
+        (root / MODEL_DIR / name).write_bytes(data)
     (root / MODEL_DIR / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     (root / "Dockerfile").write_text(dockerfile(bool(extra)))
     for relative, data in extra.items():
@@ -194,13 +196,15 @@ def assemble(
     serving_spec: dict | None = None,
     package: dict[str, str] | None = None,
     package_index: str = "",
+    model_files: dict[str, bytes] | None = None,
 ) -> tuple[BuildContext, bool]:
     """The context for these inputs, and whether it was new (False: an identical one existed).
     ``azure_requirements``: the `serving` and `serving-azure` groups, for an image that serves the
     Azure profile (empty: none). ``serving_spec``: the model project's (ProjectSpec.serving_dict);
     None: the service takes every feature for a number. ``package``: the version's project package
     (its modules by path), for an artifact whose classes are the project's; one that carries a
-    lock gets its packages installed from ``package_index`` (see ``project_requirements``)."""
+    lock gets its packages installed from ``package_index`` (see ``project_requirements``).
+    ``model_files``: more of the version's files beside the artifact (its compiled graph)."""
     contexts_dir.mkdir(parents=True, exist_ok=True)
     staging = contexts_dir / f".staging-{hashlib.sha256(artifact).hexdigest()[:12]}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -219,6 +223,7 @@ def assemble(
         serving_spec,
         package,
         extra,
+        model_files or {},
     )
     digest, files = _tree_digest(staging)
     code_digest, _ = _tree_digest(staging, exclude=MODEL_DIR)

@@ -32,13 +32,14 @@ class ReleaseInputError(ValueError):
 
 def verified_files(
     models: ModelRegistry, version: int, current_spec: dict | None = None, runners: Runners | None = None
-) -> tuple[bytes, dict, dict | None]:
+) -> tuple[bytes, dict, dict | None, dict[str, bytes]]:
     """The version's artifact, its manifest and the serving spec it was registered with (its
     manifest keeps it, so a promote or restore after a spec edit serves the version's own rules;
     ``current_spec``, the model project's today, only for a version registered before manifests
     carried one), each checked against the registry. Given ``runners``, the artifact is loaded in
     the version's runner too: it may hold, beyond skops' defaults, only that spec's trusted types,
-    and it loads with the package it carries."""
+    and it loads with the package it carries. Last, the version's other files its manifest names
+    (its compiled graph), each checked against the sha256 the manifest gives it."""
     registered = models.get_version(version)
     try:
         manifest = json.loads(models.read_file(version, MANIFEST_NAME))
@@ -60,7 +61,19 @@ def verified_files(
             runners(manifest).verify(Artifact(artifact, sha256, trusted, f"version {version}"))
         except (ArtifactError, ProjectError, ProjectRunError, ValueError) as exc:
             raise ReleaseInputError(str(exc)) from exc
-    return artifact, manifest, spec
+    return artifact, manifest, spec, _compiled_files(models, version, manifest)
+
+
+def _compiled_files(models: ModelRegistry, version: int, manifest: dict) -> dict[str, bytes]:
+    block = manifest.get("compiled") or {}
+    if not block.get("file"):
+        return {}
+    graph = models.read_file(version, block["file"])
+    try:
+        verify_sha256(graph, block["sha256"], f"version {version}'s {block['file']}")
+    except ArtifactError as exc:
+        raise ReleaseInputError(str(exc)) from exc
+    return {block["file"]: graph}
 
 
 def assemble_version(
@@ -76,7 +89,7 @@ def assemble_version(
     packages the spec the version was registered with; ``serving_spec`` (today's) only where the
     version carries none, and the project package it carries. Given ``runners``, the artifact is
     loaded in the version's runner first."""
-    artifact, manifest, serving_spec = verified_files(models, version, serving_spec, runners)
+    artifact, manifest, serving_spec, model_files = verified_files(models, version, serving_spec, runners)
     if serving_spec is not None and [f["name"] for f in serving_spec["features"]] != manifest["features"]:
         raise ReleaseInputError(
             f"version {version}: trained on features {manifest['features']}, the model project now "
@@ -97,20 +110,22 @@ def assemble_version(
         serving_spec,
         package,
         package_index,
+        model_files,
     )
 
 
 def smoke_sample(models: ModelRegistry, version: int, current_spec: dict | None = None) -> SmokeSample:
     """The manifest's smoke block: the model project's holdout rows and the registered model's own
     predictions for them. A version without one cannot be checked, so it is not released."""
-    _, manifest, _ = verified_files(models, version, current_spec)
+    _, manifest, _, _ = verified_files(models, version, current_spec)
     block = manifest.get("smoke")
     if not block:
         raise ReleaseInputError(
             f"version {version}: its manifest has no smoke block (registered before manifests carried "
             "one), so no deployment of it can be checked; register the model again"
         )
-    return SmokeSample(block["rows"], block["predictions"], "manifest")
+    tolerance = (manifest.get("compiled") or {}).get("tolerance", {})
+    return SmokeSample(block["rows"], block["predictions"], "manifest", tolerance.get("relative", 1e-9))
 
 
 def restorable_release(

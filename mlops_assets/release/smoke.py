@@ -38,7 +38,7 @@ def smoke_test(url: str, key: str, sample: SmokeSample, version: str, timeout: f
                 )
             else:
                 result.predictions = response.json().get("result", [])
-                if not same_predictions(result.predictions, sample.predictions):
+                if not same_predictions(result.predictions, sample.predictions, sample.rtol):
                     result.failures.append(
                         f"predictions {result.predictions} differ from the model's {sample.predictions}"
                     )

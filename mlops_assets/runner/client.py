@@ -206,6 +206,28 @@ class ProjectRunner:
         finally:
             path.unlink(missing_ok=True)
 
+    def compile_graph(
+        self, artifact: Artifact, serving_spec: dict, holdout: Path
+    ) -> tuple[bytes | None, dict]:
+        """The artifact compiled to a graph checked against it on the rows of ``holdout`` (a
+        parquet file) and rows drawn from the spec: ``(graph, the manifest's compiled block)``, or
+        ``(None, {"reason": ...})``."""
+        frame = self.scratch / f"frame-{next(self._names)}.parquet"
+        out = self.scratch / f"graph-{next(self._names)}.onnx"
+        shutil.copyfile(holdout, frame)
+        try:
+            block = self.call(
+                "compile_graph",
+                artifact=self.artifact_file(artifact),
+                serving_spec=serving_spec,
+                frame_path=str(frame),
+                out_path=str(out),
+            )
+            return (out.read_bytes() if "reason" not in block else None), block
+        finally:
+            frame.unlink(missing_ok=True)
+            out.unlink(missing_ok=True)
+
     def verify(self, artifact: Artifact) -> dict[str, Any]:
         return self.call("verify", artifact=self.artifact_file(artifact))
 
@@ -217,17 +239,27 @@ class ProjectRunner:
         input_path: str,
         output_path: str,
         refused_path: str,
+        graph: bytes | None = None,
     ) -> dict[str, Any]:
-        """Local paths only: the worker holds no storage credential (the caller stages remote files)."""
-        return self.call(
-            "score_file",
-            artifact=self.artifact_file(artifact),
-            manifest=manifest,
-            serving_spec=serving_spec,
-            input_path=input_path,
-            output_path=output_path,
-            refused_path=refused_path,
-        )
+        """Local paths only: the worker holds no storage credential (the caller stages remote
+        files). ``graph``: the version's compiled graph, which the worker verifies and scores with."""
+        graph_path = self.scratch / f"graph-{next(self._names)}.onnx" if graph is not None else None
+        if graph_path is not None:
+            graph_path.write_bytes(graph)
+        try:
+            return self.call(
+                "score_file",
+                artifact=self.artifact_file(artifact),
+                manifest=manifest,
+                serving_spec=serving_spec,
+                input_path=input_path,
+                output_path=output_path,
+                refused_path=refused_path,
+                graph_path=str(graph_path) if graph_path is not None else None,
+            )
+        finally:
+            if graph_path is not None:
+                graph_path.unlink(missing_ok=True)
 
     def _stop(self, kill: bool = False) -> None:
         process, self._process = self._process, None

@@ -124,6 +124,20 @@ def smoke(artifact: dict, features: list[str], frame_path: str) -> dict[str, Any
     return smoke_block(_model(**artifact), pd.read_parquet(frame_path), features)
 
 
+def compile_graph(artifact: dict, serving_spec: dict, frame_path: str, out_path: str) -> dict[str, Any]:
+    """The artifact compiled and checked on the frame (the holdout, as stored) and on rows drawn
+    from the spec: the manifest's ``compiled`` block, the graph written to ``out_path`` if it
+    compiled (``model/compiling.py``)."""
+    from mlops_assets.model.compiling import compile_model
+    from mlops_assets.model.rows import ServingSpec
+
+    spec = ServingSpec.from_dict(serving_spec)
+    graph, block = compile_model(_model(**artifact), spec, pd.read_parquet(frame_path))
+    if graph is not None:
+        Path(out_path).write_bytes(graph)
+    return block
+
+
 def verify(artifact: dict) -> dict[str, Any]:
     """The artifact's sha256, its types and that it loads."""
     return {"model_class": type(_model(**artifact)).__name__}
@@ -136,8 +150,10 @@ def score_file(
     input_path: str,
     output_path: str,
     refused_path: str,
+    graph_path: str | None = None,
 ) -> dict[str, Any]:
-    """batch_predictions' scoring of one local file, as the AML job does it."""
+    """batch_predictions' scoring of one local file, as the AML job does it (with the version's
+    compiled graph at ``graph_path``, if it has one)."""
     import fsspec
 
     from mlops_assets.model.batch_scoring import score_file as score
@@ -146,9 +162,12 @@ def score_file(
 
     spec = ServingSpec.from_dict(serving_spec) if serving_spec else None
     data = Path(artifact["artifact_path"]).read_bytes()
-    model = loaded_model(manifest, data, artifact["source"], spec)
+    graph = Path(graph_path).read_bytes() if graph_path else None
+    model = loaded_model(manifest, data, artifact["source"], spec, graph)
     result = score(fsspec.filesystem("file"), input_path, output_path, refused_path, model)
     return result.figures()
 
 
-TASKS = {task.__name__: task for task in (check, build, seed, evaluate, smoke, verify, score_file)}
+TASKS = {
+    task.__name__: task for task in (check, build, seed, evaluate, smoke, compile_graph, verify, score_file)
+}

@@ -28,8 +28,9 @@ LATENCY = Histogram("scoring_request_latency_seconds", "Time spent in /score.", 
 ROWS = Counter("scoring_rows", "Rows scored.")
 MODEL_INFO = Gauge(
     "scoring_model_info",
-    "The model version being served (1).",
-    ["model_name", "version"],
+    "The model version being served (1), and what answers for it (the model, its compiled graph, a "
+    "reading of it proven equal).",
+    ["model_name", "version", "answered_by"],
     multiprocess_mode="liveall",
 )
 MODEL_LOAD_FAILURES = Counter("scoring_model_load_failures", "Models refused (sha256, types, unreadable).")

@@ -135,19 +135,10 @@ class ServiceState:
         self._signature, self._refused = signature, (None, 0.0)
         previous, self.model = self.model, loaded  # one rebinding: requests see old or new, whole
         if previous is not None:
-            metrics.MODEL_INFO.labels(previous.name, previous.version).set(0)
-        metrics.MODEL_INFO.labels(loaded.name, loaded.version).set(1)
+            metrics.MODEL_INFO.labels(previous.name, previous.version, previous.answered_by).set(0)
+        metrics.MODEL_INFO.labels(loaded.name, loaded.version, loaded.answered_by).set(1)
         self.openapi = orjson.dumps(openapi_document(loaded.serving_spec, self.config.max_rows))
-        log.info(
-            "serving %s version %s (%s)",
-            loaded.name,
-            loaded.version,
-            "affine fast path"
-            if loaded.fast_path
-            else "additive fast path"
-            if loaded.additive
-            else "the model",
-        )
+        log.info("serving %s version %s (answered by %s)", loaded.name, loaded.version, loaded.answered_by)
 
     async def _watch(self) -> None:
         while True:

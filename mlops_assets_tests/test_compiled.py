@@ -1,0 +1,172 @@
+"""A fitted model compiled to an ONNX graph, kept only where it answers as the model does, and served
+by it: the conversion and its check (model/compiling.py), the graph at load (model/compiled.py)."""
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import skops.io as sio
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from sklearn.tree import DecisionTreeRegressor
+
+from mlops_assets.model.artifact import ArtifactError, sha256_hex
+from mlops_assets.model.compiled import COMPILED_NAME, PROBABILITY_ATOL
+from mlops_assets.model.compiling import compile_model
+from mlops_assets.model.loaded import load_release, loaded_model, score_rows
+from mlops_assets.model.rows import ServingSpec, rows_from_payload
+from mlops_assets.model.smoke import smoke_block
+from mlops_assets.project.rules import Feature
+
+PLANS = ("basic", "standard", "premium")
+TRUSTED = ("numpy.dtype", "sklearn.tree._tree.Tree")  # what a forest behind a OneHotEncoder holds
+SPEC = ServingSpec(
+    "forest",
+    "binary",
+    (
+        Feature("plan", "categorical", categories=PLANS),
+        Feature("tenure", "integer", 0, 240),
+        Feature("charge", "numeric", 0, 500),
+        Feature("paperless", "boolean"),
+    ),
+    target_kind="boolean",
+    trusted_types=TRUSTED,
+)
+
+
+def _frame(rows: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "plan": pd.Series(rng.choice(PLANS, rows), dtype=object),
+            "tenure": rng.integers(0, 240, rows).astype(float),
+            "charge": rng.uniform(0, 500, rows).round(2),
+            "paperless": (rng.random(rows) < 0.5).astype(float),
+        }
+    )
+    frame["churned"] = (frame["charge"] / 500 - frame["tenure"] / 240 + rng.normal(0, 0.3, rows)) > 0
+    return frame
+
+
+def _forest(frame: pd.DataFrame):
+    columns = ColumnTransformer(
+        [("plan", OneHotEncoder(handle_unknown="ignore"), ["plan"])], remainder="passthrough"
+    )
+    model = make_pipeline(columns, RandomForestClassifier(n_estimators=30, max_depth=8, random_state=0))
+    return model.fit(frame[list(SPEC.names)], frame["churned"].to_numpy())
+
+
+def _release(folder, model, spec: ServingSpec, holdout: pd.DataFrame, graph=None, block=None):
+    """A model folder as a release makes it: artifact, manifest (with its smoke rows) and graph."""
+    if graph is None and block is None:
+        graph, block = compile_model(model, spec, holdout)
+    data = sio.dumps(model)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.skops").write_bytes(data)
+    manifest = {
+        "model_name": spec.name,
+        "version": 1,
+        "artifact": "model.skops",
+        "sha256": sha256_hex(data),
+        "features": list(spec.names),
+        "smoke": smoke_block(model, holdout, list(spec.names)),
+        "compiled": block | ({"file": COMPILED_NAME} if graph is not None else {}),
+    }
+    if graph is not None:
+        (folder / COMPILED_NAME).write_bytes(graph)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return manifest
+
+
+def test_a_forest_pipeline_compiles_and_the_service_answers_with_its_graph_as_the_model_does(tmp_path):
+    train, holdout = _frame(3000), _frame(500, seed=1)
+    model = _forest(train)
+    _release(tmp_path, model, SPEC, holdout)
+    loaded = load_release(tmp_path, SPEC)
+    block = json.loads((tmp_path / "manifest.json").read_text())["compiled"]
+    # No imputer: the graph takes doubles, one input per feature (a category is text).
+    assert (block["inputs"], block["numbers"]) == ("columns", "float64")
+    assert block["checked_rows"]["holdout"] == 500 and block["checked_rows"]["drawn"] > 2000
+    assert loaded.answered_by == "onnx graph"
+
+    data = holdout[list(SPEC.names)].astype(object).to_numpy().tolist()
+    served = score_rows(loaded, rows_from_payload({"data": data}, SPEC, len(data)))
+    expected = model.predict_proba(holdout[list(SPEC.names)])
+    assert served["result"] == model.predict(holdout[list(SPEC.names)]).tolist()
+    got = np.array([[row["false"], row["true"]] for row in served["probabilities"]])
+    assert np.abs(got - expected).max() <= PROBABILITY_ATOL
+
+
+def test_a_row_on_a_float32_threshold_keeps_the_model_uncompiled_naming_the_row():
+    """An imputer has no double kernel in onnxruntime, so the graph takes float32 and scales in
+    float32: a row that sits on the tree's threshold once scaled in float64 (as scikit-learn
+    scales it) can land on the other side of it. Rows a float32 step apart around that edge: the
+    check finds the one that flips, and the model is served as fitted."""
+    x = np.random.default_rng(0).uniform(0, 2000, 2000).round(1)
+    model = make_pipeline(SimpleImputer(), StandardScaler(), DecisionTreeRegressor(max_depth=1))
+    model.fit(pd.DataFrame({"x": x}), np.where(x > 1000.3, 100.0, 0.0))
+    scaler, threshold = model[1], model[-1].tree_.threshold[0]
+    edge = threshold * scaler.scale_[0] + scaler.mean_[0]
+    spec = ServingSpec("edge", "regression", (Feature("x", "numeric", 0, 2000, nullable=True),))
+    holdout = pd.DataFrame({"x": edge + np.arange(-300, 300) * 2e-5})
+
+    graph, block = compile_model(model, spec, holdout)
+    assert graph is None
+    found = re.fullmatch(
+        r"the graph \(matrix of float32\) differs from the model on row (\d+) of the holdout "
+        r"\{'x': ([0-9.e-]+)\}: the model predicts (\d+), the graph (\d+)",
+        block["reason"],
+    )
+    assert found, block["reason"]
+    row, value, said, graph_said = int(found[1]), float(found[2]), float(found[3]), float(found[4])
+    assert value == holdout["x"][row] and said == model.predict(holdout.iloc[[row]])[0] != graph_said
+
+
+def test_a_model_with_no_converter_is_served_as_fitted_saying_why(tmp_path):
+    spec = ServingSpec(
+        "custom",
+        "regression",
+        (Feature("a", "numeric", 0, 10), Feature("b", "numeric", 0, 10)),
+        trusted_types=(*TRUSTED, "numpy.absolute"),
+    )
+    frame = pd.DataFrame({"a": np.linspace(0, 10, 200), "b": np.linspace(10, 0, 200)})
+    model = make_pipeline(FunctionTransformer(np.absolute), RandomForestRegressor(5, random_state=0))
+    model.fit(frame, frame["a"] * 2)
+    graph, block = compile_model(model, spec, frame)
+    assert graph is None and "no converter" in block["reason"] and "FunctionTransformer" in block["reason"]
+    _release(tmp_path, model, spec, frame, None, block)
+    loaded = load_release(tmp_path, spec)
+    assert loaded.compiled is None and loaded.answered_by == "the model"
+
+
+def test_a_tampered_graph_is_refused_at_load_by_its_digest(tmp_path):
+    holdout = _frame(200, seed=1)
+    _release(tmp_path, _forest(_frame(1000)), SPEC, holdout)
+    graph = tmp_path / COMPILED_NAME
+    graph.write_bytes(graph.read_bytes() + b"\0")
+    with pytest.raises(ArtifactError, match=r"compiled graph: sha256 [0-9a-f]{64} does not match"):
+        load_release(tmp_path, SPEC)
+    graph.unlink()
+    with pytest.raises(ArtifactError, match="the compiled graph the manifest names is missing"):
+        load_release(tmp_path, SPEC)
+
+
+def test_a_graph_that_answers_the_smoke_rows_otherwise_is_refused_at_load(tmp_path):
+    """Another model's graph, with the manifest's digest made to match it: the load check on the
+    manifest's smoke rows still refuses it."""
+    holdout = _frame(200, seed=1)
+    model = _forest(_frame(1000))
+    manifest = _release(tmp_path, model, SPEC, holdout)
+    other, _ = compile_model(
+        _forest(_frame(1000, seed=7).assign(churned=lambda f: ~f["churned"])), SPEC, holdout
+    )
+    manifest["compiled"]["sha256"] = sha256_hex(other)
+    with pytest.raises(
+        ArtifactError, match=r"does not answer the manifest's smoke row \d as the model did: the model says"
+    ):
+        loaded_model(manifest, (tmp_path / "model.skops").read_bytes(), "v1", SPEC, other)
