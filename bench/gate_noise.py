@@ -9,7 +9,7 @@ With ``--library lightgbm`` (or xgboost), the project init makes on that library
 MLOPS_PACKAGE_INDEX, its environment made, and the library imported from there into this process
 (after the platform's own packages, which the lock shares at the same versions).
 
-Run: .venv/bin/python bench/gate_noise.py [--quick] [--library sklearn|lightgbm|xgboost]
+Run: .venv/bin/python bench/gate_noise.py [--quick] [--library sklearn|forest|lightgbm|xgboost]
 """
 
 import argparse
@@ -58,7 +58,7 @@ def load_project_spec_requirements(folder: Path) -> tuple[str, ...]:
 
 def spread(task: str, folder: Path, retrains: int, library: str = "sklearn") -> str:
     scaffold(folder, task, library=library)
-    if library != "sklearn":
+    if LIBRARIES[library]["requirement"]:
         import_from_its_environment(folder, folder.parent)
     project = load_project(folder)
     spec = project.spec

@@ -3,10 +3,10 @@
 Run: .venv/bin/python bench/predictors.py [--rounds 3]
 
 For each model (diabetes' Ridge pipeline, churn's logistic regression behind one-hot, impute and
-scale, and a random forest (100 trees) behind churn's one-hot encoder), ``score_rows`` as the
+scale, and the random forest ``init --library forest`` makes, 100 trees), ``score_rows`` as the
 service calls it on an already-checked request of 1 and of 100 rows, with each predictor the
 model has: the model itself (scikit-learn), its compiled ONNX graph (onnxruntime, one thread),
-and the hand-written readings (the affine map, the additive sums) where the model is one.
+and the affine map where the model is one.
 Microseconds per call, the best of ``--rounds`` (in-process: no server, no socket), so these are
 the costs the serving core adds on top. A reading stays in ``loaded.py`` only where it beats
 the graph here.
@@ -36,28 +36,27 @@ def best_microseconds(call, calls: int, rounds: int) -> float:
 
 def models():
     """(name, fitted model, its project's serving spec, the rows it was fitted on)."""
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.pipeline import make_pipeline
+    import tempfile
 
     from mlops_assets.model.rows import ServingSpec
+    from mlops_assets.ops.scaffold import scaffold
     from mlops_assets.project.fitting import fit
     from mlops_assets.project.loader import load_project
 
-    for name in ("diabetes", "churn"):
-        project = load_project(REPO / "models" / name)
-        spec = ServingSpec.from_dict(project.spec.serving_dict())
-        frame = project.seed_frame()
-        features = list(project.spec.feature_names)
-        model = fit(project.folder, frame, features, project.spec.target.name, project.spec.params)
-        yield name, model, spec, frame
-        if name == "churn":
-            forest = make_pipeline(model[0], RandomForestClassifier(100, random_state=0, n_jobs=1))
-            yield (
-                "churn forest(100)",
-                forest.fit(frame[features], frame[project.spec.target.name]),
-                spec,
-                frame,
-            )
+    with tempfile.TemporaryDirectory() as scratch:
+        forest = Path(scratch) / "forest"
+        scaffold(forest, "binary", library="forest")
+        for name, folder in (
+            ("diabetes", REPO / "models" / "diabetes"),
+            ("churn", REPO / "models" / "churn"),
+            ("init --library forest (binary, 100 trees)", forest),
+        ):
+            project = load_project(folder)
+            spec = ServingSpec.from_dict(project.spec.serving_dict())
+            frame = project.seed_frame()
+            features = list(project.spec.feature_names)
+            model = fit(project.folder, frame, features, project.spec.target.name, project.spec.params)
+            yield name, model, spec, frame
 
 
 def main() -> int:
@@ -89,11 +88,9 @@ def main() -> int:
         }
         spec = dataclasses.replace(spec, trusted_types=tuple(sio.get_untrusted_types(data=data)))
         fastest = loaded_model(manifest, data, name, spec, graph)
-        plain = dataclasses.replace(
-            fastest, fast_path=False, additive=None, compiled=None, predict=model.predict
-        )
+        plain = dataclasses.replace(fastest, fast_path=False, compiled=None, predict=model.predict)
         on_graph = fastest.compiled and dataclasses.replace(
-            fastest, fast_path=False, additive=None, predict=fastest.compiled.predict
+            fastest, fast_path=False, predict=fastest.compiled.predict
         )
         for count in (1, 100):
             payload = {"data": probe_rows(spec, count)}
@@ -104,7 +101,7 @@ def main() -> int:
                 for m in (
                     plain,
                     on_graph,
-                    fastest if fastest.answered_by in ("affine map", "additive sums") else None,
+                    fastest if fastest.answered_by == "affine map" else None,
                 )
             ]
             shown = [f"{c:.1f} µs" if c is not None else "—" for c in cells]

@@ -1,6 +1,7 @@
 """A fitted model compiled to an ONNX graph, kept only where it answers as the model does, and served
 by it: the conversion and its check (model/compiling.py), the graph at load (model/compiled.py)."""
 
+import dataclasses
 import json
 import re
 
@@ -102,7 +103,7 @@ def test_a_forest_pipeline_compiles_and_the_service_answers_with_its_graph_as_th
     assert np.abs(got - expected).max() <= PROBABILITY_ATOL
 
 
-def test_a_row_on_a_float32_threshold_keeps_the_model_uncompiled_naming_the_row():
+def test_a_row_on_a_float32_threshold_keeps_the_model_uncompiled_naming_the_row(tmp_path):
     """An imputer has no double kernel in onnxruntime, so the graph takes float32 and scales in
     float32: a row that sits on the tree's threshold once scaled in float64 (as scikit-learn
     scales it) can land on the other side of it. Rows a float32 step apart around that edge: the
@@ -125,6 +126,14 @@ def test_a_row_on_a_float32_threshold_keeps_the_model_uncompiled_naming_the_row(
     assert found, block["reason"]
     row, value, said, graph_said = int(found[1]), float(found[2]), float(found[3]), float(found[4])
     assert value == holdout["x"][row] and said == model.predict(holdout.iloc[[row]])[0] != graph_said
+    # Released so, it is served by the model itself, the reason in its manifest.
+    spec = dataclasses.replace(spec, trusted_types=TRUSTED)
+    manifest = _release(tmp_path, model, spec, holdout, None, block)
+    assert manifest["compiled"] == block and not (tmp_path / COMPILED_NAME).exists()
+    loaded = load_release(tmp_path, spec)
+    assert loaded.compiled is None and loaded.answered_by == "the model"
+    answer = score_rows(loaded, rows_from_payload({"data": [[value]]}, spec, 1))
+    assert list(answer["result"]) == [said]
 
 
 def test_a_model_with_no_converter_is_served_as_fitted_saying_why(tmp_path):

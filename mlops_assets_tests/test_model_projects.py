@@ -172,14 +172,18 @@ def test_a_forbidden_import_never_runs(tmp_path):
 
 @pytest.fixture
 def project_settings(tmp_path, monkeypatch, request):
-    """Settings of a fresh home for the project ``request.param`` names: a shipped one, or "init"
-    (one made by `mlops-assets init --task multiclass`, as a team would start)."""
+    """Settings of a fresh home for the project ``request.param`` names: a shipped one, "init"
+    (one made by `mlops-assets init --task multiclass`, as a team would start), "forest" (`init
+    --task binary --library forest`) or "custom" (a transformer class of its own)."""
     from mlops_assets.ops.scaffold import scaffold
     from mlops_assets.settings import get_settings
 
     if request.param == "init":
         folder = tmp_path / "made_by_init"
         scaffold(folder, "multiclass")
+    elif request.param == "forest":
+        folder = tmp_path / "forest_made_by_init"
+        scaffold(folder, "binary", library="forest")
     elif request.param == "custom":
         folder = custom_transformer_project(tmp_path / "clipped")
     else:
@@ -270,19 +274,21 @@ EXPECTED_COMPILED = {
     "churn": (True, "onnx graph", ""),
     "parcels": (False, "the model", "pandas Categorical"),
     "init": (True, "onnx graph", ""),
+    "forest": (True, "onnx graph", ""),
     "custom": (False, "the model", "no converter"),
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "project_settings", ["diabetes", "churn", "parcels", "init", "custom"], indirect=True
+    "project_settings", ["diabetes", "churn", "parcels", "init", "forest", "custom"], indirect=True
 )
 def test_a_project_lives_from_landing_to_batch_scoring_by_its_spec(project_settings, request):
     """diabetes (regression, numbers only), churn (binary: categories, booleans, a nullable
     integer, a flagged category), parcels (LightGBM in the project's own locked environment, on
     native categories, fitted by its own train() with early stopping), a multiclass project made
-    by `mlops-assets init` and a project whose pipeline holds a transformer class of its own (in a
+    by `mlops-assets init`, a binary random forest made by `init --library forest` (served by its
+    compiled graph) and a project whose pipeline holds a transformer class of its own (in a
     helper module), each through the same lifecycle."""
     import dagster as dg
 
@@ -411,25 +417,37 @@ def test_the_cli_describes_a_project_and_refuses_a_broken_one_by_file_and_key(tm
     assert refused.stderr.strip().endswith("or 'boolean', not 'yes/no'")  # the misspelled value, named
 
 
+# Above what retrains of the same model on the same data differ by (bench/gate_noise.py): 0 let noise promote.
+INIT_MIN_IMPROVEMENT = {
+    "sklearn": {"regression": 0.01, "binary": 0.01, "multiclass": 0.04},
+    "forest": {"regression": 0.05, "binary": 0.03, "multiclass": 0.12},
+}
+
+
+@pytest.mark.parametrize("library", ["sklearn", "forest"])
 @pytest.mark.parametrize("task", ["regression", "binary", "multiclass"])
-def test_init_makes_a_project_that_passes_its_own_test(tmp_path, task):
+def test_init_makes_a_project_that_passes_its_own_test(tmp_path, task, library):
     import subprocess
     import sys
 
     folder = tmp_path / f"my-{task}-model"
     made = subprocess.run(
-        [str(Path(sys.executable).parent / "mlops-assets"), "init", str(folder), "--task", task],
+        [
+            str(Path(sys.executable).parent / "mlops-assets"),
+            "init",
+            str(folder),
+            "--task",
+            task,
+            "--library",
+            library,
+        ],
         capture_output=True,
         text=True,
     )
     assert made.returncode == 0, made.stderr
     project = load_project(folder)
     assert (project.name, project.spec.task) == (f"my_{task}_model", task)
-    # Above what retrains of the same model on the same data differ by (bench/gate_noise.py): 0 let noise promote.
-    assert (
-        project.spec.evaluation.min_improvement
-        == {"regression": 0.01, "binary": 0.01, "multiclass": 0.04}[task]
-    )
+    assert project.spec.evaluation.min_improvement == INIT_MIN_IMPROVEMENT[library][task]
     own_test = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder / "test_project.py")],
         capture_output=True,

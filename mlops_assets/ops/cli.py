@@ -469,7 +469,7 @@ def cmd_lock(_: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mlops_assets.ops.scaffold import library_values, scaffold
+    from mlops_assets.ops.scaffold import LIBRARIES, library_values, scaffold
 
     folder = Path(args.folder)
     try:
@@ -478,7 +478,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"a {args.task} model project on {args.library} in {folder}: " + ", ".join(p.name for p in written))
-    if args.library != "sklearn":  # its library is a requirement of its own: locked before it loads
+    if LIBRARIES[args.library]["requirement"]:  # a library of its own: locked before it loads
         from mlops_assets.ops.lock import lock_project
         from mlops_assets.project.environment import LockError
         from mlops_assets.project.spec import read_spec
@@ -651,9 +651,9 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument(
         "--library",
         default="sklearn",
-        choices=["sklearn", "lightgbm", "xgboost"],
-        help="the model's library (default sklearn); lightgbm and xgboost are locked into the project's own "
-        "environment from MLOPS_PACKAGE_INDEX",
+        choices=["sklearn", "forest", "lightgbm", "xgboost"],
+        help="the model's library (default sklearn: a linear model; forest: scikit-learn's random forest); "
+        "lightgbm and xgboost are locked into the project's own environment from MLOPS_PACKAGE_INDEX",
     )
     init.set_defaults(func=cmd_init)
     commands.add_parser(

@@ -36,21 +36,23 @@ LIBRARIES = tomllib.loads((TEMPLATES / "libraries.toml").read_text())
 
 def library_values(library: str, task: str, folder: Path) -> dict[str, str]:
     """What ``library`` puts into the templates for ``task``: its model.py, params, requirement
-    (a project of its own environment), trusted types, and the command that runs its test."""
+    (a project of its own environment; none for ``forest``, scikit-learn's random forest), trusted
+    types, and the command that runs its test."""
     if library not in LIBRARIES:
         raise ValueError(f"unknown library {library!r}; one of {', '.join(LIBRARIES)}")
     values = LIBRARIES[library]
+    chosen = {
+        "model_template": values["model"],
+        "categorical_dtype": "",
+        "environment": "",
+        "trusted_types": values["trusted_types"],
+        "trusted_why": values["trusted_why"],
+        "library_imports": "",
+        "library_note": "",
+        "test_command": f".venv/bin/pytest {folder}/test_project.py",
+    }
     if library == "sklearn":
-        return {
-            "model_template": values["model"],
-            "categorical_dtype": "",
-            "environment": "",
-            "trusted_types": values["trusted_types"],
-            "trusted_why": values["trusted_why"],
-            "library_imports": "",
-            "library_note": "",
-            "test_command": f".venv/bin/pytest {folder}/test_project.py",
-        }
+        return chosen
     estimator = values["estimators"].get(task)
     if estimator is None:
         others = " or ".join(
@@ -59,13 +61,16 @@ def library_values(library: str, task: str, folder: Path) -> dict[str, str]:
         raise ValueError(
             f"--library {library} --task {task}: {values['refused'][task]}; use --library {others} for a {task} task"
         )
-    requirement = values["requirement"]
-    return {
-        "model_template": values["model"],
+    chosen |= {
         "estimator_class": estimator,
         "noise": values["noise"][task],
         "min_improvement": values["min_improvement"][task],
         "params": values["params"].strip("\n"),
+    }
+    requirement = values["requirement"]
+    if not requirement:  # another of scikit-learn's estimators: no environment, categories as text
+        return chosen
+    return chosen | {
         "categorical_dtype": (
             "\n# The model gets the categorical features as pandas Categorical columns over the categories"
             "\n# below (the same codes in training and serving), which it splits on natively."
@@ -83,7 +88,6 @@ def library_values(library: str, task: str, folder: Path) -> dict[str, str]:
             )
         ),
         "trusted_types": Template(values["trusted_types"]).substitute(estimator_class=estimator),
-        "trusted_why": values["trusted_why"],
         "library_imports": f", and {library}, which `[environment]` locks in `requirements.lock`",
         "library_note": (
             f"\n- `requirements.lock`: `{requirement}` and what it needs, pinned with hashes (run "
