@@ -76,6 +76,7 @@ SERVICE_ENVIRONMENT = (
     "MLOPS_SCORING_SPILL_DIR",
     "MLOPS_MODEL_POLL_SECONDS",
     "MLOPS_SCORING_DRAIN_SECONDS",
+    "MLOPS_SCORING_THREADS",  # onnxruntime's per worker (model/compiled.py)
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
     "MLOPS_SECRETS_DIR",
     # The request log on an az:// root: a connection string (Azurite), else the account with

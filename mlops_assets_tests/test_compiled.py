@@ -179,3 +179,27 @@ def test_a_graph_that_answers_the_smoke_rows_otherwise_is_refused_at_load(tmp_pa
         ArtifactError, match=r"does not answer the manifest's smoke row \d as the model did: the model says"
     ):
         loaded_model(manifest, (tmp_path / "model.skops").read_bytes(), "v1", SPEC, other)
+
+
+def test_the_graph_runs_on_one_thread_a_worker_unless_the_setting_says_more(monkeypatch):
+    from mlops_assets.model.compiled import THREADS_ENV, session_options
+    from mlops_assets.settings import SERVICE_ENVIRONMENT
+
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    assert (session_options().intra_op_num_threads, session_options().inter_op_num_threads) == (1, 1)
+    monkeypatch.setenv(THREADS_ENV, "3")
+    assert session_options().intra_op_num_threads == 3
+    assert THREADS_ENV in SERVICE_ENVIRONMENT  # a local deployment's process is given it
+    monkeypatch.setenv(THREADS_ENV, "all")
+    with pytest.raises(ValueError, match="MLOPS_SCORING_THREADS='all': a whole number of threads, 1 or more"):
+        session_options()
+
+
+def test_a_holdout_the_service_would_refuse_leaves_nothing_to_check_on_and_says_so():
+    model = _forest(_frame(500))
+    holdout = _frame(20, seed=1).assign(charge=lambda f: f["charge"].where(f.index != 3, 900.0))
+    graph, block = compile_model(model, SPEC, holdout)
+    assert graph is None
+    assert block["reason"].startswith(
+        "its holdout holds a row the service would refuse (row 3, feature charge: 900"
+    )

@@ -96,8 +96,11 @@ def session_options() -> Any:
     CPU, and a spinning pool would take the CPU the other workers answer on."""
     import onnxruntime as ort
 
+    given = os.environ.get(THREADS_ENV, "1")
+    if not given.isdigit() or int(given) < 1:
+        raise ValueError(f"{THREADS_ENV}={given!r}: a whole number of threads, 1 or more")
     options = ort.SessionOptions()
-    options.intra_op_num_threads = int(os.environ.get(THREADS_ENV, "1"))
+    options.intra_op_num_threads = int(given)
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # warnings about unused initialisers are the converter's, not ours

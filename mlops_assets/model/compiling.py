@@ -1,14 +1,14 @@
 """A fitted model compiled to an ONNX graph at registration, and kept only if it answers as the
 model does: run in the project runner (the project's environment holds the model's classes).
 
-Each way of feeding the graph is tried in turn (one matrix of every feature where all are numbers,
-else one input per feature; numbers as float64, then float32 where the converter or onnxruntime's
-kernels take no doubles: onnxruntime has no double kernel for an imputer). The first graph that converts
-and loads is run on the holdout (its first ``HOLDOUT_ROWS``) and on rows drawn from the spec (each
-number at its extremes too), and compared with the model on every row (``compiled.first_difference``):
-a row on which a float32 threshold flips a split, say, fails it. The verdict names what happened: the
-graph and how it is fed, or why the model is served as it is (no converter, a row that differs,
-with the row).
+Each way of feeding the graph is tried in turn (one matrix of every feature where all are
+numbers, else one input per feature; numbers as float64, then float32 where the converter or
+onnxruntime takes no doubles: onnxruntime has no double kernel for an imputer, nor a tree ensemble
+with double outputs). The first graph that converts and loads is run on the holdout (its first
+``HOLDOUT_ROWS``) and on rows drawn from the spec (each number at its extremes too), and compared
+with the model on every row (``compiled.first_difference``): a row that float32 arithmetic sends
+across a tree's threshold, say, fails it. The verdict names what happened: the graph and how it
+is fed, or why the model is served as it is (no converter, a row that differs, with the row).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from mlops_assets.model.compiled import compiled_model, first_difference
-from mlops_assets.model.rows import ServingSpec, probe_rows, rows_from_payload
+from mlops_assets.model.rows import PayloadError, ServingSpec, probe_rows, rows_from_payload
 from mlops_assets.project.rules import NUMBER_KINDS
 
 HOLDOUT_ROWS = 100_000
@@ -34,7 +34,12 @@ def compile_model(model: Any, spec: ServingSpec, holdout: Any) -> tuple[bytes | 
     ``(None, {"reason": ...})``. ``holdout``: a frame with the spec's features, as the model takes them."""
     if spec.categorical_dtype == "category":
         return None, {"reason": "its categories are pandas Categorical columns: no converter takes them yet"}
-    rows = _checked_rows(spec, holdout)
+    try:
+        rows = _checked_rows(spec, holdout)
+    except PayloadError as exc:
+        return None, {
+            "reason": f"its holdout holds a row the service would refuse ({exc}): nothing to check on"
+        }
     failures: dict[str, list[str]] = {}  # what went wrong -> the ways of feeding it went wrong for
     for inputs in _layouts(spec):
         for numbers in ("float64", "float32"):
@@ -56,7 +61,7 @@ def compile_model(model: Any, spec: ServingSpec, holdout: Any) -> tuple[bytes | 
             differs = _first_differing_row(model, compiled, spec, rows)
             if differs is None:
                 return graph, block | {
-                    "checked_rows": {"holdout": rows["holdout"].count, "drawn": rows["drawn"].count},
+                    "checked_rows": {part: len(rows[f"{part}_values"]) for part in ("holdout", "drawn")},
                     "tolerance": _tolerance(spec.task),
                 }
             return None, {"reason": f"the graph ({inputs} of {numbers}) differs from the model on {differs}"}
