@@ -203,3 +203,45 @@ def test_a_holdout_the_service_would_refuse_leaves_nothing_to_check_on_and_says_
     assert block["reason"].startswith(
         "its holdout holds a row the service would refuse (row 3, feature charge: 900"
     )
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_histogram_gradient_boosting_behind_one_hot_compiles_exact_with_its_missing_values(tmp_path, task):
+    """scikit-learn's own boosted trees, a missing value routed by the trees themselves: a tree
+    ensemble's double graph does not load (onnxruntime types its outputs float), so the graph takes
+    float32, and with no float32 arithmetic before the trees it answers every checked row as the
+    model does."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    frame = _frame(2000)
+    frame.loc[frame.index % 17 == 0, "charge"] = np.nan
+    targets = {
+        "binary": frame["churned"].to_numpy(),
+        "multiclass": np.select([frame["tenure"] < 60, frame["charge"].fillna(0) < 250], ["a", "b"], "c"),
+        "regression": frame["charge"].fillna(250).to_numpy() / 10 + frame["tenure"].to_numpy(),
+    }
+    boosted = HistGradientBoostingRegressor if task == "regression" else HistGradientBoostingClassifier
+    columns = ColumnTransformer(
+        [("plan", OneHotEncoder(handle_unknown="ignore"), ["plan"])],
+        remainder=SimpleImputer(keep_empty_features=True),
+    )
+    model = make_pipeline(columns, boosted(max_iter=30, random_state=0)).fit(
+        frame[list(SPEC.names)], targets[task]
+    )
+    features = tuple(
+        dataclasses.replace(f, nullable=True) if f.name == "charge" else f for f in SPEC.features
+    )
+    spec = dataclasses.replace(
+        SPEC,
+        task=task,
+        features=features,
+        target_kind="numeric" if task == "regression" else "categorical",
+        trusted_types=(*TRUSTED, "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"),
+    )
+    holdout = _frame(400, seed=1)
+    holdout.loc[holdout.index % 13 == 0, "charge"] = np.nan
+    graph, block = compile_model(model, spec, holdout)
+    assert graph is not None, block
+    assert (block["inputs"], block["numbers"]) == ("columns", "float32")
+    _release(tmp_path, model, spec, holdout, graph, block)
+    assert load_release(tmp_path, spec).answered_by == "onnx graph"
