@@ -3,13 +3,12 @@
 Run: .venv/bin/python bench/predictors.py [--rounds 3]
 
 For each model (diabetes' Ridge pipeline, churn's logistic regression behind one-hot, impute and
-scale, and the random forest ``init --library forest`` makes, 100 trees), ``score_rows`` as the
-service calls it on an already-checked request of 1 and of 100 rows, with each predictor the
-model has: the model itself (scikit-learn), its compiled ONNX graph (onnxruntime, one thread),
-and the affine map where the model is one.
-Microseconds per call, the best of ``--rounds`` (in-process: no server, no socket), so these are
-the costs the serving core adds on top. A reading stays in ``loaded.py`` only where it beats
-the graph here.
+scale, and the random forests ``init --library forest`` makes, 100 trees), a parsed request of 1
+and of 100 rows checked (``rows_from_payload``) and scored (``score_rows``) as the service does
+it, with each predictor the model has: the model itself (scikit-learn), its compiled ONNX graph
+(onnxruntime, one thread), and the affine map where the model is one. Microseconds per request,
+the best of ``--rounds`` (in-process: no server, no socket, no JSON). A reading stays in
+``loaded.py`` only where it beats the graph here.
 """
 
 import argparse
@@ -44,12 +43,13 @@ def models():
     from mlops_assets.project.loader import load_project
 
     with tempfile.TemporaryDirectory() as scratch:
-        forest = Path(scratch) / "forest"
-        scaffold(forest, "binary", library="forest")
+        for task in ("binary", "regression"):
+            scaffold(Path(scratch) / task, task, library="forest")
         for name, folder in (
             ("diabetes", REPO / "models" / "diabetes"),
             ("churn", REPO / "models" / "churn"),
-            ("init --library forest (binary, 100 trees)", forest),
+            ("init --library forest (binary, 100 trees)", Path(scratch) / "binary"),
+            ("init --library forest (regression, 100 trees)", Path(scratch) / "regression"),
         ):
             project = load_project(folder)
             spec = ServingSpec.from_dict(project.spec.serving_dict())
@@ -94,10 +94,18 @@ def main() -> int:
         )
         for count in (1, 100):
             payload = {"data": probe_rows(spec, count)}
-            rows = rows_from_payload(payload, spec, count, json.dumps(payload).encode())
+            text = json.dumps(payload).encode()
             calls = 2000 if count == 1 else 300
             cells = [
-                best_microseconds(lambda m=m, r=rows: score_rows(m, r), calls, args.rounds) if m else None
+                best_microseconds(
+                    lambda m=m, p=payload, t=text, n=count, s=spec: score_rows(
+                        m, rows_from_payload(p, s, n, t)
+                    ),
+                    calls,
+                    args.rounds,
+                )
+                if m
+                else None
                 for m in (
                     plain,
                     on_graph,

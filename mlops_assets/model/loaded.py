@@ -179,12 +179,11 @@ def score_rows(model: LoadedModel, rows: Rows) -> dict[str, Any]:
     true/false, whole numbers, text) and, when the model has them, ``"probabilities"``: one
     object per row, class label to probability."""
     spec = model.serving_spec
+    # The graph takes the rows as they are; the model may need a frame built from them.
+    given = rows.cheapest if model.compiled is not None and not model.fast_path else rows.values
     if spec.task == "regression":
-        return {"result": predict_checked(model, rows.values)}
-    if model.compiled is not None:  # each feature's values, not the frame the model would need
-        labels, probabilities = classify(model, rows.columns if rows.columns is not None else rows.values)
-    else:
-        labels, probabilities = classify(model, rows.values)
+        return {"result": predict_checked(model, given)}
+    labels, probabilities = classify(model, given)
     result: dict[str, Any] = {"result": [_label(v, spec.target_kind) for v in labels.tolist()]}
     if probabilities is not None:
         keys = [json_key(_label(c, spec.target_kind)) for c in model.classes]

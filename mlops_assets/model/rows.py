@@ -187,6 +187,14 @@ class Rows:
             return list(self._values.T)
         return self._columns
 
+    @property
+    def cheapest(self) -> Any:
+        """The rows as they already are, for a scorer that takes either (a compiled graph): the
+        float matrix, else each feature's values, never a frame built for it."""
+        if isinstance(self._values, np.ndarray) or self._columns is None:
+            return self.values
+        return self._columns
+
 
 def duplicate_key(payload: Any, text: bytes) -> str | None:
     """A key that an object of the request repeats (the JSON parser keeps its last value without a
