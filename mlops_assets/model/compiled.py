@@ -32,12 +32,10 @@ MISSING_CATEGORY = ""  # what a null category is fed as (a string tensor holds n
 @dataclass(frozen=True)
 class CompiledModel:
     session: Any  # onnxruntime.InferenceSession
-    task: str
     features: tuple[str, ...]
     categorical: tuple[bool, ...]  # per feature: fed as text
     inputs: str  # "matrix" | "columns"
     numbers: np.dtype
-    sha256: str
 
     def run(self, rows: Any) -> list[np.ndarray]:
         """The graph's outputs for rows as ``Rows`` holds them: a float matrix, a named frame, or
@@ -108,7 +106,7 @@ def session_options() -> Any:
 
 
 def compiled_model(
-    graph: bytes, block: dict, task: str, features: Sequence[str], categorical: Sequence[bool], source: str
+    graph: bytes, block: dict, features: Sequence[str], categorical: Sequence[bool], source: str
 ) -> CompiledModel:
     """The graph, if its sha256 is the manifest's, ready to answer; an ArtifactError names what
     is wrong (a tampered file, a graph this onnxruntime cannot run)."""
@@ -121,12 +119,10 @@ def compiled_model(
         raise ArtifactError(f"{source}: onnxruntime cannot load the compiled graph ({exc})") from exc
     return CompiledModel(
         session,
-        task,
         tuple(features),
         tuple(bool(c) for c in categorical),
         str(block["inputs"]),
         np.dtype(block["numbers"]),
-        block["sha256"],
     )
 
 

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from mlops_assets.model.compiled import compiled_model, first_difference
+from mlops_assets.model.artifact import sha256_hex
+from mlops_assets.model.compiled import PROBABILITY_ATOL, REGRESSION_RTOL, compiled_model, first_difference
 from mlops_assets.model.rows import PayloadError, ServingSpec, probe_rows, rows_from_payload
 from mlops_assets.project.rules import NUMBER_KINDS
 
@@ -48,11 +49,9 @@ def compile_model(model: Any, spec: ServingSpec, holdout: Any) -> tuple[bytes | 
             except Exception as exc:  # skl2onnx raises many kinds: each is a reason, not a crash
                 failures.setdefault(f"no converter ({_said(exc)})", []).append(f"{inputs} of {numbers}")
                 continue
-            block = {"format": "onnx", "inputs": inputs, "numbers": numbers, "sha256": _sha256(graph)}
+            block = {"format": "onnx", "inputs": inputs, "numbers": numbers, "sha256": sha256_hex(graph)}
             try:
-                compiled = compiled_model(
-                    graph, block, spec.task, spec.names, _categorical(spec), "the graph"
-                )
+                compiled = compiled_model(graph, block, spec.names, _categorical(spec), "the graph")
             except ValueError as exc:
                 failures.setdefault(f"onnxruntime cannot run it ({_said(exc)})", []).append(
                     f"{inputs} of {numbers}"
@@ -162,17 +161,9 @@ def _model_answers(model: Any, spec: ServingSpec, rows: Any) -> tuple:
 
 
 def _tolerance(task: str) -> dict[str, float]:
-    from mlops_assets.model.compiled import PROBABILITY_ATOL, REGRESSION_RTOL
-
     return {"relative": REGRESSION_RTOL} if task == "regression" else {"probability": PROBABILITY_ATOL}
 
 
 def _said(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 200 else text[:199] + "…"
-
-
-def _sha256(data: bytes) -> str:
-    from mlops_assets.model.artifact import sha256_hex
-
-    return sha256_hex(data)

@@ -129,7 +129,7 @@ def _checked_graph(manifest: dict[str, Any], graph: bytes, spec: ServingSpec, so
     the model did at registration (within the stated tolerance): a graph that does not is refused."""
     where = f"{source}: the compiled graph"
     categorical = [f.kind == "categorical" for f in spec.features]
-    compiled = compiled_model(graph, manifest["compiled"], spec.task, spec.names, categorical, where)
+    compiled = compiled_model(graph, manifest["compiled"], spec.names, categorical, where)
     smoke = manifest.get("smoke")
     if smoke:
         rows = rows_from_payload({"data": smoke["rows"]}, spec, len(smoke["rows"]))

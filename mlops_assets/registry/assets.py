@@ -27,7 +27,13 @@ from mlops_assets.project.loader import ModelProject
 from mlops_assets.project.metrics import task_metrics
 from mlops_assets.project.package import sources_digest
 from mlops_assets.project.spec import ProjectError
-from mlops_assets.registry.compiled import COMPILED_TAG, compiled_tag, verdict_words, version_verdict
+from mlops_assets.registry.compiled import (
+    COMPILED_TAG,
+    compiled_tag,
+    read_graph,
+    verdict_words,
+    version_verdict,
+)
 from mlops_assets.registry.evaluation import (
     Decision,
     Scored,
@@ -164,12 +170,11 @@ def _registered_graph(models: ModelRegistry, version, compiled: dict) -> tuple[b
     )
     if "sha256" not in block:
         return None, block
-    graph = models.read_file(version.version, COMPILED_NAME)
+    block = block | {"file": COMPILED_NAME}
     try:
-        verify_sha256(graph, block["sha256"], f"version {version.version}'s {COMPILED_NAME}")
+        return read_graph(models, version.version, block), block
     except ArtifactError as exc:
         raise dg.Failure(str(exc)) from exc
-    return graph, block | {"file": COMPILED_NAME}
 
 
 def _manifest(registry: ModelRegistry, version: int) -> dict | None:
@@ -342,22 +347,15 @@ def registered_model(
             f"{model_project.folder}: the project's code changed since the candidate was trained (code "
             f"{sources_digest(sources)}, trained with {candidate_model['model_code_digest']}): train it again"
         )
-    artifact = _artifact(
+    candidate = _artifact(
         store.read_bytes(relative_path(store, candidate_model["artifact_uri"])),
         candidate_model["artifact_sha256"],
         candidate_model["artifact_uri"],
         model_project,
-    ).data
+    )
     runner = project.runner()
     with _holdout_file(store, candidate_model, model_project) as holdout:
-        graph, compiled = _compiled(
-            runner,
-            model_project,
-            _artifact(
-                artifact, candidate_model["artifact_sha256"], candidate_model["artifact_uri"], model_project
-            ),
-            holdout,
-        )
+        graph, compiled = _compiled(runner, model_project, candidate, holdout)
     context.log.info(f"{candidate_model['artifact_uri']}: {verdict_words(compiled)}")
     champion = models.get_alias(PRODUCTION_ALIAS)
     bar = model_evaluation.get("bar") or {}
@@ -370,7 +368,7 @@ def registered_model(
     )
     tags[COMPILED_TAG] = compiled_tag(compiled)
     version = models.register(
-        artifact,
+        candidate.data,
         ARTIFACT_NAME,
         tags,
         reported_metrics(candidate_model),

@@ -5,6 +5,12 @@ verdict (how the graph is fed, or why the model is served as fitted) in the vers
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
+
+from mlops_assets.model.artifact import verify_sha256
+
+if TYPE_CHECKING:
+    from mlops_assets.registry.protocol import ModelRegistry
 
 COMPILED_TAG = "compiled"
 TAG_REASON_CHARS = 300  # a registry's tag has a size limit; the manifest keeps the whole reason
@@ -23,6 +29,14 @@ def version_verdict(tags: dict[str, str]) -> dict:
     """What the version's tags say of its graph (a version registered before, that it has none)."""
     text = tags.get(COMPILED_TAG)
     return json.loads(text) if text else dict(NOT_COMPILED_BEFORE)
+
+
+def read_graph(models: ModelRegistry, version: int, block: dict) -> bytes:
+    """The graph ``block`` (a manifest's ``compiled``, with its ``file``) names, from the registry,
+    checked against its sha256 (an ArtifactError names a file that is not it)."""
+    graph = models.read_file(version, block["file"])
+    verify_sha256(graph, block["sha256"], f"version {version}'s {block['file']}")
+    return graph
 
 
 def verdict_words(block: dict) -> str:

@@ -16,6 +16,7 @@ from mlops_assets.model.manifest import MANIFEST_NAME
 from mlops_assets.model.smoke import SmokeSample
 from mlops_assets.project.package import sources_of
 from mlops_assets.project.spec import ProjectError
+from mlops_assets.registry.compiled import read_graph
 from mlops_assets.registry.protocol import ModelRegistry
 from mlops_assets.release.build_context import BuildContext, assemble, intact, serving_requirements
 from mlops_assets.release.deployments import Endpoint, Release
@@ -68,12 +69,10 @@ def _compiled_files(models: ModelRegistry, version: int, manifest: dict) -> dict
     block = manifest.get("compiled") or {}
     if not block.get("file"):
         return {}
-    graph = models.read_file(version, block["file"])
     try:
-        verify_sha256(graph, block["sha256"], f"version {version}'s {block['file']}")
+        return {block["file"]: read_graph(models, version, block)}
     except ArtifactError as exc:
         raise ReleaseInputError(str(exc)) from exc
-    return {block["file"]: graph}
 
 
 def assemble_version(

@@ -123,6 +123,12 @@ class ProjectRunner:
             raise ProjectRunError(f"{answer['kind']}: {answer['error']}", answer["kind"])
         return answer["result"]
 
+    def copied_file(self, source: Path) -> Path:
+        """A copy of the parquet file ``source`` in the scratch folder, where the worker reads it."""
+        path = self.scratch / f"frame-{next(self._names)}.parquet"
+        shutil.copyfile(source, path)
+        return path
+
     def frame_file(self, frame: pd.DataFrame) -> Path:
         path = self.scratch / f"frame-{next(self._names)}.parquet"
         frame.to_parquet(path, index=False)
@@ -181,8 +187,7 @@ class ProjectRunner:
         worker makes them what the model takes, ``categories`` being the spec's native ones), and
         the predictions and targets of its first ``predictions`` rows. The rows are read in the
         worker, never here."""
-        path = self.scratch / f"frame-{next(self._names)}.parquet"
-        shutil.copyfile(holdout, path)
+        path = self.copied_file(holdout)
         try:
             return self.call(
                 "evaluate",
@@ -212,9 +217,8 @@ class ProjectRunner:
         """The artifact compiled to a graph checked against it on the rows of ``holdout`` (a
         parquet file) and rows drawn from the spec: ``(graph, the manifest's compiled block)``, or
         ``(None, {"reason": ...})``."""
-        frame = self.scratch / f"frame-{next(self._names)}.parquet"
+        frame = self.copied_file(holdout)
         out = self.scratch / f"graph-{next(self._names)}.onnx"
-        shutil.copyfile(holdout, frame)
         try:
             block = self.call(
                 "compile_graph",
