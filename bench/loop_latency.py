@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 from bench.quick import parse_args  # noqa: E402
 from mlops_assets_tests import dagster_dev  # noqa: E402
 from mlops_assets_tests.conftest import subprocess_env  # noqa: E402
-from mlops_assets_tests.dagster_dev import graphql, runs, wait_for  # noqa: E402
+from mlops_assets_tests.dagster_dev import runs, wait_for  # noqa: E402
 from mlops_assets_tests.serving_support import BIN, free_port  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def main() -> int:
     port = free_port()
     server = dagster_dev.start(env, port)
     try:
-        wait_for("the UI", lambda: graphql(port, "{ assetNodes { id } }")["assetNodes"], 180)
+        dagster_dev.wait_for_asset_graph(server, port)
         wait_for("the first retrain", lambda: [r for r in runs(port) if r["jobName"] == "retraining_job"
                                                and r["status"] == "SUCCESS"], 600)  # fmt: skip
         from mlops_assets.ingest.seed import land_held_back

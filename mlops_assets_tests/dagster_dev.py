@@ -14,11 +14,19 @@ from mlops_assets_tests.conftest import REPO
 from mlops_assets_tests.serving_support import BIN
 
 _HOMES: dict[int, Path] = {}
+_LOGS: dict[int, Path] = {}
+ASSET_NODES = "{ assetNodes { id } }"
+LOCATIONS = (
+    "{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError "
+    "{ __typename ... on PythonError { message } } } } } }"
+)
 RUNS = "{ runsOrError { ... on Runs { results { runId jobName status creationTime startTime tags { key value } } } } }"
 
 
-def start(env: dict[str, str], port: int, log=subprocess.DEVNULL) -> subprocess.Popen:
-    """With default signal handling, or a backgrounded daemon ignores SIGTERM (DESIGN.md)."""
+def start(env: dict[str, str], port: int, log: Path | None = None) -> subprocess.Popen:
+    """With default signal handling, or a backgrounded daemon ignores SIGTERM (DESIGN.md). The
+    webserver's and daemon's stderr go to ``log`` (else a file in the home), quoted by
+    ``wait_for_asset_graph`` when the UI does not come up."""
     command = [
         shutil.which("env"),
         "--default-signal=INT,TERM",
@@ -28,9 +36,41 @@ def start(env: dict[str, str], port: int, log=subprocess.DEVNULL) -> subprocess.
         str(port),
     ]
     _HOMES[port] = Path(env["MLOPS_HOME"])
-    return subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True
-    )
+    _LOGS[port] = log or Path(env["MLOPS_HOME"]).with_name(f"ui-{port}.log")
+    with open(_LOGS[port], "ab") as stderr:
+        return subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
+        )
+
+
+def wait_for_asset_graph(server: subprocess.Popen, port: int, query: str = ASSET_NODES, timeout: float = 180):
+    """``query``'s data once the code location has loaded. Fails at once, quoting the server's log,
+    when the server exits or the location loads with an error; on a timeout the log is quoted too."""
+
+    def loaded():
+        if server.poll() is not None:
+            raise AssertionError(f"the UI exited with {server.returncode}:\n{_log_tail(port)}")
+        entries = graphql(port, LOCATIONS)["workspaceOrError"]["locationEntries"]
+        for entry in entries:
+            error = entry["locationOrLoadError"] or {}
+            if error.get("__typename") == "PythonError":
+                raise AssertionError(f"code location {entry['name']} failed to load: {error['message']}")
+        data = graphql(port, query)
+        return data if data["assetNodes"] else None
+
+    try:
+        return wait_for("the UI to load the code location", loaded, timeout)
+    except AssertionError as failed:
+        if "timed out" in str(failed):
+            raise AssertionError(f"{failed}; the UI's log ends:\n{_log_tail(port)}") from None
+        raise
+
+
+def _log_tail(port: int, lines: int = 40) -> str:
+    try:
+        return "\n".join(_LOGS[port].read_text(errors="replace").splitlines()[-lines:])
+    except OSError as error:
+        return f"(no log: {error})"
 
 
 def token(port: int) -> str:
@@ -39,7 +79,11 @@ def token(port: int) -> str:
 
 
 def stop(server: subprocess.Popen, timeout: float = 60) -> None:
-    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        os.killpg(server.pid, signal.SIGTERM)
+    except ProcessLookupError:  # the whole group has exited already
+        server.wait()
+        return
     try:
         server.wait(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -158,11 +158,7 @@ def test_the_ui_serves_the_asset_graph_from_the_same_instance(demo_home):
     server = dagster_dev.start(subprocess_env(home), port)
     try:
         query = "{ assetNodes { assetKey { path } } runsOrError { ... on Runs { results { runId } } } }"
-        data = dagster_dev.wait_for(
-            "dagster dev on 127.0.0.1",
-            lambda: (d := dagster_dev.graphql(port, query))["assetNodes"] and d,
-            120,
-        )
+        data = dagster_dev.wait_for_asset_graph(server, port, query, 120)
         keys = {"/".join(node["assetKey"]["path"]) for node in data["assetNodes"]}
         assert {
             "landed_batch",

@@ -12,7 +12,7 @@ import pytest
 
 from mlops_assets_tests import dagster_dev
 from mlops_assets_tests.conftest import REPO, subprocess_env
-from mlops_assets_tests.dagster_dev import graphql, runs, wait_for
+from mlops_assets_tests.dagster_dev import runs, wait_for
 from mlops_assets_tests.projects import DIABETES
 from mlops_assets_tests.serving_support import BIN, free_port
 
@@ -55,14 +55,10 @@ def test_lineage_a_retrain_from_the_page_then_the_daemon_runs_the_loop_alone(tmp
     for command in (["seed"], ["instance"]):
         subprocess.run([str(BIN / "mlops-assets"), *command], env=env, check=True, capture_output=True)
     port = free_port()
-    server = dagster_dev.start(env, port, open(tmp_path / "dagster-dev.log", "w"))  # noqa: SIM115
+    server = dagster_dev.start(env, port, tmp_path / "dagster-dev.log")
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(
-            "the UI to load the code location",
-            lambda: graphql(port, "{ assetNodes { id } }")["assetNodes"],
-            180,
-        )
+        dagster_dev.wait_for_asset_graph(server, port)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
