@@ -205,12 +205,32 @@ def test_a_holdout_the_service_would_refuse_leaves_nothing_to_check_on_and_says_
     )
 
 
+def _boosted_spec(task: str) -> ServingSpec:
+    features = tuple(
+        dataclasses.replace(f, nullable=True) if f.name == "charge" else f for f in SPEC.features
+    )
+    return dataclasses.replace(
+        SPEC,
+        task=task,
+        features=features,
+        target_kind={"binary": "boolean", "multiclass": "categorical"}.get(task, "numeric"),
+        trusted_types=(*TRUSTED, "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"),
+    )
+
+
+# What comes before the trees, and the precision the graph then takes.
+BEFORE_THE_TREES = {
+    # onnxruntime has no double kernel for an imputer: float32, exact while nothing computes in it.
+    "imputer": (lambda: SimpleImputer(keep_empty_features=True), "float32"),
+    # float32 would send rows on a threshold the other way: the trees are written in float64
+    # (model/tree_graphs.py), missing values routed by the trees as the model routes them.
+    "scaler": (StandardScaler, "float64"),
+}
+
+
+@pytest.mark.parametrize("before", sorted(BEFORE_THE_TREES))
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
-def test_histogram_gradient_boosting_behind_one_hot_compiles_exact_with_its_missing_values(tmp_path, task):
-    """scikit-learn's own boosted trees, a missing value routed by the trees themselves: a tree
-    ensemble's double graph does not load (onnxruntime types its outputs float), so the graph takes
-    float32, and with no float32 arithmetic before the trees it answers every checked row as the
-    model does."""
+def test_histogram_gradient_boosting_compiles_exact_with_its_missing_values(tmp_path, task, before):
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
     frame = _frame(2000)
@@ -221,27 +241,45 @@ def test_histogram_gradient_boosting_behind_one_hot_compiles_exact_with_its_miss
         "regression": frame["charge"].fillna(250).to_numpy() / 10 + frame["tenure"].to_numpy(),
     }
     boosted = HistGradientBoostingRegressor if task == "regression" else HistGradientBoostingClassifier
+    numbers_step, numbers = BEFORE_THE_TREES[before]
     columns = ColumnTransformer(
-        [("plan", OneHotEncoder(handle_unknown="ignore"), ["plan"])],
-        remainder=SimpleImputer(keep_empty_features=True),
+        [("plan", OneHotEncoder(handle_unknown="ignore"), ["plan"])], remainder=numbers_step()
     )
     model = make_pipeline(columns, boosted(max_iter=30, random_state=0)).fit(
         frame[list(SPEC.names)], targets[task]
     )
-    features = tuple(
-        dataclasses.replace(f, nullable=True) if f.name == "charge" else f for f in SPEC.features
-    )
-    spec = dataclasses.replace(
-        SPEC,
-        task=task,
-        features=features,
-        target_kind="numeric" if task == "regression" else "categorical",
-        trusted_types=(*TRUSTED, "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"),
-    )
+    spec = _boosted_spec(task)
     holdout = _frame(400, seed=1)
     holdout.loc[holdout.index % 13 == 0, "charge"] = np.nan
     graph, block = compile_model(model, spec, holdout)
     assert graph is not None, block
-    assert (block["inputs"], block["numbers"]) == ("columns", "float32")
+    assert (block["inputs"], block["numbers"]) == ("columns", numbers)
     _release(tmp_path, model, spec, holdout, graph, block)
-    assert load_release(tmp_path, spec).answered_by == "onnx graph"
+    served = load_release(tmp_path, spec)
+    assert served.answered_by == "onnx graph"
+    request = holdout[list(spec.names)].head(50)
+    data = request.astype(object).where(request.notna(), None).to_numpy().tolist()
+    got = score_rows(served, rows_from_payload({"data": data}, spec, len(data)))["result"]
+    want = model.predict(request)
+    if task == "regression":
+        np.testing.assert_allclose(got, want, rtol=1e-6 if numbers == "float32" else 1e-12)
+    else:
+        assert [str(v) for v in got] == [str(v) for v in want]
+
+
+def test_histogram_gradient_boosting_splitting_on_categories_is_served_as_fitted_and_says_why():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.preprocessing import OrdinalEncoder
+
+    frame = _frame(1500)
+    columns = ColumnTransformer(
+        [("plan", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1), ["plan"])],
+        remainder="passthrough",
+    )
+    boosted = HistGradientBoostingClassifier(max_iter=20, categorical_features=[0], random_state=0)
+    model = make_pipeline(columns, boosted).fit(frame[list(SPEC.names)], frame["churned"].to_numpy())
+    graph, block = compile_model(model, _boosted_spec("binary"), _frame(200, seed=1))
+    assert graph is None
+    assert "no converter (its trees split on categories (categorical_features)" in block["reason"], block[
+        "reason"
+    ]

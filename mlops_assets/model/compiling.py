@@ -3,8 +3,8 @@ model does: run in the project runner (the project's environment holds the model
 
 Each way of feeding the graph is tried in turn (one matrix of every feature where all are
 numbers, else one input per feature; numbers as float64, then float32 where the converter or
-onnxruntime takes no doubles: onnxruntime has no double kernel for an imputer, nor a tree ensemble
-with double outputs). The first graph that converts and loads is run on the holdout (its first
+onnxruntime takes no doubles: onnxruntime has no double kernel for an imputer, nor for skl2onnx's
+tree ensembles; histogram gradient boosting is written by ``tree_graphs`` in either precision). The first graph that converts and loads is run on the holdout (its first
 ``HOLDOUT_ROWS``) and on rows drawn from the spec (each number at its extremes too), and compared
 with the model on every row (``compiled.first_difference``): a row that float32 arithmetic sends
 across a tree's threshold, say, fails it. The verdict names what happened: the graph and how it
@@ -13,12 +13,14 @@ is fed, or why the model is served as it is (no converter, a row that differs, w
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from typing import Any
 
 import numpy as np
 
+from mlops_assets.model import tree_graphs
 from mlops_assets.model.artifact import sha256_hex
 from mlops_assets.model.compiled import PROBABILITY_ATOL, REGRESSION_RTOL, compiled_model, first_difference
 from mlops_assets.model.rows import PayloadError, ServingSpec, probe_rows, rows_from_payload
@@ -90,10 +92,16 @@ def _converted(model: Any, spec: ServingSpec, inputs: str, numbers: str) -> byte
             for f in spec.features
         ]
     options = {"zipmap": False} if spec.task != "regression" else None
+    _register_converters()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         graph = convert_sklearn(model, initial_types=types, options=options)
-    return graph.SerializeToString()
+    return tree_graphs.finished(graph).SerializeToString()
+
+
+@functools.cache
+def _register_converters() -> None:
+    tree_graphs.register()
 
 
 def _checked_rows(spec: ServingSpec, holdout: Any) -> dict[str, Any]:
