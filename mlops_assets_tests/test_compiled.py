@@ -283,3 +283,92 @@ def test_histogram_gradient_boosting_splitting_on_categories_is_served_as_fitted
     assert "no converter (its trees split on categories (categorical_features)" in block["reason"], block[
         "reason"
     ]
+
+
+BOOSTERS_CHECK = """
+import json, sys
+import lightgbm, numpy as np, pandas as pd, xgboost
+from mlops_assets.model.compiling import compile_model
+from mlops_assets.model.rows import ServingSpec
+from mlops_assets.project.rules import Feature
+
+PLANS = ["basic", "standard", "premium", "legacy"]  # "legacy" is never in the data
+
+
+def frame(rows, seed):
+    rng = np.random.default_rng(seed)
+    data = pd.DataFrame({
+        "plan": pd.Categorical(rng.choice(PLANS[:3], rows), categories=PLANS),
+        "tenure": rng.integers(0, 240, rows).astype(float),
+        "charge": rng.uniform(0, 500, rows),
+    })
+    data.loc[data.index % 11 == 0, "charge"] = np.nan
+    data.loc[data.index % 13 == 0, "plan"] = None
+    return data
+
+
+train, holdout = frame(3000, 0), frame(500, 1)
+score = train["charge"].fillna(250) / 100 - train["tenure"] / 60 + (train["plan"] == "premium") * 2
+targets = {
+    "regression": score,
+    "binary": (score > 0).to_numpy(),
+    "multiclass": np.select([score < -1, score < 1], ["low", "mid"], "high"),
+}
+features = (
+    Feature("plan", "categorical", categories=tuple(PLANS), nullable=True),
+    Feature("tenure", "integer", 0, 240),
+    Feature("charge", "numeric", 0, 500, nullable=True),
+)
+kinds = {"regression": "numeric", "binary": "boolean", "multiclass": "categorical"}
+boosted = {"n_estimators": 40, "n_jobs": 1}
+estimators = {
+    ("lightgbm", "regression"): lambda: lightgbm.LGBMRegressor(num_leaves=15, verbose=-1, **boosted),
+    ("lightgbm", "binary"): lambda: lightgbm.LGBMClassifier(num_leaves=15, verbose=-1, **boosted),
+    ("lightgbm", "multiclass"): lambda: lightgbm.LGBMClassifier(num_leaves=15, verbose=-1, **boosted),
+    ("xgboost", "regression"): lambda: xgboost.XGBRegressor(max_depth=4, enable_categorical=True, **boosted),
+    ("xgboost", "binary"): lambda: xgboost.XGBClassifier(max_depth=4, enable_categorical=True, **boosted),
+}
+verdicts = {}
+for (library, task), estimator in estimators.items():
+    model = estimator().fit(train, targets[task])
+    spec = ServingSpec("parcels", task, features, target_kind=kinds[task], categorical_dtype="category")
+    verdicts[f"{library} {task}"] = compile_model(model, spec, holdout)[1]
+zero = lightgbm.LGBMRegressor(n_estimators=5, zero_as_missing=True, verbose=-1).fit(train, score)
+regression = ServingSpec("parcels", "regression", features, target_kind="numeric", categorical_dtype="category")
+verdicts["zero as missing"] = compile_model(zero, regression, holdout)[1]
+json.dump(verdicts, sys.stdout)
+"""
+
+
+@pytest.mark.slow
+def test_lightgbm_and_xgboost_on_pandas_categories_compile_exact_in_their_own_environment(tmp_path):
+    """Both libraries' trees written from their own dumps (model/booster_graphs.py), compiled where
+    the libraries are: an environment of the wheelhouse's locked wheels. Categories coded as each
+    library codes them, missing values and a category never seen routed as the trees route them;
+    LightGBM in float64 and XGBoost in float32, as each compares."""
+    import subprocess
+    from pathlib import Path
+
+    from mlops_assets.project.environment import Lock
+    from mlops_assets.runner.environments import environment_python
+    from mlops_assets_tests.wheels import WHEELHOUSE
+
+    pins = (Path(__file__).parent / "wheelhouse.txt").read_text()
+    lock = Lock("wheelhouse", "".join(line + "\n" for line in pins.splitlines() if not line.startswith("#")))
+    python = environment_python(lock, tmp_path, str(WHEELHOUSE))
+    ran = subprocess.run([str(python), "-c", BOOSTERS_CHECK], capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    verdicts = json.loads(ran.stdout)
+    libraries_tasks = (
+        "lightgbm regression",
+        "lightgbm binary",
+        "lightgbm multiclass",
+        "xgboost regression",
+        "xgboost binary",
+    )
+    for name in libraries_tasks:
+        block = verdicts[name]
+        numbers = "float64" if name.startswith("lightgbm") else "float32"
+        assert (block.get("inputs"), block.get("numbers")) == ("columns", numbers), (name, block)
+        assert block["checked_rows"]["holdout"] == 500
+    assert "it takes zero as missing (zero_as_missing)" in verdicts["zero as missing"]["reason"]

@@ -272,7 +272,7 @@ def _the_production_version_keeps_its_own_classes(defs, settings, instance, proj
 EXPECTED_COMPILED = {
     "diabetes": (True, "affine map", ""),
     "churn": (True, "onnx graph", ""),
-    "parcels": (False, "the model", "pandas Categorical"),
+    "parcels": (True, "onnx graph", ""),
     "init": (True, "onnx graph", ""),
     "forest": (True, "onnx graph", ""),
     "custom": (False, "the model", "no converter"),

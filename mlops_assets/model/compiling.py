@@ -4,7 +4,9 @@ model does: run in the project runner (the project's environment holds the model
 Each way of feeding the graph is tried in turn (one matrix of every feature where all are
 numbers, else one input per feature; numbers as float64, then float32 where the converter or
 onnxruntime takes no doubles: onnxruntime has no double kernel for an imputer, nor for skl2onnx's
-tree ensembles; histogram gradient boosting is written by ``tree_graphs`` in either precision). The first graph that converts and loads is run on the holdout (its first
+tree ensembles; histogram gradient boosting is written by ``tree_graphs`` in either precision,
+LightGBM and XGBoost by ``booster_graphs`` in the precision each compares in, skl2onnx converts
+the rest). The first graph that converts and loads is run on the holdout (its first
 ``HOLDOUT_ROWS``) and on rows drawn from the spec (each number at its extremes too), and compared
 with the model on every row (``compiled.first_difference``): a row that float32 arithmetic sends
 across a tree's threshold, say, fails it. The verdict names what happened: the graph and how it
@@ -20,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from mlops_assets.model import tree_graphs
+from mlops_assets.model import booster_graphs, tree_graphs
 from mlops_assets.model.artifact import sha256_hex
 from mlops_assets.model.compiled import PROBABILITY_ATOL, REGRESSION_RTOL, compiled_model, first_difference
 from mlops_assets.model.rows import PayloadError, ServingSpec, probe_rows, rows_from_payload
@@ -35,8 +37,10 @@ SHOWN_VALUES = 12
 def compile_model(model: Any, spec: ServingSpec, holdout: Any) -> tuple[bytes | None, dict[str, Any]]:
     """``(graph, block)``: the graph and the manifest's ``compiled`` block when it compiled, else
     ``(None, {"reason": ...})``. ``holdout``: a frame with the spec's features, as the model takes them."""
-    if spec.categorical_dtype == "category":
-        return None, {"reason": "its categories are pandas Categorical columns: no converter takes them yet"}
+    if spec.categorical_dtype == "category" and not booster_graphs.is_booster(model):
+        return None, {
+            "reason": "its categories are pandas Categorical columns: only LightGBM and XGBoost are compiled on them"
+        }
     try:
         rows = _checked_rows(spec, holdout)
     except PayloadError as exc:
@@ -80,6 +84,9 @@ def _categorical(spec: ServingSpec) -> list[bool]:
 
 
 def _converted(model: Any, spec: ServingSpec, inputs: str, numbers: str) -> bytes:
+    if booster_graphs.is_booster(model):
+        features = [(f.name, f.kind == "categorical") for f in spec.features]
+        return booster_graphs.booster_graph(model, features, inputs, numbers).SerializeToString()
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType
 

@@ -16,6 +16,7 @@ of its own and ``finished`` moves it to ai.onnx.ml 5 once the graph is converted
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ ML_DOMAIN = "ai.onnx.ml"
 TREE_ENSEMBLE_OPSET = 5
 WRITTEN_IN = "mlops_assets.trees"  # the domain the converter writes the node in, until ``finished``
 BRANCH_LEQ = 0  # TreeEnsemble's nodes_modes: go to the true branch when x <= the split
+BRANCH_MEMBER = 6  # ... when x is one of the node's set (membership_values)
 
 
 def register() -> None:
@@ -73,64 +75,93 @@ def finished(graph: Any) -> Any:
     return graph
 
 
+@dataclass
+class Ensemble:
+    """``TreeEnsemble``'s node and leaf arrays, filled tree by tree: a node's true and false
+    branches each reach a node (by its index here) or a leaf (``*_leaf`` is 1)."""
+
+    feature: list[int] = field(default_factory=list)
+    split: list[float] = field(default_factory=list)
+    mode: list[int] = field(default_factory=list)
+    true: list[int] = field(default_factory=list)
+    false: list[int] = field(default_factory=list)
+    true_leaf: list[int] = field(default_factory=list)
+    false_leaf: list[int] = field(default_factory=list)
+    nan_goes_true: list[int] = field(default_factory=list)
+    members: list[float] = field(default_factory=list)  # each BRANCH_MEMBER node's set, NaN after each
+    roots: list[int] = field(default_factory=list)
+    leaf_targets: list[int] = field(default_factory=list)
+    leaf_weights: list[float] = field(default_factory=list)
+
+    def add_leaf_tree(self, target: int, weight: float) -> None:
+        """A tree that is one leaf: a node whose both branches reach it."""
+        leaf = len(self.leaf_weights)
+        self.leaf_targets.append(target)
+        self.leaf_weights.append(weight)
+        self.roots.append(len(self.feature))
+        for column, value in (
+            (self.feature, 0), (self.split, 0.0), (self.mode, BRANCH_LEQ), (self.true, leaf),
+            (self.false, leaf), (self.true_leaf, 1), (self.false_leaf, 1), (self.nan_goes_true, 0),
+        ):  # fmt: skip
+            column.append(value)
+
+    def attributes(self, dtype: np.dtype, n_targets: int) -> dict[str, Any]:
+        from onnx import numpy_helper
+
+        given = {
+            "nodes_featureids": self.feature,
+            "nodes_splits": numpy_helper.from_array(np.asarray(self.split, dtype=dtype)),
+            "nodes_modes": numpy_helper.from_array(np.asarray(self.mode, dtype=np.uint8)),
+            "nodes_truenodeids": [int(i) for i in self.true],
+            "nodes_falsenodeids": [int(i) for i in self.false],
+            "nodes_trueleafs": self.true_leaf,
+            "nodes_falseleafs": self.false_leaf,
+            "nodes_missing_value_tracks_true": self.nan_goes_true,
+            "tree_roots": self.roots,
+            "leaf_targetids": self.leaf_targets,
+            "leaf_weights": numpy_helper.from_array(np.asarray(self.leaf_weights, dtype=dtype)),
+            "n_targets": n_targets,
+            "aggregate_function": 1,  # SUM
+            "post_transform": 0,  # NONE: a baseline and the link come after
+        }
+        if self.members:
+            given["membership_values"] = numpy_helper.from_array(np.asarray(self.members, dtype=dtype))
+        return given
+
+
 def ensemble_attributes(model: Any, dtype: np.dtype) -> dict[str, Any]:
     """``TreeEnsemble``'s attributes for every tree of a fitted HistGradientBoosting model: a tree
     per iteration and per target (a class's score, or the one score), summed."""
-    from onnx import numpy_helper
-
     categorical = getattr(model, "is_categorical_", None)
     if categorical is not None and np.any(categorical):
         raise NotImplementedError(
             "its trees split on categories (categorical_features): no ONNX node splits as they do"
         )
-    nodes: dict[str, list] = {
-        k: [] for k in ("feature", "split", "true", "false", "true_leaf", "false_leaf", "nan")
-    }
-    roots, leaf_targets, leaf_weights = [], [], []
+    trees = Ensemble()
     for iteration in model._predictors:
         for target, tree in enumerate(iteration):
             table = tree.nodes
-            if table["is_categorical"].any():
-                raise NotImplementedError(
-                    "its trees split on categories (bitsets): no ONNX node does it exactly"
-                )
             leaf = table["is_leaf"].astype(bool)
+            if leaf[0]:
+                trees.add_leaf_tree(target, float(table["value"][0]))
+                continue
             # Where each of the tree's nodes lands in the ensemble's node or leaf arrays.
-            interior_at = len(nodes["feature"]) + np.cumsum(~leaf) - 1
-            leaf_at = len(leaf_weights) + np.cumsum(leaf) - 1
-            if leaf[0]:  # a tree that is one leaf: a node whose both branches reach it
-                roots.append(len(nodes["feature"]))
-                for key, value in zip(nodes, (0, 0.0, leaf_at[0], leaf_at[0], 1, 1, 0), strict=True):
-                    nodes[key].append(value)
-            else:
-                roots.append(int(interior_at[0]))
-                inner = np.flatnonzero(~leaf)
-                left, right = table["left"][inner], table["right"][inner]
-                nodes["feature"] += table["feature_idx"][inner].tolist()
-                nodes["split"] += table["num_threshold"][inner].tolist()
-                nodes["true"] += np.where(leaf[left], leaf_at[left], interior_at[left]).tolist()
-                nodes["false"] += np.where(leaf[right], leaf_at[right], interior_at[right]).tolist()
-                nodes["true_leaf"] += leaf[left].astype(int).tolist()
-                nodes["false_leaf"] += leaf[right].astype(int).tolist()
-                nodes["nan"] += table["missing_go_to_left"][inner].astype(int).tolist()
-            leaf_targets += [target] * int(leaf.sum())
-            leaf_weights += table["value"][leaf].tolist()
-    return {
-        "nodes_featureids": nodes["feature"],
-        "nodes_splits": numpy_helper.from_array(np.asarray(nodes["split"], dtype=dtype)),
-        "nodes_modes": numpy_helper.from_array(np.full(len(nodes["feature"]), BRANCH_LEQ, dtype=np.uint8)),
-        "nodes_truenodeids": [int(i) for i in nodes["true"]],
-        "nodes_falsenodeids": [int(i) for i in nodes["false"]],
-        "nodes_trueleafs": nodes["true_leaf"],
-        "nodes_falseleafs": nodes["false_leaf"],
-        "nodes_missing_value_tracks_true": nodes["nan"],
-        "tree_roots": roots,
-        "leaf_targetids": leaf_targets,
-        "leaf_weights": numpy_helper.from_array(np.asarray(leaf_weights, dtype=dtype)),
-        "n_targets": int(model.n_trees_per_iteration_),
-        "aggregate_function": 1,  # SUM
-        "post_transform": 0,  # NONE: the baseline is added first, then the link
-    }
+            interior_at = len(trees.feature) + np.cumsum(~leaf) - 1
+            leaf_at = len(trees.leaf_weights) + np.cumsum(leaf) - 1
+            trees.roots.append(int(interior_at[0]))
+            inner = np.flatnonzero(~leaf)
+            left, right = table["left"][inner], table["right"][inner]
+            trees.feature += table["feature_idx"][inner].tolist()
+            trees.split += table["num_threshold"][inner].tolist()
+            trees.mode += [BRANCH_LEQ] * len(inner)
+            trees.true += np.where(leaf[left], leaf_at[left], interior_at[left]).tolist()
+            trees.false += np.where(leaf[right], leaf_at[right], interior_at[right]).tolist()
+            trees.true_leaf += leaf[left].astype(int).tolist()
+            trees.false_leaf += leaf[right].astype(int).tolist()
+            trees.nan_goes_true += table["missing_go_to_left"][inner].astype(int).tolist()
+            trees.leaf_targets += [target] * int(leaf.sum())
+            trees.leaf_weights += table["value"][leaf].tolist()
+    return trees.attributes(dtype, int(model.n_trees_per_iteration_))
 
 
 def _raw_scores(scope, operator, container) -> tuple[str, np.dtype]:
