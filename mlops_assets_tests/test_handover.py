@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from mlops_assets_tests.serving_support import SAMPLE, Hammer, free_port, write_
 pytestmark = pytest.mark.slow
 
 
-def _context(tmp_path: Path, version: int, alpha: float) -> Path:
+def _context(tmp_path: Path, version: int, alpha: float, serving_spec: dict | None = None) -> Path:
     folder = tmp_path / f"release-{version}"
     write_release(folder, version, alpha)
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -30,6 +31,7 @@ def _context(tmp_path: Path, version: int, alpha: float) -> Path:
         (folder / "model.skops").read_bytes(),
         manifest,
         serving_requirements(),
+        serving_spec=serving_spec,
     )
     return built.path
 
@@ -466,3 +468,89 @@ def test_production_comes_back_within_30_s_after_its_supervisor_is_killed_with_n
         keeper.terminate()
         output, _ = keeper.communicate(timeout=30)
     assert keeper.returncode == 0 and "lost its supervisor" in output, output[-2000:]
+
+
+class _CountedLooks(threading.Event):
+    """The keeper's stop event, counting its looks (one wait between each)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.looks = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.looks += 1
+        return super().wait(timeout)
+
+
+@pytest.mark.parametrize("stopped_meanwhile", [True, False], ids=["stopped on purpose", "left as it failed"])
+def test_a_keeper_s_failed_start_is_tried_again_unless_production_was_stopped_on_purpose_meanwhile(
+    target, tmp_path, monkeypatch, stopped_meanwhile
+):
+    """A start can fail its readiness wait while the service it started comes up anyway and is then
+    stopped on purpose (`down`, a teardown): the keeper must leave it stopped, not start it again.
+    A start that just failed is tried again at each look. The start is the keeper's own function,
+    made to fail here; the loss and the stop are the real records."""
+    from mlops_assets.hosting import keeper
+
+    deployment, _ = target.release(
+        "production", _context(tmp_path, 1, 0.5), "code-a", "1", "scoring:one", free_port()
+    )
+    os.killpg(deployment.pid, signal.SIGKILL)
+    _until(lambda: target.lost("production") is not None, "the supervisor's death recorded as a loss")
+    starts = []
+
+    def failing_start(where: LocalTarget, lost):
+        starts.append(lost.version)
+        if stopped_meanwhile:
+            where.stop("production")  # what a person's `down` does while the start is under way
+        raise DeploymentError("not ready in time")
+
+    monkeypatch.setattr(keeper, "bring_back", failing_start)
+    stopping = _CountedLooks()
+    looking = threading.Thread(target=keeper.keep, args=(target, contextlib.nullcontext, stopping, 0.02))
+    looking.start()
+    try:
+        _until(lambda: stopping.looks >= 20, "twenty looks of the keeper")
+    finally:
+        stopping.set()
+        looking.join(timeout=10)
+    assert starts == ["1"] if stopped_meanwhile else len(starts) >= 10, starts
+    assert target.get("production") is None
+
+
+def _descendants(pid: int) -> list[str]:
+    """The command lines of every process under ``pid``."""
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(proc.name))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        with contextlib.suppress(OSError):
+            found.append((Path("/proc") / str(child) / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        todo += children.get(child, [])
+    return found
+
+
+def test_a_process_deployment_runs_as_many_workers_as_its_project_s_service_says(target, tmp_path):
+    """[serving] workers = 3 in the project: the local process serves with three uvicorn workers
+    (the default is one), each answering."""
+    from mlops_assets_tests.projects import DIABETES
+
+    spec = DIABETES.spec.model_copy(
+        update={"serving": DIABETES.spec.serving.model_copy(update={"workers": 3})}
+    )
+    sized = spec.serving_dict()
+    deployment, _ = target.release(
+        "production", _context(tmp_path, 1, 0.5, sized), "code-a", "1", "scoring:one", free_port()
+    )
+    _until(lambda: deployment.health(timeout=1) == "answering ready", "production ready")
+    workers = [
+        line for line in _descendants(deployment.pid) if "multiprocessing" in line and "spawn_main" in line
+    ]
+    assert len(workers) == 3, _descendants(deployment.pid)

@@ -549,3 +549,65 @@ def test_aci_and_aks_give_the_service_its_request_log_destination_identity_and_t
     again = release_deployment(deployment, "img@sha256:cd", "4", "code", serving)
     names = [v["name"] for v in again["spec"]["template"]["spec"]["containers"][0]["env"]]
     assert len(names) == len(set(names))
+
+
+def test_a_project_s_service_size_reaches_aci_and_aks_and_an_undo_puts_the_previous_size_back(tmp_path):
+    """[serving] workers and cpus travel in the build context (its packaged serving spec): ACI's
+    group and AKS's Deployment get them, and the Deployment carries them for an undo; a context
+    whose project sets nothing keeps each target's default."""
+    from mlops_assets.hosting.sizing import CLOUD, LOCAL, Sizing, sizing
+    from mlops_assets.release.aci_target import AciSpec, container_group
+    from mlops_assets.release.aks_target import SIZING_ANNOTATION, load_manifests, release_deployment
+    from mlops_assets_tests.projects import CHURN
+
+    write_release(tmp_path / "release", 3)
+    spec = CHURN.spec.model_copy(
+        update={"serving": CHURN.spec.serving.model_copy(update={"workers": 4, "cpus": 0.25})}
+    )
+
+    def context_for(serving_spec: dict):
+        built, _ = assemble(
+            tmp_path / "contexts",
+            "model.skops",
+            (tmp_path / "release" / "model.skops").read_bytes(),
+            json.loads((tmp_path / "release" / "manifest.json").read_text()),
+            serving_requirements(),
+            serving_spec=serving_spec,
+        )
+        return built
+
+    size = sizing(context_for(spec.serving_dict()).path, CLOUD)
+    assert size == Sizing(workers=4, cpus=0.25)
+    unsized = context_for(CHURN.spec.serving_dict())
+    assert (sizing(unsized.path, CLOUD), sizing(unsized.path, LOCAL), sizing(None, LOCAL)) == (
+        CLOUD,
+        LOCAL,
+        LOCAL,
+    )
+
+    sent = container_group(AciSpec("rg", "westeurope", "qa", "mlops-qa"), "img", "3", ["k1"], size=size)
+    container = sent.serialize()["properties"]["containers"][0]["properties"]
+    assert container["command"][-2:] == ["--workers", "4"]
+    assert container["resources"] == {
+        "requests": {"memoryInGB": 1.5, "cpu": 0.25},
+        "limits": {"memoryInGB": 1.5, "cpu": 0.25},
+    }
+
+    deployment = release_deployment(load_manifests()["Deployment"], "img@sha256:ab", "3", "code", size=size)
+    pod = deployment["spec"]["template"]
+    scoring = pod["spec"]["containers"][0]
+    assert scoring["args"] == ["--workers", "4"]
+    assert (scoring["resources"]["limits"]["cpu"], scoring["resources"]["requests"]["cpu"]) == (
+        "0.25",
+        "0.25",
+    )
+    assert json.loads(pod["metadata"]["annotations"][SIZING_ANNOTATION]) == {"workers": 4, "cpus": 0.25}
+    default = release_deployment(load_manifests()["Deployment"], "img@sha256:ab", "3", "code")
+    scoring = default["spec"]["template"]["spec"]["containers"][0]
+    assert scoring["args"] == ["--workers", "2"]
+    assert (
+        scoring["resources"]["limits"]["cpu"]
+        == load_manifests()["Deployment"]["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"][
+            "cpu"
+        ]
+    )

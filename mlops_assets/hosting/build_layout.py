@@ -13,3 +13,6 @@ PROJECT_LOCK = f"{PROJECT_REQUIREMENTS}/requirements.lock"
 PROJECT_INDEX = f"{PROJECT_REQUIREMENTS}/index-url"  # the index its packages come from, or
 PROJECT_WHEELS = f"{PROJECT_REQUIREMENTS}/wheels"  # the wheels themselves (a folder index)
 PROJECT_DEBIAN_PACKAGES = f"{PROJECT_REQUIREMENTS}/debian-packages"  # its [environment] system_packages
+# The project's serving spec inside the packaged code (model/rows.py SPEC_NAME): its "serving"
+# block sizes each service (hosting/sizing.py).
+SERVING_SPEC = f"{PROJECT_DIR}/mlops_assets/model/serving-spec.json"

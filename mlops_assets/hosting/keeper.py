@@ -47,8 +47,9 @@ def keep(target: LocalTarget, lock, stopping: threading.Event, every: float = CH
     """Until ``stopping``: bring back each kept deployment whose supervisor died. ``lock()``: a
     context manager holding the release stage (a release in progress is waited for). A start
     that fails is tried again at the next look (the lost record is kept here meanwhile: starting
-    again removes it from disk)."""
-    waiting: dict[str, Deployment] = {}
+    again removes it from disk), unless the deployment is stopped on purpose meanwhile (a start
+    that failed its readiness wait may yet have come up and been stopped since)."""
+    waiting: dict[str, tuple[Deployment, str | None]] = {}  # the lost record, the stop mark then
     while not stopping.wait(every):
         for name in KEPT:
             if target.lost(name) is None and name not in waiting:
@@ -57,10 +58,14 @@ def keep(target: LocalTarget, lock, stopping: threading.Event, every: float = CH
                 if target.get(name) is not None:  # a release brought it back meanwhile
                     waiting.pop(name, None)
                     continue
-                lost = target.lost(name) or waiting.get(name)
+                if name in waiting and target.store.stop_mark(name) != waiting[name][1]:
+                    waiting.pop(name)
+                    log.warning("%s: stopped on purpose while it was being started again: left stopped", name)
+                    continue
+                lost = target.lost(name) or waiting.get(name, (None, None))[0]
                 if lost is None:
                     continue
-                waiting[name] = lost
+                waiting.setdefault(name, (lost, target.store.stop_mark(name)))
                 log.warning(
                     "%s: version %s lost its supervisor (pid %d); starting it again",
                     name,

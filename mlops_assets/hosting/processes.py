@@ -153,11 +153,13 @@ class LocalTarget:
             self._clear_folder(folder)
         return strays
 
-    def stop(self, name: str, timeout: float | None = None) -> bool:
-        """SIGTERM, then SIGKILL after ``timeout`` (default: the service's whole shutdown and a margin)."""
+    def stop(self, name: str, timeout: float | None = None, *, leave_stopped: bool = True) -> bool:
+        """SIGTERM, then SIGKILL after ``timeout`` (default: the service's whole shutdown and a
+        margin). ``leave_stopped``: marked as stopped on purpose (a keeper bringing it back gives
+        up); a release stopping what it replaces passes False."""
         deployment = self.get(name)
         strays = self.stop_strays(name)  # while the record still tells the deployment from a stray
-        self.store.remove(name)
+        self.store.remove(name, mark_stopped=leave_stopped)
         if deployment is None:
             return bool(strays)
         self._terminate(deployment, timeout)
@@ -248,7 +250,7 @@ class LocalTarget:
         """
         runtime = runtime or ProcessRuntime(self.home)
         if replacing is None:
-            stopped = self.stop(name)
+            stopped = self.stop(name, leave_stopped=False)
             _require_free_port(self.host, port, name, wait=15.0 if stopped else 0.0)
         deployment_id = uuid.uuid4().hex
         folder = self.store.folder(name, deployment_id)

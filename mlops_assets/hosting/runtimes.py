@@ -23,6 +23,7 @@ from mlops_assets.hosting.build_layout import (
     REQUIREMENTS,
 )
 from mlops_assets.hosting.engines import PROBE_TIMEOUT, Engine
+from mlops_assets.hosting.sizing import LOCAL, sizing
 from mlops_assets.hosting.supervisor import LISTEN_FD, write_read_only
 from mlops_assets.project.environment import index_options, uv
 from mlops_assets.settings import SERVICE_ENVIRONMENT, child_environment, get_settings
@@ -36,8 +37,9 @@ CONTAINER_SECURITY = (
     "--cap-drop", "all",
     "--security-opt", "no-new-privileges",
 )  # fmt: skip
-# The manifest's limits; podman with runc and cgroupfs enforces all three here (DESIGN.md).
-CONTAINER_LIMITS = ("--memory", "1g", "--pids-limit", "256", "--cpus", "1")
+# The manifest's limits; podman with runc and cgroupfs enforces them and --cpus here (DESIGN.md).
+# CPUs are the project's (hosting/sizing.py).
+CONTAINER_LIMITS = ("--memory", "1g", "--pids-limit", "256")
 # Settings the container is given by value (never the operator's whole environment).
 CONTAINER_TUNING = tuple(
     name
@@ -128,7 +130,7 @@ class ProcessRuntime:
     ) -> Service:
         venv = ensure_venv(venvs_dir(self.home), context)
         command = [str(venv / "bin" / SERVE), "serve", "--model-dir", str(serve_from)]
-        command += ["--listen-fd", str(LISTEN_FD), "--workers", "1"]
+        command += ["--listen-fd", str(LISTEN_FD), "--workers", str(sizing(context, LOCAL).workers)]
         environment = child_environment(
             *SERVICE_ENVIRONMENT,
             MLOPS_HOME=str(self.home),
@@ -209,14 +211,15 @@ class ContainerRuntime:
         self._give_to_service_user([*writable, secrets])
         command = [self.engine.name, "run", "--rm", "--replace", "--name", container]
         command += ["--preserve-fds", "1", "--network", "host" if remote or telemetry else "none"]
-        command += [*CONTAINER_SECURITY, *CONTAINER_LIMITS, "--no-healthcheck"]
+        size = sizing(context, LOCAL)
+        command += [*CONTAINER_SECURITY, *CONTAINER_LIMITS, "--cpus", f"{size.cpus:g}", "--no-healthcheck"]
         if os.geteuid() != 0 and self.engine.name == "podman":  # host user = the service's uid
             command += ["--userns", f"keep-id:uid={SERVICE_UID},gid={SERVICE_UID}"]
         for mount in mounts:
             command += ["--volume", mount]
         for name, value in env.items():
             command += ["--env", f"{name}={value}"]
-        command += [image, "--listen-fd", str(LISTEN_FD), "--workers", "1"]
+        command += [image, "--listen-fd", str(LISTEN_FD), "--workers", str(size.workers)]
         return Service(command, self.engine.environment(), container, supervisor_args)
 
     @staticmethod

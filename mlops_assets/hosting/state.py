@@ -9,6 +9,7 @@ recorded supervisor still runs is the lifecycle's question (``processes.py``).
 import contextlib
 import json
 import os
+import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -113,10 +114,25 @@ class DeploymentStore:
     def forget_lost(self, name: str) -> None:
         self._lost_path(name).unlink(missing_ok=True)
 
-    def remove(self, name: str) -> None:
-        """Stopped on purpose: neither a record nor a loss to bring back."""
+    def remove(self, name: str, mark_stopped: bool = True) -> None:
+        """Stopped: neither a record nor a loss to bring back. ``mark_stopped`` (on purpose, not to
+        be replaced at once) marks it (``stop_mark``): a keeper that was bringing ``name`` back
+        when it was stopped leaves it so."""
         self.record_path(name).unlink(missing_ok=True)
         self.forget_lost(name)
+        if mark_stopped:
+            self._stopped_path(name).parent.mkdir(parents=True, exist_ok=True)
+            self._stopped_path(name).write_text(f"{time.time_ns()}\n")
+
+    def stop_mark(self, name: str) -> str | None:
+        """What marks the last stop of ``name`` on purpose; another mark later: stopped again since."""
+        try:
+            return self._stopped_path(name).read_text().strip()
+        except FileNotFoundError:
+            return None
+
+    def _stopped_path(self, name: str) -> Path:
+        return self.state_dir / f"{name}.stopped"
 
 
 def _write_whole(path: Path, deployment: Deployment) -> None:

@@ -143,6 +143,25 @@ class EnvironmentSpec(_Strict):
         return tuple(requirement.strip() for requirement in requirements)
 
 
+class ServingSize(_Strict):
+    """How big each scoring service of the project is, where a runtime can say (unset: the
+    runtime's own default, as before the setting existed)."""
+
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=32,
+        description="Worker processes per service (uvicorn's --workers); unset: 1 locally, 2 on ACI, AKS and the image.",
+    )
+    cpus: float | None = Field(
+        default=None,
+        gt=0,
+        le=16,
+        description="CPUs per service: a local container's --cpus, ACI's cpu, AKS's CPU limit; unset: 1 locally "
+        "and on ACI, the manifest's on AKS. A local process takes what the machine gives it.",
+    )
+
+
 class ProjectSpec(_Strict):
     name: str
     version: str = Field(default="1", description="The spec's own version, recorded with every model.")
@@ -154,6 +173,7 @@ class ProjectSpec(_Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="Passed to build_model/train.")
     artifact: ArtifactSpec = ArtifactSpec()
     environment: EnvironmentSpec = EnvironmentSpec()
+    serving: ServingSize = ServingSize()
     categorical_dtype: Literal["object", "category"] = Field(
         default="object",
         description=(
@@ -240,6 +260,7 @@ class ProjectSpec(_Strict):
                 if self.environment.system_packages
                 else {}
             ),
+            **({"serving": sized} if (sized := self.serving.model_dump(exclude_none=True)) else {}),
         }
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlops_assets.hosting.health import DeploymentError
+from mlops_assets.hosting.sizing import CLOUD, Sizing
 
 CONTAINER = "scoring"
 
@@ -33,8 +34,15 @@ class AciSpec:
 
 
 def container_group(
-    spec: AciSpec, image: str, version: str, keys: list[str], telemetry: str | None = None
+    spec: AciSpec,
+    image: str,
+    version: str,
+    keys: list[str],
+    telemetry: str | None = None,
+    size: Sizing = CLOUD,
 ) -> Any:
+    """The QA group for ``image``: ``size`` (the release's project's) sets its workers, and its
+    CPUs where the project sets them (else the spec's)."""
     from azure.mgmt.containerinstance import models as m
 
     environment = [
@@ -66,13 +74,13 @@ def container_group(
             "--port",
             str(spec.port),
             "--workers",
-            "2",
+            str(size.workers),
         ],
         ports=[m.ContainerPort(port=spec.port, protocol="TCP")],
         environment_variables=environment,
         resources=m.ResourceRequirements(
-            requests=m.ResourceRequests(cpu=spec.cpu, memory_in_gb=spec.memory_gb),
-            limits=m.ResourceLimits(cpu=spec.cpu, memory_in_gb=spec.memory_gb),
+            requests=m.ResourceRequests(cpu=size.cpus or spec.cpu, memory_in_gb=spec.memory_gb),
+            limits=m.ResourceLimits(cpu=size.cpus or spec.cpu, memory_in_gb=spec.memory_gb),
         ),
         readiness_probe=m.ContainerProbe(
             http_get=m.ContainerHttpGet(path="/health/ready", **probe_get),
@@ -121,13 +129,14 @@ class AciQa:
         self.ready_timeout = ready_timeout
         self.poll_seconds = poll_seconds
 
-    def deploy(self, image: str, version: str, keys: list[str], telemetry: str | None = None) -> str:
+    def deploy(
+        self, image: str, version: str, keys: list[str], telemetry: str | None = None, size: Sizing = CLOUD
+    ) -> str:
         """Create or replace the QA group and wait until its container runs; the service URL."""
         groups = self.client.container_groups
         spec = self.spec
-        groups.begin_create_or_update(
-            spec.resource_group, spec.group_name, container_group(spec, image, version, keys, telemetry)
-        ).result()
+        group = container_group(spec, image, version, keys, telemetry, size)
+        groups.begin_create_or_update(spec.resource_group, spec.group_name, group).result()
         deadline = time.monotonic() + self.ready_timeout
         while True:
             group = groups.get(spec.resource_group, spec.group_name)

@@ -10,20 +10,23 @@ the previous pod template is put back (`kubectl rollout undo`) and the release f
 """
 
 import base64
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from mlops_assets.hosting.health import DeploymentError
+from mlops_assets.hosting.sizing import CLOUD, Sizing
 from mlops_assets.release.build_context import REPO
 
 MANIFESTS = REPO / "deploy" / "k8s"
 VERSION_ANNOTATION = "mlops-assets/model-version"
 IMAGE_ANNOTATION = "mlops-assets/image"
 CODE_ANNOTATION = "mlops-assets/code-digest"
+SIZING_ANNOTATION = "mlops-assets/sizing"  # the release's workers and CPUs, for an undo to put back
 KEYS_SECRET = "scoring-keys"
 TELEMETRY_SECRET = "scoring-telemetry"
 WORKLOAD_CLIENT_ID = "azure.workload.identity/client-id"
@@ -78,22 +81,40 @@ def load_manifests(folder: Path = MANIFESTS) -> dict[str, dict]:
 
 
 def release_deployment(
-    manifest: dict, image: str, version: str, code_digest: str, serving: ServingIdentity = ServingIdentity()
+    manifest: dict,
+    image: str,
+    version: str,
+    code_digest: str,
+    serving: ServingIdentity = ServingIdentity(),
+    size: Sizing = CLOUD,
 ) -> dict:
-    """The Deployment manifest for this release: image, annotations and the request log's
-    destination set, nothing else changed."""
+    """The Deployment manifest for this release: image, annotations, the request log's destination
+    and the project's size (workers; the CPU limit where it sets one) set, nothing else changed."""
     deployment = yaml.safe_load(yaml.safe_dump(manifest))  # a deep copy
     template = deployment["spec"]["template"]
     annotations = template["metadata"].setdefault("annotations", {})
     annotations.update({VERSION_ANNOTATION: version, IMAGE_ANNOTATION: image, CODE_ANNOTATION: code_digest})
+    annotations[SIZING_ANNOTATION] = json.dumps(asdict(size), sort_keys=True)
     deployment["metadata"].setdefault("annotations", {})[VERSION_ANNOTATION] = version
     (container,) = [c for c in template["spec"]["containers"] if c["name"] == "scoring"]
     container["image"] = image
+    container["args"] = ["--workers", str(size.workers)]
+    if size.cpus is not None:
+        resources = container.setdefault("resources", {})
+        resources.setdefault("limits", {})["cpu"] = f"{size.cpus:g}"
+        requested = resources.setdefault("requests", {}).get("cpu")
+        if requested is None or _cores(requested) > size.cpus:
+            resources["requests"]["cpu"] = f"{size.cpus:g}"
     env = container.setdefault("env", [])
     for name, value in serving.environment().items():
         env[:] = [variable for variable in env if variable["name"] != name]
         env.append({"name": name, "value": value})
     return deployment
+
+
+def _cores(quantity: str) -> float:
+    """A Kubernetes CPU quantity ("500m", "2") in cores."""
+    return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
 
 
 def service_account(manifest: dict, serving: ServingIdentity) -> dict:
@@ -165,14 +186,22 @@ class AksProduction:
         annotations = _get(deployment, "spec", "template", "metadata", "annotations") or {}
         if VERSION_ANNOTATION not in annotations:
             return None
+        sized = json.loads(annotations[SIZING_ANNOTATION]) if SIZING_ANNOTATION in annotations else {}
         return {
             "version": annotations[VERSION_ANNOTATION],
             "image": annotations.get(IMAGE_ANNOTATION, ""),
             "code_digest": annotations.get(CODE_ANNOTATION, ""),
+            "size": Sizing(**sized) if sized else CLOUD,
         }
 
     def apply(
-        self, image: str, version: str, code_digest: str, keys: list[str], telemetry: str | None = None
+        self,
+        image: str,
+        version: str,
+        code_digest: str,
+        keys: list[str],
+        telemetry: str | None = None,
+        size: Sizing = CLOUD,
     ) -> dict:
         """Roll the release out; on failure put the previous template back and raise DeploymentError."""
         ns, core, apps = self.namespace, self.apis.core, self.apis.apps
@@ -215,7 +244,7 @@ class AksProduction:
             body = self.objects[kind]
             _apply(read, create, patch, body["metadata"]["name"], ns, body)
         previous = self.current()
-        body = release_deployment(self.objects["Deployment"], image, version, code_digest, self.serving)
+        body = release_deployment(self.objects["Deployment"], image, version, code_digest, self.serving, size)
         _apply(
             apps.read_namespaced_deployment,
             apps.create_namespaced_deployment,
@@ -235,6 +264,7 @@ class AksProduction:
             previous["version"],
             previous["code_digest"],
             self.serving,
+            previous["size"],
         )
         apps.patch_namespaced_deployment(self.name, ns, undo)
         raise DeploymentError(

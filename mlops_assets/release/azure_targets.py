@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
+from mlops_assets.hosting.sizing import CLOUD, sizing
 from mlops_assets.release.aci_target import AciQa, AciSpec
 from mlops_assets.release.aks_target import AksProduction, KubernetesApis, ServingIdentity
 from mlops_assets.release.deployments import Endpoint, Release
@@ -105,7 +106,8 @@ class AzureDeploymentTarget(DeploymentTarget):
         )
 
     def deploy_qa(self, release: Release) -> Endpoint:
-        url = self._qa().deploy(release.image, release.version, self.scoring_keys(), _telemetry())
+        size = sizing(release.context, CLOUD)
+        url = self._qa().deploy(release.image, release.version, self.scoring_keys(), _telemetry(), size)
         return Endpoint("qa", url, release.version, release.image, release.code_digest)
 
     def teardown_qa(self) -> None:
@@ -127,7 +129,12 @@ class AzureDeploymentTarget(DeploymentTarget):
     def release_production(self, release: Release) -> tuple[Endpoint, str]:
         aks = self._production()
         details = aks.apply(
-            release.image, release.version, release.code_digest, self.scoring_keys(), _telemetry()
+            release.image,
+            release.version,
+            release.code_digest,
+            self.scoring_keys(),
+            _telemetry(),
+            sizing(release.context, CLOUD),
         )
         url = aks.service_url(self.public_url)
         return Endpoint(
