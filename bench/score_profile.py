@@ -44,9 +44,8 @@ def ours(bench: BenchProject, work: Path):
     from mlops_assets.model.rows import SPEC_NAME
     from mlops_assets.serving.app import create_app
     from mlops_assets.serving.state import ServiceConfig
-    from mlops_assets_tests.projects import write_project_release
 
-    write_project_release(work / "release", bench.project, bench.model)
+    bench.write_release(work / "release")  # as registration writes it: compiled where it compiles
     spec = work / SPEC_NAME
     spec.write_text(json.dumps(bench.project.spec.serving_dict()))
     return create_app(

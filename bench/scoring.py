@@ -40,7 +40,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.projects import BenchProject, bench_projects  # noqa: E402
+from bench.projects import PROJECTS, BenchProject, bench_projects  # noqa: E402
 from bench.quick import parse_args  # noqa: E402
 from mlops_assets_tests.webhook import TelemetryReceiver  # noqa: E402
 
@@ -54,11 +54,13 @@ SERVER_ORDER = [
     "ours",
     "ours+appinsights",
     "bare-starlette",
+    "bare-onnxruntime",
     "bare-asgi",
     "azureml-inference-server",
     "mlflow-serve",
     "mlflow-serve+uvloop",
     "mlserver",
+    "floor",
 ]
 
 
@@ -96,6 +98,7 @@ class Server:
     headers: dict[str, str] = field(default_factory=dict)
     health: str = "/"
     up_on_any_answer: bool = False  # bare Starlette has no health route: a 404 means it is up
+    answers_the_model: bool = True  # the floor answers a constant: nothing to check
 
 
 def result(answer: dict) -> list:
@@ -119,11 +122,14 @@ def build_servers(work: Path, bench: BenchProject, names: set[str]) -> list[Serv
     import joblib
 
     from mlops_assets.model.rows import SPEC_NAME
-    from mlops_assets_tests.projects import write_project_release
 
     work = work / bench.name
     release = work / "release"
-    write_project_release(release, bench.project, bench.model)
+    compiled = bench.write_release(release)
+    print(
+        f"{bench.name}: {'compiled, ' + compiled['inputs'] + ' of ' + compiled['numbers'] if 'file' in compiled else 'not compiled: ' + compiled['reason']}",
+        flush=True,
+    )
     spec = work / SPEC_NAME
     spec.write_text(json.dumps(bench.project.spec.serving_dict()))
     joblib.dump(bench.model, work / "model.joblib")
@@ -170,9 +176,11 @@ def build_servers(work: Path, bench: BenchProject, names: set[str]) -> list[Serv
         )
     for name, module, flags in (
         ("bare-starlette", "bench.bare_starlette:app", []),
+        ("bare-onnxruntime", "bench.bare_onnxruntime:app", []),
         ("bare-asgi", "bench.bare_asgi:app", ["--lifespan", "off"]),  # for information
+        ("floor", "bench.constant_asgi:app", ["--lifespan", "off"]),
     ):
-        if name not in names:
+        if name not in names or (name == "bare-onnxruntime" and "file" not in compiled):
             continue
         p = port()
         uvicorn = [str(OUR_BIN / "uvicorn"), module, "--port", str(p), "--workers", "2", *flags]
@@ -183,9 +191,14 @@ def build_servers(work: Path, bench: BenchProject, names: set[str]) -> list[Serv
                 f"http://127.0.0.1:{p}/score",
                 plain_body,
                 bare_result,
-                env={"BENCH_MODEL": str(work / "model.joblib")},
+                env={
+                    "BENCH_MODEL": str(work / "model.joblib"),
+                    "BENCH_GRAPH": str(release / compiled.get("file", "")),
+                    "BENCH_MANIFEST": str(release / "manifest.json"),
+                },
                 cwd=REPO,
                 up_on_any_answer=True,
+                answers_the_model=name != "floor",
             )
         )
     if bench.classifier:
@@ -468,7 +481,12 @@ def medians(runs: list[dict]) -> dict:
 
 
 def predictions_match(bench: BenchProject, server: Server) -> bool:
-    """Whether the server answers the 100-row request with the model's own numbers (asserted)."""
+    """Whether the server answers the 100-row request with the model's own numbers (asserted),
+    within the compiled graph's stated tolerance where the release has one."""
+    from mlops_assets.model.compiled import PROBABILITY_ATOL, REGRESSION_RTOL
+
+    if not server.answers_the_model:
+        return True
     check = httpx.post(
         server.path,
         content=server.body(bench.payloads[100]),
@@ -482,9 +500,8 @@ def predictions_match(bench: BenchProject, server: Server) -> bool:
         )
         return False
     got = np.asarray(server.result(check.json()), dtype=float)
-    np.testing.assert_allclose(
-        got.ravel(), bench.expected(bench.payloads[100]).ravel(), rtol=1e-9, atol=1e-12
-    )
+    rtol, atol = (REGRESSION_RTOL, PROBABILITY_ATOL) if bench.compiled else (1e-9, 1e-12)
+    np.testing.assert_allclose(got.ravel(), bench.expected(bench.payloads[100]).ravel(), rtol=rtol, atol=atol)
     return True
 
 
@@ -511,9 +528,15 @@ def main() -> int:
         help="comma-separated subset of: " + ", ".join(SERVER_ORDER),
     )
     parser.add_argument(
-        "--projects", default="diabetes,churn", help="comma-separated subset of: diabetes, churn"
+        "--projects", default=",".join(PROJECTS), help="comma-separated subset of: " + ", ".join(PROJECTS)
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also serve a constant answer (bench/constant_asgi.py): the floor",
     )
     args = parse_args(parser, duration=1, warmup=1, rounds=1, only="ours,bare-starlette")
+    chosen = set(args.only.split(",")) | ({"floor"} if args.floor else set())
     if not shutil.which("wrk"):
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
         return 2
@@ -523,7 +546,7 @@ def main() -> int:
     planned = [
         (bench, server)
         for bench in bench_projects(args.projects.split(","))
-        for server in build_servers(work, bench, set(args.only.split(",")))
+        for server in build_servers(work, bench, chosen)
     ]
     # Every server stays up (idle ones cost no CPU) and each scenario's runs alternate between
     # them, round after round: a slow minute of this shared machine hits them all alike.
