@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.projects import PROJECTS, BenchProject, bench_projects  # noqa: E402
 from bench.quick import parse_args  # noqa: E402
+from mlops_assets_tests.serving_support import process_tree  # noqa: E402
 from mlops_assets_tests.webhook import TelemetryReceiver  # noqa: E402
 
 VENVS = REPO / "bench" / ".venvs"
@@ -319,24 +320,6 @@ def build_servers(work: Path, bench: BenchProject, names: set[str]) -> list[Serv
             )
         )
     return sorted(servers, key=lambda s: SERVER_ORDER.index(s.name))
-
-
-def process_tree(pid: int) -> list[int]:
-    """The process and all its descendants."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, stack = [], [pid]
-    while stack:
-        current = stack.pop()
-        found.append(current)
-        stack.extend(children.get(current, []))
-    return found
 
 
 def rss_mb(pid: int) -> list[float]:

@@ -16,7 +16,7 @@ from mlops_assets.hosting.health import DeploymentError
 from mlops_assets.hosting.processes import LocalTarget
 from mlops_assets.release.build_context import assemble, serving_requirements
 from mlops_assets.serving.keys import ensure_key_file, read_keys
-from mlops_assets_tests.serving_support import SAMPLE, Hammer, free_port, write_release
+from mlops_assets_tests.serving_support import SAMPLE, Hammer, free_port, process_tree, write_release
 
 pytestmark = pytest.mark.slow
 
@@ -520,20 +520,10 @@ def test_a_keeper_s_failed_start_is_tried_again_unless_production_was_stopped_on
 
 def _descendants(pid: int) -> list[str]:
     """The command lines of every process under ``pid``."""
-    children: dict[int, list[int]] = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(proc.name))
-    found, todo = [], list(children.get(pid, []))
-    while todo:
-        child = todo.pop()
+    found = []
+    for child in process_tree(pid)[1:]:
         with contextlib.suppress(OSError):
             found.append((Path("/proc") / str(child) / "cmdline").read_bytes().replace(b"\0", b" ").decode())
-        todo += children.get(child, [])
     return found
 
 

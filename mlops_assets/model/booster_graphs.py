@@ -30,7 +30,15 @@ from typing import Any
 
 import numpy as np
 
-from mlops_assets.model.tree_graphs import BRANCH_LEQ, BRANCH_MEMBER, ML_DOMAIN, TREE_ENSEMBLE_OPSET, Ensemble
+from mlops_assets.model.tree_graphs import (
+    BRANCH_LEQ,
+    BRANCH_MEMBER,
+    ML_DOMAIN,
+    TREE_ENSEMBLE_OPSET,
+    Ensemble,
+    class_labels,
+    number_type,
+)
 
 MAIN_OPSET = 18
 BRANCH_LT = 1
@@ -67,7 +75,7 @@ def booster_graph(model: Any, features: list[tuple[str, bool]], inputs: str, num
 def _graph(boosted: Boosted, features: list[tuple[str, bool]], inputs: str) -> Any:
     from onnx import helper
 
-    number = _onnx_type(boosted.dtype)
+    number = number_type(boosted.dtype)
     nodes: list = []
     initializers: list = []
     if inputs == "matrix":
@@ -107,7 +115,7 @@ def _coded_columns(boosted: Boosted, features: list[tuple[str, bool]], nodes: li
     graph_inputs, columns = [], []
     for name, categorical in features:
         if not categorical:
-            graph_inputs.append(helper.make_tensor_value_info(name, _onnx_type(boosted.dtype), [None, 1]))
+            graph_inputs.append(helper.make_tensor_value_info(name, number_type(boosted.dtype), [None, 1]))
             columns.append(name)
             continue
         categories = known.pop(0)
@@ -124,14 +132,14 @@ def _coded_columns(boosted: Boosted, features: list[tuple[str, bool]], nodes: li
                 default_float=float("nan"),  # missing or unknown: pandas' code -1, NaN to the trees
             )
         )
-        nodes.append(helper.make_node("Cast", [coded], [column], to=_onnx_type(boosted.dtype)))
+        nodes.append(helper.make_node("Cast", [coded], [column], to=number_type(boosted.dtype)))
         columns.append(column)
     return graph_inputs, columns
 
 
 def _classified(boosted: Boosted, raw: str, nodes: list, initializers: list) -> list:
     """Probabilities as predict_proba gives them and the likeliest class as predict does."""
-    from onnx import TensorProto, helper
+    from onnx import helper
 
     dtype = boosted.dtype
     if boosted.link == "logistic":
@@ -151,25 +159,15 @@ def _classified(boosted: Boosted, raw: str, nodes: list, initializers: list) -> 
         raise NotImplementedError(
             f"a classifier whose scores go through {boosted.link!r} is not written here"
         )
-    labels = np.asarray(boosted.classes)
-    if labels.dtype.kind in "biu":
-        initializers.append(
-            helper.make_tensor("classes", TensorProto.INT64, [len(labels)], [int(c) for c in labels])
-        )
-        label_type = TensorProto.INT64
-    elif all(isinstance(c, str) for c in labels.tolist()):
-        encoded = [c.encode() for c in labels]
-        initializers.append(helper.make_tensor("classes", TensorProto.STRING, [len(labels)], encoded))
-        label_type = TensorProto.STRING
-    else:
-        raise NotImplementedError(f"its classes are {labels.dtype}: only whole numbers and text are written")
+    label_type, labels = class_labels(boosted.classes)
+    initializers.append(helper.make_tensor("classes", label_type, [len(labels)], labels))
     nodes += [  # the first likeliest class on a tie, as numpy's argmax
         helper.make_node("ArgMax", ["probabilities"], ["class_index"], axis=1, keepdims=0),
         helper.make_node("Gather", ["classes", "class_index"], ["label"], axis=0),
     ]
     return [
         helper.make_tensor_value_info("label", label_type, [None]),
-        helper.make_tensor_value_info("probabilities", _onnx_type(dtype), [None, len(labels)]),
+        helper.make_tensor_value_info("probabilities", number_type(dtype), [None, len(labels)]),
     ]
 
 
@@ -366,13 +364,7 @@ def _add_leaf(trees: Ensemble, target: int, weight: float) -> int:
 def _tensor(name: str, dtype: np.dtype, shape: list[int], values: list[float]) -> Any:
     from onnx import helper
 
-    return helper.make_tensor(name, _onnx_type(dtype), shape, values)
-
-
-def _onnx_type(dtype: np.dtype) -> int:
-    from onnx import TensorProto
-
-    return TensorProto.DOUBLE if dtype == np.float64 else TensorProto.FLOAT
+    return helper.make_tensor(name, number_type(dtype), shape, values)
 
 
 READERS = {"lightgbm": _lightgbm, "xgboost": _xgboost}

@@ -169,12 +169,13 @@ def _raw_scores(scope, operator, container) -> tuple[str, np.dtype]:
     from skl2onnx.common.data_types import guess_numpy_type
 
     model = operator.raw_operator
-    dtype = np.dtype(np.float64 if guess_numpy_type(operator.inputs[0].type) == np.float64 else np.float32)
+    given = np.dtype(guess_numpy_type(operator.inputs[0].type))
+    dtype = np.dtype(np.float64 if given == np.float64 else np.float32)
     features = operator.inputs[0].full_name
-    if np.dtype(guess_numpy_type(operator.inputs[0].type)) != dtype:
+    if given != dtype:
         cast = scope.get_unique_variable_name("features_cast")
         container.add_node(
-            "Cast", features, cast, to=_onnx_type(dtype), name=scope.get_unique_operator_name("Cast")
+            "Cast", features, cast, to=number_type(dtype), name=scope.get_unique_operator_name("Cast")
         )
         features = cast
     summed = scope.get_unique_variable_name("tree_sum")
@@ -189,7 +190,7 @@ def _raw_scores(scope, operator, container) -> tuple[str, np.dtype]:
     )
     baseline = scope.get_unique_variable_name("baseline")
     values = np.asarray(model._baseline_prediction, dtype=dtype).reshape(1, -1)
-    container.add_initializer(baseline, _onnx_type(dtype), list(values.shape), values.ravel().tolist())
+    container.add_initializer(baseline, number_type(dtype), list(values.shape), values.ravel().tolist())
     raw = scope.get_unique_variable_name("raw_scores")
     container.add_node("Add", [summed, baseline], raw, name=scope.get_unique_operator_name("Add"))
     return raw, dtype
@@ -214,7 +215,7 @@ def convert_classifier(scope, operator, container) -> None:
         second = scope.get_unique_variable_name("second_class")
         container.add_node("Sigmoid", raw, second, name=scope.get_unique_operator_name("Sigmoid"))
         one = scope.get_unique_variable_name("one")
-        container.add_initializer(one, _onnx_type(dtype), [1, 1], [1.0])
+        container.add_initializer(one, number_type(dtype), [1, 1], [1.0])
         first = scope.get_unique_variable_name("first_class")
         container.add_node("Sub", [one, second], first, name=scope.get_unique_operator_name("Sub"))
         container.add_node(
@@ -230,17 +231,8 @@ def convert_classifier(scope, operator, container) -> None:
         "ArgMax", probabilities, index, axis=1, keepdims=0, name=scope.get_unique_operator_name("ArgMax")
     )
     classes = scope.get_unique_variable_name("classes")
-    labels = model.classes_
-    if labels.dtype.kind in "biu":
-        from onnx import TensorProto
-
-        container.add_initializer(classes, TensorProto.INT64, [len(labels)], [int(c) for c in labels])
-    elif labels.dtype.kind in "OU" and all(isinstance(c, str) for c in labels):
-        from onnx import TensorProto
-
-        container.add_initializer(classes, TensorProto.STRING, [len(labels)], [c.encode() for c in labels])
-    else:
-        raise NotImplementedError(f"its classes are {labels.dtype}: only whole numbers and text are written")
+    label_type, labels = class_labels(model.classes_)
+    container.add_initializer(classes, label_type, [len(labels)], labels)
     container.add_node(
         "Gather",
         [classes, index],
@@ -250,7 +242,21 @@ def convert_classifier(scope, operator, container) -> None:
     )
 
 
-def _onnx_type(dtype: np.dtype) -> int:
+def number_type(dtype: np.dtype) -> int:
+    """The ONNX element type of a graph computing in ``dtype`` (float64 or float32)."""
     from onnx import TensorProto
 
     return TensorProto.DOUBLE if dtype == np.float64 else TensorProto.FLOAT
+
+
+def class_labels(classes: Any) -> tuple[int, list]:
+    """A classifier's ``classes_`` as an ONNX tensor's element type and values, for the label
+    output's Gather: whole numbers (booleans as 0/1) or text; anything else is not written."""
+    from onnx import TensorProto
+
+    labels = np.asarray(classes)
+    if labels.dtype.kind in "biu":
+        return TensorProto.INT64, [int(c) for c in labels]
+    if all(isinstance(c, str) for c in labels.tolist()):
+        return TensorProto.STRING, [c.encode() for c in labels]
+    raise NotImplementedError(f"its classes are {labels.dtype}: only whole numbers and text are written")
