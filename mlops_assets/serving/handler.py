@@ -15,7 +15,7 @@ import time
 import orjson
 
 from mlops_assets.model.loaded import LoadedModel, score_rows
-from mlops_assets.model.rows import PayloadError, duplicate_key, rows_from_payload
+from mlops_assets.model.rows import PayloadError, Rows, duplicate_key, rows_from_payload
 from mlops_assets.project.rules import shown
 from mlops_assets.serving.line_budget import REFUSAL_LINES
 from mlops_assets.serving.request_log import record_line
@@ -46,14 +46,49 @@ async def _send(send, status: int, body: bytes, headers: list[tuple[bytes, bytes
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_error(send, status: int, message: str, request_id: str, *headers: tuple[bytes, bytes]) -> None:
+def _error_response(
+    status: int, message: str, request_id: str, *headers: tuple[bytes, bytes]
+) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
     body = orjson.dumps({"error": message, "request_id": request_id})
-    await _send(send, status, body, [(b"x-request-id", request_id.encode()), *headers])
+    return status, body, [(b"x-request-id", request_id.encode()), *headers]
+
+
+async def send_error(send, status: int, message: str, request_id: str, *headers: tuple[bytes, bytes]) -> None:
+    await _send(send, *_error_response(status, message, request_id, *headers))
+
+
+class RequestHead:
+    """What a /score request's headers say, read in one pass (names arrive lower-cased; the first
+    of each counts), and when it began."""
+
+    __slots__ = ("authorization", "declared", "request_id", "started", "synthetic", "trace")
+
+    def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
+        self.started = time.perf_counter()
+        self.request_id = os.urandom(16).hex()  # a third of uuid4's cost, the same 128 random bits
+        authorization = declared = synthetic = traceparent = None
+        for name, value in headers:
+            if name == b"authorization":
+                authorization = authorization or value
+            elif name == b"content-length":
+                declared = declared or value
+            elif name == b"traceparent":
+                traceparent = traceparent or value
+            elif name == SYNTHETIC_HEADER:
+                synthetic = synthetic or value
+        self.authorization = authorization
+        self.declared = declared
+        self.synthetic = synthetic is not None and synthetic.lower() in (b"1", b"true", b"yes")
+        self.trace = traceparent.decode("latin-1") if traceparent else None
 
 
 class ScoreHandler:
     """The per-request side of the service: it holds nothing of its own between requests, only
-    the process's state (the model is read once per request: a swap never splits one)."""
+    the process's state (the model is read once per request: a swap never splits one).
+
+    Two ways in, one answer: ``score`` is POST /score as ASGI; ``answer`` computes a response from
+    a request's head and whole body, synchronously, for a server that has both in hand
+    (``protocol.py`` answers a plain request this way, without an ASGI cycle)."""
 
     def __init__(self, state: ServiceState) -> None:
         self.state = state
@@ -67,90 +102,98 @@ class ScoreHandler:
         return self.state.model
 
     async def score(self, scope: dict, receive, send) -> None:
-        """POST /score as plain ASGI: the request's headers read in one pass, its body taken from
-        the first message when it came whole, the answer sent with its headers pre-encoded."""
-        started = time.perf_counter()
-        request_id = os.urandom(16).hex()  # a third of uuid4's cost, the same 128 random bits
-        authorization = declared = synthetic = traceparent = None
-        for name, value in scope["headers"]:  # names arrive lower-cased; the first of each counts
-            if name == b"authorization":
-                authorization = authorization or value
-            elif name == b"content-length":
-                declared = declared or value
-            elif name == b"traceparent":
-                traceparent = traceparent or value
-            elif name == SYNTHETIC_HEADER:
-                synthetic = synthetic or value
-        trace = traceparent.decode("latin-1") if traceparent else None
-        status, rows_scored = "200", 0
+        """POST /score as plain ASGI: refused before its body is read where the head says so
+        (key, readiness, log backlog), the body taken from the first message when it came whole."""
+        head = RequestHead(scope["headers"])
+        model = self.state.model
+        refusal = self.refusal(head.authorization, model)
+        if refusal is not None:
+            self.tally.record(str(refusal[0]), 0, time.perf_counter() - head.started)
+            await send_error(send, *refusal[:2], head.request_id, *refusal[2:])
+            return
         try:
-            model = self.state.model
-            refusal = self._refusal(authorization, model)
-            if refusal is not None:
-                status = str(refusal[0])
-                await send_error(send, *refusal[:2], request_id, *refusal[2:])
-                return
-            body = await self._read_body(declared, receive)
-            try:
-                payload = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                # JSON has no NaN or Infinity, and 1e999 overflows: the value is wrong, not the syntax.
-                if NON_FINITE.search(body):
-                    raise PayloadError(
-                        422, "values must be finite numbers: NaN and Infinity are not"
-                    ) from None
-                if "infinity when parsed" in str(exc):
-                    raise PayloadError(
-                        422,
-                        f"a number is too large: beyond a 64-bit float's range (about ±1.8e308), "
-                        f"{str(exc).rsplit(':', 1)[-1].strip()}",
-                    ) from None
-                raise PayloadError(400, f"body is not valid JSON: {exc}") from None
-            repeated = duplicate_key(payload, body)
-            if repeated is not None:
-                raise PayloadError(
-                    422,
-                    f"key {shown(repeated, 40)} appears twice in one object: each key once (a row names each feature once)",
-                )
-            rows = rows_from_payload(payload, model.serving_spec, self.config.max_rows, body)
+            body = await self._read_body(head.declared, receive)
+        except PayloadError as exc:
+            status, out, headers = self._refused_payload(head, exc)
+        except ClientGone:
+            self.gone(head)
+            return
+        else:
+            status, out, headers = self.answer(head, model, body)
+        await _send(send, status, out, headers)
+
+    def answer(
+        self, head: RequestHead, model: LoadedModel, body: bytes
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """The response to an admitted request's whole body: (status, JSON body, headers beyond
+        content-length and content-type). Never raises; the request is counted and logged."""
+        rows_scored = 0
+        try:
+            rows = self._rows(model, body)
             scored = score_rows(model, rows)
             if rows.flags:  # scored though outside the spec: the caller is told which, and why
                 scored["flags"] = rows.flags
             out = orjson.dumps(scored, option=orjson.OPT_SERIALIZE_NUMPY)
+            trace = head.trace
             self.writer.append(
                 record_line(
-                    request_id,
+                    head.request_id,
                     time.time(),
                     model.version,
                     body,
                     out,
-                    (time.perf_counter() - started) * 1000,
-                    synthetic is not None and synthetic.lower() in (b"1", b"true", b"yes"),
+                    (time.perf_counter() - head.started) * 1000,
+                    head.synthetic,
                     trace if trace and TRACEPARENT.match(trace) else None,
                     orjson.dumps(rows.flags) if rows.flags else b"",
                 )
             )
             rows_scored = rows.count
-            await _send(
-                send,
-                200,
-                out,
-                [(b"x-model-version", model.version_header), (b"x-request-id", request_id.encode())],
-            )
         except PayloadError as exc:
-            status = str(exc.status)
-            REFUSAL_LINES.say(log.info, "rejected %s: %s (traceparent %s)", request_id, exc, trace)
-            await send_error(send, exc.status, str(exc), request_id)
-        except ClientGone:
-            status = "499"  # nginx's code for it: counted, never sent
+            return self._refused_payload(head, exc)
         except Exception:
-            status = "500"
-            log.exception("request %s failed", request_id)
-            await send_error(send, 500, "the service failed to score this request", request_id)
-        finally:
-            self.tally.record(status, rows_scored, time.perf_counter() - started)
+            log.exception("request %s failed", head.request_id)
+            self.tally.record("500", 0, time.perf_counter() - head.started)
+            return _error_response(500, "the service failed to score this request", head.request_id)
+        self.tally.record("200", rows_scored, time.perf_counter() - head.started)
+        return (
+            200,
+            out,
+            [(b"x-model-version", model.version_header), (b"x-request-id", head.request_id.encode())],
+        )
 
-    def _refusal(self, authorization: bytes | None, model: LoadedModel | None) -> tuple | None:
+    def gone(self, head: RequestHead) -> None:
+        """The client left before its whole body arrived: counted as 499 (nginx's code), never sent."""
+        self.tally.record("499", 0, time.perf_counter() - head.started)
+
+    def _refused_payload(self, head: RequestHead, exc: PayloadError) -> tuple[int, bytes, list]:
+        REFUSAL_LINES.say(log.info, "rejected %s: %s (traceparent %s)", head.request_id, exc, head.trace)
+        self.tally.record(str(exc.status), 0, time.perf_counter() - head.started)
+        return _error_response(exc.status, str(exc), head.request_id)
+
+    def _rows(self, model: LoadedModel, body: bytes) -> Rows:
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            # JSON has no NaN or Infinity, and 1e999 overflows: the value is wrong, not the syntax.
+            if NON_FINITE.search(body):
+                raise PayloadError(422, "values must be finite numbers: NaN and Infinity are not") from None
+            if "infinity when parsed" in str(exc):
+                raise PayloadError(
+                    422,
+                    f"a number is too large: beyond a 64-bit float's range (about ±1.8e308), "
+                    f"{str(exc).rsplit(':', 1)[-1].strip()}",
+                ) from None
+            raise PayloadError(400, f"body is not valid JSON: {exc}") from None
+        repeated = duplicate_key(payload, body)
+        if repeated is not None:
+            raise PayloadError(
+                422,
+                f"key {shown(repeated, 40)} appears twice in one object: each key once (a row names each feature once)",
+            )
+        return rows_from_payload(payload, model.serving_spec, self.config.max_rows, body)
+
+    def refusal(self, authorization: bytes | None, model: LoadedModel | None) -> tuple | None:
         """Why the request is refused before its body is read: (status, message, *headers), or None."""
         if not self.state.authorized(authorization):
             return (401, "missing or invalid bearer key", (b"www-authenticate", b"Bearer"))
