@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from mlops_assets_tests.serving_support import LoopbackTransport
+
 
 def post_scope(path: str, body: bytes, headers: dict[bytes, bytes]) -> dict:
     """The scope uvicorn builds for a POST with a JSON body."""
@@ -75,33 +77,6 @@ async def microseconds_per_request(
     for _ in range(requests):
         await post(app, scope, body)
     return (time.perf_counter() - begun) / requests * 1e6
-
-
-class LoopbackTransport(asyncio.Transport):
-    """What uvicorn's protocol writes to, kept in memory: no socket, no kernel, no client."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.written: list[bytes] = []
-        self.closed = False
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 def raw_post(path: str, body: bytes, headers: dict[bytes, bytes]) -> bytes:

@@ -1,5 +1,6 @@
 """Releases made in the test and the real scoring service run as a subprocess on 127.0.0.1."""
 
+import asyncio
 import json
 import os
 import shutil
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pandas as pd
@@ -229,3 +231,30 @@ def process_tree(pid: int) -> list[int]:
         found.append(current)
         stack.extend(children.get(current, []))
     return found
+
+
+class LoopbackTransport(asyncio.Transport):
+    """What uvicorn's protocol writes to, kept in memory: no socket, no kernel, no client."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+        self.closed = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass

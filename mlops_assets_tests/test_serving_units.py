@@ -87,6 +87,8 @@ def test_only_a_model_that_is_affine_gets_the_collapsed_predictor(tmp_path, kind
         ([], 422, "body must be a JSON object"),
         ({"data": "x"}, 422, "got str"),
         ({"data": [[1] * 9]}, 422, "row 0 has 9 values"),
+        ({"data": [[1] * 9, [1] * 11]}, 422, "row 0 has 9 values"),  # twenty values, two rows: still ragged
+        ({"data": [[1] * 10, 1.5]}, 422, "row 1 has a float"),
         ({"data": [[1] * 10, None]}, 422, "row 1 has a NoneType"),
         ({"data": [[float("nan")] + [1] * 9]}, 422, "row 0, feature age: nan is not a finite number"),
         ({"data": [[1] * 9 + [float("-inf")]]}, 422, "row 0, feature s6: -inf is not a finite number"),
@@ -415,3 +417,146 @@ def test_a_spec_bound_that_is_not_a_number_is_refused_when_the_spec_loads():
 
     with pytest.raises(ValueError, match="not NaN"):
         Feature.from_dict({"name": "age", "kind": "numeric", "max": float("nan")})
+
+
+def _connection(handler):
+    """The service's HTTP protocol on one connection over ``handler``'s app, as uvicorn makes it."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from uvicorn.server import ServerState
+
+    from mlops_assets.serving.app import ScoringApp
+    from mlops_assets.serving.drain import CloseWhileDraining
+    from mlops_assets.serving.protocol import BoundedHttpToolsProtocol
+    from mlops_assets_tests.serving_support import LoopbackTransport
+
+    app = CloseWhileDraining(ScoringApp(handler, Starlette()), drain=handler.state.drain)
+    config = uvicorn.Config(app, lifespan="off", access_log=False, log_config=None)
+    config.load()
+    state = ServerState()
+    protocol = BoundedHttpToolsProtocol(config=config, server_state=state, app_state={})
+    socket = LoopbackTransport()
+    protocol.connection_made(socket)
+    return protocol, socket, state
+
+
+def _post(body: bytes) -> tuple[bytes, bytes]:
+    head = b"POST /score HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n"
+    return head + b"Content-Length: %d\r\n\r\n" % len(body), body
+
+
+def _chunked(body: bytes) -> bytes:
+    head = b"POST /score HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\nTransfer-Encoding: chunked\r\n\r\n"
+    return head + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n"
+
+
+def _answers(written: bytes) -> list[tuple[int, dict, dict]]:
+    """Each response in ``written``: status, headers (lower-cased names), JSON body."""
+    answers = []
+    while written:
+        head, rest = written.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+        length = int(headers["content-length"]) if "content-length" in headers else None
+        if length is None:  # uvicorn's chunked answer to the ASGI path has one chunk
+            size, rest = rest.split(b"\r\n", 1)
+            body, rest = rest[: int(size, 16)], rest[int(size, 16) + 2 :].removeprefix(b"0\r\n\r\n")
+        else:
+            body, rest = rest[:length], rest[length:]
+        answers.append((int(lines[0].split()[1]), headers, json.loads(body)))
+        written = rest
+    return answers
+
+
+def test_a_plain_request_is_answered_in_the_parsers_callback_with_what_the_asgi_path_answers(tmp_path):
+    """No task, no ASGI cycle: the answer is written before feeding the bytes returns, even when
+    the body comes in two reads; a chunked body goes through the ASGI app and gets the same answer."""
+    import asyncio
+
+    handler = _loaded_service(tmp_path)
+    body = json.dumps(SAMPLE).encode()
+
+    async def scenario():
+        protocol, socket, state = _connection(handler)
+        head, _ = _post(body)
+        protocol.data_received(head + body[:5])
+        assert socket.written == []  # the body is not whole yet
+        protocol.data_received(body[5:])
+        direct = b"".join(socket.written)
+        assert state.tasks == set() and not socket.closed
+        socket.written.clear()
+        protocol.data_received(_chunked(body))
+        assert socket.written == []  # its ASGI task runs on the loop
+        while not socket.written or state.tasks:  # until its task has answered and ended
+            await asyncio.sleep(0.01)
+        return _answers(direct), _answers(b"".join(socket.written))
+
+    [(status, headers, answer)], [(asgi_status, asgi_headers, asgi_answer)] = asyncio.run(scenario())
+    assert status == asgi_status == 200
+    expected = handler.model.predict(np.asarray(SAMPLE["data"]))
+    assert answer["result"] == asgi_answer["result"] == pytest.approx(expected)
+    assert headers["x-model-version"] == asgi_headers["x-model-version"] == "1"
+    assert headers["content-type"] == asgi_headers["content-type"] == "application/json"
+    assert len(headers["x-request-id"]) == 32 and headers["x-request-id"] != asgi_headers["x-request-id"]
+    assert handler.tally.codes == {"200": 2} and handler.writer.backlog == 2
+
+
+def test_pipelined_requests_are_answered_in_order_whichever_path_each_takes(tmp_path):
+    import asyncio
+
+    handler = _loaded_service(tmp_path)
+    one, two = json.dumps(SAMPLE).encode(), json.dumps({"data": SAMPLE["data"][:1]}).encode()
+
+    async def scenario():
+        protocol, socket, state = _connection(handler)
+        # A chunked request (ASGI, answered on the loop), then two plain ones behind it, the last
+        # ending in a later read: neither may overtake the first.
+        protocol.data_received(_chunked(one) + b"".join(_post(two)) + b"".join(_post(one))[:-1])
+        protocol.data_received(b"".join(_post(one))[-1:])
+        while b"".join(socket.written).count(b"HTTP/1.1 ") < 3 or state.tasks:
+            await asyncio.sleep(0.01)
+        return _answers(b"".join(socket.written))
+
+    answers = asyncio.run(scenario())
+    assert [len(answer["result"]) for _, _, answer in answers] == [2, 1, 2]
+
+
+def test_a_direct_request_still_arriving_at_shutdown_is_answered_then_closed_and_one_cut_off_is_counted(
+    tmp_path,
+):
+    import asyncio
+
+    handler = _loaded_service(tmp_path)
+    body = json.dumps(SAMPLE).encode()
+    head, _ = _post(body)
+
+    async def scenario():
+        protocol, socket, _ = _connection(handler)
+        protocol.data_received(head + body[:5])
+        protocol.shutdown()  # the server stops while this body is on its way
+        assert not socket.closed
+        protocol.data_received(body[5:])
+        [(status, headers, _)] = _answers(b"".join(socket.written))
+        assert status == 200 and headers["connection"] == "close" and socket.closed
+        protocol, socket, _ = _connection(handler)
+        protocol.data_received(head + body[:5])
+        protocol.connection_lost(None)  # the client left mid-body
+        assert socket.written == []
+
+    asyncio.run(scenario())
+    assert handler.tally.codes == {"200": 1, "499": 1} and handler.writer.backlog == 1
+
+
+def test_under_a_wrapper_that_must_see_every_request_nothing_is_answered_directly(tmp_path):
+    from mlops_assets.serving.app import ScoringApp
+    from mlops_assets.serving.drain import CloseWhileDraining
+    from mlops_assets.serving.protocol import direct_handler
+
+    handler = _loaded_service(tmp_path)
+    app = CloseWhileDraining(ScoringApp(handler, None), drain=handler.state.drain)
+
+    class Tracing:  # as OpenTelemetry's ASGI middleware wraps the app when telemetry is on
+        def __init__(self, app) -> None:
+            self.app = app
+
+    assert direct_handler(app) is handler and direct_handler(Tracing(app)) is None

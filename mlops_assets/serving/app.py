@@ -1,7 +1,9 @@
 """The scoring service's ASGI app: Azure ML's request/response contract on a lean Starlette app.
 
-POST /score goes straight to ``handler.ScoreHandler`` (plain ASGI); every other route (health,
-metrics, OpenAPI, 404/405, lifespan) is Starlette's, reading the process's ``state.ServiceState``.
+POST /score goes straight to ``handler.ScoreHandler`` (plain ASGI; most requests never reach the
+app: the server's protocol answers them through the same handler, ``protocol.py``); every other
+route (health, metrics, OpenAPI, 404/405, lifespan) is Starlette's, reading the process's
+``state.ServiceState``.
 """
 
 import os

@@ -1,4 +1,5 @@
-"""POST /score, per request, as plain ASGI: no router, request or response objects.
+"""POST /score, per request: as plain ASGI (no router, request or response objects), or answered
+by the HTTP protocol itself for a plain request whose body it holds whole (``protocol.py``).
 
 Bearer check, bounded body read, orjson parse, the spec's checks in vectorised passes
 (``model/rows.py``), one matrix product (the model's affine form, verified at load) or one
