@@ -16,6 +16,7 @@ a named frame). Change what a request may hold here; a new feature kind starts i
 import json
 import math
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -252,19 +253,20 @@ def rows_from_payload(payload: Any, spec: ServingSpec, max_rows: int, text: byte
 
 def _numbers_at_once(data: list, n: int, text: bytes | None) -> np.ndarray | None:
     """The rows as a float matrix if they are plainly ``n`` JSON numbers each, else None (then
-        each row and value is checked, to say which is wrong). numpy finds the shape in its one
-        conversion pass, ragged rows failing it; but it would also turn text, null or a boolean into
-        a number. The request's text tells none is there: its only string is the key "data" (two
-        quote marks in all) and no other letter than a number's exponent is in it (no true, false or
-        null): one C pass over the text deletes every byte a number may hold and leaves ``""``. A
-    search for each word took four times as long."""
+    each row and value is checked, to say which is wrong). Reading the values as one flat run,
+    once every row is seen to hold ``n``, is a third faster than numpy finding the shape itself,
+    but either would turn text, null or a boolean into a number. The request's text tells none is
+    there: its only string is the key "data" (two quote marks in all) and no other letter than a
+    number's exponent is in it (no true, false or null): one C pass over the text deletes every
+    byte a number may hold and leaves ``""``. A search for each word took four times as long."""
     if text is None or text.translate(None, _NUMBERS_TEXT) != b'""':
         return None
     try:
-        rows = np.array(data, dtype=np.float64)
-    except (ValueError, TypeError, OverflowError):
+        if set(map(len, data)) != {n}:  # a number in place of a row has no length: TypeError
+            return None
+        return np.fromiter(chain.from_iterable(data), np.float64, len(data) * n).reshape(len(data), n)
+    except (ValueError, TypeError, OverflowError):  # a list inside a row
         return None
-    return rows if rows.ndim == 2 and rows.shape[1] == n else None
 
 
 def _number_matrix(data: list, spec: ServingSpec) -> Rows:
