@@ -251,11 +251,12 @@ def number_type(dtype: np.dtype) -> int:
 
 def class_labels(classes: Any) -> tuple[int, list]:
     """A classifier's ``classes_`` as an ONNX tensor's element type and values, for the label
-    output's Gather: whole numbers (booleans as 0/1) or text; anything else is not written."""
+    output's Gather: whole numbers (booleans as 0/1, and floats that are whole: a boolean target
+    fitted as 0.0/1.0) or text; anything else is not written."""
     from onnx import TensorProto
 
     labels = np.asarray(classes)
-    if labels.dtype.kind in "biu":
+    if labels.dtype.kind in "biu" or (labels.dtype.kind == "f" and (labels == np.round(labels)).all()):
         return TensorProto.INT64, [int(c) for c in labels]
     if all(isinstance(c, str) for c in labels.tolist()):
         return TensorProto.STRING, [c.encode() for c in labels]
