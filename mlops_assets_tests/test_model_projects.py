@@ -421,10 +421,11 @@ def test_the_cli_describes_a_project_and_refuses_a_broken_one_by_file_and_key(tm
 INIT_MIN_IMPROVEMENT = {
     "sklearn": {"regression": 0.01, "binary": 0.01, "multiclass": 0.04},
     "forest": {"regression": 0.05, "binary": 0.03, "multiclass": 0.12},
+    "hgb": {"regression": 0.05, "binary": 0.04, "multiclass": 0.09},
 }
 
 
-@pytest.mark.parametrize("library", ["sklearn", "forest"])
+@pytest.mark.parametrize("library", ["sklearn", "forest", "hgb"])
 @pytest.mark.parametrize("task", ["regression", "binary", "multiclass"])
 def test_init_makes_a_project_that_passes_its_own_test(tmp_path, task, library):
     import subprocess

@@ -651,8 +651,9 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument(
         "--library",
         default="sklearn",
-        choices=["sklearn", "forest", "lightgbm", "xgboost"],
-        help="the model's library (default sklearn: a linear model; forest: scikit-learn's random forest); "
+        choices=["sklearn", "forest", "hgb", "lightgbm", "xgboost"],
+        help="the model's library (default sklearn: a linear model; forest: scikit-learn's random forest; "
+        "hgb: its histogram gradient boosting); "
         "lightgbm and xgboost are locked into the project's own environment from MLOPS_PACKAGE_INDEX",
     )
     init.set_defaults(func=cmd_init)
