@@ -12,13 +12,13 @@ import os
 import joblib
 import orjson
 
-from bench.bare_starlette import NUMPY, answerer
+from bench.bare_starlette import CATEGORIES, NUMPY, answerer
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-def make_app(model):
-    answer = answerer(model)
+def make_app(model, categories: dict[str, list[str]] | None = None):
+    answer = answerer(model, categories)
 
     async def app(scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -40,4 +40,4 @@ def make_app(model):
     return app
 
 
-app = make_app(joblib.load(os.environ["BENCH_MODEL"])) if "BENCH_MODEL" in os.environ else None
+app = make_app(joblib.load(os.environ["BENCH_MODEL"]), CATEGORIES) if "BENCH_MODEL" in os.environ else None

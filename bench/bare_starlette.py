@@ -4,10 +4,15 @@ One ``Route``; the body parsed with orjson; numpy; the answer written with orjso
 validation, metrics or request log. A StandardScaler into a linear regressor is folded into one
 affine map by hand, as a user chasing speed would; any other regressor calls ``predict``; a
 classifier calls ``predict_proba`` and answers the likeliest class's label with the probabilities.
-Rows go in as a float matrix, or as a pandas frame when the model was fitted on named columns. Served by uvicorn (uvloop + httptools). BENCH_MODEL: a joblib file of the fitted model.
+Rows go in as a float matrix, or as a pandas frame when the model was fitted on named columns
+(categories as pandas Categorical where the model splits on them natively: BENCH_CATEGORIES, the
+spec's ``native_categories`` as JSON). Served by uvicorn (uvloop + httptools). BENCH_MODEL: a
+joblib file of the fitted model; BENCH_LIBRARY_PATH: where the model's own library is (LightGBM).
 """
 
+import json
 import os
+import sys
 from collections.abc import Callable
 
 import joblib
@@ -38,7 +43,7 @@ def folded(model) -> tuple[np.ndarray, float] | None:
     return weights, float(np.ravel(linear.intercept_)[0] - np.dot(mean, weights))
 
 
-def answerer(model) -> Callable[[list], dict]:
+def answerer(model, categories: dict[str, list[str]] | None = None) -> Callable[[list], dict]:
     """The answer to a request's rows (its "data"), as this endpoint computes it."""
     affine = folded(model)
     if affine is not None:
@@ -50,7 +55,10 @@ def answerer(model) -> Callable[[list], dict]:
         # A model fitted on named columns (a ColumnTransformer selecting by name) needs a frame.
         if names is None:
             return np.asarray(data, dtype=np.float64)
-        return pd.DataFrame(data, columns=list(names))
+        rows = pd.DataFrame(data, columns=list(names))
+        for name, allowed in (categories or {}).items():
+            rows[name] = pd.Categorical(rows[name], categories=allowed)
+        return rows
 
     if is_classifier(model):
         classes = model.classes_
@@ -63,8 +71,8 @@ def answerer(model) -> Callable[[list], dict]:
     return lambda data: {"result": model.predict(frame(data))}
 
 
-def endpoint(model):
-    answer = answerer(model)
+def endpoint(model, categories: dict[str, list[str]] | None = None):
+    answer = answerer(model, categories)
 
     async def score(request: Request) -> Response:
         body = orjson.dumps(answer(orjson.loads(await request.body())["data"]), option=NUMPY)
@@ -73,8 +81,10 @@ def endpoint(model):
     return score
 
 
-def make_app(model) -> Starlette:
-    return Starlette(routes=[Route("/score", endpoint(model), methods=["POST"])])
+def make_app(model, categories: dict[str, list[str]] | None = None) -> Starlette:
+    return Starlette(routes=[Route("/score", endpoint(model, categories), methods=["POST"])])
 
 
-app = make_app(joblib.load(os.environ["BENCH_MODEL"])) if "BENCH_MODEL" in os.environ else None
+CATEGORIES = json.loads(os.environ.get("BENCH_CATEGORIES") or "{}")
+sys.path.extend(path for path in os.environ.get("BENCH_LIBRARY_PATH", "").split(os.pathsep) if path)
+app = make_app(joblib.load(os.environ["BENCH_MODEL"]), CATEGORIES) if "BENCH_MODEL" in os.environ else None

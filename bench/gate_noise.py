@@ -13,16 +13,14 @@ Run: .venv/bin/python bench/gate_noise.py [--quick] [--library sklearn|forest|li
 """
 
 import argparse
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from bench.projects import library_path
 from mlops_assets.ops.lock import lock_project
 from mlops_assets.ops.scaffold import LIBRARIES, scaffold
-from mlops_assets.project.environment import LOCK_FILE, read_lock
 from mlops_assets.project.fitting import as_model_input
 from mlops_assets.project.loader import load_project
 from mlops_assets.project.metrics import TASKS, evaluate, task_metrics
@@ -32,22 +30,13 @@ from mlops_assets_tests.projects import typed_seed
 RETRAINS = 30
 
 
-def import_from_its_environment(folder: Path, scratch: Path) -> None:
-    """The project's locked library importable here: its environment's packages after ours."""
-    from mlops_assets.runner.environments import environment_python
+def import_from_its_environment(folder: Path) -> None:
+    """The project locked, and its library importable here: its environment's packages after ours."""
     from mlops_assets.settings import get_settings
 
     index = get_settings().package_index
     lock_project(folder, load_project_spec_requirements(folder), index)
-    python = environment_python(read_lock(folder / LOCK_FILE), scratch / "environments", index)
-    purelib = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    if purelib not in sys.path:
-        sys.path.append(purelib)
+    library_path(folder, index)
 
 
 def load_project_spec_requirements(folder: Path) -> tuple[str, ...]:
@@ -59,7 +48,7 @@ def load_project_spec_requirements(folder: Path) -> tuple[str, ...]:
 def spread(task: str, folder: Path, retrains: int, library: str = "sklearn") -> str:
     scaffold(folder, task, library=library)
     if LIBRARIES[library]["requirement"]:
-        import_from_its_environment(folder, folder.parent)
+        import_from_its_environment(folder)
     project = load_project(folder)
     spec = project.spec
     frame = as_model_input(typed_seed(project), spec.native_categories)

@@ -71,10 +71,11 @@ def measure(bench: BenchProject, requests: int, rounds: int, profile: bool) -> d
     from mlops_assets.serving.protocol import BoundedHttpToolsProtocol
 
     work = Path(tempfile.mkdtemp(prefix=f"mlops-bench-profile-{bench.name}-"))
+    categories = bench.project.spec.native_categories
     apps = {
         "ours": (ours(bench, work), BoundedHttpToolsProtocol, OUR_HEADERS),
-        "bare-starlette": (make_app(bench.model), HttpToolsProtocol, {}),
-        "bare-asgi": (bare_asgi.make_app(bench.model), HttpToolsProtocol, {}),  # for information
+        "bare-starlette": (make_app(bench.model, categories), HttpToolsProtocol, {}),
+        "bare-asgi": (bare_asgi.make_app(bench.model, categories), HttpToolsProtocol, {}),  # for information
     }
     figures: dict[tuple[str, str, int], list[float]] = {}
 

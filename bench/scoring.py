@@ -50,7 +50,8 @@ UV = Path(sys.executable).parent / "uv"
 OUR_BIN = Path(sys.executable).parent
 KEY = "bench-key"
 TELEMETRY = TelemetryReceiver().__enter__()  # the ingestion endpoint "ours+appinsights" exports to
-SCENARIOS = [(1, 16), (1, 64), (100, 16), (100, 64)]
+# (rows per request, connections, paced: requests/s offered in all, or None: as fast as answered)
+SCENARIOS = [(1, 16, None), (1, 64, None), (100, 16, None), (100, 64, None)]
 SERVER_ORDER = [
     "ours",
     "ours+appinsights",
@@ -149,6 +150,7 @@ def build_servers(work: Path, bench: BenchProject, names: set[str]) -> list[Serv
             "MLOPS_HOME": str(work / f"home-{name}"),
             "MLOPS_SCORING_KEYS": KEY,
             "MLOPS_SERVING_SPEC": str(spec),
+            "PYTHONPATH": bench.library_path,  # the artifact's own library (LightGBM), if any
         }
         if name == "ours+appinsights":
             # Telemetry on, with the distro's defaults (5 traces/s sampled, metrics every 60 s),
@@ -196,6 +198,15 @@ def build_servers(work: Path, bench: BenchProject, names: set[str]) -> list[Serv
                     "BENCH_MODEL": str(work / "model.joblib"),
                     "BENCH_GRAPH": str(release / compiled.get("file", "")),
                     "BENCH_MANIFEST": str(release / "manifest.json"),
+                    "BENCH_CATEGORIES": json.dumps(bench.project.spec.native_categories),
+                    "BENCH_LIBRARY_PATH": bench.library_path,
+                    # One thread per worker, as ours runs onnxruntime: a histogram gradient
+                    # boosting's predict otherwise spins OpenMP threads on every core for each
+                    # 1-row request (~100 req/s here instead of ~1,500).
+                    "OMP_NUM_THREADS": "1",
+                    # As `mlops-assets serve` runs its workers (serving/server.py): each accept
+                    # hands one connection to a worker, so connections spread evenly over both.
+                    "UV_TCP_SINGLE_ACCEPT": "1",
                 },
                 cwd=REPO,
                 up_on_any_answer=True,
@@ -348,32 +359,49 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def scenario_name(rows: int, connections: int, paced: int | None) -> str:
+    return f"{rows}r@{connections}c" + (f"/{paced}rps" if paced else "")
+
+
 def _ms(text: str) -> float:
     value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def post_script(work: Path, body_file: Path, headers: dict[str, str]) -> Path:
-    """A wrk Lua script that POSTs the file's bytes as JSON with these headers."""
+def post_script(work: Path, body_file: Path, headers: dict[str, str], pause_ms: float | None = None) -> Path:
+    """A wrk Lua script that POSTs the file's bytes as JSON with these headers; with ``pause_ms``,
+    each connection waits about that long after an answer before its next request (wrk's latency
+    leaves the pause out)."""
     script = work / "post.lua"
     headers = {"Content-Type": "application/json", **headers}
     script.write_text(
         'wrk.method = "POST"\n'
         f'local f = io.open("{body_file}", "rb"); wrk.body = f:read("*a"); f:close()\n'
         + "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items())
+        # Drawn afresh each time (uniform, its mean ``pause_ms``): connections that all began at
+        # once would otherwise stay in step and arrive as one burst after another.
+        + (f"function delay() return math.random() * {2 * pause_ms:.3f} end\n" if pause_ms else "")
     )
     return script
 
 
 def run_wrk(
-    server: Server, body: bytes, connections: int, duration: int, work: Path, pid: int | None = None
+    server: Server,
+    body: bytes,
+    connections: int,
+    duration: int,
+    work: Path,
+    pid: int | None = None,
+    paced: int | None = None,
 ) -> dict:
     """wrk's figures, its own CPU use (cores) and, given the server's ``pid``, the server's CPU
     microseconds per request answered (its processes' user+system time): steadier than req/s
-    on a shared machine, where a neighbour's load moves throughput from one run to the next."""
+    on a shared machine, where a neighbour's load moves throughput from one run to the next.
+    ``paced``: about that many requests a second in all (each connection pausing between its
+    requests), so every server gets the same load and the tail is its own, not a queue's."""
     body_file = work / "body.json"
     body_file.write_bytes(body)
-    script = post_script(work, body_file, server.headers)
+    script = post_script(work, body_file, server.headers, connections * 1000 / paced if paced else None)
     tree = process_tree(pid) if pid else []
     server_before = cpu_seconds(tree)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -514,12 +542,20 @@ def main() -> int:
         "--projects", default=",".join(PROJECTS), help="comma-separated subset of: " + ", ".join(PROJECTS)
     )
     parser.add_argument(
+        "--paced",
+        type=int,
+        metavar="REQ_PER_S",
+        help="also offer 1-row requests at about this rate in all over 64 connections, and 100-row "
+        "ones at a tenth of it, the same to every server: p99 at a load each sustains, not a queue's length",
+    )
+    parser.add_argument(
         "--floor",
         action="store_true",
         help="also serve a constant answer (bench/constant_asgi.py): the floor",
     )
     args = parse_args(parser, duration=1, warmup=1, rounds=1, only="ours,bare-starlette")
     chosen = set(args.only.split(",")) | ({"floor"} if args.floor else set())
+    scenarios = SCENARIOS + ([(1, 64, args.paced), (100, 64, args.paced // 10)] if args.paced else [])
     if not shutil.which("wrk"):
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
         return 2
@@ -528,8 +564,9 @@ def main() -> int:
     runs: dict[tuple[str, str], dict[tuple[int, int], list[dict]]] = {}
     planned = [
         (bench, server)
-        for bench in bench_projects(args.projects.split(","))
-        for server in build_servers(work, bench, chosen)
+        for index, bench in enumerate(bench_projects(args.projects.split(",")))
+        # The floor answers no model: served once, beside the first project.
+        for server in build_servers(work, bench, chosen if index == 0 else chosen - {"floor"})
     ]
     # Every server stays up (idle ones cost no CPU) and each scenario's runs alternate between
     # them, round after round: a slow minute of this shared machine hits them all alike.
@@ -542,21 +579,21 @@ def main() -> int:
                 stop(process)
                 del processes[(bench.name, server.name)]
         for _ in range(args.rounds):
-            for rows, connections in SCENARIOS:
+            for rows, connections, paced in scenarios:
                 for bench, server in planned:
                     process = processes.get((bench.name, server.name))
                     if process is None:
                         continue
                     body = server.body(bench.payloads[rows])
-                    run_wrk(server, body, connections, args.warmup, work)
-                    figures = run_wrk(server, body, connections, args.duration, work, process.pid)
+                    run_wrk(server, body, connections, args.warmup, work, paced=paced)
+                    figures = run_wrk(server, body, connections, args.duration, work, process.pid, paced)
                     figures["rss"] = rss_mb(process.pid)
                     drop_request_logs(work / bench.name)
-                    runs.setdefault((bench.name, server.name), {}).setdefault((rows, connections), []).append(
-                        figures
-                    )
+                    runs.setdefault((bench.name, server.name), {}).setdefault(
+                        (rows, connections, paced), []
+                    ).append(figures)
                     print(
-                        f"{bench.name + '/' + server.name:<34} {rows:>3} row(s) @{connections:<3} {figures['rps']:>9.0f} req/s  p50 {figures['p50']:.2f} ms  p99 {figures['p99']:.2f} ms  cpu {figures['cpu_us']:.0f} us/req  non-2xx {figures['non2xx']}  wrk cpu {figures['wrk_cpu']:.2f}",
+                        f"{bench.name + '/' + server.name:<34} {scenario_name(rows, connections, paced):>14} {figures['rps']:>9.0f} req/s  p50 {figures['p50']:.2f} ms  p99 {figures['p99']:.2f} ms  cpu {figures['cpu_us']:.0f} us/req  non-2xx {figures['non2xx']}  wrk cpu {figures['wrk_cpu']:.2f}",
                         flush=True,
                     )
     finally:
@@ -567,15 +604,19 @@ def main() -> int:
     results = {key: {scenario: medians(found) for scenario, found in by.items()} for key, by in runs.items()}
     print(f"\nmedians of {args.rounds} round(s) of {args.duration} s each")
     print(
-        f"\n{'project/server':<34}{'payload':>12}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}{'non-2xx':>9}{'RSS MB (max proc / total)':>28}{'ours/this':>11}"
+        f"\n{'project/server':<34}{'payload':>16}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}{'non-2xx':>9}{'RSS MB (max proc / total)':>28}{'ours/this':>11}{'p99 ours/this':>15}"
     )
     for (project, name), by_scenario in results.items():
-        for (rows, connections), f in by_scenario.items():
-            ours = results.get((project, "ours"), {}).get((rows, connections))
-            ratio = f"{ours['rps'] / f['rps']:.2f}x" if ours and name != "ours" else ""
+        for (rows, connections, paced), f in by_scenario.items():
+            ours = results.get((project, "ours"), {}).get((rows, connections, paced))
+            # Paced, every server is offered the same load: only the tail compares.
+            ratio = (
+                f"{ours['rps'] / f['rps']:.2f}x" if ours and name != "ours" and not paced and f["rps"] else ""
+            )
+            tail = f"{ours['p99'] / f['p99']:.2f}x" if ours and name != "ours" and f["p99"] else ""
             rss = f"{f['rss'][0]:.0f} / {sum(f['rss']):.0f}"
             print(
-                f"{project + '/' + name:<34}{f'{rows}r@{connections}c':>12}{f['rps']:>10.0f}{f['p50']:>9.2f}{f['p99']:>9.2f}{f['cpu_us']:>12.0f}{f['non2xx'] + f['socket_errors']:>9}{rss:>28}{ratio:>11}"
+                f"{project + '/' + name:<34}{scenario_name(rows, connections, paced):>16}{f['rps']:>10.0f}{f['p50']:>9.2f}{f['p99']:>9.2f}{f['cpu_us']:>12.0f}{f['non2xx'] + f['socket_errors']:>9}{rss:>28}{ratio:>11}{tail:>15}"
             )
     if any(name == "ours+appinsights" for _, name in results):
         kinds = Counter(e.get("data", {}).get("baseType") for e in TELEMETRY.envelopes)
