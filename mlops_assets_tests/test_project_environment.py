@@ -441,11 +441,11 @@ def test_init_refuses_a_library_that_cannot_take_the_task_s_labels(tmp_path):
     with pytest.raises(
         ValueError,
         match=r"--library xgboost --task multiclass: its classifier takes labels 0..n-1 only, not a target of "
-        r"text labels; use --library sklearn or forest or lightgbm for a multiclass task",
+        r"text labels; use --library sklearn or forest or hgb or lightgbm for a multiclass task",
     ):
         scaffold(tmp_path / "x", "multiclass", library="xgboost")
     with pytest.raises(
-        ValueError, match=r"unknown library 'catboost'; one of sklearn, forest, lightgbm, xgboost"
+        ValueError, match=r"unknown library 'catboost'; one of sklearn, forest, hgb, lightgbm, xgboost"
     ):
         scaffold(tmp_path / "y", "binary", library="catboost")
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
