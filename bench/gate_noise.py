@@ -9,7 +9,7 @@ With ``--library lightgbm`` (or xgboost), the project init makes on that library
 MLOPS_PACKAGE_INDEX, its environment made, and the library imported from there into this process
 (after the platform's own packages, which the lock shares at the same versions).
 
-Run: .venv/bin/python bench/gate_noise.py [--quick] [--library sklearn|forest|lightgbm|xgboost]
+Run: .venv/bin/python bench/gate_noise.py [--quick] [--library sklearn|forest|hgb|lightgbm|xgboost]
 """
 
 import argparse
