@@ -1,5 +1,6 @@
 """One rule table per feature kind: ingest (pandas over a CSV), batch scoring (pyarrow over the same
-CSV) and the service (JSON, rows by position and by name) give every value the same verdict.
+CSV) and the service (JSON, rows by position and by name, one row and many) give every value the
+same verdict.
 
 Hypothesis draws a feature (kind, range or categories, nullable, reject or flag) and a value, writes
 the value as each format writes it (a CSV cell: ``""`` for null, ``true``/``false``, the number's
@@ -22,7 +23,7 @@ from hypothesis import strategies as st
 from mlops_assets.ingest.tally import tally_of
 from mlops_assets.ingest.validation import ValidationThresholds, check_ranges, failed_rules, parse_batch
 from mlops_assets.model.batch_scoring import check_chunk, read_chunks
-from mlops_assets.model.rows import PayloadError, ServingSpec, rows_from_payload
+from mlops_assets.model.rows import FEW_ROWS, PayloadError, ServingSpec, rows_from_payload
 from mlops_assets.project.spec import ProjectSpec
 
 CATEGORIES = ("red", "green", "blue")
@@ -111,10 +112,10 @@ def batch_verdict(spec: ServingSpec, data: bytes) -> str:
     return "flagged" if flagged else "accepted"
 
 
-def serving_verdict(spec: ServingSpec, row: Any) -> str:
-    payload = {"data": [row]}
+def serving_verdict(spec: ServingSpec, row: Any, copies: int = 1) -> str:
+    payload = {"data": [row] * copies}
     try:
-        rows = rows_from_payload(payload, spec, 10, json.dumps(payload).encode())
+        rows = rows_from_payload(payload, spec, copies, json.dumps(payload).encode())
     except PayloadError:
         return "refused"
     return "flagged" if rows.flags else "accepted"
@@ -129,6 +130,8 @@ def verdicts(column: dict[str, Any], value: Any) -> dict[str, str]:
         "batch (pyarrow)": batch_verdict(serving, data),
         "serving, by position": serving_verdict(serving, [value]),
         "serving, by name": serving_verdict(serving, {"x": value}),
+        # a few rows are judged value by value in Python, more a column at a time in numpy
+        "serving, by name, many rows": serving_verdict(serving, {"x": value}, FEW_ROWS + 1),
     }
 
 

@@ -373,6 +373,7 @@ def _checked_frame(data: list, spec: ServingSpec) -> Rows:
 
 
 _NONE = type(None)
+FEW_ROWS = 8  # up to this many, a column's values are checked one by one (``_few_values``)
 _BOOLEAN_TYPES = frozenset({bool, int, float})
 
 
@@ -399,6 +400,8 @@ def _columns_at_once(data: list, spec: ServingSpec) -> list | None:
 
 
 def _column_at_once(feature: Feature, values: list) -> np.ndarray | None:
+    if len(values) <= FEW_ROWS:
+        return _few_values(feature, values)
     types = set(map(type, values))
     nulls = _NONE in types
     if nulls:
@@ -425,6 +428,39 @@ def _column_at_once(feature: Feature, values: list) -> np.ndarray | None:
     if feature.kind == "integer" and not (known == np.round(known)).all():
         return None
     return column
+
+
+def _few_values(feature: Feature, values: list) -> np.ndarray | None:
+    """``_column_at_once`` for a few values, judged one by one in Python by the same rules: for a
+    request of a row or two, numpy's cost per call was most of the check."""
+    kind, nullable = feature.kind, feature.nullable
+    if kind == "categorical":
+        categories = feature.category_set
+        for value in values:
+            if (value is None and not nullable) or (
+                value is not None and (type(value) is not str or value not in categories)
+            ):
+                return None
+        return np.array(values, dtype=object)
+    allowed = _BOOLEAN_TYPES if kind == "boolean" else _NUMBER_TYPES
+    low, high = feature.low, feature.high
+    for value in values:
+        if value is None:
+            if not nullable:
+                return None
+        elif type(value) not in allowed:
+            return None
+        elif kind == "boolean":
+            if value != 0 and value != 1:
+                return None
+        elif not low <= value <= high or (  # NaN fails the range too
+            kind == "integer" and type(value) is float and not value.is_integer()
+        ):
+            return None
+    try:
+        return np.array([math.nan if value is None else value for value in values], dtype=np.float64)
+    except OverflowError:  # a whole number beyond a float's range, within an unbounded feature's
+        return None
 
 
 def _frame_by_value(data: list, spec: ServingSpec) -> Rows:
