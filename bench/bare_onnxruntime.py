@@ -1,7 +1,8 @@
 """The same compiled graph behind a bare Starlette endpoint: onnxruntime with no checks around it.
 
 One ``Route``; the body parsed with orjson; each request's rows fed to the graph as registration
-compiled it (one float matrix, or one input per feature with categories as text); the answer
+compiled it (one float matrix, the same with each category as its code, or one input per feature
+with categories as text); the answer
 written with orjson. No auth, validation, metrics or request log; one onnxruntime thread per
 worker, as ours. Served by uvicorn (uvloop + httptools). BENCH_GRAPH: the release's ``model.onnx``;
 BENCH_MANIFEST: its ``manifest.json`` (the ``compiled`` block says how the graph is fed).
@@ -33,10 +34,30 @@ def answerer(graph: bytes, manifest: dict):
     text = {i.name for i in session.get_inputs() if i.type == "tensor(string)"}
     classifier = len(session.get_outputs()) > 1
 
+    codes = [
+        dict(zip(compiled["codes"][name], range(len(compiled["codes"][name])), strict=True))
+        if name in compiled.get("codes", {})
+        else None
+        for name in features
+    ]
+
     def feed(data: list) -> dict:
         rows = [[row.get(name) for name in features] for row in data] if isinstance(data[0], dict) else data
         if compiled["inputs"] == "matrix":
             return {"features": np.asarray(rows, dtype=numbers)}
+        if compiled["inputs"] == "coded":
+            return {
+                "features": np.asarray(
+                    [
+                        [
+                            np.nan if v is None else v if code is None else code.get(v, np.nan)
+                            for v, code in zip(row, codes, strict=True)
+                        ]
+                        for row in rows
+                    ],
+                    dtype=numbers,
+                )
+            }
         columns = list(zip(*rows, strict=True))
         return {
             name: (

@@ -290,6 +290,8 @@ def test_histogram_gradient_boosting_splitting_on_categories_is_served_as_fitted
 BOOSTERS_CHECK = """
 import json, sys
 import lightgbm, numpy as np, pandas as pd, xgboost
+from mlops_assets.model.artifact import ArtifactError
+from mlops_assets.model.compiled import compiled_model, first_difference
 from mlops_assets.model.compiling import compile_model
 from mlops_assets.model.rows import ServingSpec
 from mlops_assets.project.rules import Feature
@@ -334,7 +336,18 @@ verdicts = {}
 for (library, task), estimator in estimators.items():
     model = estimator().fit(train, targets[task])
     spec = ServingSpec("parcels", task, features, target_kind=kinds[task], categorical_dtype="category")
-    verdicts[f"{library} {task}"] = compile_model(model, spec, holdout)[1]
+    graph, verdicts[f"{library} {task}"] = compile_model(model, spec, holdout)
+    if (library, task) == ("lightgbm", "regression"):
+        # The manifest's codes are what the graph is fed by: swapped, the answers differ; absent,
+        # the graph is refused.
+        block = verdicts["lightgbm regression"]
+        swapped = block | {"codes": {"plan": ["premium", "standard", "basic", "legacy"]}}
+        found = compiled_model(graph, swapped, spec.names, [True, False, False], "g").predict(holdout)
+        verdicts["swapped codes"] = str(first_difference("regression", (model.predict(holdout),), (found,)))
+        try:
+            compiled_model(graph, block | {"codes": {}}, spec.names, [True, False, False], "g")
+        except ArtifactError as exc:
+            verdicts["no codes"] = str(exc)
 zero = lightgbm.LGBMRegressor(n_estimators=5, zero_as_missing=True, verbose=-1).fit(train, score)
 regression = ServingSpec("parcels", "regression", features, target_kind="numeric", categorical_dtype="category")
 verdicts["zero as missing"] = compile_model(zero, regression, holdout)[1]
@@ -346,8 +359,9 @@ json.dump(verdicts, sys.stdout)
 def test_lightgbm_and_xgboost_on_pandas_categories_compile_exact_in_their_own_environment(tmp_path):
     """Both libraries' trees written from their own dumps (model/booster_graphs.py), compiled where
     the libraries are: an environment of the wheelhouse's locked wheels. Categories coded as each
-    library codes them, missing values and a category never seen routed as the trees route them;
-    LightGBM in float64 and XGBoost in float32, as each compares."""
+    library codes them (by the service, from the manifest's table: a swapped table answers
+    otherwise, a missing one is refused), missing values and a category never seen routed as the
+    trees route them; LightGBM in float64 and XGBoost in float32, as each compares."""
     import subprocess
     from pathlib import Path
 
@@ -371,6 +385,9 @@ def test_lightgbm_and_xgboost_on_pandas_categories_compile_exact_in_their_own_en
     for name in libraries_tasks:
         block = verdicts[name]
         numbers = "float64" if name.startswith("lightgbm") else "float32"
-        assert (block.get("inputs"), block.get("numbers")) == ("columns", numbers), (name, block)
+        assert (block.get("inputs"), block.get("numbers")) == ("coded", numbers), (name, block)
+        assert block["codes"] == {"plan": ["basic", "standard", "premium", "legacy"]}, name
         assert block["checked_rows"]["holdout"] == 500
+    assert verdicts["swapped codes"].startswith("("), verdicts["swapped codes"]  # (row, how): they differ
+    assert "does not list the categories of each categorical feature (plan)" in verdicts["no codes"]
     assert "it takes zero as missing (zero_as_missing)" in verdicts["zero as missing"]["reason"]

@@ -322,6 +322,8 @@ def test_a_project_lives_from_landing_to_batch_scoring_by_its_spec(project_setti
 
         assert importlib.util.find_spec("lightgbm") is None
         assert lived["candidate"]["model_kind"] == "LGBMRegressor"
+        # its categories are fed to the graph as codes, from the manifest's table
+        assert compiled["inputs"] == "coded" and set(compiled["codes"]) == {"carrier", "service", "region"}
         assert lived["manifest"]["project_package"]["modules"]["requirements.lock"].startswith(
             "# mlops-assets lock"
         )

@@ -12,9 +12,12 @@ the trees are written here from the libraries' documented dumps, split by split 
 - XGBoost (``save_raw("json")``; ``RegTree``'s ``Decision``): float32 (it casts the features),
   left when ``x < split``, NaN the default way; a category right when in the node's set.
 
-Categories arrive as text, as the service has them, and are coded as each library codes a pandas
-Categorical column: the category's position among those it was trained on (LightGBM's
-``pandas_categorical``, XGBoost's ``cats``), a missing or unknown one as NaN. The raw score is
+Categories are coded as each library codes a pandas Categorical column: the category's position
+among those it was trained on (LightGBM's ``pandas_categorical``, XGBoost's ``cats``), a missing
+or unknown one as NaN. Fed ``coded``, the graph takes one matrix with the codes in place, coded by
+the service from the table the manifest keeps (a third of a 1-row request's time on the graph
+went to coding text in it: an input, a ``LabelEncoder`` and a ``Cast`` per category); fed
+``columns``, it takes the categories as text and codes them itself. The raw score is
 turned into the answer as the objective does (exp for poisson-like losses, the logistic, softmax).
 What cannot be written the same way raises NotImplementedError (zero as missing, linear trees,
 another objective), which compiling reports.
@@ -63,13 +66,25 @@ def is_booster(model: Any) -> bool:
     return type(model).__module__.split(".")[0] in READERS
 
 
-def booster_graph(model: Any, features: list[tuple[str, bool]], inputs: str, numbers: str) -> Any:
-    """The ModelProto answering as ``model.predict`` (and ``predict_proba``) does. ``features``:
-    each feature's name and whether it is a category, in the model's column order."""
+def booster_graph(
+    model: Any, features: list[tuple[str, bool]], inputs: str, numbers: str
+) -> tuple[Any, dict[str, list[str]]]:
+    """The ModelProto answering as ``model.predict`` (and ``predict_proba``) does, and what the
+    manifest must say to feed it: for ``inputs="coded"``, each categorical feature's categories
+    in code order. ``features``: each feature's name and whether it is a category, in the
+    model's column order."""
     boosted = READERS[type(model).__module__.split(".")[0]](model, len(features))
     if np.dtype(numbers) != boosted.dtype:
         raise NotImplementedError(f"it compares in {boosted.dtype}, not {numbers}")
-    return _graph(boosted, features, inputs)
+    codes = {}
+    if inputs == "coded":
+        names = [name for name, categorical in features if categorical]
+        if len(names) != len(boosted.categories):
+            raise NotImplementedError(
+                "its categorical columns are not the spec's categories as pandas Categorical"
+            )
+        codes = dict(zip(names, boosted.categories, strict=True))
+    return _graph(boosted, features, inputs), codes
 
 
 def _graph(boosted: Boosted, features: list[tuple[str, bool]], inputs: str) -> Any:
@@ -78,7 +93,7 @@ def _graph(boosted: Boosted, features: list[tuple[str, bool]], inputs: str) -> A
     number = number_type(boosted.dtype)
     nodes: list = []
     initializers: list = []
-    if inputs == "matrix":
+    if inputs in ("matrix", "coded"):  # coded: categories arrive as their codes, coded by the service
         graph_inputs = [helper.make_tensor_value_info("features", number, [None, len(features)])]
         matrix = "features"
     else:

@@ -2,16 +2,20 @@
 answering as the model would, within the tolerance it was checked to at registration.
 
 The manifest's ``compiled`` block says how the graph takes its rows, decided when it was compiled
-(``compiling.py``): ``inputs`` is ``"matrix"`` (one input of every feature, all numbers) or
-``"columns"`` (one input per feature, named by it: numbers, booleans as 0/1, categories as text),
-and ``numbers`` what a number is fed as (``float64``, or ``float32`` where a converter or
+(``compiling.py``): ``inputs`` is ``"matrix"`` (one input of every feature, all numbers),
+``"coded"`` (one matrix, each category as its position in the block's ``codes`` for its feature,
+a missing or unknown one as NaN: as LightGBM and XGBoost code pandas categories) or ``"columns"``
+(one input per feature, named by it: numbers, booleans as 0/1, categories as text), and
+``numbers`` what a number is fed as (``float64``, or ``float32`` where a converter or
 onnxruntime's kernels take no doubles). A version that did not compile says why in ``reason`` and
 is asked through its model as before. Add a runtime here; ``loaded.loaded_model`` chooses it.
 """
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -34,8 +38,9 @@ class CompiledModel:
     session: Any  # onnxruntime.InferenceSession
     features: tuple[str, ...]
     categorical: tuple[bool, ...]  # per feature: fed as text
-    inputs: str  # "matrix" | "columns"
+    inputs: str  # "matrix" | "coded" | "columns"
     numbers: np.dtype
+    codes: tuple[dict[str, float] | None, ...] = ()  # "coded": per feature, category -> code
 
     def run(self, rows: Any) -> list[np.ndarray]:
         """The graph's outputs for rows as ``Rows`` holds them: a float matrix, a named frame, or
@@ -45,6 +50,12 @@ class CompiledModel:
                 rows if isinstance(rows, np.ndarray) else np.column_stack(columns_of(rows, self.features))
             )
             feed = {"features": matrix.astype(self.numbers, copy=False)}
+        elif self.inputs == "coded":
+            columns = columns_of(rows, self.features)
+            matrix = np.empty((len(columns[0]), len(columns)), dtype=self.numbers)
+            for j, (column, codes) in enumerate(zip(columns, self.codes, strict=True)):
+                matrix[:, j] = column if codes is None else _coded(column, codes)
+            feed = {"features": matrix}
         else:
             feed = {
                 name: (_text(column) if text else column.astype(self.numbers, copy=False)).reshape(-1, 1)
@@ -64,6 +75,10 @@ class CompiledModel:
         labels, probabilities = self.run(rows)[:2]
         probabilities = np.asarray(probabilities, dtype=np.float64)
         return np.asarray(labels), probabilities / probabilities.sum(axis=1, keepdims=True)
+
+
+def _coded(column: np.ndarray, codes: dict[str, float]) -> np.ndarray:
+    return np.fromiter(map(codes.get, column, repeat(math.nan)), np.float64, len(column))
 
 
 def _text(column: np.ndarray) -> np.ndarray:
@@ -111,6 +126,7 @@ def compiled_model(
     """The graph, if its sha256 is the manifest's, ready to answer; an ArtifactError names what
     is wrong (a tampered file, a graph this onnxruntime cannot run)."""
     verify_sha256(graph, block["sha256"], source)
+    codes = _code_tables(block, features, categorical, source)
     import onnxruntime as ort
 
     try:
@@ -123,6 +139,31 @@ def compiled_model(
         tuple(bool(c) for c in categorical),
         str(block["inputs"]),
         np.dtype(block["numbers"]),
+        codes,
+    )
+
+
+def _code_tables(
+    block: dict, features: Sequence[str], categorical: Sequence[bool], source: str
+) -> tuple[dict[str, float] | None, ...]:
+    """Per feature, a category's code (``"coded"`` graphs: every categorical feature has a list
+    of its categories in ``codes``), else None."""
+    if block["inputs"] != "coded":
+        return ()
+    given = block.get("codes")
+    wanted = [name for name, text in zip(features, categorical, strict=True) if text]
+    if (
+        not isinstance(given, dict)
+        or sorted(given) != sorted(wanted)
+        or not all(isinstance(c, list) and all(isinstance(v, str) for v in c) for c in given.values())
+    ):
+        raise ArtifactError(
+            f"{source}: takes categories as codes, but its manifest does not list the categories of "
+            f"each categorical feature ({', '.join(wanted)})"
+        )
+    return tuple(
+        {category: float(code) for code, category in enumerate(given[name])} if name in given else None
+        for name in features
     )
 
 

@@ -2,7 +2,8 @@
 model does: run in the project runner (the project's environment holds the model's classes).
 
 Each way of feeding the graph is tried in turn (one matrix of every feature where all are
-numbers, else one input per feature; numbers as float64, then float32 where the converter or
+numbers; for LightGBM and XGBoost, one matrix with each category as its code; else one input per
+feature; numbers as float64, then float32 where the converter or
 onnxruntime takes no doubles: onnxruntime has no double kernel for an imputer, nor for skl2onnx's
 tree ensembles; histogram gradient boosting is written by ``tree_graphs`` in either precision,
 LightGBM and XGBoost by ``booster_graphs`` in the precision each compares in, skl2onnx converts
@@ -48,14 +49,16 @@ def compile_model(model: Any, spec: ServingSpec, holdout: Any) -> tuple[bytes | 
             "reason": f"its holdout holds a row the service would refuse ({exc}): nothing to check on"
         }
     failures: dict[str, list[str]] = {}  # what went wrong -> the ways of feeding it went wrong for
-    for inputs in _layouts(spec):
+    for inputs in _layouts(spec, booster_graphs.is_booster(model)):
         for numbers in ("float64", "float32"):
             try:
-                graph = _converted(model, spec, inputs, numbers)
+                graph, codes = _converted(model, spec, inputs, numbers)
             except Exception as exc:  # skl2onnx raises many kinds: each is a reason, not a crash
                 failures.setdefault(f"no converter ({_said(exc)})", []).append(f"{inputs} of {numbers}")
                 continue
             block = {"format": "onnx", "inputs": inputs, "numbers": numbers, "sha256": sha256_hex(graph)}
+            if codes:
+                block["codes"] = codes
             try:
                 compiled = compiled_model(graph, block, spec.names, _categorical(spec), "the graph")
             except ValueError as exc:
@@ -73,9 +76,9 @@ def compile_model(model: Any, spec: ServingSpec, holdout: Any) -> tuple[bytes | 
     return None, {"reason": "; ".join(f"{', '.join(ways)}: {why}" for why, ways in failures.items())}
 
 
-def _layouts(spec: ServingSpec) -> list[str]:
+def _layouts(spec: ServingSpec, booster: bool) -> list[str]:
     if any(f.kind == "categorical" for f in spec.features):
-        return ["columns"]
+        return ["coded", "columns"] if booster else ["columns"]
     return ["matrix", "columns"]
 
 
@@ -83,10 +86,12 @@ def _categorical(spec: ServingSpec) -> list[bool]:
     return [f.kind == "categorical" for f in spec.features]
 
 
-def _converted(model: Any, spec: ServingSpec, inputs: str, numbers: str) -> bytes:
+def _converted(model: Any, spec: ServingSpec, inputs: str, numbers: str) -> tuple[bytes, dict]:
+    """The graph, and each categorical feature's categories in code order where it takes codes."""
     if booster_graphs.is_booster(model):
         features = [(f.name, f.kind == "categorical") for f in spec.features]
-        return booster_graphs.booster_graph(model, features, inputs, numbers).SerializeToString()
+        graph, codes = booster_graphs.booster_graph(model, features, inputs, numbers)
+        return graph.SerializeToString(), codes
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType
 
@@ -103,7 +108,7 @@ def _converted(model: Any, spec: ServingSpec, inputs: str, numbers: str) -> byte
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         graph = convert_sklearn(model, initial_types=types, options=options)
-    return tree_graphs.finished(graph).SerializeToString()
+    return tree_graphs.finished(graph).SerializeToString(), {}
 
 
 @functools.cache
