@@ -187,7 +187,12 @@ def score_rows(model: LoadedModel, rows: Rows) -> dict[str, Any]:
     result: dict[str, Any] = {"result": [_label(v, spec.target_kind) for v in labels.tolist()]}
     if probabilities is not None:
         keys = [json_key(_label(c, spec.target_kind)) for c in model.classes]
-        result["probabilities"] = [dict(zip(keys, row, strict=True)) for row in probabilities.tolist()]
+        rows = probabilities.tolist()
+        if len(keys) == 2:  # binary: a dict display per row, a sixth of dict(zip()) on 100 rows
+            first, second = keys
+            result["probabilities"] = [{first: p, second: q} for p, q in rows]
+        else:
+            result["probabilities"] = [dict(zip(keys, row, strict=True)) for row in rows]
     return result
 
 
