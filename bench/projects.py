@@ -4,7 +4,6 @@ it was not). A project with a library of its own (parcels: LightGBM) gets its lo
 made once under bench/.venvs/environments, and its packages importable here after ours."""
 
 import json
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -85,22 +84,17 @@ def library_path(folder: Path, index: str) -> str:
     import importlib.util
 
     from mlops_assets.project.environment import LOCK_FILE, lock_imports, read_lock
-    from mlops_assets.runner.environments import environment_python
+    from mlops_assets.runner.environments import environment_python, site_packages
 
     if not (folder / LOCK_FILE).is_file():
         return ""
     python = environment_python(read_lock(folder / LOCK_FILE), ENVIRONMENTS, index)
-    purelib = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    purelib = site_packages(python)
     own = python.parents[1].with_name(python.parents[1].name + "-own")
     own.mkdir(exist_ok=True)
     for module in sorted(lock_imports(folder)):
         if importlib.util.find_spec(module) is None and not (own / module).exists():
-            (own / module).symlink_to(Path(purelib) / module)
+            (own / module).symlink_to(purelib / module)
     if str(own) not in sys.path:
         sys.path.append(str(own))
     return str(own)

@@ -91,10 +91,7 @@ def _make(folder: Path, lock: Lock, index: str) -> None:
         project = staging / "requirements.txt"
         project.write_text(lock.body)
         subprocess.run([*install, "--require-hashes", "-r", str(project), *index_options(index)], **run)
-        purelib = subprocess.run(
-            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], **run
-        ).stdout.strip()
-        Path(purelib, "mlops_assets_platform.pth").write_text(f"{PLATFORM_ROOT}\n")
+        (site_packages(python) / "mlops_assets_platform.pth").write_text(f"{PLATFORM_ROOT}\n")
     except subprocess.CalledProcessError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         said = " ".join(line.strip() for line in (exc.stderr or "").splitlines() if line.strip())
@@ -103,6 +100,17 @@ def _make(folder: Path, lock: Lock, index: str) -> None:
         ) from None
     (staging / "venv").rename(folder)
     shutil.rmtree(staging, ignore_errors=True)
+
+
+def site_packages(python: str | Path) -> Path:
+    """Where the environment of ``python`` installs pure-Python packages (its ``purelib``)."""
+    found = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return Path(found.stdout.strip())
 
 
 def project_python(project, root: Path, index: str, default: str = sys.executable) -> str:
