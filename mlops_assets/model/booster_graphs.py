@@ -77,17 +77,17 @@ def booster_graph(
     if np.dtype(numbers) != boosted.dtype:
         raise NotImplementedError(f"it compares in {boosted.dtype}, not {numbers}")
     codes = {}
-    if inputs == "coded":
+    if inputs != "matrix":
         names = [name for name, categorical in features if categorical]
         if len(names) != len(boosted.categories):
             raise NotImplementedError(
                 "its categorical columns are not the spec's categories as pandas Categorical"
             )
         codes = dict(zip(names, boosted.categories, strict=True))
-    return _graph(boosted, features, inputs), codes
+    return _graph(boosted, features, inputs, codes), (codes if inputs == "coded" else {})
 
 
-def _graph(boosted: Boosted, features: list[tuple[str, bool]], inputs: str) -> Any:
+def _graph(boosted: Boosted, features: list[tuple[str, bool]], inputs: str, codes: dict) -> Any:
     from onnx import helper
 
     number = number_type(boosted.dtype)
@@ -97,7 +97,7 @@ def _graph(boosted: Boosted, features: list[tuple[str, bool]], inputs: str) -> A
         graph_inputs = [helper.make_tensor_value_info("features", number, [None, len(features)])]
         matrix = "features"
     else:
-        graph_inputs, columns = _coded_columns(boosted, features, nodes)
+        graph_inputs, columns = _coded_columns(boosted, features, codes, nodes)
         matrix = "matrix"
         nodes.append(helper.make_node("Concat", columns, [matrix], axis=1))
     attributes = boosted.trees.attributes(boosted.dtype, boosted.n_targets)
@@ -118,22 +118,20 @@ def _graph(boosted: Boosted, features: list[tuple[str, bool]], inputs: str) -> A
     return helper.make_model(graph, opset_imports=opsets, producer_name="mlops-assets")
 
 
-def _coded_columns(boosted: Boosted, features: list[tuple[str, bool]], nodes: list) -> tuple[list, list[str]]:
-    """An input per feature, a category coded as the library codes it; the columns to concatenate."""
+def _coded_columns(
+    boosted: Boosted, features: list[tuple[str, bool]], codes: dict[str, list[str]], nodes: list
+) -> tuple[list, list[str]]:
+    """An input per feature, a category coded as the library codes it (``codes``: its categories
+    in code order); the columns to concatenate."""
     from onnx import TensorProto, helper
 
-    known = list(boosted.categories)
-    if sum(categorical for _, categorical in features) != len(known):
-        raise NotImplementedError(
-            "its categorical columns are not the spec's categories as pandas Categorical"
-        )
     graph_inputs, columns = [], []
     for name, categorical in features:
         if not categorical:
             graph_inputs.append(helper.make_tensor_value_info(name, number_type(boosted.dtype), [None, 1]))
             columns.append(name)
             continue
-        categories = known.pop(0)
+        categories = codes[name]
         graph_inputs.append(helper.make_tensor_value_info(name, TensorProto.STRING, [None, 1]))
         coded, column = f"{name}_code", f"{name}_column"
         nodes.append(

@@ -37,7 +37,7 @@ MISSING_CATEGORY = ""  # what a null category is fed as (a string tensor holds n
 class CompiledModel:
     session: Any  # onnxruntime.InferenceSession
     features: tuple[str, ...]
-    categorical: tuple[bool, ...]  # per feature: fed as text
+    categorical: tuple[bool, ...]  # per feature: a category (text, or its code where coded)
     inputs: str  # "matrix" | "coded" | "columns"
     numbers: np.dtype
     codes: tuple[dict[str, float] | None, ...] = ()  # "coded": per feature, category -> code
